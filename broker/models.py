@@ -1,0 +1,298 @@
+"""Wire models of the broker's HTTP/JSON and WebSocket API.
+
+One source of truth for the server (transport), the client and the OpenAPI
+document: both sides parse and build these models, never raw dicts.
+
+Names: queue and group names are DNS-label-like (they become Kubernetes
+object names too). Durations on the wire are integer milliseconds.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+CONSUMER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lowercase DNS label, <= 63 chars")]
+ConsumerName = Annotated[str, Field(pattern=CONSUMER_PATTERN)]
+Millis = Annotated[int, Field(ge=0)]
+PositiveMillis = Annotated[int, Field(gt=0)]
+
+
+class Model(BaseModel):
+    """Strict about unknown fields so a typo is a 400, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- errors ------------------------------------------------------------------
+
+
+class ErrorCode(StrEnum):
+    BAD_REQUEST = "bad_request"
+    INVALID_NAME = "invalid_name"
+    QUEUE_NOT_FOUND = "queue_not_found"
+    GROUP_NOT_FOUND = "group_not_found"
+    MESSAGE_NOT_FOUND = "message_not_found"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    CONFLICT = "conflict"
+    UNAUTHORIZED = "unauthorized"
+    UNAVAILABLE = "unavailable"
+
+
+class ErrorDetail(Model):
+    code: ErrorCode
+    message: str
+
+
+class ErrorBody(Model):
+    error: ErrorDetail
+
+
+# --- queues and groups ------------------------------------------------------
+
+
+class StartAt(StrEnum):
+    EARLIEST = "earliest"
+    LATEST = "latest"
+
+
+class QueueSettings(Model):
+    """PUT /v1/queues/{queue}. Every field has a default, so `{}` is valid."""
+
+    max_message_bytes: Annotated[int, Field(gt=0, le=16 * 1024 * 1024)] = 1024 * 1024
+    retention_ms: PositiveMillis = 7 * 24 * 3600 * 1000
+    visibility_timeout_ms: PositiveMillis = 30_000
+    max_deliveries: Annotated[int, Field(ge=1, le=1000)] = 5
+    dedup_window_ms: Millis = 5 * 60 * 1000
+    fair: bool = Field(False, description="round-robin delivery across message keys")
+
+
+class Backoff(Model):
+    """Delay before a nacked message is visible again: initial * multiplier**(n-1), capped."""
+
+    initial_ms: Millis = 1000
+    multiplier: Annotated[float, Field(ge=1.0, le=100.0)] = 2.0
+    max_ms: Millis = 5 * 60 * 1000
+
+
+class GroupSettings(Model):
+    """PUT /v1/queues/{queue}/groups/{group}. Unset fields inherit the queue's defaults."""
+
+    start_at: StartAt = StartAt.EARLIEST
+    visibility_timeout_ms: PositiveMillis | None = None
+    max_deliveries: Annotated[int, Field(ge=1, le=1000)] | None = None
+    nack_backoff: Backoff = Backoff()
+
+
+class ConsumerInfo(Model):
+    name: str
+    last_seen_ms: int = Field(description="epoch milliseconds of the consumer's last request")
+    in_flight: int
+
+
+class GroupStats(Model):
+    queue: str
+    group: str
+    settings: GroupSettings
+    depth: int = Field(description="messages ready for delivery now")
+    in_flight: int = Field(description="leased and not yet acked")
+    delayed: int = Field(description="waiting for their not-before time or nack backoff")
+    dead: int = Field(description="in the group's dead-letter queue")
+    lag: int = Field(description="not yet acked or dead-lettered: depth + in_flight + delayed")
+    oldest_ready_age_ms: int
+    acked_total: int
+    consumers: list[ConsumerInfo]
+
+
+class QueueStats(Model):
+    queue: str
+    settings: QueueSettings
+    messages: int = Field(description="messages stored (not yet acked by every group)")
+    published_total: int
+    groups: list[GroupStats]
+
+
+class QueueList(Model):
+    queues: list[QueueStats]
+
+
+# --- publishing --------------------------------------------------------------
+
+
+class OutgoingMessage(Model):
+    body: Any
+    key: Annotated[str, Field(max_length=256)] | None = None
+    priority: Annotated[int, Field(ge=0, le=9)] = Field(0, description="higher first")
+    delay_ms: Millis = 0
+    dedup_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class PublishRequest(Model):
+    messages: Annotated[list[OutgoingMessage], Field(min_length=1, max_length=10_000)]
+
+
+class PublishResponse(Model):
+    ids: list[str] = Field(description="one id per message; a repeated dedup_id gives the first id")
+
+
+# --- consuming ---------------------------------------------------------------
+
+
+class ReceiveRequest(Model):
+    consumer: ConsumerName
+    max: Annotated[int, Field(ge=1, le=1000)] = 1
+    wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    visibility_timeout_ms: PositiveMillis | None = None
+
+
+class Delivery(Model):
+    id: str
+    body: Any
+    key: str | None
+    priority: int
+    headers: dict[str, str]
+    delivery_count: int
+    receipt: str = Field(description="valid for this delivery only")
+
+
+class ReceiveResponse(Model):
+    messages: list[Delivery]
+
+
+class ReceiptsRequest(Model):
+    receipts: Annotated[list[str], Field(min_length=1, max_length=10_000)]
+
+
+class NackRequest(ReceiptsRequest):
+    delay_ms: Millis | None = Field(None, description="None: the group's nack backoff")
+
+
+class ExtendRequest(ReceiptsRequest):
+    visibility_timeout_ms: PositiveMillis
+
+
+class ReceiptStatus(StrEnum):
+    OK = "ok"
+    STALE = "stale"  # the lease expired and the message moved on
+    UNKNOWN = "unknown"  # not a receipt of this group
+
+
+class ReceiptResult(Model):
+    receipt: str
+    status: ReceiptStatus
+
+
+class ReceiptsResponse(Model):
+    results: list[ReceiptResult]
+
+
+# --- dead letters and inspection ---------------------------------------------
+
+
+class DeadLetter(Model):
+    id: str
+    body: Any
+    key: str | None
+    headers: dict[str, str]
+    delivery_count: int
+    dead_at_ms: int
+    reason: str
+
+
+class DeadList(Model):
+    messages: list[DeadLetter]
+    next_cursor: str | None
+
+
+class RedriveRequest(Model):
+    ids: list[str] | None = Field(None, description="None: every dead letter of the group")
+
+
+class RedriveResponse(Model):
+    redriven: int
+
+
+class MessageGroupState(StrEnum):
+    READY = "ready"
+    DELAYED = "delayed"
+    IN_FLIGHT = "in_flight"
+    ACKED = "acked"
+    DEAD = "dead"
+
+
+class MessageGroupInfo(Model):
+    group: str
+    state: MessageGroupState
+    delivery_count: int
+
+
+class MessageInfo(Model):
+    id: str
+    queue: str
+    key: str | None
+    priority: int
+    headers: dict[str, str]
+    body: Any
+    published_at_ms: int
+    groups: list[MessageGroupInfo]
+
+
+# --- WebSocket transport (GET /v1/ws) -----------------------------------------
+# One connection carries many requests; each client frame has a client-chosen
+# `seq` echoed in its reply, so publishes and acks can be pipelined without a
+# round trip each. Frames are JSON text (orjson on both sides).
+
+
+class WsPublish(Model):
+    op: Literal["publish"]
+    seq: int
+    queue: Name
+    messages: Annotated[list[OutgoingMessage], Field(min_length=1, max_length=10_000)]
+
+
+class WsSubscribe(Model):
+    """Push deliveries for (queue, group) to this connection, at most max_in_flight unacked."""
+
+    op: Literal["subscribe"]
+    seq: int
+    queue: Name
+    group: Name
+    consumer: ConsumerName
+    max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 100
+    visibility_timeout_ms: PositiveMillis | None = None
+
+
+class WsSettle(Model):
+    op: Literal["ack", "nack", "extend"]
+    seq: int
+    queue: Name
+    group: Name
+    receipts: Annotated[list[str], Field(min_length=1, max_length=10_000)]
+    delay_ms: Millis | None = None
+    visibility_timeout_ms: PositiveMillis | None = None
+
+
+WsRequest = Annotated[WsPublish | WsSubscribe | WsSettle, Field(discriminator="op")]
+
+
+class WsReply(Model):
+    """Answer to the client frame with the same seq: exactly one of the result fields is set."""
+
+    op: Literal["reply"] = "reply"
+    seq: int
+    ids: list[str] | None = None
+    results: list[ReceiptResult] | None = None
+    error: ErrorDetail | None = None
+
+
+class WsDeliver(Model):
+    op: Literal["deliver"] = "deliver"
+    sub: int = Field(description="seq of the subscribe frame this belongs to")
+    messages: list[Delivery]
