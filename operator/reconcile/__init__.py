@@ -1,0 +1,1 @@
+"""Pure reconcilers: CR spec and observed state in, desired manifests and status out."""
