@@ -26,8 +26,9 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(SOURCES)
 
 venv: $(STAMP) ## create .venv and install Ferry (editable) with the dev extra
 
-lint: venv ## ruff
+lint: venv ## ruff, and hadolint for the Dockerfile
 	$(BIN)/ruff check .
+	$(BIN)/hadolint --no-color --failure-threshold style Dockerfile
 
 typecheck: venv ## mypy --strict over every ferry package
 	$(BIN)/mypy -p ferry.broker -p ferry.operator -p ferry.telemetry

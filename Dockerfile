@@ -1,0 +1,46 @@
+# One image for every Ferry process; the command picks the process:
+#   ferry-broker --data-dir /var/lib/ferry --port 8080
+#   ferry-operator
+#   ferry-streamer / ferry-collector / ferry-api   (telemetry pipeline)
+#   ferry ...                                      (CLI)
+# Build: docker build -t ferry:dev .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# Build stage: a virtualenv holding Ferry and its runtime dependencies only
+# (no dev extra), compiled to bytecode so nothing is written at run time.
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+RUN python -m venv /opt/ferry
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY broker/ broker/
+COPY operator/ operator/
+COPY telemetry/ telemetry/
+RUN /opt/ferry/bin/pip install --no-cache-dir . \
+    && /opt/ferry/bin/python -m compileall -q /opt/ferry
+
+# Runtime stage: the slim base plus the virtualenv, nothing else.
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="ferry" \
+      org.opencontainers.image.description="Ferry: a Kubernetes-native message queue (broker, operator, telemetry pipeline)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# A fixed numeric UID/GID so `runAsNonRoot` can verify it without /etc/passwd lookups.
+RUN groupadd --system --gid 10001 ferry \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home \
+       --home-dir /nonexistent --shell /usr/sbin/nologin ferry \
+    && mkdir -p /var/lib/ferry \
+    && chown 10001:10001 /var/lib/ferry
+COPY --from=build /opt/ferry /opt/ferry
+# Read-only root filesystem: no bytecode writes, unbuffered logs, and the only
+# writable paths are volumes (/var/lib/ferry for data, /tmp for scratch).
+ENV PATH=/opt/ferry/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+WORKDIR /var/lib/ferry
+VOLUME ["/var/lib/ferry", "/tmp"]
+USER 10001:10001
+EXPOSE 8080
+CMD ["ferry", "--help"]
