@@ -1,0 +1,126 @@
+"""The aiohttp application serving `external.metrics.k8s.io/v1beta1`.
+
+/healthz, /readyz and /metrics answer anyone (probes and Prometheus); everything under
+/apis needs the front proxy's client certificate (see `frontproxy`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ferry.operator.metricsapi import documents, frontproxy, selectors
+from ferry.operator.metricsapi.lags import LagReader, LagUnavailableError, StatsCache
+
+log = logging.getLogger("ferry.metricsapi")
+
+READER = web.AppKey("reader", LagReader)
+CACHE = web.AppKey("cache", StatsCache)
+AUTH = web.AppKey("auth", frontproxy.RequestHeaderConfig)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+REQUESTS = web.AppKey("requests", Counter)
+USER = web.RequestKey("user", frontproxy.User)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics"})
+BASE = f"/apis/{documents.GROUP}/{documents.VERSION}"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _failure(code: int, reason: str, message: str) -> web.Response:
+    return web.json_response(documents.status(code, reason, message), status=code)
+
+
+@web.middleware
+async def _errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    app = request.app
+    try:
+        if request.path not in OPEN_PATHS:
+            peercert = request.transport.get_extra_info("peercert") if request.transport else None
+            request[USER] = frontproxy.authenticate(peercert, request.headers, app[AUTH])
+        response = await handler(request)
+    except frontproxy.UnauthenticatedError as error:
+        log.warning("unauthenticated request", extra={"path": request.path, "why": str(error)})
+        response = _failure(401, "Unauthorized", str(error))
+    except web.HTTPNotFound:
+        response = _failure(404, "NotFound", f"the server could not find {request.path}")
+    except web.HTTPMethodNotAllowed:
+        response = _failure(405, "MethodNotAllowed", f"{request.method} is not supported here")
+    app[REQUESTS].labels(code=str(response.status)).inc()
+    return response
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(request.app[REGISTRY]),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _api_group_list(request: web.Request) -> web.Response:
+    return web.json_response(documents.api_group_list())
+
+
+async def _api_group(request: web.Request) -> web.Response:
+    return web.json_response(documents.api_group())
+
+
+async def _api_resources(request: web.Request) -> web.Response:
+    return web.json_response(documents.api_resource_list())
+
+
+async def _metric(request: web.Request) -> web.Response:
+    namespace, metric = request.match_info["namespace"], request.match_info["metric"]
+    if metric not in documents.METRICS:
+        return _failure(404, "NotFound", f"no external metric {metric!r}; this server serves "
+                        f"{', '.join(documents.METRICS)}")
+    try:
+        selector = selectors.parse(request.query.get("labelSelector"))
+    except selectors.SelectorError as error:
+        return _failure(400, "BadRequest", f"labelSelector: {error}")
+    try:
+        samples = await request.app[READER].samples(namespace, selector)
+    except LagUnavailableError as error:
+        log.warning("lag unavailable", extra={"namespace": namespace, "why": str(error)})
+        return _failure(503, "ServiceUnavailable", str(error))
+    user = request[USER]
+    log.info("served", extra={"user": user.name, "namespace": namespace, "metric": metric,
+                              "selector": request.query.get("labelSelector", ""),
+                              "items": len(samples)})
+    body = documents.metric_value_list(metric, samples, datetime.now(UTC).replace(microsecond=0))
+    return web.json_response(body)
+
+
+def make_app(reader: LagReader, cache: StatsCache,
+             auth: frontproxy.RequestHeaderConfig) -> web.Application:
+    app = web.Application(middlewares=[_errors_and_auth])
+    registry = CollectorRegistry()
+    app[READER], app[CACHE], app[AUTH], app[REGISTRY] = reader, cache, auth, registry
+    app[REQUESTS] = Counter("ferry_metrics_api_requests", "requests answered, by HTTP status",
+                            ["code"], registry=registry)
+    reads = Gauge("ferry_metrics_api_broker_reads", "group stats read from brokers",
+                  registry=registry)
+    reads.set_function(lambda: cache.reads)
+    hits = Gauge("ferry_metrics_api_cache_hits", "values served from the cache",
+                 registry=registry)
+    hits.set_function(lambda: cache.hits)
+    app.router.add_get("/healthz", _ok)
+    app.router.add_get("/livez", _ok)
+    app.router.add_get("/readyz", _ok)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/apis", _api_group_list)
+    app.router.add_get(f"/apis/{documents.GROUP}", _api_group)
+    app.router.add_get(BASE, _api_resources)
+    app.router.add_get(BASE + "/namespaces/{namespace}/{metric}", _metric)
+    app.on_cleanup.append(_close_cache)
+    return app
+
+
+async def _close_cache(app: web.Application) -> None:
+    await app[CACHE].close()
+
