@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 SOURCES := $(shell find broker operator telemetry -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck imports test unit demo bench clean
+.PHONY: help venv lint typecheck imports test unit demo bench bench-servers clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,24 +21,25 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml setup.py $(SOURCES)
-	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+	$(BIN)/pip install --quiet -e '.[dev,bench]' --config-settings editable_mode=strict
 	@touch $@
 
-venv: $(STAMP) ## create .venv and install Ferry (editable) with the dev extra
+venv: $(STAMP) ## create .venv and install Ferry (editable) with the dev and bench extras
 
 lint: venv ## ruff, and hadolint for the Dockerfile
 	$(BIN)/ruff check .
 	$(BIN)/hadolint --no-color --failure-threshold style Dockerfile
 
-typecheck: venv ## mypy --strict over every ferry package
+typecheck: venv ## mypy --strict over every ferry package and the bench harness
 	$(BIN)/mypy -p ferry.broker -p ferry.operator -p ferry.telemetry
+	$(BIN)/mypy bench
 
 imports: venv ## import-linter layer contracts
 	$(BIN)/lint-imports
 
 # pytest exits 5 when it collected nothing: make treats that as a failure too,
 # so an empty suite can never pass.
-test: lint typecheck imports ## everything CI runs: lint, types, layers, the whole suite
+test: lint typecheck imports bench-servers ## everything CI runs: lint, types, layers, the whole suite
 	$(BIN)/pytest
 
 unit: venv ## the fast tier only
@@ -48,6 +49,26 @@ demo: venv ## run Ferry's main job
 	@echo "make demo: the demo (local control plane + operator + telemetry pipeline) is not built yet;" >&2
 	@echo "it lands with the 'Ship it' issue." >&2
 	@exit 1
+
+# The peers the benchmark compares Ferry with, from Debian (the smoke run in
+# `make test` drives every one of them, so it needs them too). Installing never
+# starts them: the harness runs its own instances on free loopback ports.
+BENCH_SERVERS := redis-server nats-server rabbitmq-server
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+bench-servers: ## install Debian's redis-server, nats-server, rabbitmq-server (once)
+	@missing=""; for p in $(BENCH_SERVERS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from Debian"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--quick" or "--runs 5".
+bench: venv bench-servers ## Ferry vs Redis Streams, NATS JetStream, RabbitMQ (see bench/README.md)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean: ## remove build output (keeps .venv and .cache)
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

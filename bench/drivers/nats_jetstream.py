@@ -1,0 +1,133 @@
+"""NATS JetStream (Debian's nats-server) driven by nats-py.
+
+Queue = a file-storage stream with work-queue retention (an acked message is
+removed), group = one durable pull consumer that both consumers bind to, so
+they compete. A batch is `batch` publish_async calls whose PubAcks are all
+awaited; a consumer fetches up to `batch` and acks each (nats-py's standard
+ack, which is not itself confirmed: the unacked() check at the end catches
+any that were lost). Durability: file storage; Debian's nats-server 2.9 writes
+every message to the file before its PubAck but fsyncs on its own schedule
+(sync_interval arrived in 2.10), so a power loss may lose recent messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import api
+from nats.js.errors import NotFoundError
+
+from bench.drivers.base import GROUP, QUEUE, Connection, Driver, Handler
+from bench.processes import ServerProcess, free_port, wait_until
+
+CONFIG = """\
+listen: 127.0.0.1:{port}
+max_payload: 8MB
+jetstream {{
+  store_dir: "{store}"
+  max_memory_store: 256MB
+  max_file_store: 64GB
+}}
+"""
+
+
+async def _connect(port: int) -> NatsClient:
+    return await nats.connect(
+        f"nats://127.0.0.1:{port}", allow_reconnect=False, connect_timeout=2,
+        pending_size=64 * 1024 * 1024,
+    )
+
+
+class NatsConnection(Connection):
+    def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(publish_async_max_pending=100_000)
+
+    async def publish(self, bodies: Sequence[bytes]) -> None:
+        futures = [await self._js.publish_async(QUEUE, body) for body in bodies]
+        await asyncio.gather(*futures)
+
+    async def consume(self, name: str, batch: int, handle: Handler, stop: asyncio.Event) -> None:
+        sub = await self._js.pull_subscribe_bind(GROUP, stream=QUEUE)
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(batch, timeout=0.1)
+                except NatsTimeout:
+                    continue
+                for m in msgs:
+                    await m.ack()
+                handle([m.data for m in msgs])
+        finally:
+            await sub.unsubscribe()
+
+    async def receive_one(self) -> bytes | None:
+        sub = await self._js.pull_subscribe_bind(GROUP, stream=QUEUE)
+        try:
+            msgs = await sub.fetch(1, timeout=0.5)
+        except NatsTimeout:
+            return None
+        finally:
+            await sub.unsubscribe()
+        await msgs[0].ack_sync()
+        return msgs[0].data
+
+    async def unacked(self) -> int:
+        info = await self._js.consumer_info(QUEUE, GROUP)
+        return int(info.num_ack_pending or 0) + int(info.num_pending or 0)
+
+    async def close(self) -> None:
+        await self._nc.close()
+
+
+class NatsDriver(Driver):
+    name = "nats"
+    durability = "JetStream file storage, work-queue stream (2.9: fsync on its own timer)"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.port = free_port()
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "nats.conf"
+        conf.write_text(CONFIG.format(port=self.port, store=self.workdir / "jetstream"))
+        self.server = ServerProcess(self.name, ["nats-server", "-c", str(conf)],
+                                    self.workdir / "server.log")
+        self.server.start()
+
+        async def ready() -> bool:
+            nc = await _connect(self.port)
+            try:
+                await nc.jetstream().account_info()
+                return True
+            finally:
+                await nc.close()
+
+        await wait_until(ready, self.server, 600, "serving")
+
+    async def reset(self) -> None:
+        nc = await _connect(self.port)
+        try:
+            js = nc.jetstream()
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(QUEUE)
+            await js.add_stream(api.StreamConfig(
+                name=QUEUE, subjects=[QUEUE], storage=api.StorageType.FILE,
+                retention=api.RetentionPolicy.WORK_QUEUE, num_replicas=1,
+            ))
+            await js.add_consumer(QUEUE, api.ConsumerConfig(
+                durable_name=GROUP, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30,
+                max_ack_pending=20_000, max_waiting=512,
+            ))
+        finally:
+            await nc.close()
+
+    async def connect(self) -> Connection:
+        return NatsConnection(await _connect(self.port))

@@ -1,0 +1,124 @@
+"""Server processes for the benchmark: free ports, start, stop, RSS of a process tree.
+
+Every server runs on 127.0.0.1 in its own temp dir, in its own process group,
+so stopping it never touches anything the benchmark did not start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class ServerError(RuntimeError):
+    """A server did not start, or died while the benchmark needed it."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+                found.extend(int(c) for c in text.split())
+    return found
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of pid and all its descendants (a shell wrapper's beam.smp counts)."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
+        todo.extend(_children(p))
+    return total
+
+
+class ServerProcess:
+    """One server process: its output goes to a log file next to its data."""
+
+    def __init__(
+        self, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log = log
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise ServerError(f"{self.name} is not running")
+        return self._proc.pid
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self._proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env, cwd=self.cwd, start_new_session=True,
+            )
+
+    def check_alive(self) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            raise ServerError(
+                f"{self.name} exited with code {self._proc.returncode}; log {self.log}:\n{tail}"
+            )
+
+    def rss_bytes(self) -> int:
+        return tree_rss_bytes(self.pid)
+
+    async def stop(self, grace_s: float = 60.0) -> None:
+        """SIGTERM the process group (a graceful shutdown), SIGKILL after grace_s."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(proc.wait, grace_s)
+        # Also ends helpers the server left in its group (erl_child_setup and the like).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await asyncio.to_thread(proc.wait)
+
+
+async def wait_until(
+    probe: Callable[[], Awaitable[bool]], server: ServerProcess, limit_s: float, what: str
+) -> None:
+    """Poll probe() until it answers True; fail fast if the server died meanwhile."""
+    deadline = time.monotonic() + limit_s
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        server.check_alive()
+        try:
+            if await probe():
+                return
+        except Exception as e:  # every client library raises its own tree while it boots
+            last = e
+        await asyncio.sleep(0.05)
+    server.check_alive()
+    raise ServerError(f"{server.name}: {what} not reached in {limit_s:.0f}s (last error: {last!r})")

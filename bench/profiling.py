@@ -1,0 +1,134 @@
+"""py-spy sampling of the broker (and of the harness, which runs the client) during a scenario.
+
+py-spy writes collapsed stacks ("frame;frame;frame count"); summarize() turns
+them into the tables the closing note needs: where the CPU time goes, by
+function (self and inclusive) and by area (transport, store, pydantic, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.drivers.base import Driver
+
+RATE = 250  # samples/s: enough for a few seconds' scenario, cheap for the target
+FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
+# Areas in order of precedence: a frame in the first matching area is charged to it.
+AREAS = (
+    ("sqlite / store I/O", ("sqlite3", "/store/", "store.py", "fsync")),
+    ("ferry broker core", ("/broker/core/", "core.py")),
+    ("ferry broker transport", ("/broker/transport/", "/broker/server", "transport")),
+    ("ferry client", ("/broker/client",)),
+    ("pydantic", ("pydantic",)),
+    ("json (orjson/json)", ("orjson", "/json/")),
+    ("aiohttp", ("aiohttp", "multidict", "yarl")),
+    ("asyncio / uvloop", ("asyncio", "uvloop")),
+    ("redis/nats/aio-pika clients", ("redis", "nats", "aio_pika", "aiormq", "pamqp")),
+)
+
+
+def py_spy() -> str:
+    exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if exe is None:
+        raise RuntimeError("py-spy is not installed: `make bench` installs the bench extra")
+    return exe
+
+
+class Profiler:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def recording(self, driver: Driver, label: str) -> Iterator[None]:
+        """Sample the broker process and this process while the block runs."""
+        if driver.server is None:
+            raise RuntimeError(f"{driver.name} has no server process to profile")
+        targets = {"broker": driver.server.pid, "harness": os.getpid()}
+        procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        for who, pid in targets.items():
+            raw = self.out / f"{driver.name}-{label}-{who}.txt"
+            argv = [py_spy(), "record", "--pid", str(pid), "--rate", str(RATE), "--format",
+                    "raw", "--threads", "--nonblocking", "--output", str(raw)]
+            procs[who] = (subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL), raw)
+        try:
+            yield
+        finally:
+            for proc, _ in procs.values():
+                proc.send_signal(signal.SIGINT)
+            for who, (proc, raw) in procs.items():
+                proc.wait(60)
+                if raw.exists():
+                    summary = summarize(raw.read_text())
+                    (self.out / f"{driver.name}-{label}-{who}-summary.txt").write_text(summary)
+
+
+def _parse(raw: str) -> list[tuple[list[str], int]]:
+    stacks = []
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
+    return stacks
+
+
+def _short(frame: str) -> str:
+    m = FRAME.match(frame)
+    if not m:
+        return frame
+    path = m["file"]
+    for marker in ("site-packages/", "/lib/python3.11/", "/work/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{m['func']} ({path})"
+
+
+def _area(frames: list[str]) -> str:
+    # Innermost frame first: time in pydantic called from the transport is pydantic's.
+    for frame in reversed(frames):
+        for area, needles in AREAS:
+            if any(n in frame for n in needles):
+                return area
+    return "other"
+
+
+def summarize(raw: str, top: int = 25) -> str:
+    stacks = _parse(raw)
+    total = sum(c for _, c in stacks) or 1
+    self_t: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    for frames, count in stacks:
+        body = frames[1:] if frames and frames[0].startswith(("thread ", "process ")) else frames
+        if body is not frames:
+            threads[frames[0]] += count
+        if not body:
+            continue
+        self_t[_short(body[-1])] += count
+        for f in {_short(f) for f in body}:
+            incl[f] += count
+        areas[_area(body)] += count
+
+    def table(title: str, counter: Counter[str]) -> list[str]:
+        rows = [f"{title}"]
+        rows += [f"  {100 * c / total:5.1f}%  {name}" for name, c in counter.most_common(top)]
+        return rows
+
+    lines = [f"samples: {total} (at {RATE}/s, busy time only)"]
+    lines += table("by area (innermost matching frame):", areas)
+    lines += table("by thread:", threads)
+    lines += table("self time by function:", self_t)
+    lines += table("inclusive time by function:", incl)
+    return "\n".join(lines) + "\n"

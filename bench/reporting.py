@@ -1,0 +1,169 @@
+"""Medians over runs, one markdown table per scenario, the ratio lines and the JSON report."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from bench.results import Report, Result
+from bench.settings import BenchConfig, Scenario
+
+RATIO_SIZE = 256
+COLUMNS: dict[Scenario, tuple[tuple[str, str, str], ...]] = {
+    # (result field, column title, format)
+    Scenario.PUBLISH: (("msgs_per_s", "msgs/s", ",.0f"), ("mib_per_s", "MiB/s", ".1f")),
+    Scenario.E2E: (("msgs_per_s", "msgs/s", ",.0f"), ("mib_per_s", "MiB/s", ".1f")),
+    Scenario.LATENCY: (
+        ("p50_ms", "p50 ms", ".2f"), ("p99_ms", "p99 ms", ".2f"), ("max_ms", "max ms", ".1f"),
+        ("achieved_rate", "offered msgs/s", ",.0f"),
+    ),
+    Scenario.BACKLOG: (
+        ("load_msgs_per_s", "load msgs/s", ",.0f"), ("rss_loaded_mb", "RSS loaded MiB", ",.0f"),
+        ("restart_serving_s", "restart->serving s", ".2f"),
+        ("rss_restarted_mb", "RSS restarted MiB", ",.0f"),
+    ),
+}
+TITLES = {
+    Scenario.PUBLISH: "(1) publish only: 1 producer, confirmed batches",
+    Scenario.E2E: "(2) end to end: 1 producer, competing consumers, every message acked",
+    Scenario.LATENCY: "(3) single-message publish latency at a fixed offered rate",
+    Scenario.BACKLOG: "(4) backlog: graceful restart, time until a message is served again",
+}
+
+
+def key(system: str, scenario: Scenario, size: int) -> str:
+    return f"{system}/{scenario.value}/{size}"
+
+
+def _groups(results: Iterable[Result]) -> dict[str, list[Result]]:
+    groups: dict[str, list[Result]] = {}
+    for r in results:
+        if r.run > 0:  # run 0 is the profiled pass: never in a median
+            groups.setdefault(key(r.system, r.scenario, r.body_size), []).append(r)
+    return groups
+
+
+def medians(results: Iterable[Result]) -> dict[str, dict[str, float | None]]:
+    """Per system/scenario/size: the median of each figure over the runs whose counts are ok."""
+    out: dict[str, dict[str, float | None]] = {}
+    for k, rs in _groups(results).items():
+        good = [r for r in rs if r.ok]
+        scenario = rs[0].scenario
+        row: dict[str, float | None] = {"runs": len(rs), "runs_ok": len(good)}
+        for fld, _, _ in COLUMNS[scenario]:
+            values = [v for r in good if (v := getattr(r, fld)) is not None]
+            row[fld] = statistics.median(values) if values else None
+        row["duplicates_max"] = max((r.counts.duplicates for r in rs if r.counts), default=0)
+        out[k] = row
+    return out
+
+
+def ratios(results: list[Result], systems: Iterable[str]) -> dict[str, float | None]:
+    """ferry/peer e2e msgs/s at 256 B; None unless every run of both sides counted right."""
+    med = medians(results)
+    out: dict[str, float | None] = {}
+    ferry = med.get(key("ferry", Scenario.E2E, RATIO_SIZE))
+    for peer in systems:
+        if peer == "ferry":
+            continue
+        other = med.get(key(peer, Scenario.E2E, RATIO_SIZE))
+        ok = all(
+            row is not None and row["runs"] == row["runs_ok"] and row["msgs_per_s"]
+            for row in (ferry, other)
+        )
+        out[peer] = (ferry["msgs_per_s"] / other["msgs_per_s"]  # type: ignore[index,operator]
+                     if ok else None)
+    return out
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def tables(results: list[Result], cfg: BenchConfig) -> str:
+    med = medians(results)
+    durability = {r.system: r.durability for r in results}
+    lines: list[str] = []
+    for scenario in cfg.scenarios:
+        rows = [(k, v) for k, v in med.items() if k.split("/")[1] == scenario.value]
+        if not rows:
+            continue
+        cols = COLUMNS[scenario]
+        lines += ["", f"## {TITLES[scenario]}", ""]
+        head = ["system", "body B", *(c[1] for c in cols), "runs ok", "durability"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for k, row in rows:
+            system, _, size = k.split("/")
+            runs_ok = f"{row['runs_ok']:.0f}/{row['runs']:.0f}"
+            if row["runs_ok"] != row["runs"]:
+                runs_ok += " COUNTS WRONG"
+            if row["duplicates_max"]:
+                runs_ok += f" ({row['duplicates_max']:.0f} dup)"
+            cells = [system, size, *(_fmt(row[f], spec) for f, _, spec in cols), runs_ok,
+                     durability[system]]
+            lines.append("| " + " | ".join(cells) + " |")
+    errors = [r for r in results if r.error]
+    if errors:
+        lines += ["", "## errors", ""]
+        lines += [f"- {r.system} {r.scenario.value} {r.body_size} B run {r.run}: {r.error}"
+                  for r in errors]
+    return "\n".join(lines)
+
+
+def ratio_lines(results: list[Result], cfg: BenchConfig) -> str:
+    if "ferry" not in cfg.systems or Scenario.E2E not in cfg.scenarios:
+        return ""
+    return "\n".join(
+        f"ratio ferry/{peer} e2e_msgs_per_s: "
+        + ("n/a (a run lost or kept messages, see counts)" if r is None else f"{r:.2f}")
+        for peer, r in ratios(results, cfg.systems).items()
+    )
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+@functools.cache
+def machine() -> dict[str, object]:
+    pkgs = ("redis", "nats-py", "aio-pika", "aiohttp", "orjson", "uvloop", "pydantic")
+    libs: dict[str, str] = {}
+    for p in pkgs:
+        try:
+            libs[p] = importlib.metadata.version(p)
+        except importlib.metadata.PackageNotFoundError:
+            libs[p] = "missing"
+
+    def dpkg(p: str) -> list[str]:
+        return ["dpkg-query", "-W", "-f=${Version}", p]
+
+    return {
+        "cpus": os.cpu_count(), "python": platform.python_version(),
+        "kernel": platform.release(), "libraries": libs,
+        "servers": {
+            "redis-server": _version(dpkg("redis-server")),
+            "nats-server": _version(dpkg("nats-server")),
+            "rabbitmq-server": _version(dpkg("rabbitmq-server")),
+        },
+    }
+
+
+def write_json(path: Path, results: list[Result], cfg: BenchConfig) -> None:
+    report = Report(
+        config=cfg.model_dump(mode="json"), machine=machine(), results=results,
+        medians=medians(results), ratios=ratios(results, cfg.systems),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(report.model_dump_json(indent=2))
+    tmp.replace(path)

@@ -1,0 +1,116 @@
+"""Runs the configured scenarios for every system, run after run, and keeps every figure.
+
+Runs are interleaved (run 1 of every system, then run 2, ...) so a noisy
+minute on the shared machine hurts every system alike. Each system gets a
+fresh server in a fresh temp dir per run; the backlog scenario gets its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+
+from bench import scenarios
+from bench.drivers.base import Driver
+from bench.profiling import Profiler
+from bench.results import Result
+from bench.settings import BenchConfig, Scenario
+from bench.systems import make_driver
+
+log = logging.getLogger("bench")
+Sink = Callable[[Result], None]
+
+
+async def _guarded(
+    driver: Driver, scenario: Scenario, size: int, run: int, n: int,
+    body: Callable[[], Awaitable[Result]], sink: Sink,
+) -> None:
+    log.info("%s: %s, %d B, run %d ...", driver.name, scenario.value, size, run)
+    try:
+        res = await body()
+    except Exception as e:
+        log.exception("%s: %s failed", driver.name, scenario.value)
+        res = Result(system=driver.name, durability=driver.durability, scenario=scenario,
+                     body_size=size, run=run, messages=n, error=f"{type(e).__name__}: {e}")
+    sink(res)
+    log.info("%s: %s, %d B, run %d: %s", driver.name, scenario.value, size, run, _brief(res))
+
+
+def _brief(res: Result) -> str:
+    if res.error:
+        return f"ERROR {res.error}"
+    figures = {k: v for k, v in res.model_dump(exclude={"counts"}).items()
+               if k.endswith(("_per_s", "_ms", "_s", "_mb")) and v is not None}
+    shown = ", ".join(f"{k}={v:.1f}" for k, v in figures.items())
+    return f"{shown}; counts {'ok' if res.ok else 'WRONG'}: {res.counts}"
+
+
+async def _throughput_and_latency(driver: Driver, cfg: BenchConfig, run: int, sink: Sink) -> None:
+    for size in cfg.sizes:
+        if Scenario.PUBLISH in cfg.scenarios:
+            await _guarded(driver, Scenario.PUBLISH, size, run, cfg.messages,
+                           partial(scenarios.publish_only, driver, cfg, size, run), sink)
+        if Scenario.E2E in cfg.scenarios:
+            await _guarded(driver, Scenario.E2E, size, run, cfg.messages,
+                           partial(scenarios.end_to_end, driver, cfg, size, run), sink)
+    if Scenario.LATENCY in cfg.scenarios:
+        await _guarded(driver, Scenario.LATENCY, cfg.latency_size, run,
+                       int(cfg.rate * cfg.latency_seconds),
+                       partial(scenarios.latency, driver, cfg, run), sink)
+
+
+async def _one_system(name: str, cfg: BenchConfig, run: int, root: Path, sink: Sink) -> None:
+    if {Scenario.PUBLISH, Scenario.E2E, Scenario.LATENCY} & set(cfg.scenarios):
+        driver = make_driver(name, root / f"{name}-run{run}")
+        try:
+            await driver.start()  # a system that cannot start fails loudly: never skipped
+            await _throughput_and_latency(driver, cfg, run, sink)
+        finally:
+            await driver.stop()
+    if Scenario.BACKLOG in cfg.scenarios and name in cfg.backlog_systems:
+        driver = make_driver(name, root / f"{name}-backlog-run{run}")
+        try:
+            await driver.start()
+            await _guarded(driver, Scenario.BACKLOG, cfg.backlog_size, run, cfg.backlog,
+                           partial(scenarios.backlog, driver, cfg, run), sink)
+        finally:
+            await driver.stop()
+
+
+async def profile_pass(name: str, cfg: BenchConfig, root: Path, sink: Sink) -> None:
+    """An extra e2e run (run 0, left out of the medians) sampled by py-spy."""
+    assert cfg.profile_dir is not None
+    profiler = Profiler(cfg.profile_dir)
+    driver = make_driver(name, root / f"{name}-profile")
+    size = cfg.sizes[0]
+
+    async def e2e() -> Result:
+        with profiler.recording(driver, f"e2e-{size}"):
+            return await scenarios.end_to_end(driver, cfg, size, 0)
+
+    try:
+        await driver.start()
+        await _guarded(driver, Scenario.E2E, size, 0, cfg.messages, e2e, sink)
+    finally:
+        await driver.stop()
+
+
+async def run_all(cfg: BenchConfig, sink: Sink, keep: Path | None = None) -> None:
+    """Every system, every run; data dirs live in a temp dir removed at the end (unless keep)."""
+    root = Path(tempfile.mkdtemp(prefix="ferry-bench-", dir=keep))
+    try:
+        for run in range(1, cfg.runs + 1):
+            for name in cfg.systems:
+                await _one_system(name, cfg, run, root, sink)
+                if keep is None:  # a million-message backlog is GBs: do not keep it around
+                    for d in (root / f"{name}-run{run}", root / f"{name}-backlog-run{run}"):
+                        shutil.rmtree(d, ignore_errors=True)
+        for name in cfg.profile_systems if cfg.profile_dir is not None else ():
+            await profile_pass(name, cfg, root, sink)
+    finally:
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)

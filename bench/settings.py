@@ -1,0 +1,61 @@
+"""What one benchmark invocation does: systems, scenarios, sizes and counts."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Scenario(StrEnum):
+    PUBLISH = "publish"  # (1) publish only
+    E2E = "e2e"  # (2) 1 producer, N competing consumers, every message acked
+    LATENCY = "latency"  # (3) single-message publish latency at a fixed offered rate
+    BACKLOG = "backlog"  # (4) restart with a large backlog: time to serve again, RSS
+
+
+SYSTEMS = ("ferry", "redis-everysec", "redis-always", "nats", "rabbitmq")
+# Restarting with a million messages is cheap for these; RabbitMQ's quorum
+# queue would need minutes to load one, so it joins only when asked for.
+BACKLOG_SYSTEMS = ("ferry", "redis-everysec", "nats")
+
+Positive = Annotated[int, Field(gt=0)]
+
+
+class BenchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    systems: tuple[str, ...] = SYSTEMS
+    scenarios: tuple[Scenario, ...] = tuple(Scenario)
+    runs: Positive = 3
+    messages: Positive = 50_000
+    sizes: tuple[Positive, ...] = (256, 4096)
+    batch: Positive = 100
+    consumers: Positive = 2
+    window: Positive = Field(1, description="batches a producer keeps in flight")
+    rate: Positive = Field(2000, description="offered msgs/s in the latency scenario")
+    latency_seconds: Annotated[float, Field(gt=0)] = 10.0
+    latency_size: Positive = 256
+    backlog: Positive = 1_000_000
+    backlog_systems: tuple[str, ...] = BACKLOG_SYSTEMS
+    backlog_size: Positive = 256
+    backlog_batch: Positive = 1000
+    profile_dir: Path | None = Field(None, description="py-spy an extra e2e pass into this dir")
+    profile_systems: tuple[str, ...] = ("ferry",)
+    e2e_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+
+
+def preset(name: str) -> BenchConfig:
+    """full: what `make bench` reports; quick: a few minutes; smoke: a functional check."""
+    if name == "full":
+        return BenchConfig()
+    if name == "quick":
+        return BenchConfig(runs=1, messages=10_000, latency_seconds=3.0, backlog=100_000)
+    if name == "smoke":
+        return BenchConfig(
+            runs=1, messages=300, rate=400, latency_seconds=0.5, backlog=300,
+            backlog_batch=100, e2e_timeout_s=120.0,
+        )
+    raise ValueError(f"unknown preset {name!r}: use full, quick or smoke")

@@ -1,0 +1,26 @@
+"""Names of the systems under test -> their drivers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.drivers.base import Driver
+from bench.drivers.nats_jetstream import NatsDriver
+from bench.drivers.rabbitmq import RabbitDriver
+from bench.drivers.redis_streams import RedisDriver
+
+FACTORIES: dict[str, Callable[[Path], Driver]] = {
+    "redis-everysec": lambda w: RedisDriver(w, "everysec"),
+    "redis-always": lambda w: RedisDriver(w, "always"),
+    "nats": NatsDriver,
+    "rabbitmq": RabbitDriver,
+}
+
+
+def make_driver(name: str, workdir: Path) -> Driver:
+    try:
+        factory = FACTORIES[name]
+    except KeyError:
+        raise ValueError(f"unknown system {name!r}; known: {', '.join(FACTORIES)}") from None
+    return factory(workdir)
