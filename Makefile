@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 SOURCES := $(shell find broker operator telemetry -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck imports test unit demo bench bench-servers clean
+.PHONY: help venv lint typecheck imports postgres test unit demo bench bench-servers clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,9 +37,18 @@ typecheck: venv ## mypy --strict over every ferry package and the bench harness
 imports: venv ## import-linter layer contracts
 	$(BIN)/lint-imports
 
+# The telemetry tests start a throwaway PostgreSQL cluster from the server binaries;
+# a fresh Debian machine gets them here (only when initdb is missing).
+postgres: ## install PostgreSQL server binaries (Debian package) when missing
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
+	else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	fi
+
 # pytest exits 5 when it collected nothing: make treats that as a failure too,
 # so an empty suite can never pass.
-test: lint typecheck imports bench-servers ## everything CI runs: lint, types, layers, the whole suite
+test: lint typecheck imports postgres bench-servers ## everything CI runs: lint, types, layers, the whole suite
 	$(BIN)/pytest
 
 unit: venv ## the fast tier only

@@ -1,0 +1,1 @@
+"""Ferry telemetry pipeline: DCGM CSV streamer, competing collectors, GPU telemetry API."""

@@ -1,0 +1,65 @@
+"""`ferry-api`: serve the GPU telemetry query API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from ferry.telemetry.api.app import create_app
+from ferry.telemetry.runtime import logs
+from ferry.telemetry.runtime.serving import bound_port, start_site, stop_event
+from ferry.telemetry.storage.base import StorageError
+from ferry.telemetry.storage.opening import store_for
+
+log = logging.getLogger("ferry.telemetry.api")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ferry-api",
+        description="Serve the GPU telemetry query API: /api/v1/gpus, "
+        "/api/v1/gpus/{uuid}/telemetry, /openapi.json, /healthz, /metrics.",
+    )
+    p.add_argument(
+        "--storage",
+        default=os.environ.get("FERRY_STORAGE", "sqlite://telemetry.db"),
+        help="sqlite:///path/file.db or postgresql://user@host/db (env FERRY_STORAGE)",
+    )
+    p.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+async def serve(args: argparse.Namespace) -> int:
+    stop = stop_event()
+    try:
+        store = store_for(args.storage)
+    except ValueError as e:
+        print(f"ferry-api: {e}", file=sys.stderr)
+        return 2
+    try:
+        runner = await start_site(create_app(store), args.host, args.port)
+    except (StorageError, OSError) as e:
+        print(f"ferry-api: cannot start: {e}", file=sys.stderr)
+        return 1
+    log.info(
+        "serving", extra={"host": args.host, "port": bound_port(runner), "engine": store.engine}
+    )
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.setup("ferry-api", args.log_level)
+    return asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Collector: broker queue -> storage, as competing consumers of one group."""

@@ -1,0 +1,183 @@
+"""The DCGM exporter CSV row: columns, the validated model, and content-derived ids."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+COLUMNS: tuple[str, ...] = (
+    "timestamp",
+    "metric_name",
+    "gpu_id",
+    "device",
+    "uuid",
+    "modelName",
+    "Hostname",
+    "container",
+    "pod",
+    "namespace",
+    "value",
+    "labels_raw",
+)
+
+METRIC_PATTERN = r"^DCGM_(FI|EXP)_[A-Z0-9_]+$"
+# GPU-<uuid> for whole GPUs, MIG-<uuid> for MIG instances.
+UUID_PATTERN = r"^(GPU|MIG)-[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class TelemetryRow(BaseModel):
+    """One validated sample. Field names are snake_case; CSV names are the aliases."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    timestamp: AwareDatetime
+    metric_name: Annotated[str, Field(pattern=METRIC_PATTERN, max_length=128)]
+    gpu_id: Annotated[int, Field(ge=0, le=1023)]
+    device: NonEmpty
+    uuid: Annotated[str, Field(pattern=UUID_PATTERN)]
+    model_name: NonEmpty = Field(alias="modelName")
+    hostname: NonEmpty = Field(alias="Hostname")
+    container: str | None = None
+    pod: str | None = None
+    namespace: str | None = None
+    value: Annotated[float, Field(allow_inf_nan=False)]
+    labels_raw: Annotated[str, Field(max_length=4096)] = ""
+
+    @field_validator("container", "pod", "namespace", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return None if v == "" else v
+
+    @field_validator("timestamp")
+    @classmethod
+    def _to_utc(cls, v: datetime) -> datetime:
+        return v.astimezone(UTC)
+
+    @property
+    def ts_us(self) -> int:
+        return to_micros(self.timestamp)
+
+
+class RowError(ValueError):
+    """A CSV row that cannot become a TelemetryRow; `reason` is readable, one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class HeaderError(ValueError):
+    """The file's header does not name the DCGM columns: no row of it can be read."""
+
+
+def to_micros(ts: datetime) -> int:
+    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+
+
+def rfc3339(ts: datetime) -> str:
+    """UTC with a `Z`, microseconds only when present (what DCGM exports look like)."""
+    ts = ts.astimezone(UTC)
+    spec = "microseconds" if ts.microsecond else "seconds"
+    return ts.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def column_positions(header: Sequence[str]) -> dict[str, int]:
+    """Where each DCGM column is in this file; order may differ, names may not."""
+    names = [h.strip() for h in header]
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        raise HeaderError(
+            f"CSV header lacks column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}"
+        )
+    return {c: names.index(c) for c in COLUMNS}
+
+
+def record_of(fields: Sequence[str], positions: Mapping[str, int]) -> dict[str, str]:
+    """Map a CSV record onto column names, rejecting a wrong number of fields."""
+    width = max(positions.values()) + 1
+    if len(fields) != width:
+        raise RowError(f"expected {width} fields, got {len(fields)}")
+    return {name: fields[i] for name, i in positions.items()}
+
+
+def parse_record(record: Mapping[str, str]) -> TelemetryRow:
+    """Validate one CSV record (column name -> text); RowError says what is wrong."""
+    try:
+        return TelemetryRow.model_validate({k: v.strip() for k, v in record.items()})
+    except ValidationError as e:
+        raise RowError(describe(e)) from e
+
+
+def describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "row"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def row_id(row: TelemetryRow) -> str:
+    """Deterministic id derived from the row's content, used as the publish dedup id.
+
+    Two reads of the same row (a restart, a replay, another streamer) give the same id,
+    so the broker and the store both see it once. Fields are joined unambiguously
+    (length-prefixed) so no two different rows can collide by concatenation.
+    """
+    parts = (
+        str(row.ts_us),
+        row.metric_name,
+        str(row.gpu_id),
+        row.device,
+        row.uuid,
+        row.model_name,
+        row.hostname,
+        row.container or "",
+        row.pod or "",
+        row.namespace or "",
+        repr(row.value),
+        row.labels_raw,
+    )
+    h = hashlib.sha256()
+    for p in parts:
+        data = p.encode()
+        h.update(len(data).to_bytes(4, "big"))
+        h.update(data)
+    return "dcgm-" + h.hexdigest()[:40]
+
+
+def to_csv_record(row: TelemetryRow) -> dict[str, str]:
+    """The inverse of parse_record (used by the generator and by tests)."""
+    value = int(row.value) if row.value.is_integer() else row.value
+    return {
+        "timestamp": rfc3339(row.timestamp),
+        "metric_name": row.metric_name,
+        "gpu_id": str(row.gpu_id),
+        "device": row.device,
+        "uuid": row.uuid,
+        "modelName": row.model_name,
+        "Hostname": row.hostname,
+        "container": row.container or "",
+        "pod": row.pod or "",
+        "namespace": row.namespace or "",
+        "value": str(value),
+        "labels_raw": row.labels_raw,
+    }
+
+
+def shifted(row: TelemetryRow, by: timedelta) -> TelemetryRow:
+    """The same sample moved in time (loop mode replays a file as fresh data)."""
+    return row if not by else row.model_copy(update={"timestamp": row.timestamp + by})

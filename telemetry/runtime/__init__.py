@@ -1,0 +1,1 @@
+"""Process plumbing shared by the telemetry services: logs, signals, /metrics and /healthz."""

@@ -1,0 +1,1 @@
+"""Where collected samples live: one interface (Store), two engines (SQLite, PostgreSQL)."""

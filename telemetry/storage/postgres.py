@@ -1,0 +1,120 @@
+"""PostgreSQL engine (asyncpg): for collectors running in parallel on several hosts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import asyncpg
+
+from ferry.telemetry.storage import queries
+from ferry.telemetry.storage.base import StorageError, Store, now_us
+from ferry.telemetry.storage.records import (
+    GpuSummary,
+    Sample,
+    SampleQuery,
+    gpu_tuples,
+    sample_tuple,
+    schema_sql,
+    statements,
+)
+from ferry.telemetry.storage.rowmapping import gpu_of, sample_of
+
+# Serialises schema creation between collectors starting at the same moment.
+SCHEMA_LOCK = 0x66657272  # "ferr"
+RETRIES = 5
+# One INSERT for a whole batch: column arrays unnested into rows.
+INSERT_BATCH = (
+    "INSERT INTO telemetry_samples (row_id, message_id, gpu_uuid, metric_name, ts_us, value,"
+    " gpu_index, device, model_name, hostname, container, pod, namespace, labels_raw,"
+    " stored_at_us) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+    " $5::bigint[], $6::float8[], $7::int[], $8::text[], $9::text[], $10::text[], $11::text[],"
+    " $12::text[], $13::text[], $14::text[], $15::bigint[]) ON CONFLICT DO NOTHING"
+)
+TRANSIENT = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+class PostgresStore(Store):
+    engine = "postgresql"
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4) -> None:
+        self.dsn = dsn
+        self._sizes = (min_size, max_size)
+        self._pool: asyncpg.Pool | None = None
+
+    def _p(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StorageError("PostgreSQL store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            pool = await asyncpg.create_pool(
+                self.dsn, min_size=self._sizes[0], max_size=self._sizes[1]
+            )
+        except (OSError, asyncpg.PostgresError) as e:
+            raise StorageError(f"PostgreSQL: cannot connect: {e}") from e
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+                for stmt in statements(schema_sql()):
+                    await conn.execute(stmt)
+        except (OSError, asyncpg.PostgresError) as e:
+            await pool.close()
+            raise StorageError(f"PostgreSQL: cannot create the schema: {e}") from e
+        self._pool = pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def write(self, samples: Sequence[Sample]) -> int:
+        if not samples:
+            return 0
+        batch = list(samples)
+        stored = now_us()
+        rows = [sample_tuple(s, stored) for s in sorted(batch, key=lambda s: s.row_id)]
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        gpus = gpu_tuples(batch)
+        upsert = queries.upsert_gpu(queries.dollar, "GREATEST", "LEAST")
+        for attempt in range(RETRIES):
+            try:
+                async with self._p().acquire() as conn, conn.transaction():
+                    status = await conn.execute(INSERT_BATCH, *columns)
+                    await conn.executemany(upsert, gpus)
+                return int(status.rsplit(" ", 1)[1])
+            except TRANSIENT:
+                # Both writers rolled back; the lock order is fixed, so a retry goes through.
+                if attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                raise StorageError(f"PostgreSQL write failed: {e}") from e
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        try:
+            return await self._p().fetch(sql, *args)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            raise StorageError(f"PostgreSQL query failed: {e}") from e
+
+    async def gpus(self) -> list[GpuSummary]:
+        return [gpu_of(r) for r in await self._fetch(queries.select_gpus())]
+
+    async def gpu(self, uuid: str) -> GpuSummary | None:
+        rows = await self._fetch(queries.select_gpus("WHERE uuid = $1"), uuid)
+        return gpu_of(rows[0]) if rows else None
+
+    async def samples(self, query: SampleQuery) -> list[Sample]:
+        sql, args = queries.select_samples(query, queries.dollar)
+        return [sample_of(r) for r in await self._fetch(sql, *args)]
+
+    async def count(self) -> int:
+        rows = await self._fetch("SELECT count(*) FROM telemetry_samples")
+        return int(rows[0][0])
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")

@@ -1,0 +1,125 @@
+"""SQLite engine: the embedded default. One connection on one worker thread, WAL mode.
+
+Several collector processes on one host may share the file (WAL + busy timeout);
+collectors on several hosts need the PostgreSQL engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from ferry.telemetry.storage import queries
+from ferry.telemetry.storage.base import StorageError, Store, now_us
+from ferry.telemetry.storage.records import (
+    GpuSummary,
+    Sample,
+    SampleQuery,
+    gpu_tuples,
+    sample_tuple,
+    schema_sql,
+)
+from ferry.telemetry.storage.rowmapping import gpu_of, sample_of
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 30_000
+
+
+class SqliteStore(Store):
+    engine = "sqlite"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None or self._pool is None:
+            raise StorageError("SQLite store is not open")
+        db = self._db
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, db)
+        except sqlite3.Error as e:
+            raise StorageError(f"SQLite {self.path}: {e}") from e
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+
+        def connect() -> sqlite3.Connection:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk before write() returns, so acking after it is safe.
+            db.execute("PRAGMA synchronous = FULL")
+            db.executescript(schema_sql())
+            return db
+
+        try:
+            self._db = await asyncio.get_running_loop().run_in_executor(self._pool, connect)
+        except sqlite3.Error as e:
+            self._pool.shutdown()
+            self._pool = None
+            raise StorageError(f"SQLite {self.path}: {e}") from e
+
+    async def close(self) -> None:
+        db, pool = self._db, self._pool
+        self._db = self._pool = None
+        if db is not None and pool is not None:
+            await asyncio.get_running_loop().run_in_executor(pool, db.close)
+        if pool is not None:
+            pool.shutdown()
+
+    async def write(self, samples: Sequence[Sample]) -> int:
+        if not samples:
+            return 0
+        batch = list(samples)
+        stored = now_us()
+        rows = [sample_tuple(s, stored) for s in sorted(batch, key=lambda s: s.row_id)]
+        gpus = gpu_tuples(batch)
+        insert = queries.insert_samples(queries.qmark)
+        upsert = queries.upsert_gpu(queries.qmark, "max", "min")
+
+        def tx(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                before = db.total_changes
+                db.executemany(insert, rows)
+                inserted = db.total_changes - before
+                db.executemany(upsert, gpus)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return inserted
+
+        return await self._run(tx)
+
+    async def gpus(self) -> list[GpuSummary]:
+        rows = await self._run(lambda db: db.execute(queries.select_gpus()).fetchall())
+        return [gpu_of(r) for r in rows]
+
+    async def gpu(self, uuid: str) -> GpuSummary | None:
+        sql = queries.select_gpus("WHERE uuid = ?")
+        rows = await self._run(lambda db: db.execute(sql, (uuid,)).fetchall())
+        return gpu_of(rows[0]) if rows else None
+
+    async def samples(self, query: SampleQuery) -> list[Sample]:
+        sql, args = queries.select_samples(query, queries.qmark)
+        rows = await self._run(lambda db: db.execute(sql, args).fetchall())
+        return [sample_of(r) for r in rows]
+
+    async def count(self) -> int:
+        rows = await self._run(
+            lambda db: db.execute("SELECT count(*) FROM telemetry_samples").fetchall()
+        )
+        return int(rows[0][0])
+
+    async def ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1").fetchall())

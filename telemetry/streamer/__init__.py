@@ -1,0 +1,1 @@
+"""Streamer: DCGM CSV files -> broker queue (validated, split, paced, resumable)."""
