@@ -1,0 +1,1 @@
+"""kopf handlers: read the object, call a reconciler, act through the clients, set status."""

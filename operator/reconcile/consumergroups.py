@@ -1,0 +1,91 @@
+"""ConsumerGroup -> group settings on the queue's broker, children, status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ferry.broker.models import Backoff, GroupSettings, GroupStats
+from ferry.broker.models import StartAt as BrokerStartAt
+from ferry.operator.reconcile import durations
+from ferry.operator.reconcile.conditions import (
+    Phase,
+    Reason,
+    Verdict,
+    broker_trouble,
+    conditions,
+)
+from ferry.operator.reconcile.metadata import Manifest
+from ferry.operator.reconcile.observations import Failure, Problem
+from ferry.operator.reconcile.specs import ConsumerGroupSpec, Owner
+
+
+def group_settings(spec: ConsumerGroupSpec) -> GroupSettings:
+    backoff = spec.nack_backoff
+    return GroupSettings(
+        start_at=BrokerStartAt(spec.start_at.value.lower()),
+        visibility_timeout_ms=(durations.to_ms(spec.visibility_timeout)
+                               if spec.visibility_timeout else None),
+        max_deliveries=spec.max_deliveries,
+        nack_backoff=Backoff(initial_ms=durations.to_ms(backoff.initial),
+                             multiplier=backoff.multiplier,
+                             max_ms=durations.to_ms(backoff.max)),
+    )
+
+
+def children(owner: Owner, spec: ConsumerGroupSpec) -> list[Manifest]:
+    """Kubernetes objects a group owns. None of its own yet: the autoscaling part adds the
+    HorizontalPodAutoscaler for `spec.autoscaling` here (handlers apply and prune the list)."""
+    del owner, spec
+    return []
+
+
+def verdict(queue: str, stats: GroupStats | None, failure: Failure | None) -> Verdict:
+    if stats is not None:
+        return Verdict(phase=Phase.READY, reason=Reason.RECONCILED,
+                       message=f"group {stats.group} reads queue {stats.queue}")
+    if failure is None:
+        return Verdict(phase=Phase.PROGRESSING, reason=Reason.QUEUE_NOT_READY,
+                       message=f"waiting for queue {queue}")
+    if failure.problem is Problem.NO_QUEUE:
+        return Verdict(phase=Phase.DEGRADED, reason=Reason.QUEUE_NOT_FOUND,
+                       message=f"Queue {queue} does not exist in this namespace")
+    if failure.problem is Problem.MISSING:
+        return Verdict(phase=Phase.PROGRESSING, reason=Reason.QUEUE_NOT_READY,
+                       message=f"queue {queue} is not on its broker yet: {failure.message}")
+    return broker_trouble(failure)
+
+
+def figures(stats: GroupStats) -> dict[str, Any]:
+    return {
+        "lag": stats.lag,
+        "depth": stats.depth,
+        "inFlight": stats.in_flight,
+        "dead": stats.dead,
+        "consumers": len(stats.consumers),
+        "oldestReadyAge": durations.from_ms(stats.oldest_ready_age_ms),
+    }
+
+
+def status(
+    *,
+    owner: Owner,
+    spec: ConsumerGroupSpec,
+    endpoint_url: str | None,
+    stats: GroupStats | None,
+    failure: Failure | None,
+    previous: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    """The whole status to write; figures are left out (kept as they were) without stats."""
+    judged = verdict(spec.queue, stats, failure)
+    out: dict[str, Any] = {
+        "observedGeneration": owner.generation,
+        "conditions": conditions(judged, owner.generation, previous, now),
+    }
+    if endpoint_url is not None:
+        out["endpoint"] = endpoint_url
+    if stats is not None:
+        out.update(figures(stats))
+    return out

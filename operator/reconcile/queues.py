@@ -1,0 +1,232 @@
+"""Queue -> broker StatefulSet, Services, ConfigMap, PodDisruptionBudget; settings; status."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ferry.broker.models import QueueSettings, QueueStats
+from ferry.operator.reconcile import durations
+from ferry.operator.reconcile.conditions import (
+    Phase,
+    Reason,
+    Verdict,
+    broker_trouble,
+    conditions,
+)
+from ferry.operator.reconcile.metadata import QUEUE, Manifest, child_metadata, selector_labels
+from ferry.operator.reconcile.observations import Failure, Problem
+from ferry.operator.reconcile.specs import DeletionPolicy, Owner, QueueSpec
+from ferry.operator.reconcile.workloads import (
+    container_security,
+    http_probe,
+    pod_security,
+    resources,
+)
+
+BROKER_PORT = 7070
+DATA_DIR = "/var/lib/ferry"
+COMPONENT = "broker"
+CONFIG_HASH = "ferry.dev/config-hash"
+
+
+def broker_name(queue: str) -> str:
+    return f"{queue}-broker"
+
+
+def manages_broker(spec: QueueSpec) -> bool:
+    """Without broker.url Ferry runs the queue's broker itself."""
+    return spec.broker.url is None
+
+
+def in_cluster_endpoint(namespace: str, queue: str, spec: QueueSpec) -> str:
+    """The URL pods use: broker.url, or the client Service Ferry creates."""
+    if spec.broker.url is not None:
+        return spec.broker.url.rstrip("/")
+    return f"http://{broker_name(queue)}.{namespace}.svc:{BROKER_PORT}"
+
+
+def endpoint(namespace: str, queue: str, spec: QueueSpec, override: str | None) -> str:
+    """The URL the operator talks to: broker.url first, then the operator's override.
+
+    The override exists for control planes whose pods never run (envtest, `make demo`):
+    the broker Ferry would have started runs as a local process instead.
+    """
+    if spec.broker.url is None and override:
+        return override.rstrip("/")
+    return in_cluster_endpoint(namespace, queue, spec)
+
+
+def broker_settings(spec: QueueSpec) -> QueueSettings:
+    return QueueSettings(
+        max_message_bytes=spec.max_message_bytes,
+        retention_ms=durations.to_ms(spec.retention),
+        visibility_timeout_ms=durations.to_ms(spec.visibility_timeout),
+        max_deliveries=spec.max_deliveries,
+        dedup_window_ms=durations.to_ms(spec.dedup_window),
+        fair=spec.fair,
+    )
+
+
+def children(owner: Owner, spec: QueueSpec) -> list[Manifest]:
+    """The broker workload for `owner`, or nothing when the queue lives on an existing broker."""
+    if not manages_broker(spec):
+        return []
+    config = _config_map(owner, spec)
+    return [config, _headless_service(owner), _client_service(owner),
+            _stateful_set(owner, spec, config["data"]), _disruption_budget(owner)]
+
+
+def _meta(owner: Owner, name: str) -> Manifest:
+    return child_metadata(owner, name, COMPONENT, **{QUEUE: owner.name})
+
+
+def _config_map(owner: Owner, spec: QueueSpec) -> Manifest:
+    settings = broker_settings(spec).model_dump(mode="json")
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(owner, broker_name(owner.name)),
+        "data": {
+            "FERRY_BROKER_PORT": str(BROKER_PORT),
+            "FERRY_BROKER_DATA_DIR": DATA_DIR,
+            "queue.json": json.dumps({"queue": owner.name, "settings": settings}, sort_keys=True),
+        },
+    }
+
+
+def _headless_service(owner: Owner) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, f"{broker_name(owner.name)}-headless"),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": selector_labels(owner, COMPONENT),
+            "ports": [{"name": "http", "port": BROKER_PORT, "targetPort": "http"}],
+        },
+    }
+
+
+def _client_service(owner: Owner) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, broker_name(owner.name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(owner, COMPONENT),
+            "ports": [{"name": "http", "port": BROKER_PORT, "targetPort": "http"}],
+        },
+    }
+
+
+def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str]) -> Manifest:
+    name = broker_name(owner.name)
+    digest = hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:16]
+    pvc_policy = "Delete" if spec.deletion_policy is DeletionPolicy.DELETE else "Retain"
+    claim: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": spec.storage.size}},
+    }
+    if spec.storage.storage_class_name:
+        claim["storageClassName"] = spec.storage.storage_class_name
+    pod_labels = _meta(owner, name)["labels"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(owner, name),
+        "spec": {
+            "serviceName": f"{name}-headless",
+            "replicas": 1,
+            "selector": {"matchLabels": selector_labels(owner, COMPONENT)},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": pvc_policy,
+                                                     "whenScaled": "Retain"},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH: digest}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": pod_security(),
+                    "containers": [{
+                        "name": "broker",
+                        "image": spec.broker.image,
+                        "command": ["ferry-broker"],
+                        "args": ["--data-dir", DATA_DIR, "--port", str(BROKER_PORT)],
+                        "envFrom": [{"configMapRef": {"name": name}}],
+                        "ports": [{"name": "http", "containerPort": BROKER_PORT}],
+                        "readinessProbe": http_probe("/readyz", 5),
+                        "livenessProbe": http_probe("/healthz", 10),
+                        "resources": resources(spec.broker.resources),
+                        "securityContext": container_security(),
+                        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}],
+                    }],
+                },
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim}],
+        },
+    }
+
+
+def _disruption_budget(owner: Owner) -> Manifest:
+    # One broker pod holds the queue: a drain waits for a deliberate decision instead of
+    # silently taking the only copy of the data away.
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(owner, broker_name(owner.name)),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector_labels(owner, COMPONENT)}},
+    }
+
+
+def verdict(spec: QueueSpec, ready_replicas: int, stats: QueueStats | None,
+            failure: Failure | None, endpoint_url: str) -> Verdict:
+    if stats is not None:
+        return Verdict(phase=Phase.READY, reason=Reason.RECONCILED,
+                       message=f"queue {stats.queue} is served by {endpoint_url}")
+    if failure is None or failure.problem is Problem.MISSING:
+        return Verdict(phase=Phase.PROGRESSING, reason=Reason.BROKER_STARTING,
+                       message=f"creating the queue on {endpoint_url}")
+    if failure.problem is Problem.UNREACHABLE and manages_broker(spec) and ready_replicas < 1:
+        return Verdict(phase=Phase.PROGRESSING, reason=Reason.BROKER_STARTING,
+                       message=f"waiting for the broker at {endpoint_url}: {failure.message}")
+    return broker_trouble(failure)
+
+
+def figures(stats: QueueStats) -> dict[str, int]:
+    groups = stats.groups
+    return {
+        "depth": stats.messages,
+        "inFlight": sum(g.in_flight for g in groups),
+        "dead": sum(g.dead for g in groups),
+        "consumers": sum(len(g.consumers) for g in groups),
+        "groups": len(groups),
+        "publishedTotal": stats.published_total,
+    }
+
+
+def status(
+    *,
+    owner: Owner,
+    spec: QueueSpec,
+    endpoint_url: str,
+    ready_replicas: int,
+    stats: QueueStats | None,
+    failure: Failure | None,
+    previous: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    """The whole status to write; figures are left out (kept as they were) without stats."""
+    judged = verdict(spec, ready_replicas, stats, failure, endpoint_url)
+    out: dict[str, Any] = {
+        "observedGeneration": owner.generation,
+        "conditions": conditions(judged, owner.generation, previous, now),
+        "readyReplicas": ready_replicas,
+        "endpoint": endpoint_url,
+    }
+    if stats is not None:
+        out.update(figures(stats))
+    return out

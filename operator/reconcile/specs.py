@@ -1,0 +1,146 @@
+"""Typed views of the custom resources' specs, parsed from the objects the API server stored.
+
+These models only give the data a shape. Validation and defaults live in crds/*.yaml (the
+API server enforces them before an object is stored), so nothing here restates a rule.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+IntOrString = int | str
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class DeletionPolicy(StrEnum):
+    DELETE = "Delete"
+    RETAIN = "Retain"
+
+
+class StartAt(StrEnum):
+    EARLIEST = "Earliest"
+    LATEST = "Latest"
+
+
+class Resources(Spec):
+    requests: dict[str, IntOrString] = {}
+    limits: dict[str, IntOrString] = {}
+
+
+class Storage(Spec):
+    size: str
+    storage_class_name: str | None = None
+
+
+class Broker(Spec):
+    url: str | None = None
+    image: str
+    resources: Resources
+
+
+class QueueSpec(Spec):
+    retention: str
+    max_message_bytes: int
+    visibility_timeout: str
+    max_deliveries: int
+    dedup_window: str
+    fair: bool
+    storage: Storage
+    broker: Broker
+    deletion_policy: DeletionPolicy
+
+
+class NackBackoff(Spec):
+    initial: str
+    multiplier: float
+    max: str
+
+
+class TargetRef(Spec):
+    api_version: str
+    kind: str
+    name: str
+
+
+class Autoscaling(Spec):
+    target: TargetRef
+    min_replicas: int
+    max_replicas: int
+    lag_per_replica: int
+    scale_up_stabilization: str
+    scale_down_stabilization: str
+    idle_after: str
+
+
+class ConsumerGroupSpec(Spec):
+    queue: str
+    start_at: StartAt
+    visibility_timeout: str | None = None
+    max_deliveries: int | None = None
+    nack_backoff: NackBackoff
+    deletion_policy: DeletionPolicy
+    autoscaling: Autoscaling | None = None
+
+
+class KeyRef(Spec):
+    name: str
+    key: str
+
+
+class Source(Spec):
+    config_map: KeyRef | None = None
+    path: str | None = None
+
+
+class Streamer(Spec):
+    replicas: int
+    image: str | None = None
+    source: Source
+    rate_per_second: int
+    loop: bool
+    resources: Resources
+
+
+class CollectorStorage(Spec):
+    url: str | None = None
+    secret_key_ref: KeyRef | None = None
+
+
+class Collector(Spec):
+    image: str | None = None
+    min_replicas: int
+    max_replicas: int
+    lag_per_replica: int
+    storage: CollectorStorage
+    resources: Resources
+
+
+class Api(Spec):
+    enabled: bool
+    image: str | None = None
+    replicas: int
+
+
+class TelemetryPipelineSpec(Spec):
+    image: str
+    queue: QueueSpec
+    streamer: Streamer
+    collector: Collector
+    api: Api
+
+
+class Owner(Spec):
+    """The identity of a custom resource, as children's owner references need it."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+    generation: int = 0

@@ -1,0 +1,146 @@
+"""Queue -> broker workload, broker settings, endpoint and status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from ferry.broker.models import ConsumerInfo, GroupSettings, GroupStats, QueueSettings, QueueStats
+from ferry.operator.reconcile import queues
+from ferry.operator.reconcile.metadata import OWNER_UID
+from ferry.operator.reconcile.observations import Failure, Problem
+from ferry.operator.reconcile.specs import Owner, QueueSpec
+
+from .conftest import Defaulted
+
+pytestmark = pytest.mark.unit
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+OWNER = Owner(api_version="ferry.dev/v1alpha1", kind="Queue", name="orders", namespace="shop",
+              uid="u-1", generation=3)
+
+
+def spec(defaulted: Defaulted, **fields: object) -> QueueSpec:
+    return QueueSpec.model_validate(defaulted("Queue", dict(fields)))
+
+
+def stats(*groups: GroupStats) -> QueueStats:
+    return QueueStats(queue="orders", settings=QueueSettings(), messages=42, published_total=50,
+                      groups=list(groups))
+
+
+def group(name: str, in_flight: int, dead: int, consumers: int) -> GroupStats:
+    return GroupStats(
+        queue="orders", group=name, settings=GroupSettings(), depth=1, in_flight=in_flight,
+        delayed=0, dead=dead, lag=1 + in_flight, oldest_ready_age_ms=0, acked_total=0,
+        consumers=[ConsumerInfo(name=f"c{i}", last_seen_ms=0, in_flight=0)
+                   for i in range(consumers)])
+
+
+def test_managed_broker_children_carry_owner_reference_and_labels(defaulted: Defaulted) -> None:
+    kids = queues.children(OWNER, spec(defaulted))
+    assert [(k["kind"], k["metadata"]["name"]) for k in kids] == [
+        ("ConfigMap", "orders-broker"), ("Service", "orders-broker-headless"),
+        ("Service", "orders-broker"), ("StatefulSet", "orders-broker"),
+        ("PodDisruptionBudget", "orders-broker")]
+    for kid in kids:
+        assert kid["metadata"]["namespace"] == "shop"
+        assert kid["metadata"]["ownerReferences"] == [{
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "Queue", "name": "orders", "uid": "u-1",
+            "controller": True, "blockOwnerDeletion": True}]
+        assert kid["metadata"]["labels"][OWNER_UID] == "u-1"
+
+
+def test_existing_broker_by_url_creates_no_workload(defaulted: Defaulted) -> None:
+    assert queues.children(OWNER, spec(defaulted, broker={"url": "http://b:1"})) == []
+
+
+def test_statefulset_uses_spec_storage_image_and_is_locked_down(defaulted: Defaulted) -> None:
+    s = spec(defaulted, storage={"size": "5Gi", "storageClassName": "fast"},
+             broker={"image": "ferry:x"}, deletionPolicy="Retain")
+    sts = next(k for k in queues.children(OWNER, s) if k["kind"] == "StatefulSet")
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["storageClassName"] == "fast"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
+    pod = sts["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "ferry:x"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                      "limits": {"memory": "512Mi"}}
+
+
+def test_settings_change_rolls_the_broker_pod(defaulted: Defaulted) -> None:
+    def digest(s: QueueSpec) -> str:
+        sts = next(k for k in queues.children(OWNER, s) if k["kind"] == "StatefulSet")
+        return str(sts["spec"]["template"]["metadata"]["annotations"][queues.CONFIG_HASH])
+    assert digest(spec(defaulted)) == digest(spec(defaulted))
+    assert digest(spec(defaulted)) != digest(spec(defaulted, maxDeliveries=9))
+
+
+def test_broker_settings_convert_durations(defaulted: Defaulted) -> None:
+    s = spec(defaulted, retention="1h30m", visibilityTimeout="1.5s", fair=True)
+    assert queues.broker_settings(s) == QueueSettings(
+        retention_ms=5_400_000, visibility_timeout_ms=1500, fair=True)
+
+
+def test_endpoint_prefers_spec_url_then_override_then_service(defaulted: Defaulted) -> None:
+    managed, external = spec(defaulted), spec(defaulted, broker={"url": "http://ext:9/"})
+    assert queues.endpoint("shop", "orders", managed, None) == \
+        "http://orders-broker.shop.svc:7070"
+    assert queues.endpoint("shop", "orders", managed, "http://127.0.0.1:5") == \
+        "http://127.0.0.1:5"
+    assert queues.endpoint("shop", "orders", external, "http://127.0.0.1:5") == "http://ext:9"
+
+
+def _conditions(status: dict[str, object]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}  # type: ignore[attr-defined]
+
+
+def test_status_sums_group_figures_and_reports_ready(defaulted: Defaulted) -> None:
+    st = queues.status(owner=OWNER, spec=spec(defaulted), endpoint_url="http://e",
+                       ready_replicas=1, stats=stats(group("a", 2, 1, 3), group("b", 5, 0, 1)),
+                       failure=None, previous=[], now=NOW)
+    assert {k: st[k] for k in ("depth", "inFlight", "dead", "consumers", "groups")} == {
+        "depth": 42, "inFlight": 7, "dead": 1, "consumers": 4, "groups": 2}
+    assert st["observedGeneration"] == 3
+    assert _conditions(st) == {"Ready": ("True", "Reconciled"),
+                               "Progressing": ("False", "Reconciled"),
+                               "Degraded": ("False", "Reconciled")}
+
+
+@pytest.mark.parametrize(("url", "replicas", "problem", "expected"), [
+    (None, 0, Problem.UNREACHABLE, ("Progressing", "BrokerStarting")),
+    (None, 1, Problem.UNREACHABLE, ("Degraded", "BrokerUnreachable")),
+    ("http://ext:1", 0, Problem.UNREACHABLE, ("Degraded", "BrokerUnreachable")),
+    (None, 1, Problem.REJECTED, ("Degraded", "BrokerRejected")),
+])
+def test_failures_map_to_phase_and_reason(defaulted: Defaulted, url: str | None, replicas: int,
+                                          problem: Problem, expected: tuple[str, str]) -> None:
+    s = spec(defaulted, **({"broker": {"url": url}} if url else {}))
+    st = queues.status(owner=OWNER, spec=s, endpoint_url="http://e", ready_replicas=replicas,
+                       stats=None, failure=Failure(problem=problem, message="boom"),
+                       previous=[], now=NOW)
+    phase, reason = expected
+    conds = _conditions(st)
+    assert conds[phase] == ("True", reason)
+    assert [t for t, (v, _) in conds.items() if v == "True"] == [phase]
+    assert "depth" not in st  # figures are kept as they were, not zeroed
+
+
+def test_transition_time_moves_only_when_status_changes(defaulted: Defaulted) -> None:
+    s = spec(defaulted)
+    first = queues.status(owner=OWNER, spec=s, endpoint_url="e", ready_replicas=1,
+                          stats=stats(), failure=None, previous=[], now=NOW)
+    later = datetime(2026, 1, 2, 4, 0, 0, tzinfo=UTC)
+    same = queues.status(owner=OWNER, spec=s, endpoint_url="e", ready_replicas=1,
+                         stats=stats(), failure=None, previous=first["conditions"], now=later)
+    assert same["conditions"] == first["conditions"]
+    broken = queues.status(owner=OWNER, spec=s, endpoint_url="e", ready_replicas=1, stats=None,
+                           failure=Failure(problem=Problem.REJECTED, message="x"),
+                           previous=first["conditions"], now=later)
+    times = {c["type"]: c["lastTransitionTime"] for c in broken["conditions"]}
+    assert times == {"Ready": "2026-01-02T04:00:00Z", "Degraded": "2026-01-02T04:00:00Z",
+                     "Progressing": "2026-01-02T03:04:05Z"}
