@@ -33,6 +33,8 @@ RUN groupadd --system --gid 10001 ferry \
     && mkdir -p /var/lib/ferry \
     && chown 10001:10001 /var/lib/ferry
 COPY --from=build /opt/ferry /opt/ferry
+# The sample DCGM CSV, so examples/telemetrypipeline.yaml runs with no data of your own.
+COPY examples/data/dcgm_sample.csv /usr/share/ferry/examples/
 # Read-only root filesystem: no bytecode writes, unbuffered logs, and the only
 # writable paths are volumes (/var/lib/ferry for data, /tmp for scratch).
 ENV PATH=/opt/ferry/bin:$PATH \

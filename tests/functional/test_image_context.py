@@ -16,6 +16,7 @@ from configparser import ConfigParser
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.functional
@@ -77,14 +78,19 @@ def _context(dest: Path) -> list[str]:
     return kept
 
 
-def _build_stage_copies() -> list[str]:
+def _copies() -> list[tuple[list[str], str]]:
+    """(sources, destination) of every COPY that reads the build context."""
     text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
-    sources: list[str] = []
+    out = []
     for line in text.splitlines():
         words = line.split()
         if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
-            sources += words[1:-1]
-    return sources
+            out.append((words[1:-1], words[-1]))
+    return out
+
+
+def _context_copies() -> list[str]:
+    return [source for sources, _ in _copies() for source in sources]
 
 
 def test_dockerignore_keeps_secrets_and_caches_out() -> None:
@@ -98,7 +104,7 @@ def test_dockerignore_keeps_secrets_and_caches_out() -> None:
 def test_build_stage_builds_a_wheel_with_every_console_script(tmp_path: Path) -> None:
     context = tmp_path / "context"
     kept = _context(context)
-    for source in _build_stage_copies():
+    for source in _context_copies():
         assert (context / source).exists(), f"COPY {source}: not in the build context"
     assert not any(rel.startswith("tests/") for rel in kept)
 
@@ -120,3 +126,14 @@ def test_build_stage_builds_a_wheel_with_every_console_script(tmp_path: Path) ->
     for target in scripts.values():
         module = target.split(":")[0].replace(".", "/")
         assert f"{module}.py" in names or f"{module}/__init__.py" in names, target
+
+
+def test_the_example_pipeline_reads_a_file_the_image_holds() -> None:
+    pipeline = yaml.safe_load((ROOT / "examples" / "telemetrypipeline.yaml").read_text())
+    path = pipeline["spec"]["streamer"]["source"]["path"]
+    in_image = {
+        (dest.rstrip("/") + "/" + Path(src).name) if dest.endswith("/") else dest: src
+        for sources, dest in _copies() for src in sources
+    }
+    assert path in in_image, f"{path} is not copied into the image"
+    assert (ROOT / in_image[path]).is_file()

