@@ -1,0 +1,245 @@
+"""The `ferry` command line: its parser and where the connection settings come from (pure)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_URL = "http://127.0.0.1:7070"
+EPILOG = f"Environment: FERRY_URL (default {DEFAULT_URL}), FERRY_TOKEN."
+
+
+@dataclass(frozen=True)
+class Connection:
+    url: str
+    token: str | None
+    timeout: float
+    retries: int
+
+
+# Defaults of the options every command takes (their parsers SUPPRESS them, see _common).
+COMMON_DEFAULTS: dict[str, object] = {
+    "url": None,
+    "token": None,
+    "timeout": 30.0,
+    "retries": 2,
+    "json": False,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    for name, default in COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
+
+
+def connection(args: argparse.Namespace, env: Mapping[str, str]) -> Connection:
+    """Flags win over the environment, the environment over the defaults."""
+    return Connection(
+        url=args.url or env.get("FERRY_URL") or DEFAULT_URL,
+        token=args.token or env.get("FERRY_TOKEN") or None,
+        timeout=args.timeout,
+        retries=args.retries,
+    )
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options accepted before or after the command (`ferry --json queue list` or `... --json`).
+
+    SUPPRESS keeps a subcommand's parser from overwriting a value given earlier.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection and output")
+    sup = argparse.SUPPRESS
+    group.add_argument("--url", default=sup, help=f"broker URL (env FERRY_URL; {DEFAULT_URL})")
+    group.add_argument("--token", default=sup, help="bearer token (env FERRY_TOKEN)")
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=sup,
+        metavar="SECONDS",
+        help="per-request timeout (default 30)",
+    )
+    group.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=sup,
+        help="retries on connection errors and 5xx (default 2)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=sup,
+        help="print machine-readable JSON instead of tables",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="ferry",
+        description="Use Ferry queues from a shell.",
+        epilog=EPILOG,
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def sub(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str
+    ) -> argparse.ArgumentParser:
+        return parent.add_parser(
+            name, help=help_, description=help_, parents=[common], epilog=EPILOG
+        )
+
+    queue = sub(commands, "queue", "create, list, inspect and delete queues")
+    queues = queue.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = sub(queues, "create", "create a queue, or update its settings")
+    create.add_argument("queue")
+    create.add_argument("--max-message-bytes", type=_positive_int)
+    create.add_argument("--retention-ms", type=_positive_int)
+    create.add_argument("--visibility-timeout-ms", type=_positive_int)
+    create.add_argument(
+        "--max-deliveries", type=_positive_int, help="deliveries before a message is dead-lettered"
+    )
+    create.add_argument("--dedup-window-ms", type=_non_negative_int)
+    create.add_argument(
+        "--fair", action="store_true", default=None, help="deliver round-robin across message keys"
+    )
+    sub(queues, "list", "list queues with their figures")
+    sub(queues, "stats", "a queue's settings, figures and groups").add_argument("queue")
+    sub(queues, "delete", "delete a queue and every message in it").add_argument("queue")
+
+    group = sub(commands, "group", "create, inspect and delete consumer groups")
+    groups = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    gcreate = sub(groups, "create", "create a consumer group, or update its settings")
+    _queue_group(gcreate)
+    gcreate.add_argument(
+        "--start-at",
+        choices=["earliest", "latest"],
+        help="earliest: every stored message; latest: only new ones",
+    )
+    gcreate.add_argument("--visibility-timeout-ms", type=_positive_int)
+    gcreate.add_argument("--max-deliveries", type=_positive_int)
+    gcreate.add_argument(
+        "--backoff-initial-ms", type=_non_negative_int, help="nack backoff: first delay"
+    )
+    gcreate.add_argument(
+        "--backoff-multiplier", type=_positive_float, help="nack backoff: growth per delivery"
+    )
+    gcreate.add_argument("--backoff-max-ms", type=_non_negative_int, help="nack backoff: cap")
+    _queue_group(sub(groups, "delete", "delete a consumer group"))
+    _queue_group(sub(groups, "stats", "a group's figures and consumers"))
+
+    publish = sub(
+        commands, "publish", "publish lines of stdin or a file, one message each (JSON, else text)"
+    )
+    publish.add_argument("queue")
+    publish.add_argument("--file", "-f", help="read this file instead of stdin")
+    publish.add_argument(
+        "--text", action="store_true", help="every line is a text body, even if it parses as JSON"
+    )
+    publish.add_argument("--key", help="message key (fair delivery, ordering per key)")
+    publish.add_argument("--priority", type=_priority, default=0, help="0-9, higher first")
+    publish.add_argument("--delay-ms", type=_non_negative_int, default=0)
+    publish.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=_header,
+        metavar="NAME=VALUE",
+        help="add a header (repeatable)",
+    )
+    publish.add_argument("--batch-size", type=_positive_int, default=500)
+    publish.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+    consume = sub(commands, "consume", "print messages of a group, acking each")
+    _queue_group(consume)
+    consume.add_argument("--consumer", default=None, help="consumer name (default ferry-cli-PID)")
+    consume.add_argument("--max", type=_positive_int, help="stop after this many messages")
+    consume.add_argument(
+        "--idle",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stop when no message came for this long",
+    )
+    consume.add_argument(
+        "--no-ack",
+        dest="ack",
+        action="store_false",
+        help="hand the messages back instead of acking them",
+    )
+    consume.add_argument("--mode", choices=["stream", "sse", "poll"], default="stream")
+
+    dead = sub(commands, "dead", "list and redrive a group's dead letters")
+    deads = dead.add_subparsers(dest="action", metavar="ACTION", required=True)
+    dlist = sub(deads, "list", "list dead letters")
+    _queue_group(dlist)
+    dlist.add_argument("--limit", type=_positive_int, default=100)
+    dlist.add_argument("--cursor", help="next_cursor of a previous page")
+    redrive = sub(deads, "redrive", "move dead letters back to the group")
+    _queue_group(redrive)
+    redrive.add_argument("ids", nargs="*", metavar="ID", help="only these (default: all)")
+
+    message = sub(commands, "message", "show one message and its state in every group")
+    message.add_argument("queue")
+    message.add_argument("id")
+    return parser
+
+
+def _queue_group(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("queue")
+    parser.add_argument("group")
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _priority(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 9:
+        raise argparse.ArgumentTypeError(f"must be 0-9, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value

@@ -1,0 +1,270 @@
+"""What each `ferry` command does: broker calls through the client, output through tables."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import IO, Any, TextIO
+
+import orjson
+from pydantic import BaseModel
+
+from ferry.broker.cli import tables
+from ferry.broker.cli.lines import body_of, line_of
+from ferry.broker.cli.progress import Progress
+from ferry.broker.client import BrokerClient
+from ferry.broker.models import Backoff, GroupSettings, OutgoingMessage, QueueSettings, StartAt
+
+Command = Callable[[BrokerClient, argparse.Namespace, TextIO], Awaitable[int]]
+# Lines read per publish() call: big enough to keep many batches in flight, small
+# enough that memory stays flat for any input size.
+CHUNK_LINES = 20_000
+
+
+def emit(out: TextIO, args: argparse.Namespace, value: Any, text: Callable[[], str]) -> None:
+    """Print `value` as JSON with --json, else the readable `text()`."""
+    if args.json:
+        out.write(dumps(value) + "\n")
+    else:
+        out.write(text() + "\n")
+
+
+def dumps(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --- queues and groups -----------------------------------------------------------
+
+
+async def queue_create(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    fields = [
+        "max_message_bytes",
+        "retention_ms",
+        "visibility_timeout_ms",
+        "max_deliveries",
+        "dedup_window_ms",
+        "fair",
+    ]
+    given = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    settings = QueueSettings.model_validate(given)
+    stats = await client.put_queue(args.queue, settings)
+    emit(out, args, stats, lambda: f"queue {stats.queue} ready\n\n" + tables.queue_report(stats))
+    return 0
+
+
+async def queue_list(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    queues = await client.list_queues()
+    emit(out, args, queues, lambda: tables.queues_table(queues))
+    return 0
+
+
+async def queue_stats(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    stats = await client.queue_stats(args.queue)
+    emit(out, args, stats, lambda: tables.queue_report(stats))
+    return 0
+
+
+async def queue_delete(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    await client.delete_queue(args.queue)
+    emit(out, args, {"deleted": args.queue}, lambda: f"queue {args.queue} deleted")
+    return 0
+
+
+async def group_create(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    given: dict[str, Any] = {}
+    if args.start_at:
+        given["start_at"] = StartAt(args.start_at)
+    for f in ("visibility_timeout_ms", "max_deliveries"):
+        if getattr(args, f) is not None:
+            given[f] = getattr(args, f)
+    backoff = {
+        k: v
+        for k, v in (
+            ("initial_ms", args.backoff_initial_ms),
+            ("multiplier", args.backoff_multiplier),
+            ("max_ms", args.backoff_max_ms),
+        )
+        if v is not None
+    }
+    if backoff:
+        given["nack_backoff"] = Backoff.model_validate(backoff)
+    stats = await client.put_group(args.queue, args.group, GroupSettings.model_validate(given))
+    emit(
+        out,
+        args,
+        stats,
+        lambda: (
+            f"group {stats.group} on {stats.queue} ready\n\n" + tables.group_report(stats, now_ms())
+        ),
+    )
+    return 0
+
+
+async def group_delete(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    await client.delete_group(args.queue, args.group)
+    emit(
+        out,
+        args,
+        {"deleted": args.group, "queue": args.queue},
+        lambda: f"group {args.group} on {args.queue} deleted",
+    )
+    return 0
+
+
+async def group_stats(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    stats = await client.group_stats(args.queue, args.group)
+    emit(out, args, stats, lambda: tables.group_report(stats, now_ms()))
+    return 0
+
+
+# --- publish and consume -----------------------------------------------------------
+
+
+async def publish(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    source, total = _input(args.file)
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    progress = Progress(sys.stderr, enabled=show)
+    # Validated once; each line's message is a copy with its own body.
+    template = OutgoingMessage(
+        body=None,
+        key=args.key,
+        priority=args.priority,
+        delay_ms=args.delay_ms,
+        headers=dict(args.header),
+    )
+    count, read = 0, 0
+
+    def fraction() -> float | None:
+        return read / total if total else None
+
+    try:
+        for chunk in _chunks(source, CHUNK_LINES):
+            messages = []
+            for raw in chunk:
+                read += len(raw)
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if line.strip():
+                    body = body_of(line, text=args.text)
+                    messages.append(template.model_copy(update={"body": body}))
+            # Pieces of many batches each: publish() pipelines the batches of one piece,
+            # and the progress line moves between pieces.
+            step = args.batch_size * 32
+            for start in range(0, len(messages), step):
+                piece = messages[start : start + step]
+                await client.publish(args.queue, piece, batch_size=args.batch_size)
+                count += len(piece)
+                progress.update(count, fraction())
+    finally:
+        if args.file:
+            source.close()
+    progress.finish(count, fraction())
+    elapsed = time.monotonic() - progress.started
+    rate = count / elapsed if elapsed > 0 else 0.0
+    summary = {"published": count, "seconds": round(elapsed, 3), "msgs_per_s": round(rate, 1)}
+    emit(
+        out,
+        args,
+        summary,
+        lambda: (
+            f"published {count:,} messages to {args.queue} in {elapsed:.2f}s ({rate:,.0f} msg/s)"
+        ),
+    )
+    return 0
+
+
+def _input(path: str | None) -> tuple[IO[bytes], int]:
+    """The lines to publish and their size in bytes (0: unknown, stdin)."""
+    if path is None:
+        return sys.stdin.buffer, 0
+    source = open(path, "rb")  # noqa: SIM115 - closed by publish()
+    return source, os.fstat(source.fileno()).st_size
+
+
+def _chunks(source: IO[bytes], size: int) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    for raw in source:
+        chunk.append(raw)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def consume(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    name = args.consumer or f"ferry-cli-{os.getpid()}"
+    count = 0
+    consumer = client.consumer(
+        args.queue, args.group, name, mode=args.mode, max_in_flight=min(args.max or 100, 100)
+    )
+    async with consumer:
+        while args.max is None or count < args.max:
+            try:
+                delivery = await asyncio.wait_for(anext(consumer), args.idle)
+            except (StopAsyncIteration, TimeoutError):
+                break
+            if args.json:
+                out.write(orjson.dumps(delivery.model_dump(mode="json")).decode() + "\n")
+            else:
+                out.write(line_of(delivery.body) + "\n")
+            out.flush()
+            if args.ack:
+                await consumer.ack(delivery)
+            count += 1
+    verb = "acked" if args.ack else "handed back"
+    print(f"consumed {count:,} messages from {args.queue}/{args.group} ({verb})", file=sys.stderr)
+    return 0
+
+
+# --- dead letters and messages ----------------------------------------------------------
+
+
+async def dead_list(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    page = await client.dead_letters(args.queue, args.group, limit=args.limit, cursor=args.cursor)
+    emit(out, args, page, lambda: tables.dead_table(page, now_ms()))
+    return 0
+
+
+async def dead_redrive(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    count = await client.redrive(args.queue, args.group, args.ids or None)
+    emit(
+        out,
+        args,
+        {"redriven": count},
+        lambda: f"redrove {count:,} dead letters back to {args.queue}/{args.group}",
+    )
+    return 0
+
+
+async def message(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    info = await client.message(args.queue, args.id)
+    emit(out, args, info, lambda: tables.message_report(info, now_ms()))
+    return 0
+
+
+COMMANDS: dict[tuple[str, str | None], Command] = {
+    ("queue", "create"): queue_create,
+    ("queue", "list"): queue_list,
+    ("queue", "stats"): queue_stats,
+    ("queue", "delete"): queue_delete,
+    ("group", "create"): group_create,
+    ("group", "delete"): group_delete,
+    ("group", "stats"): group_stats,
+    ("publish", None): publish,
+    ("consume", None): consume,
+    ("dead", "list"): dead_list,
+    ("dead", "redrive"): dead_redrive,
+    ("message", None): message,
+}

@@ -1,0 +1,55 @@
+"""`ferry` entry point: parse, run one command, turn failures into a message and an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from pydantic import ValidationError
+
+from ferry.broker.cli.args import connection, parse_args
+from ferry.broker.cli.commands import COMMANDS
+from ferry.broker.client import BrokerClient, BrokerError, Unavailable
+
+EXIT_FAILED = 1  # the broker refused: unknown queue, bad settings, ...
+EXIT_USAGE = 2  # argparse's own code for bad arguments
+EXIT_UNREACHABLE = 3  # no broker answered at --url
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    conn = connection(args, os.environ)
+    command = COMMANDS[(args.command, getattr(args, "action", None))]
+
+    async def run() -> int:
+        async with BrokerClient(
+            conn.url, token=conn.token, timeout=conn.timeout, retries=conn.retries
+        ) as client:
+            return await command(client, args, sys.stdout)
+
+    try:
+        return asyncio.run(run())
+    except Unavailable as e:
+        print(f"ferry: error: {e.message}", file=sys.stderr)
+        if e.status == 0:
+            print(
+                f"ferry: is a broker running at {conn.url}? (set --url or FERRY_URL)",
+                file=sys.stderr,
+            )
+        return EXIT_UNREACHABLE
+    except BrokerError as e:
+        print(f"ferry: error: {e.message} [{e.code}]", file=sys.stderr)
+        return EXIT_FAILED
+    except ValidationError as e:  # settings the models reject before anything is sent
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()
+        )
+        print(f"ferry: error: invalid input: {problems}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # --file missing or unreadable
+        print(f"ferry: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

@@ -1,0 +1,86 @@
+"""The client's exception tree: every failure of a broker call, translated once, here."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from ferry.broker.models import ErrorBody, ErrorCode, ErrorDetail
+
+_NOT_FOUND_CODES = frozenset(
+    {ErrorCode.QUEUE_NOT_FOUND, ErrorCode.GROUP_NOT_FOUND, ErrorCode.MESSAGE_NOT_FOUND}
+)
+# WebSocket replies carry a code but no HTTP status: give them the one HTTP would have.
+_STATUS_FOR_CODE = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.INVALID_NAME: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.QUEUE_NOT_FOUND: 404,
+    ErrorCode.GROUP_NOT_FOUND: 404,
+    ErrorCode.MESSAGE_NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.MESSAGE_TOO_LARGE: 413,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.UNAVAILABLE: 503,
+}
+
+
+class BrokerError(Exception):
+    """A broker call failed; `code` is the server's machine-readable error code."""
+
+    def __init__(self, status: int, code: ErrorCode | str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.code}, HTTP {self.status})" if self.status else self.message
+
+
+class NotFound(BrokerError):  # noqa: N818 - the contract's name
+    """The queue, group or message does not exist."""
+
+
+class Unavailable(BrokerError):  # noqa: N818 - the contract's name
+    """The broker could not be reached or kept failing after every retry."""
+
+
+class TransientError(Exception):
+    """Internal: one attempt failed in a way worth retrying (connection, timeout, 5xx)."""
+
+    def __init__(self, error: BrokerError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def error_for(status: int | None, detail: ErrorDetail) -> BrokerError:
+    """The exception for an error the server answered with; `status` is None on WebSocket."""
+    if status is None:
+        status = _STATUS_FOR_CODE.get(detail.code, 400)
+    if status == 404 or detail.code in _NOT_FOUND_CODES:
+        return NotFound(status, detail.code, detail.message)
+    if status == 503 or detail.code == ErrorCode.UNAVAILABLE:
+        return Unavailable(status, detail.code, detail.message)
+    return BrokerError(status, detail.code, detail.message)
+
+
+def error_from_response(status: int, body: bytes, reason: str = "") -> BrokerError:
+    """Translate a non-2xx answer; a body that is not Ferry's error shape still gives a message."""
+    try:
+        detail = ErrorBody.model_validate_json(body).error
+    except ValidationError:
+        text = body.decode("utf-8", "replace").strip()[:200] or reason or "no error body"
+        fallback = ErrorCode.UNAVAILABLE if status >= 500 else ErrorCode.BAD_REQUEST
+        detail = ErrorDetail(code=fallback, message=f"HTTP {status}: {text}")
+    return error_for(status, detail)
+
+
+def unreachable(url: str, cause: BaseException) -> Unavailable:
+    """The error for a broker that did not answer at all."""
+    why = str(cause) or type(cause).__name__
+    return Unavailable(0, ErrorCode.UNAVAILABLE, f"broker at {url} is unreachable: {why}")
+
+
+def is_retryable(error: BrokerError) -> bool:
+    """Connection failures (status 0) and 5xx may succeed on another attempt; 4xx never will."""
+    return error.status == 0 or error.status >= 500

@@ -1,0 +1,37 @@
+"""Publishing's pure parts: dedup ids are filled once, batches keep order."""
+
+import pytest
+
+from ferry.broker.client.batching import batches, with_dedup_ids
+from ferry.broker.models import OutgoingMessage
+
+pytestmark = pytest.mark.unit
+
+
+def test_every_message_gets_a_distinct_dedup_id_and_given_ones_are_kept() -> None:
+    given = OutgoingMessage(body=1, dedup_id="mine")
+    messages = [OutgoingMessage(body=0), given, *(OutgoingMessage(body=n) for n in range(2, 100))]
+    filled = with_dedup_ids(messages)
+    ids = [m.dedup_id for m in filled]
+    assert None not in ids
+    assert len(set(ids)) == len(ids)
+    assert filled[1].dedup_id == "mine"
+    assert [m.body for m in filled] == [m.body for m in messages]
+    assert messages[0].dedup_id is None  # the caller's messages are not changed
+
+
+def test_filling_is_done_once_so_a_retry_reuses_the_same_ids() -> None:
+    filled = with_dedup_ids([OutgoingMessage(body=n) for n in range(10)])
+    assert with_dedup_ids(filled) == filled
+
+
+def test_batches_split_in_order_with_a_short_last_one() -> None:
+    parts = list(batches(list(range(1001)), 500))
+    assert [len(p) for p in parts] == [500, 500, 1]
+    assert [x for p in parts for x in p] == list(range(1001))
+    assert list(batches([], 10)) == []
+
+
+def test_batch_size_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        list(batches([1], 0))
