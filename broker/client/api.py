@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -105,7 +105,7 @@ class BrokerClient:
         return await self._request("PUT", _q(queue), body, QueueStats)
 
     async def delete_queue(self, queue: str) -> None:
-        await self._request("DELETE", _q(queue))
+        await self._send("DELETE", _q(queue))
 
     async def list_queues(self) -> list[QueueStats]:
         return (await self._request("GET", "/v1/queues", None, QueueList)).queues
@@ -120,7 +120,7 @@ class BrokerClient:
         return await self._request("PUT", _g(queue, group), body, GroupStats)
 
     async def delete_group(self, queue: str, group: str) -> None:
-        await self._request("DELETE", _g(queue, group))
+        await self._send("DELETE", _g(queue, group))
 
     async def group_stats(self, queue: str, group: str) -> GroupStats:
         return await self._request("GET", _g(queue, group), None, GroupStats)
@@ -128,7 +128,7 @@ class BrokerClient:
     async def health(self) -> bool:
         """Whether the broker answers GET /readyz with 2xx now (one attempt, no retries)."""
         try:
-            await self._call("GET", "/readyz", None, None, self.timeout)
+            await self._call("GET", "/readyz")
         except BrokerError:
             return False
         return True
@@ -158,8 +158,8 @@ class BrokerClient:
         pipe = await self._shared_pipe()
         if pipe is None:
             body = PublishRequest.model_construct(messages=list(batch))
-            response = await self._call("POST", f"{_q(queue)}/messages", body, PublishResponse)
-            return response.ids
+            answer = await self._call("POST", f"{_q(queue)}/messages", body)
+            return _parse(PublishResponse, *answer).ids
         seq = pipe.next_seq()
         frame = WsPublish.model_construct(op="publish", seq=seq, queue=queue, messages=list(batch))
         reply = await pipe.call(seq, frame.model_dump_json())
@@ -246,7 +246,7 @@ class BrokerClient:
             else:
                 body = ReceiptsRequest.model_construct(receipts=list(receipts))
             path = f"{_g(queue, group)}/{op}"
-            return (await self._call("POST", path, body, ReceiptsResponse)).results
+            return _parse(ReceiptsResponse, *await self._call("POST", path, body)).results
 
         return await with_retries(attempt, self.policy)
 
@@ -326,7 +326,6 @@ class BrokerClient:
                     return None
             return self._pipe
 
-    @overload
     async def _request(
         self,
         method: str,
@@ -336,67 +335,27 @@ class BrokerClient:
         *,
         params: dict[str, str] | None = None,
         within: float | None = None,
-    ) -> M: ...
+    ) -> M:
+        """A retried HTTP call whose answer is parsed as `model`."""
 
-    @overload
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        body: BaseModel | None = None,
-        model: None = None,
-        *,
-        params: dict[str, str] | None = None,
-        within: float | None = None,
-    ) -> None: ...
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        body: BaseModel | None = None,
-        model: type[M] | None = None,
-        *,
-        params: dict[str, str] | None = None,
-        within: float | None = None,
-    ) -> M | None:
-        async def attempt() -> M | None:
-            return await self._call(method, path, body, model, within, params)
+        async def attempt() -> M:
+            return _parse(model, *await self._call(method, path, body, params, within))
 
         return await with_retries(attempt, self.policy)
 
-    @overload
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        body: BaseModel | None,
-        model: type[M],
-        within: float | None = None,
-        params: dict[str, str] | None = None,
-    ) -> M: ...
-
-    @overload
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        body: BaseModel | None,
-        model: None,
-        within: float | None = None,
-        params: dict[str, str] | None = None,
-    ) -> None: ...
+    async def _send(self, method: str, path: str) -> None:
+        """A retried HTTP call whose answer has no body worth reading (DELETE)."""
+        await with_retries(lambda: self._call(method, path), self.policy)
 
     async def _call(
         self,
         method: str,
         path: str,
-        body: BaseModel | None,
-        model: type[M] | None,
-        within: float | None = None,
+        body: BaseModel | None = None,
         params: dict[str, str] | None = None,
-    ) -> M | None:
-        """One HTTP attempt: the parsed answer, or the translated error."""
+        within: float | None = None,
+    ) -> tuple[int, bytes]:
+        """One HTTP attempt: the 2xx status and body, or the translated error."""
         data = body.model_dump_json() if body is not None else None
         try:
             async with self.session().request(
@@ -413,13 +372,15 @@ class BrokerClient:
             raise unreachable(self.url, e) from e
         if status >= 300:
             raise error_from_response(status, raw, reason)
-        if model is None:
-            return None
-        try:
-            return model.model_validate_json(raw)
-        except ValidationError as e:
-            first = str(e).splitlines()[0]
-            raise BrokerError(status, ErrorCode.BAD_REQUEST, f"unexpected answer: {first}") from e
+        return status, raw
+
+
+def _parse(model: type[M], status: int, raw: bytes) -> M:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as e:  # a protocol mismatch: a 2xx status, so it is not retried
+        first = str(e).splitlines()[0]
+        raise BrokerError(status, ErrorCode.BAD_REQUEST, f"unexpected answer: {first}") from e
 
 
 def _q(queue: str) -> str:
