@@ -14,7 +14,7 @@ import uvloop
 from bench import reporting
 from bench.results import Result
 from bench.runner import run_all
-from bench.settings import SYSTEMS, BenchConfig, Scenario, preset
+from bench.settings import KNOWN, SYSTEMS, BenchConfig, Scenario, preset
 from bench.systems import FACTORIES
 
 BINARIES = {"redis": "redis-server", "nats": "nats-server", "rabbitmq": "rabbitmq-server",
@@ -33,6 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="1 run, 10k messages, 100k backlog")
+    # full (the default): 3 runs, 30k messages per throughput scenario, 1M backlog once
     mode.add_argument("--smoke", action="store_true",
                       help="a few hundred messages: checks the harness, not speed")
     p.add_argument("--runs", type=int, help="repeat everything N times; report medians")
@@ -48,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-seconds", type=float)
     p.add_argument("--backlog", type=int, help="messages in the restart scenario")
     p.add_argument("--backlog-systems", type=_csv, help="systems that run the backlog scenario")
+    p.add_argument("--backlog-runs", type=int,
+                   help="how many of the runs include the backlog scenario (default 1)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="also run one py-spy-sampled e2e pass of ferry; summaries go to DIR")
     p.add_argument("--out", type=Path, default=Path("bench/results/latest.json"),
@@ -64,13 +67,14 @@ def build_config(a: argparse.Namespace) -> BenchConfig:
         "runs": a.runs, "systems": a.systems, "messages": a.messages, "batch": a.batch,
         "consumers": a.consumers, "window": a.window, "rate": a.rate,
         "latency_seconds": a.latency_seconds, "backlog": a.backlog,
-        "backlog_systems": a.backlog_systems, "profile_dir": a.profile,
+        "backlog_systems": a.backlog_systems, "backlog_runs": a.backlog_runs,
+        "profile_dir": a.profile,
         "scenarios": a.scenarios, "sizes": tuple(int(s) for s in a.sizes) if a.sizes else None,
     }
     merged = {**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
     cfg = BenchConfig.model_validate(merged)
     unknown = [s for s in cfg.systems if s not in FACTORIES]
-    unknown += [s for s in cfg.backlog_systems if s not in SYSTEMS]
+    unknown += [s for s in cfg.backlog_systems if s not in KNOWN]
     if unknown:
         raise SystemExit(f"bench: unknown system(s) {', '.join(unknown)}; "
                          f"known: {', '.join(FACTORIES)}")

@@ -119,6 +119,6 @@ async def wait_until(
                 return
         except Exception as e:  # every client library raises its own tree while it boots
             last = e
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
     server.check_alive()
     raise ServerError(f"{server.name}: {what} not reached in {limit_s:.0f}s (last error: {last!r})")

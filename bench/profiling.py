@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,16 +25,18 @@ RATE = 250  # samples/s: enough for a few seconds' scenario, cheap for the targe
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 # Areas in order of precedence: a frame in the first matching area is charged to it.
 AREAS = (
-    ("sqlite / store I/O", ("sqlite3", "/store/", "store.py", "fsync")),
-    ("ferry broker core", ("/broker/core/", "core.py")),
-    ("ferry broker transport", ("/broker/transport/", "/broker/server", "transport")),
-    ("ferry client", ("/broker/client",)),
+    ("ferry store (SQLite, fsync)", ("broker/store/", "sqlite3")),
+    ("ferry core", ("broker/core/",)),
+    ("ferry transport", ("broker/transport/",)),
+    ("ferry client", ("broker/client/",)),
     ("pydantic", ("pydantic",)),
-    ("json (orjson/json)", ("orjson", "/json/")),
+    ("json (orjson/json)", ("orjson", "json/")),
     ("aiohttp", ("aiohttp", "multidict", "yarl")),
-    ("asyncio / uvloop", ("asyncio", "uvloop")),
-    ("redis/nats/aio-pika clients", ("redis", "nats", "aio_pika", "aiormq", "pamqp")),
+    ("event loop (uvloop C code: polling, socket I/O; asyncio)", ("asyncio", "uvloop")),
+    ("bench harness", ("bench/scenarios.py", "bench/drivers/")),
+    ("peer clients", ("redis", "nats", "aio_pika", "aiormq", "pamqp")),
 )
+FERRY_LAYERS = AREAS[:4]
 
 
 def py_spy() -> str:
@@ -54,6 +57,7 @@ class Profiler:
         if driver.server is None:
             raise RuntimeError(f"{driver.name} has no server process to profile")
         targets = {"broker": driver.server.pid, "harness": os.getpid()}
+        t0 = time.monotonic()
         procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         for who, pid in targets.items():
             raw = self.out / f"{driver.name}-{label}-{who}.txt"
@@ -64,12 +68,13 @@ class Profiler:
         try:
             yield
         finally:
+            seconds = time.monotonic() - t0
             for proc, _ in procs.values():
                 proc.send_signal(signal.SIGINT)
             for who, (proc, raw) in procs.items():
                 proc.wait(60)
                 if raw.exists():
-                    summary = summarize(raw.read_text())
+                    summary = summarize(raw.read_text(), seconds)
                     (self.out / f"{driver.name}-{label}-{who}-summary.txt").write_text(summary)
 
 
@@ -94,21 +99,23 @@ def _short(frame: str) -> str:
     return f"{m['func']} ({path})"
 
 
-def _area(frames: list[str]) -> str:
+def _area(frames: list[str], areas: tuple[tuple[str, tuple[str, ...]], ...] = AREAS) -> str:
     # Innermost frame first: time in pydantic called from the transport is pydantic's.
     for frame in reversed(frames):
-        for area, needles in AREAS:
+        for area, needles in areas:
             if any(n in frame for n in needles):
                 return area
     return "other"
 
 
-def summarize(raw: str, top: int = 25) -> str:
+def summarize(raw: str, seconds: float, top: int = 25) -> str:
+    """Tables of where busy time went; percentages are of all busy samples."""
     stacks = _parse(raw)
     total = sum(c for _, c in stacks) or 1
     self_t: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     areas: Counter[str] = Counter()
+    layers: Counter[str] = Counter()
     threads: Counter[str] = Counter()
     for frames, count in stacks:
         body = frames[1:] if frames and frames[0].startswith(("thread ", "process ")) else frames
@@ -120,15 +127,20 @@ def summarize(raw: str, top: int = 25) -> str:
         for f in {_short(f) for f in body}:
             incl[f] += count
         areas[_area(body)] += count
+        layers[_area(body, FERRY_LAYERS).replace("other", "outside Ferry's code")] += count
 
     def table(title: str, counter: Counter[str]) -> list[str]:
         rows = [f"{title}"]
         rows += [f"  {100 * c / total:5.1f}%  {name}" for name, c in counter.most_common(top)]
         return rows
 
-    lines = [f"samples: {total} (at {RATE}/s, busy time only)"]
+    wall = RATE * seconds or 1
+    lines = [f"{total} busy samples at {RATE}/s over {seconds:.1f}s of wall time; idle "
+             "threads (waiting in epoll/locks) are not sampled"]
+    lines += ["busy share of wall time, per thread:"]
+    lines += [f"  {100 * c / wall:5.1f}%  {name}" for name, c in threads.most_common(top)]
     lines += table("by area (innermost matching frame):", areas)
-    lines += table("by thread:", threads)
+    lines += table("by Ferry layer (library time charged to the Ferry code calling it):", layers)
     lines += table("self time by function:", self_t)
     lines += table("inclusive time by function:", incl)
     return "\n".join(lines) + "\n"

@@ -70,7 +70,7 @@ def ratios(results: list[Result], systems: Iterable[str]) -> dict[str, float | N
     out: dict[str, float | None] = {}
     ferry = med.get(key("ferry", Scenario.E2E, RATIO_SIZE))
     for peer in systems:
-        if peer == "ferry":
+        if peer.startswith("ferry"):  # ferry-poll is Ferry too, not a peer
             continue
         other = med.get(key(peer, Scenario.E2E, RATIO_SIZE))
         ok = all(

@@ -71,7 +71,8 @@ async def _one_system(name: str, cfg: BenchConfig, run: int, root: Path, sink: S
             await _throughput_and_latency(driver, cfg, run, sink)
         finally:
             await driver.stop()
-    if Scenario.BACKLOG in cfg.scenarios and name in cfg.backlog_systems:
+    if (Scenario.BACKLOG in cfg.scenarios and name in cfg.backlog_systems
+            and run <= cfg.backlog_runs):
         driver = make_driver(name, root / f"{name}-backlog-run{run}")
         try:
             await driver.start()

@@ -17,6 +17,8 @@ class Scenario(StrEnum):
 
 
 SYSTEMS = ("ferry", "redis-everysec", "redis-always", "nats", "rabbitmq")
+# Also known, not run unless asked for: "ferry-poll" (Ferry consuming by receive/ack batches).
+KNOWN = (*SYSTEMS, "ferry-poll")
 # Restarting with a million messages is cheap for these; RabbitMQ's quorum
 # queue would need minutes to load one, so it joins only when asked for.
 BACKLOG_SYSTEMS = ("ferry", "redis-everysec", "nats")
@@ -30,7 +32,7 @@ class BenchConfig(BaseModel):
     systems: tuple[str, ...] = SYSTEMS
     scenarios: tuple[Scenario, ...] = tuple(Scenario)
     runs: Positive = 3
-    messages: Positive = 50_000
+    messages: Positive = 30_000
     sizes: tuple[Positive, ...] = (256, 4096)
     batch: Positive = 100
     consumers: Positive = 2
@@ -39,6 +41,7 @@ class BenchConfig(BaseModel):
     latency_seconds: Annotated[float, Field(gt=0)] = 10.0
     latency_size: Positive = 256
     backlog: Positive = 1_000_000
+    backlog_runs: Positive = Field(1, description="runs that include the backlog scenario")
     backlog_systems: tuple[str, ...] = BACKLOG_SYSTEMS
     backlog_size: Positive = 256
     backlog_batch: Positive = 1000

@@ -6,11 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.drivers.base import Driver
+from bench.drivers.ferry import FerryDriver
 from bench.drivers.nats_jetstream import NatsDriver
 from bench.drivers.rabbitmq import RabbitDriver
 from bench.drivers.redis_streams import RedisDriver
 
 FACTORIES: dict[str, Callable[[Path], Driver]] = {
+    "ferry": FerryDriver,
+    "ferry-poll": lambda w: FerryDriver(w, "poll"),  # receive/ack batches instead of a stream
     "redis-everysec": lambda w: RedisDriver(w, "everysec"),
     "redis-always": lambda w: RedisDriver(w, "always"),
     "nats": NatsDriver,
