@@ -70,7 +70,7 @@ class User(BaseModel):
     name: str
     uid: str = ""
     groups: tuple[str, ...] = ()
-    extra: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def server_context(cert_file: str, key_file: str, config: RequestHeaderConfig) -> ssl.SSLContext:
@@ -120,4 +120,4 @@ def authenticate(peercert: Mapping[str, Any] | None, headers: CIMultiDictProxy[s
             if key.lower().startswith(prefix.lower()):
                 extra.setdefault(key[len(prefix):].lower(), []).append(value)
     return User(name=user, uid=_first(headers, config.uid_headers), groups=groups,
-                extra={k: tuple(v) for k, v in extra.items()})
+                extra=tuple((k, tuple(v)) for k, v in sorted(extra.items())))

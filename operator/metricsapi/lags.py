@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ferry.broker.models import GroupStats
 from ferry.operator.metricsapi.selectors import Selector
@@ -41,6 +41,13 @@ class StatsClient(Protocol):
     async def close(self) -> None: ...
 
 
+Clock = Callable[[], float]
+
+
+class DirectoryError(Exception):
+    """The list of consumer groups could not be read (the Kubernetes API did not answer)."""
+
+
 class LagUnavailableError(Exception):
     """Some selected groups' lag could not be read; a partial sum would under-scale."""
 
@@ -52,6 +59,51 @@ class LagUnavailableError(Exception):
         parts = [f"{ref.namespace}/{ref.queue}/{ref.group} at {ref.broker_url}: {why}"
                  for ref, why in self.failures.items()]
         return "lag unavailable for " + "; ".join(parts)
+
+
+class ObjectLister(Protocol):
+    async def list_objects(self, group: str, version: str, namespace: str,
+                           plural: str) -> list[dict[str, Any]]: ...
+
+
+class KubeDirectory:
+    """ConsumerGroup resources of a namespace, listed at most once per `ttl` seconds.
+
+    A group counts once the operator has found its broker (status.endpoint); its name on
+    the broker is the resource's name.
+    """
+
+    def __init__(self, lister: ObjectLister, *, ttl: float = 5.0,
+                 errors: tuple[type[Exception], ...] = (OSError,),
+                 clock: Clock = time.monotonic) -> None:
+        self._lister = lister
+        self._ttl = ttl
+        self._errors = errors
+        self._clock = clock
+        self._seen: dict[str, tuple[list[GroupRef], float]] = {}
+
+    async def groups(self, namespace: str) -> Sequence[GroupRef]:
+        seen = self._seen.get(namespace)
+        if seen is not None and self._clock() - seen[1] < self._ttl:
+            return seen[0]
+        try:
+            items = await self._lister.list_objects("ferry.dev", "v1alpha1", namespace,
+                                                    "consumergroups")
+        except self._errors as error:
+            raise DirectoryError(str(error)) from error
+        refs = group_refs(namespace, items)
+        self._seen[namespace] = (refs, self._clock())
+        return refs
+
+
+def group_refs(namespace: str, items: Sequence[dict[str, Any]]) -> list[GroupRef]:
+    refs = []
+    for item in items:
+        endpoint = (item.get("status") or {}).get("endpoint")
+        queue = (item.get("spec") or {}).get("queue")
+        if endpoint and queue:
+            refs.append(GroupRef(namespace, queue, item["metadata"]["name"], endpoint))
+    return refs
 
 
 class StaticDirectory:
@@ -73,9 +125,6 @@ class StaticDirectory:
 
     async def groups(self, namespace: str) -> Sequence[GroupRef]:
         return [ref for ref in self._refs if ref.namespace == namespace]
-
-
-Clock = Callable[[], float]
 
 
 class StatsCache:

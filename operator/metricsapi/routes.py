@@ -15,13 +15,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ferry.operator.metricsapi import documents, frontproxy, selectors
-from ferry.operator.metricsapi.lags import LagReader, LagUnavailableError, StatsCache
+from ferry.operator.metricsapi.access import Authorizer, ReviewUnavailableError
+from ferry.operator.metricsapi.lags import (
+    DirectoryError,
+    LagReader,
+    LagUnavailableError,
+    StatsCache,
+)
 
 log = logging.getLogger("ferry.metricsapi")
 
 READER = web.AppKey("reader", LagReader)
 CACHE = web.AppKey("cache", StatsCache)
 AUTH = web.AppKey("auth", frontproxy.RequestHeaderConfig)
+AUTHORIZER = web.AppKey("authorizer", Authorizer)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 REQUESTS = web.AppKey("requests", Counter)
 USER = web.RequestKey("user", frontproxy.User)
@@ -79,16 +86,23 @@ async def _metric(request: web.Request) -> web.Response:
     if metric not in documents.METRICS:
         return _failure(404, "NotFound", f"no external metric {metric!r}; this server serves "
                         f"{', '.join(documents.METRICS)}")
+    user = request[USER]
+    try:
+        allowed = await request.app[AUTHORIZER].may_read(user, metric, namespace)
+    except ReviewUnavailableError as error:
+        return _failure(503, "ServiceUnavailable", f"could not authorize: {error}")
+    if not allowed:
+        return _failure(403, "Forbidden", f"user {user.name!r} may not list {metric} of "
+                        f"{documents.GROUP} in namespace {namespace!r}")
     try:
         selector = selectors.parse(request.query.get("labelSelector"))
     except selectors.SelectorError as error:
         return _failure(400, "BadRequest", f"labelSelector: {error}")
     try:
         samples = await request.app[READER].samples(namespace, selector)
-    except LagUnavailableError as error:
+    except (LagUnavailableError, DirectoryError) as error:
         log.warning("lag unavailable", extra={"namespace": namespace, "why": str(error)})
         return _failure(503, "ServiceUnavailable", str(error))
-    user = request[USER]
     log.info("served", extra={"user": user.name, "namespace": namespace, "metric": metric,
                               "selector": request.query.get("labelSelector", ""),
                               "items": len(samples)})
@@ -96,11 +110,12 @@ async def _metric(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def make_app(reader: LagReader, cache: StatsCache,
-             auth: frontproxy.RequestHeaderConfig) -> web.Application:
+def make_app(reader: LagReader, cache: StatsCache, auth: frontproxy.RequestHeaderConfig,
+             authorizer: Authorizer) -> web.Application:
     app = web.Application(middlewares=[_errors_and_auth])
     registry = CollectorRegistry()
     app[READER], app[CACHE], app[AUTH], app[REGISTRY] = reader, cache, auth, registry
+    app[AUTHORIZER] = authorizer
     app[REQUESTS] = Counter("ferry_metrics_api_requests", "requests answered, by HTTP status",
                             ["code"], registry=registry)
     reads = Gauge("ferry_metrics_api_broker_reads", "group stats read from brokers",

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from ferry.operator.metricsapi import certificates, frontproxy
+from ferry.operator.metricsapi.access import AllowAuthenticated
 from ferry.operator.metricsapi.lags import LagReader, StaticDirectory, StatsCache, StatsClient
 from ferry.operator.metricsapi.routes import make_app
 
@@ -65,7 +66,8 @@ def _no_broker(url: str) -> StatsClient:
 @pytest.fixture
 async def server(pki: Pki) -> AsyncIterator[str]:
     cache = StatsCache(_no_broker)
-    app = make_app(LagReader(StaticDirectory([]), cache), cache, pki.requestheader)
+    app = make_app(LagReader(StaticDirectory([]), cache), cache, pki.requestheader,
+                   AllowAuthenticated())
     context = frontproxy.server_context(str(pki.server[0]), str(pki.server[1]), pki.requestheader)
     runner = web.AppRunner(app)
     await runner.setup()
