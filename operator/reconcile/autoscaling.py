@@ -3,7 +3,7 @@
 Three decisions live here, each a pure function the handlers and the metrics API call:
 
 - `metric_value`: the figure the HPA scales on, from a consumer group's broker stats;
-- `build_hpa`: the autoscaling/v2 HorizontalPodAutoscaler for a target workload;
+- `build_hpa`: the autoscaling/v2 HorizontalPodAutoscaler a ConsumerGroup owns;
 - `decide_idle_scaling`: the KEDA-style 0 <-> 1 step the HPA cannot take by itself
   (an HPA never goes below minReplicas >= 1, and it stands aside while replicas is 0).
 """
@@ -11,71 +11,22 @@ Three decisions live here, each a pure function the handlers and the metrics API
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ferry.broker.models import GroupStats
+from ferry.operator.reconcile import durations
+from ferry.operator.reconcile.metadata import Manifest, child_metadata
+from ferry.operator.reconcile.specs import Autoscaling, Owner
 
 METRIC_NAME = "ferry_consumergroup_lag"
 # Label keys of the metric: an HPA's selector picks one consumer group with them.
 LABEL_NAMESPACE = "namespace"
 LABEL_QUEUE = "queue"
 LABEL_GROUP = "group"
-
-_DURATION = re.compile(r"(\d+)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> timedelta:
-    """'90s', '5m', '1h30m' -> timedelta (the CRD's pattern already rejected anything else)."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r} (expected e.g. '30s', '5m', '1h30m')")
-    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
-
-
-class _Model(BaseModel):
-    # Specs come from CRs in camelCase; unknown keys belong to other parts of the spec.
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
-
-
-class ScaleTarget(_Model):
-    api_version: str = Field("apps/v1", alias="apiVersion")
-    kind: str = "Deployment"
-    name: Annotated[str, Field(min_length=1)]
-
-
-class Autoscaling(_Model):
-    """`spec.autoscaling` of a ConsumerGroup (and the collectors' part of a TelemetryPipeline)."""
-
-    target: ScaleTarget
-    min_replicas: Annotated[int, Field(ge=0, alias="minReplicas")] = 1
-    max_replicas: Annotated[int, Field(ge=1, alias="maxReplicas")] = 10
-    lag_per_replica: Annotated[int, Field(ge=1, alias="lagPerReplica")] = 100
-    scale_up_window: timedelta = Field(timedelta(0), alias="scaleUpStabilization")
-    scale_down_window: timedelta = Field(timedelta(minutes=5), alias="scaleDownStabilization")
-    idle_after: timedelta = Field(timedelta(minutes=5), alias="idleAfter")
-
-    @field_validator("scale_up_window", "scale_down_window", "idle_after", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _bounds(self) -> Autoscaling:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"minReplicas ({self.min_replicas}) > maxReplicas ({self.max_replicas})")
-        return self
-
-    @property
-    def scale_to_zero(self) -> bool:
-        """minReplicas 0 (as in KEDA): idle groups release every replica."""
-        return self.min_replicas == 0
 
 
 def metric_value(stats: GroupStats) -> int:
@@ -91,6 +42,15 @@ def metric_labels(namespace: str, queue: str, group: str) -> dict[str, str]:
     return {LABEL_NAMESPACE: namespace, LABEL_QUEUE: queue, LABEL_GROUP: group}
 
 
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+
+def scales_to_zero(spec: Autoscaling) -> bool:
+    """minReplicas 0 (as in KEDA): an idle group releases every replica."""
+    return spec.min_replicas == 0
+
+
 def replicas_for(value: int, spec: Autoscaling) -> int:
     """What the HPA aims for at this metric value: ceil(value / lagPerReplica), bounded.
 
@@ -101,9 +61,8 @@ def replicas_for(value: int, spec: Autoscaling) -> int:
     return max(1, spec.min_replicas, min(spec.max_replicas, wanted))
 
 
-def build_hpa(*, name: str, namespace: str, queue: str, group: str, spec: Autoscaling,
-              labels: dict[str, str] | None = None) -> dict[str, Any]:
-    """The HPA scaling `spec.target` on the group's lag: AverageValue = lagPerReplica.
+def build_hpa(owner: Owner, queue: str, spec: Autoscaling) -> Manifest:
+    """The HPA of ConsumerGroup `owner` (on `queue`): scales spec.target on the group's lag.
 
     An External metric with an AverageValue target needs no pod metrics: the controller
     divides the group's lag by lagPerReplica, so pods that are not ready yet cannot hold
@@ -113,7 +72,7 @@ def build_hpa(*, name: str, namespace: str, queue: str, group: str, spec: Autosc
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+        "metadata": child_metadata(owner, owner.name, "autoscaler"),
         "spec": {
             "scaleTargetRef": {
                 "apiVersion": spec.target.api_version,
@@ -128,22 +87,24 @@ def build_hpa(*, name: str, namespace: str, queue: str, group: str, spec: Autosc
                 "external": {
                     "metric": {
                         "name": METRIC_NAME,
-                        "selector": {"matchLabels": {LABEL_QUEUE: queue, LABEL_GROUP: group}},
+                        "selector": {"matchLabels": {LABEL_QUEUE: queue,
+                                                     LABEL_GROUP: owner.name}},
                     },
                     "target": {"type": "AverageValue", "averageValue": str(spec.lag_per_replica)},
                 },
             }],
             "behavior": {
-                "scaleUp": {"stabilizationWindowSeconds": _seconds(spec.scale_up_window)},
-                "scaleDown": {"stabilizationWindowSeconds": _seconds(spec.scale_down_window)},
+                "scaleUp": {"stabilizationWindowSeconds": _seconds(spec.scale_up_stabilization)},
+                "scaleDown": {
+                    "stabilizationWindowSeconds": _seconds(spec.scale_down_stabilization)},
             },
         },
     }
 
 
-def _seconds(window: timedelta) -> int:
-    # The HPA counts whole seconds and allows at most one hour.
-    return min(3600, math.ceil(window.total_seconds()))
+def _seconds(window: str) -> int:
+    # The HPA counts whole seconds (the CRD already capped the window at its one-hour limit).
+    return math.ceil(durations.to_ms(window) / 1000)
 
 
 class IdleReason(StrEnum):
@@ -184,7 +145,7 @@ def decide_idle_scaling(*, spec: Autoscaling, lag: int | None, replicas: int,
     """
     if lag is None:
         return IdleDecision(state=state)
-    if not spec.scale_to_zero:
+    if not scales_to_zero(spec):
         if state.scaled_to_zero and replicas == 0:
             return IdleDecision(state=IdleState(last_active=now), replicas=1,
                                 reason=IdleReason.RESTORED)
@@ -197,7 +158,7 @@ def decide_idle_scaling(*, spec: Autoscaling, lag: int | None, replicas: int,
     # No lag: the idle clock starts at the first observation, so a new group is not scaled
     # to zero before it had idleAfter to receive its first message.
     since = state.last_active or now
-    if replicas > 0 and now - since >= spec.idle_after:
+    if replicas > 0 and now - since >= timedelta(milliseconds=durations.to_ms(spec.idle_after)):
         return IdleDecision(state=IdleState(last_active=since, scaled_to_zero=True), replicas=0,
                             reason=IdleReason.IDLE)
     return IdleDecision(state=IdleState(last_active=since,

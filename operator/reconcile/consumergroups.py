@@ -8,7 +8,7 @@ from typing import Any
 
 from ferry.broker.models import Backoff, GroupSettings, GroupStats
 from ferry.broker.models import StartAt as BrokerStartAt
-from ferry.operator.reconcile import durations
+from ferry.operator.reconcile import autoscaling, durations
 from ferry.operator.reconcile.conditions import (
     Phase,
     Reason,
@@ -35,10 +35,11 @@ def group_settings(spec: ConsumerGroupSpec) -> GroupSettings:
 
 
 def children(owner: Owner, spec: ConsumerGroupSpec) -> list[Manifest]:
-    """Kubernetes objects a group owns. None of its own yet: the autoscaling part adds the
-    HorizontalPodAutoscaler for `spec.autoscaling` here (handlers apply and prune the list)."""
-    del owner, spec
-    return []
+    """Kubernetes objects a group owns: the HorizontalPodAutoscaler of `spec.autoscaling`
+    (handlers apply and prune the list, so removing autoscaling removes the HPA)."""
+    if spec.autoscaling is None:
+        return []
+    return [autoscaling.build_hpa(owner, spec.queue, spec.autoscaling)]
 
 
 def verdict(queue: str, stats: GroupStats | None, failure: Failure | None) -> Verdict:

@@ -1,27 +1,31 @@
 """Lag-driven autoscaling decisions: metric value, HPA manifest, the 0 <-> 1 step."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from ferry.broker.models import GroupSettings, GroupStats
+from ferry.operator.reconcile import consumergroups
 from ferry.operator.reconcile.autoscaling import (
     METRIC_NAME,
-    Autoscaling,
     IdleReason,
     IdleState,
     build_hpa,
     decide_idle_scaling,
     metric_value,
-    parse_duration,
     replica_status,
     replicas_for,
 )
+from ferry.operator.reconcile.specs import Autoscaling, ConsumerGroupSpec, Owner
+
+from .conftest import apply_defaults, spec_schema
 
 pytestmark = pytest.mark.unit
+OWNER = Owner(api_version="ferry.dev/v1alpha1", kind="ConsumerGroup", name="billing",
+              namespace="shop", uid="u-7", generation=3)
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -33,11 +37,18 @@ def stats(depth: int = 0, in_flight: int = 0, delayed: int = 0, dead: int = 0) -
                       consumers=[])
 
 
-def spec(**overrides: object) -> Autoscaling:
-    raw: dict[str, object] = {"target": {"name": "workers"}, "minReplicas": 1,
-                              "maxReplicas": 10, "lagPerReplica": 100}
-    raw.update(overrides)
-    return Autoscaling.model_validate(raw)
+def group(**autoscaling: Any) -> ConsumerGroupSpec:
+    """A ConsumerGroup spec as the API server stores it: with the CRD's defaults."""
+    raw = {"target": {"name": "workers"}, "maxReplicas": 10, **autoscaling}
+    defaulted = apply_defaults(spec_schema("ConsumerGroup"), {"queue": "orders",
+                                                              "autoscaling": raw})
+    return ConsumerGroupSpec.model_validate(defaulted)
+
+
+def spec(**autoscaling: Any) -> Autoscaling:
+    found = group(**autoscaling).autoscaling
+    assert found is not None
+    return found
 
 
 # --- metric value -------------------------------------------------------------------------
@@ -57,44 +68,30 @@ def test_replicas_follow_lag_per_replica_bounded_by_min_and_max(value: int, expe
     assert replicas_for(value, spec()) == expected
 
 
+BASE = spec()
+
+
 @given(value=st.integers(0, 10**7), lag_per_replica=st.integers(1, 10**4),
        low=st.integers(0, 20), extra=st.integers(0, 50))
 def test_replicas_for_stays_within_bounds_and_covers_the_lag(
         value: int, lag_per_replica: int, low: int, extra: int) -> None:
-    s = spec(minReplicas=low, maxReplicas=max(1, low) + extra, lagPerReplica=lag_per_replica)
+    s = BASE.model_copy(update={"min_replicas": low, "max_replicas": max(1, low) + extra,
+                                "lag_per_replica": lag_per_replica})
     n = replicas_for(value, s)
     assert max(1, s.min_replicas) <= n <= s.max_replicas
     if n < s.max_replicas:
         assert n * lag_per_replica >= value
 
 
-# --- spec ---------------------------------------------------------------------------------
-
-def test_durations_parse_as_go_style_strings() -> None:
-    assert parse_duration("90s") == timedelta(seconds=90)
-    assert parse_duration("1h30m") == timedelta(minutes=90)
-    assert parse_duration("250ms") == timedelta(milliseconds=250)
-    with pytest.raises(ValueError, match="not a duration"):
-        parse_duration("5 minutes")
-
-
-def test_min_above_max_is_refused_with_both_figures() -> None:
-    with pytest.raises(ValidationError, match=r"minReplicas \(5\) > maxReplicas \(2\)"):
-        spec(minReplicas=5, maxReplicas=2)
-
-
 # --- HPA manifest -------------------------------------------------------------------------
 
 def test_hpa_scales_the_target_on_the_groups_lag_metric() -> None:
-    hpa = build_hpa(name="orders", namespace="shop", queue="orders", group="billing",
-                    spec=spec(target={"apiVersion": "apps/v1", "kind": "StatefulSet",
-                                      "name": "billing"}, lagPerReplica=250),
-                    labels={"app.kubernetes.io/managed-by": "ferry"})
+    hpa = build_hpa(OWNER, "orders", spec(target={"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                                  "name": "billing-workers"},
+                                          lagPerReplica=250))
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["metadata"] == {"name": "orders", "namespace": "shop",
-                               "labels": {"app.kubernetes.io/managed-by": "ferry"}}
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet",
-                                             "name": "billing"}
+                                             "name": "billing-workers"}
     assert hpa["spec"]["metrics"] == [{
         "type": "External",
         "external": {
@@ -106,28 +103,41 @@ def test_hpa_scales_the_target_on_the_groups_lag_metric() -> None:
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 10)
 
 
+def test_hpa_is_a_child_of_the_group() -> None:
+    hpa = build_hpa(OWNER, "orders", spec())
+    assert (hpa["metadata"]["name"], hpa["metadata"]["namespace"]) == ("billing", "shop")
+    assert hpa["metadata"]["ownerReferences"][0]["uid"] == "u-7"
+    assert hpa["metadata"]["labels"]["ferry.dev/owner-uid"] == "u-7"
+
+
+def test_group_children_are_its_hpa_or_nothing() -> None:
+    kids = consumergroups.children(OWNER, group())
+    assert [k["kind"] for k in kids] == ["HorizontalPodAutoscaler"]
+    plain = ConsumerGroupSpec.model_validate(
+        apply_defaults(spec_schema("ConsumerGroup"), {"queue": "orders"}))
+    assert consumergroups.children(OWNER, plain) == []
+
+
 def test_hpa_behavior_takes_the_stabilization_windows_from_the_spec() -> None:
-    hpa = build_hpa(name="g", namespace="n", queue="q", group="g",
-                    spec=spec(scaleUpStabilization="5s", scaleDownStabilization="2m"))
+    hpa = build_hpa(OWNER, "q", spec(scaleUpStabilization="5s", scaleDownStabilization="2m"))
     assert hpa["spec"]["behavior"] == {"scaleUp": {"stabilizationWindowSeconds": 5},
                                        "scaleDown": {"stabilizationWindowSeconds": 120}}
 
 
 def test_default_windows_scale_up_at_once_and_down_after_five_minutes() -> None:
-    hpa = build_hpa(name="g", namespace="n", queue="q", group="g", spec=spec())
+    hpa = build_hpa(OWNER, "q", spec())
     behavior = hpa["spec"]["behavior"]
     assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
 
 
-def test_windows_are_capped_at_the_hpas_one_hour_limit() -> None:
-    hpa = build_hpa(name="g", namespace="n", queue="q", group="g",
-                    spec=spec(scaleDownStabilization="3h"))
-    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 3600
+def test_fractional_windows_round_up_to_whole_seconds() -> None:
+    hpa = build_hpa(OWNER, "q", spec(scaleUpStabilization="1500ms"))
+    assert hpa["spec"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 2
 
 
 def test_scale_to_zero_keeps_the_hpa_floor_at_one() -> None:
-    hpa = build_hpa(name="g", namespace="n", queue="q", group="g", spec=spec(minReplicas=0))
+    hpa = build_hpa(OWNER, "q", spec(minReplicas=0))
     assert hpa["spec"]["minReplicas"] == 1
 
 
