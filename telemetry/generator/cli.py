@@ -13,6 +13,7 @@ from typing import TextIO
 from ferry.telemetry.generator.corrupting import broken
 from ferry.telemetry.generator.fleet import samples
 from ferry.telemetry.parsing.rows import COLUMNS, to_csv_record
+from ferry.telemetry.runtime.arguments import positive_int
 
 DEFAULT_START = "2026-11-23T10:00:00Z"
 
@@ -27,16 +28,6 @@ def _start(text: str) -> datetime:
     return ts.astimezone(UTC)
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ferry-telemetry", description="Telemetry pipeline tools.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -46,12 +37,12 @@ def parser() -> argparse.ArgumentParser:
         description="Write synthetic DCGM exporter CSV: hosts x GPUs x DCGM_FI_* metrics.",
     )
     g.add_argument("--out", type=Path, help="output file (default: stdout)")
-    g.add_argument("--hosts", type=_positive, default=4, help="GPU hosts (default 4)")
-    g.add_argument("--gpus-per-host", type=_positive, default=8, help="default 8")
+    g.add_argument("--hosts", type=positive_int, default=4, help="GPU hosts (default 4)")
+    g.add_argument("--gpus-per-host", type=positive_int, default=8, help="default 8")
     g.add_argument(
-        "--scrapes", type=_positive, default=8, help="samples per GPU and metric (default 8)"
+        "--scrapes", type=positive_int, default=8, help="samples per GPU and metric (default 8)"
     )
-    g.add_argument("--interval", type=_positive, default=30, help="seconds between scrapes")
+    g.add_argument("--interval", type=positive_int, default=30, help="seconds between scrapes")
     g.add_argument("--start", type=_start, default=_start(DEFAULT_START), help="RFC 3339")
     g.add_argument("--seed", type=int, default=7, help="same seed, same file")
     g.add_argument(

@@ -134,3 +134,9 @@ def sample_rows() -> list[TelemetryRow]:
         reader = csv.reader(f)
         pos = column_positions(next(reader))
         return [parse_record(record_of(fields, pos)) for fields in reader]
+
+
+@pytest.fixture
+async def pg_url(postgres: str) -> str:
+    """A fresh, empty database on the session's cluster."""
+    return await fresh_database(postgres)

@@ -44,7 +44,9 @@ def test_generator_rejects_bad_arguments_clearly() -> None:
     assert "must be >= 1" in out.stderr
 
 
-@pytest.mark.parametrize("script", ["ferry-telemetry", "ferry-api"])
+@pytest.mark.parametrize(
+    "script", ["ferry-telemetry", "ferry-api", "ferry-streamer", "ferry-collector"]
+)
 def test_telemetry_commands_have_help(script: str) -> None:
     out = _run(script, "--help")
     assert out.returncode == 0

@@ -1,0 +1,210 @@
+"""The collector's work: take deliveries in batches, store them, ack only after the commit.
+
+Idempotent by construction: the store ignores a row_id or message id it already holds,
+so a redelivery (a collector killed before its ack, a lease that ran out) stores nothing
+twice. Messages that are not telemetry rows (poison) are nacked; the broker moves them
+to the group's dead-letter queue after maxDeliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ferry.broker.client import BrokerClient, Consumer
+from ferry.broker.models import Delivery
+from ferry.telemetry.parsing.messages import row_of
+from ferry.telemetry.parsing.rows import RowError, row_id
+from ferry.telemetry.storage.base import StorageError, Store
+from ferry.telemetry.storage.records import Sample
+
+log = logging.getLogger("ferry.telemetry.collector")
+STORAGE_BACKOFF = (0.2, 5.0)  # first and longest wait between write attempts, seconds
+
+
+@dataclass(frozen=True)
+class Settings:
+    queue: str
+    group: str
+    consumer: str
+    batch_size: int = 200
+    flush_interval: float = 0.2  # seconds a partial batch waits for more deliveries
+    max_in_flight: int = 1000
+    visibility_timeout_ms: int | None = None
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.messages = Counter(
+            "ferry_collector_messages", "deliveries handled, by outcome", ["outcome"], registry=r
+        )
+        self.batches = Counter("ferry_collector_batches", "batches written", registry=r)
+        self.write_seconds = Histogram(
+            "ferry_collector_write_seconds", "one batch write, commit included", registry=r
+        )
+        self.storage_up = Gauge(
+            "ferry_collector_storage_up", "1 when the last write worked", registry=r
+        )
+        self.storage_up.set(1)
+
+
+class Collector:
+    def __init__(
+        self,
+        settings: Settings,
+        client: BrokerClient,
+        store: Store,
+        stop: asyncio.Event,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.s = settings
+        self.client = client
+        self.store = store
+        self.stop = stop
+        self.metrics = metrics or Metrics()
+        self.counts = {"stored": 0, "duplicate": 0, "poison": 0}
+        self.storage_problem: str | None = None
+        self.running = False
+
+    async def run(self) -> dict[str, int]:
+        """Collect until `stop` is set, then drain: what was received is stored and acked,
+        what is still held is handed back to the broker."""
+        consumer = self.client.consumer(
+            self.s.queue,
+            self.s.group,
+            self.s.consumer,
+            max_in_flight=self.s.max_in_flight,
+            visibility_timeout_ms=self.s.visibility_timeout_ms,
+        )
+        inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        async with consumer:
+            pump = asyncio.create_task(self._pump(consumer, inbox), name="collector-pump")
+            self.running = True
+            try:
+                while not self.stop.is_set() and not pump.done():
+                    batch = await self._gather(inbox, pump)
+                    if self.stop.is_set():
+                        batch += [inbox.get_nowait() for _ in range(inbox.qsize())]
+                        log.info("draining", extra={"deliveries": len(batch)})
+                    if batch:
+                        await self._handle(consumer, batch)
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump  # re-raises the broker error that ended it, if any
+            finally:
+                self.running = False
+                if not pump.done():
+                    pump.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await pump
+        log.info("stopped", extra=self.counts)
+        return dict(self.counts)
+
+    @staticmethod
+    async def _pump(consumer: Consumer, inbox: asyncio.Queue[Delivery]) -> None:
+        async for delivery in consumer:
+            inbox.put_nowait(delivery)
+
+    async def _gather(
+        self, inbox: asyncio.Queue[Delivery], pump: asyncio.Task[None]
+    ) -> list[Delivery]:
+        """One batch: wait for a first delivery, then take more for up to flush_interval."""
+        first = await self._next(inbox, None, pump)
+        if first is None:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.s.flush_interval
+        while len(batch) < self.s.batch_size:
+            if not inbox.empty():
+                batch.append(inbox.get_nowait())
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            item = await self._next(inbox, left, pump)
+            if item is None:
+                break
+            batch.append(item)
+        return batch
+
+    async def _next(
+        self, inbox: asyncio.Queue[Delivery], wait: float | None, pump: asyncio.Task[None]
+    ) -> Delivery | None:
+        """The next delivery, or None on timeout, stop or the end of the stream.
+        A cancelled Queue.get never takes an item, so nothing is lost here."""
+        get = asyncio.create_task(inbox.get())
+        stopped = asyncio.create_task(self.stop.wait())
+        await asyncio.wait(
+            {get, stopped, pump}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+        )
+        get.cancel()
+        stopped.cancel()
+        await asyncio.gather(get, stopped, return_exceptions=True)
+        return None if get.cancelled() else get.result()
+
+    async def _handle(self, consumer: Consumer, batch: list[Delivery]) -> None:
+        good: list[tuple[Delivery, Sample]] = []
+        poison: list[Delivery] = []
+        for d in batch:
+            try:
+                row = row_of(d.body)
+            except RowError as e:
+                poison.append(d)
+                log.warning(
+                    "poison message",
+                    extra={
+                        "id": d.id,
+                        "delivery_count": d.delivery_count,
+                        "reason": e.reason,
+                    },
+                )
+                continue
+            good.append((d, Sample(row_id=row_id(row), message_id=d.id, row=row)))
+        if good:
+            inserted = await self._write([s for _, s in good])
+            if inserted is None:  # stopped while the store was down: hand them back
+                await consumer.nack(*(d for d, _ in good), delay_ms=0)
+                return
+            await consumer.ack(*(d for d, _ in good))
+            self._count("stored", inserted)
+            self._count("duplicate", len(good) - inserted)
+        if poison:
+            await consumer.nack(*poison)
+            self._count("poison", len(poison))
+
+    async def _write(self, samples: list[Sample]) -> int | None:
+        """Write until it commits; None if asked to stop before it could."""
+        wait = STORAGE_BACKOFF[0]
+        while True:
+            try:
+                with self.metrics.write_seconds.time():
+                    inserted = await self.store.write(samples)
+            except StorageError as e:
+                self.storage_problem = str(e)
+                self.metrics.storage_up.set(0)
+                log.error("storage write failed; retrying", extra={"error": str(e), "wait_s": wait})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), wait)
+                if self.stop.is_set():
+                    return None
+                wait = min(wait * 2, STORAGE_BACKOFF[1])
+                continue
+            self.storage_problem = None
+            self.metrics.storage_up.set(1)
+            self.metrics.batches.inc()
+            return inserted
+
+    def _count(self, outcome: str, n: int) -> None:
+        if n:
+            self.counts[outcome] += n
+            self.metrics.messages.labels(outcome).inc(n)

@@ -1,0 +1,156 @@
+"""`ferry-streamer`: publish DCGM exporter CSV rows to a Ferry queue."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from ferry.broker.client import BrokerClient, BrokerError, NotFound
+from ferry.telemetry.parsing.pacing import Pace
+from ferry.telemetry.runtime import logs
+from ferry.telemetry.runtime.arguments import non_negative_int, positive_float, positive_int
+from ferry.telemetry.runtime.serving import (
+    health_handler,
+    metrics_handler,
+    start_site,
+    stop_event,
+)
+from ferry.telemetry.streamer.checkpoints import CheckpointError
+from ferry.telemetry.streamer.reading import InputError
+from ferry.telemetry.streamer.streaming import Metrics, Settings, Streamer
+
+log = logging.getLogger("ferry.telemetry.streamer")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ferry-streamer",
+        description="Publish DCGM exporter CSV rows to a Ferry queue: validated (bad rows are "
+        "counted and reported, never published), one message per row keyed by GPU uuid, "
+        "with a dedup id derived from the row so a replay never duplicates. Prints a JSON "
+        "summary on stdout when done.",
+    )
+    p.add_argument("source", type=Path, help="a CSV file, or a directory of *.csv files")
+    p.add_argument(
+        "--broker",
+        default=os.environ.get("FERRY_BROKER_URL"),
+        help="broker URL, e.g. http://127.0.0.1:8080 (env FERRY_BROKER_URL)",
+    )
+    p.add_argument("--queue", default="telemetry", help="queue name (default telemetry)")
+    p.add_argument("--create-queue", action="store_true", help="create the queue if missing")
+    p.add_argument("--rate", type=positive_float, help="rows per second (default: no limit)")
+    p.add_argument("--batch-size", type=positive_int, default=500, help="rows per publish")
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="replay the input forever, each pass shifted in time to follow the previous one",
+    )
+    p.add_argument("--loops", type=positive_int, help="with --loop: stop after this many passes")
+    p.add_argument(
+        "--instance-index",
+        type=non_negative_int,
+        default=0,
+        help="this streamer's number, 0..count-1 (default 0)",
+    )
+    p.add_argument(
+        "--instance-count",
+        type=positive_int,
+        default=1,
+        help="streamers sharing the input; each GPU's rows go to one of them",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="file recording progress; a restart with the same file resumes where it stopped",
+    )
+    p.add_argument("--http-port", type=int, help="serve /metrics and /healthz on this port")
+    p.add_argument(
+        "--progress-every",
+        type=positive_float,
+        default=2.0,
+        help="seconds between progress log lines (default 2)",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    if args.instance_index >= args.instance_count:
+        raise ValueError(
+            f"--instance-index {args.instance_index} must be below --instance-count "
+            f"{args.instance_count}"
+        )
+    if args.loops is not None and not args.loop:
+        raise ValueError("--loops needs --loop")
+    return Settings(
+        source=args.source,
+        queue=args.queue,
+        instance_index=args.instance_index,
+        instance_count=args.instance_count,
+        pace=Pace(rate=args.rate, batch_size=args.batch_size),
+        loop=args.loop,
+        max_loops=args.loops,
+        checkpoint=args.checkpoint,
+        progress_every=args.progress_every,
+    )
+
+
+async def stream(args: argparse.Namespace, settings: Settings) -> int:
+    stop = stop_event()
+    metrics = Metrics()
+    runner = None
+    if args.http_port is not None:
+
+        async def healthy() -> str | None:
+            return None
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics_handler(metrics.registry))
+        app.router.add_get("/healthz", health_handler(healthy))
+        runner = await start_site(app, "0.0.0.0", args.http_port)
+    try:
+        async with BrokerClient(args.broker) as client:
+            if args.create_queue:
+                try:
+                    await client.queue_stats(args.queue)
+                except NotFound:
+                    await client.put_queue(args.queue)
+            summary = await Streamer(settings, client, stop, metrics=metrics).run()
+    except (InputError, CheckpointError) as e:
+        print(f"ferry-streamer: {e}", file=sys.stderr)
+        return 2
+    except BrokerError as e:
+        print(
+            f"ferry-streamer: broker: {e} (progress is checkpointed; rerun to resume)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+    print(json.dumps(summary.model_dump()), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if not args.broker:
+        p.error("--broker is required (or set FERRY_BROKER_URL)")
+    try:
+        settings = settings_of(args)
+    except ValueError as e:
+        p.error(str(e))
+    logs.setup("ferry-streamer", args.log_level)
+    return asyncio.run(stream(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The streamer's work: read, validate, split, pace, publish, checkpoint, report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import BaseModel
+
+from ferry.broker.client import BrokerClient
+from ferry.broker.models import OutgoingMessage
+from ferry.telemetry.parsing.messages import SCHEMA_HEADER, SCHEMA_VERSION, body_of
+from ferry.telemetry.parsing.pacing import Pace
+from ferry.telemetry.parsing.replaying import loop_span
+from ferry.telemetry.parsing.rows import (
+    RowError,
+    TelemetryRow,
+    parse_record,
+    record_of,
+    row_id,
+    shifted,
+)
+from ferry.telemetry.parsing.splitting import is_mine
+from ferry.telemetry.streamer import checkpoints
+from ferry.telemetry.streamer.checkpoints import Checkpoint
+from ferry.telemetry.streamer.reading import CsvFile, Record, input_files
+
+log = logging.getLogger("ferry.telemetry.streamer")
+BAD_ROWS_KEPT = 50  # the summary lists this many bad rows; the count covers all of them
+YIELD_EVERY = 1000  # records between turns of the event loop (signals, /metrics)
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: Path
+    queue: str
+    instance_index: int = 0
+    instance_count: int = 1
+    pace: Pace = field(default_factory=lambda: Pace(rate=None))
+    loop: bool = False
+    max_loops: int | None = None  # with loop: stop after this many passes
+    checkpoint: Path | None = None
+    progress_every: float = 2.0  # seconds between progress lines
+
+
+class BadRow(BaseModel):
+    file: str
+    record: int
+    reason: str
+
+
+class Summary(BaseModel):
+    instance: str
+    published: int = 0
+    bad: int = 0
+    others: int = 0
+    loops: int = 0
+    complete: bool = False
+    bad_rows: list[BadRow] = []
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.published = Counter("ferry_streamer_published_rows", "rows published", registry=r)
+        self.bad = Counter("ferry_streamer_bad_rows", "rows rejected by validation", registry=r)
+        self.position = Gauge("ferry_streamer_loop", "current pass over the input", registry=r)
+
+
+class Streamer:
+    def __init__(
+        self,
+        settings: Settings,
+        client: BrokerClient,
+        stop: asyncio.Event,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.s = settings
+        self.client = client
+        self.stop = stop
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.summary = Summary(instance=f"{settings.instance_index}/{settings.instance_count}")
+        self._sent = 0  # rows published by this process (the pace is per process)
+        self._t0 = 0.0
+        self._last_progress = 0.0
+
+    async def run(self) -> Summary:
+        """Stream the input; returns when done, or early (complete=False) when stopped."""
+        files = [CsvFile(p) for p in input_files(self.s.source)]
+        span = loop_span(self._timestamps(files)) if self.s.loop else timedelta(0)
+        ck = self._load()
+        self._t0 = self._last_progress = self.clock()
+        while not self.stop.is_set():
+            self.metrics.position.set(ck.loop)
+            for f in files:
+                if not await self._stream_file(f, ck, span * ck.loop):
+                    return self._finish(ck, complete=False)
+            if not self.s.loop:
+                return self._finish(ck, complete=True)
+            ck.loop += 1
+            ck.done = {}
+            self._save(ck)
+            if self.s.max_loops is not None and ck.loop >= self.s.max_loops:
+                return self._finish(ck, complete=True)
+        return self._finish(ck, complete=False)
+
+    def _load(self) -> Checkpoint:
+        if self.s.checkpoint is None:
+            return Checkpoint(
+                instance_index=self.s.instance_index, instance_count=self.s.instance_count
+            )
+        ck = checkpoints.load(self.s.checkpoint, self.s.instance_index, self.s.instance_count)
+        if ck.done or ck.loop:
+            log.info(
+                "resuming", extra={"loop": ck.loop, "done": ck.done, "published": ck.published}
+            )
+        return ck
+
+    def _save(self, ck: Checkpoint) -> None:
+        if self.s.checkpoint is not None:
+            checkpoints.save(self.s.checkpoint, ck)
+
+    @staticmethod
+    def _timestamps(files: list[CsvFile]) -> set[datetime]:
+        seen: set[datetime] = set()
+        for f in files:
+            i = f.positions["timestamp"]
+            for rec in f.records():
+                with contextlib.suppress(ValueError, IndexError):
+                    ts = datetime.fromisoformat(rec.fields[i].strip())
+                    if ts.tzinfo is not None:
+                        seen.add(ts)
+        return seen
+
+    async def _stream_file(self, f: CsvFile, ck: Checkpoint, shift: timedelta) -> bool:
+        """Publish this instance's rows of one file; False when stopped part-way."""
+        name = f.path.name
+        start = ck.done.get(name, 0)
+        pending: list[OutgoingMessage] = []
+        last = start
+        batch = self.s.pace.batch()
+        for rec in f.records():
+            if rec.number <= start:
+                continue
+            last = rec.number
+            if rec.number % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            if not is_mine(rec.fields, f.positions, self.s.instance_index, self.s.instance_count):
+                ck.others += 1
+                continue
+            row = self._parse(f, rec, ck)
+            if row is None:
+                continue
+            pending.append(self._message(shifted(row, shift), name, rec.number))
+            if len(pending) >= batch:
+                await self._publish(pending, ck, name, last)
+                pending = []
+                if self.stop.is_set():
+                    return False
+        await self._publish(pending, ck, name, last)
+        return not self.stop.is_set()
+
+    def _parse(self, f: CsvFile, rec: Record, ck: Checkpoint) -> TelemetryRow | None:
+        try:
+            return parse_record(record_of(rec.fields, f.positions))
+        except RowError as e:
+            ck.bad += 1
+            self.metrics.bad.inc()
+            bad = BadRow(file=f.path.name, record=rec.number, reason=e.reason)
+            if len(self.summary.bad_rows) < BAD_ROWS_KEPT:
+                self.summary.bad_rows.append(bad)
+            log.warning("bad row not published", extra=bad.model_dump())
+            return None
+
+    @staticmethod
+    def _message(row: TelemetryRow, file: str, record: int) -> OutgoingMessage:
+        return OutgoingMessage(
+            body=body_of(row),
+            key=row.uuid,  # a GPU's samples share a key (fair mode round-robins over GPUs)
+            dedup_id=row_id(row),
+            headers={SCHEMA_HEADER: SCHEMA_VERSION, "source": f"{file}:{record}"},
+        )
+
+    async def _publish(
+        self, pending: list[OutgoingMessage], ck: Checkpoint, name: str, last: int
+    ) -> None:
+        if pending:
+            delay = self.s.pace.delay(self._sent, self.clock() - self._t0)
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), delay)
+            await self.client.publish(self.s.queue, pending)
+            self._sent += len(pending)
+            ck.published += len(pending)
+            self.metrics.published.inc(len(pending))
+        ck.done[name] = last
+        self._save(ck)
+        self._progress(ck, name, last)
+
+    def _progress(self, ck: Checkpoint, name: str, last: int, *, force: bool = False) -> None:
+        now = self.clock()
+        if not force and now - self._last_progress < self.s.progress_every:
+            return
+        self._last_progress = now
+        elapsed = max(now - self._t0, 1e-9)
+        log.info(
+            "progress",
+            extra={
+                "published": ck.published,
+                "bad": ck.bad,
+                "loop": ck.loop,
+                "file": name,
+                "record": last,
+                "rows_per_s": round(self._sent / elapsed, 1),
+            },
+        )
+
+    def _finish(self, ck: Checkpoint, *, complete: bool) -> Summary:
+        self.summary.published, self.summary.bad = ck.published, ck.bad
+        self.summary.others, self.summary.loops = ck.others, ck.loop
+        self.summary.complete = complete
+        log.info(
+            "finished" if complete else "stopped",
+            extra={
+                "published": ck.published,
+                "bad": ck.bad,
+                "others": ck.others,
+                "loop": ck.loop,
+            },
+        )
+        return self.summary

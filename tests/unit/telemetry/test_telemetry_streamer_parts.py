@@ -1,0 +1,70 @@
+"""Streamer building blocks without a broker: input discovery, checkpoints, loop spans."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ferry.telemetry.parsing.replaying import loop_span
+from ferry.telemetry.parsing.rows import COLUMNS
+from ferry.telemetry.streamer import checkpoints
+from ferry.telemetry.streamer.checkpoints import Checkpoint, CheckpointError
+from ferry.telemetry.streamer.reading import CsvFile, InputError, input_files
+
+pytestmark = pytest.mark.unit
+T0 = datetime(2026, 11, 23, 10, tzinfo=UTC)
+
+
+def test_a_directory_means_its_csv_files_in_name_order(tmp_path: Path) -> None:
+    for name in ("b.csv", "a.csv", "notes.txt"):
+        (tmp_path / name).write_text(",".join(COLUMNS) + "\n")
+    assert [p.name for p in input_files(tmp_path)] == ["a.csv", "b.csv"]
+    assert input_files(tmp_path / "a.csv") == [tmp_path / "a.csv"]
+
+
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [(None, "no such file"), ("", "empty file"), ("a,b,c\n1,2,3\n", "lacks column")],
+)
+def test_unreadable_inputs_fail_before_anything_is_published(
+    tmp_path: Path, content: str | None, complaint: str
+) -> None:
+    path = tmp_path / "in.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(InputError, match=complaint):
+        CsvFile(input_files(path)[0]) if content is not None else input_files(path)
+
+
+def test_an_empty_directory_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"no \*\.csv"):
+        input_files(tmp_path)
+
+
+def test_records_are_numbered_from_one_after_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(",".join(COLUMNS) + "\nx\n\ny,z\n")
+    assert [(r.number, r.fields) for r in CsvFile(path).records()] == [(1, ["x"]), (3, ["y", "z"])]
+
+
+def test_checkpoint_round_trip_and_a_different_split_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ck.json"
+    assert checkpoints.load(path, 1, 2) == Checkpoint(instance_index=1, instance_count=2)
+    ck = Checkpoint(instance_index=1, instance_count=2, loop=3, done={"a.csv": 40}, published=17)
+    checkpoints.save(path, ck)
+    assert checkpoints.load(path, 1, 2) == ck
+    assert not (tmp_path / "ck.json.tmp").exists()
+    with pytest.raises(CheckpointError, match="instance 1 of 2, not 0 of 3"):
+        checkpoints.load(path, 0, 3)
+    path.write_text("{not json")
+    with pytest.raises(CheckpointError, match="not a streamer checkpoint"):
+        checkpoints.load(path, 1, 2)
+
+
+def test_loop_span_is_the_duration_plus_one_interval() -> None:
+    ts = [T0 + timedelta(seconds=30 * i) for i in range(8)]
+    assert loop_span(ts + ts) == timedelta(seconds=240)
+    assert loop_span([T0]) == timedelta(seconds=1)
+    assert loop_span([]) == timedelta(seconds=1)
