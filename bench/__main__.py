@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import shutil
 import sys
@@ -112,11 +113,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  [{time.monotonic() - started:6.0f}s] {res.system:15} {res.scenario.value:8} "
               f"{res.body_size:5} B run {res.run}: {mark}", file=sys.stderr, flush=True)
 
-    uvloop.run(run_all(cfg, sink, keep=args.keep))
+    interrupted = False
+    try:
+        uvloop.run(run_all(cfg, sink, keep=args.keep))
+    except (KeyboardInterrupt, asyncio.CancelledError):  # SIGINT / SIGTERM: report what we have
+        interrupted = True
     print(reporting.tables(results, cfg))
     print()
     print(reporting.ratio_lines(results, cfg))
     print(f"\nJSON: {args.out}")
+    if interrupted:
+        print("bench: interrupted; the figures above are partial", file=sys.stderr)
+        return 130
     return 0 if results and all(r.ok for r in results) else 1
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -17,6 +18,17 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the harness dies, however it dies.
+
+    Servers run in their own session (so a terminal's Ctrl-C reaches only the
+    harness, which stops them in order); this covers a harness that is killed.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ServerError(RuntimeError):
@@ -79,6 +91,7 @@ class ServerProcess:
             self._proc = subprocess.Popen(
                 self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=self.env, cwd=self.cwd, start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
 
     def check_alive(self) -> None:

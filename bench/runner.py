@@ -7,8 +7,10 @@ fresh server in a fresh temp dir per run; the backlog scenario gets its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
+import signal
 import tempfile
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -103,6 +105,10 @@ async def profile_pass(name: str, cfg: BenchConfig, root: Path, sink: Sink) -> N
 async def run_all(cfg: BenchConfig, sink: Sink, keep: Path | None = None) -> None:
     """Every system, every run; data dirs live in a temp dir removed at the end (unless keep)."""
     root = Path(tempfile.mkdtemp(prefix="ferry-bench-", dir=keep))
+    # SIGTERM cancels the run, so the finally blocks stop every server and remove the data.
+    main = asyncio.current_task()
+    assert main is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     try:
         for run in range(1, cfg.runs + 1):
             for name in cfg.systems:
