@@ -1,14 +1,101 @@
-"""`ferry-broker` / `python -m ferry.broker`: placeholder until the Broker issue lands."""
+"""`ferry-broker` / `python -m ferry.broker`: run one durable broker."""
+
+from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
 import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from ferry.broker import logs
+from ferry.broker.transport import build_app, open_runtime
+
+log = logging.getLogger("ferry.broker")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="ferry-broker",
+        description="Run a Ferry broker: durable queues with consumer groups, leases and DLQs.",
+    )
+    p.add_argument("--data-dir", required=True, help="directory for the SQLite store")
+    p.add_argument("--port", type=int, default=7070, help="TCP port (default 7070)")
+    p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    p.add_argument(
+        "--token-file",
+        help="file with bearer tokens, one per line; when set, every route but "
+             "/healthz and /readyz requires `Authorization: Bearer <token>`",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--drain-seconds", type=float, default=10.0,
+        help="on SIGTERM, how long in-flight requests may take to finish (default 10)",
+    )
+    return p.parse_args(argv)
+
+
+def read_tokens(path: str) -> frozenset[str]:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise SystemExit(f"ferry-broker: cannot read --token-file {path}: {e.strerror}") from None
+    tokens = frozenset(t.strip() for t in lines if t.strip() and not t.startswith("#"))
+    if not tokens:
+        raise SystemExit(f"ferry-broker: --token-file {path} holds no token")
+    return tokens
+
+
+async def serve(args: argparse.Namespace, tokens: frozenset[str] | None) -> None:
+    loop = asyncio.get_running_loop()
+    t0 = time.perf_counter()
+    rt = open_runtime(args.data_dir, loop)
+    rt.tokens = tokens
+    messages = sum(q.live for q in rt.core.queues.values())
+    app = build_app(rt)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=args.drain_seconds)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, backlog=1024, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        rt.store.close()
+        raise SystemExit(f"ferry-broker: cannot listen on {args.host}:{args.port}: {e}") from e
+    log.info(
+        "serving", extra={"host": args.host, "port": args.port, "data_dir": args.data_dir,
+                          "queues": len(rt.core.queues), "messages": messages,
+                          "startup_s": round(time.perf_counter() - t0, 3),
+                          "auth": tokens is not None},
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining", extra={"timeout_s": args.drain_seconds})
+    rt.draining = True
+    rt.signals.notify_all()
+    await runner.cleanup()
+    rt.store.close()
+    log.info("stopped", extra={"commits": rt.store.writer.batches,
+                               "writes": rt.store.writer.items})
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ferry-broker", description="Run a Ferry broker.")
-    parser.parse_args(argv)
-    print("ferry-broker: the broker is not built yet (see the Broker issue)", file=sys.stderr)
-    return 1
+    args = parse_args(argv)
+    logs.setup(args.log_level)
+    tokens = read_tokens(args.token_file) if args.token_file else None
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep working without it
+        asyncio.run(serve(args, tokens))
+    else:
+        uvloop.run(serve(args, tokens))
+    return 0
 
 
 if __name__ == "__main__":

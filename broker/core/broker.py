@@ -1,0 +1,306 @@
+"""The broker state machine: queues, groups and every operation on them.
+
+Pure and synchronous: time comes in as `now` (epoch ms), durability intents go
+out through `take_writes()`. The transport calls one method per request, hands
+the writes to the store and answers once they are durable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ferry.broker.core.errors import GroupNotFoundError, MessageNotFoundError, QueueNotFoundError
+from ferry.broker.core.groups import Group, GroupFigures, Leased
+from ferry.broker.core.queues import Queue, rowid, split_rowid
+from ferry.broker.core.writes import Writes
+from ferry.broker.models import (
+    GroupSettings,
+    MessageGroupState,
+    QueueSettings,
+    ReceiptStatus,
+    StartAt,
+)
+
+CONSUMER_FORGET_MS = 3600 * 1000  # idle consumers without leases drop out of stats
+
+
+@dataclass(slots=True, frozen=True)
+class Incoming:
+    priority: int
+    delay_ms: int
+    key: str | None
+    dedup_id: str | None
+    payload: Any  # opaque to the core: passed through to the store
+
+
+@dataclass(slots=True, frozen=True)
+class DeadEntry:
+    seq: int
+    delivery_count: int
+    dead_at_ms: int
+    reason: str
+
+
+class Broker:
+    def __init__(self, now_ms: int) -> None:
+        self.queues: dict[str, Queue] = {}
+        self.by_qid: dict[int, Queue] = {}
+        self.next_qid = 1
+        self.next_gid = 1
+        self.started_ms = now_ms
+        self._writes = Writes()
+
+    def take_writes(self) -> Writes:
+        w, self._writes = self._writes, Writes()
+        return w
+
+    # --- admin -------------------------------------------------------------------
+
+    def queue(self, name: str) -> Queue:
+        q = self.queues.get(name)
+        if q is None:
+            raise QueueNotFoundError(f"queue {name!r} does not exist")
+        return q
+
+    def group(self, queue: str, name: str) -> Group:
+        g = self.queue(queue).groups.get(name)
+        if g is None:
+            raise GroupNotFoundError(f"group {name!r} does not exist on queue {queue!r}")
+        return g
+
+    def put_queue(self, name: str, settings: QueueSettings, now: int) -> tuple[Queue, bool]:
+        q = self.queues.get(name)
+        created = q is None
+        if q is None:
+            q = Queue(self.next_qid, name, settings, now)
+            self.next_qid += 1
+            self.queues[name] = q
+            self.by_qid[q.qid] = q
+        q.settings = settings
+        self._writes.queues.append((q.qid, name, settings.model_dump_json(), q.created_ms))
+        self._writes.totals[q.qid] = (q.published_total, q.next_seq)
+        return q, created
+
+    def delete_queue(self, name: str) -> None:
+        q = self.queue(name)
+        del self.queues[name]
+        del self.by_qid[q.qid]
+        self._writes.queues_deleted.append(q.qid)
+
+    def put_group(
+        self, queue: str, name: str, settings: GroupSettings, now: int
+    ) -> tuple[Group, bool]:
+        q = self.queue(queue)
+        g = q.groups.get(name)
+        created = g is None
+        if g is None:
+            start = q.next_seq if settings.start_at is StartAt.LATEST else 1
+            g = Group(self.next_gid, name, q, settings, start, now)
+            self.next_gid += 1
+            q.groups[name] = g
+        else:  # start_at only matters at creation; keep the first one
+            settings = settings.model_copy(update={"start_at": g.settings.start_at})
+        g.settings = settings
+        self._writes.groups.append(
+            (g.gid, q.qid, name, settings.model_dump_json(), g.start_seq)
+        )
+        return g, created
+
+    def delete_group(self, queue: str, name: str) -> None:
+        g = self.group(queue, name)
+        del g.queue.groups[name]
+        self._writes.groups_deleted.append(g.gid)
+
+    # --- publishing ------------------------------------------------------------------
+
+    def publish(self, queue: str, items: list[Incoming], now: int) -> list[int]:
+        """Append messages; returns their ids (a known dedup id gives the original id)."""
+        q = self.queue(queue)
+        ids: list[int] = []
+        rows = self._writes.messages
+        qid = q.qid
+        for m in items:
+            h = None
+            if m.dedup_id is not None:
+                h = hash(m.dedup_id)
+                seq = q.dedup.get(h)
+                if seq is not None:
+                    ids.append(rowid(qid, seq))
+                    continue
+            not_before = now + m.delay_ms
+            seq = q.append(m.priority, now, not_before, m.key, h)
+            rid = rowid(qid, seq)
+            ids.append(rid)
+            rows.append((rid, m.priority, not_before, now, m.key, m.dedup_id, m.payload))
+            q.published_total += 1
+        self._writes.totals[qid] = (q.published_total, q.next_seq)
+        return ids
+
+    def mark_durable(self, qid: int, next_seq: int) -> bool:
+        """Everything below next_seq is fsynced: deliverable. True if that moved."""
+        q = self.by_qid.get(qid)
+        if q is None or next_seq <= q.durable_next:
+            return False
+        q.durable_next = next_seq
+        return True
+
+    # --- consuming ---------------------------------------------------------------------
+
+    def receive(
+        self, queue: str, group: str, consumer: str, limit: int, vt_ms: int | None, now: int
+    ) -> list[Leased]:
+        g = self.group(queue, group)
+        g.expire(now, self._writes)
+        return g.take(consumer, limit, vt_ms or g.visibility_timeout_ms, now)
+
+    def _settle(
+        self, queue: str, group: str, receipts: list[str], now: int
+    ) -> tuple[Group, list[tuple[ReceiptStatus, int]]]:
+        g = self.group(queue, group)
+        g.expire(now, self._writes)
+        return g, [g.resolve(r, now) for r in receipts]
+
+    def ack(self, queue: str, group: str, receipts: list[str], now: int) -> list[ReceiptStatus]:
+        g, resolved = self._settle(queue, group, receipts, now)
+        out = []
+        for status, seq in resolved:
+            if status is ReceiptStatus.OK and seq in g.inflight:
+                g.ack(seq, now, self._writes)
+            elif status is ReceiptStatus.OK:
+                status = ReceiptStatus.STALE  # the same receipt twice in one request
+            out.append(status)
+        return out
+
+    def nack(
+        self, queue: str, group: str, receipts: list[str], delay_ms: int | None, now: int
+    ) -> list[ReceiptStatus]:
+        g, resolved = self._settle(queue, group, receipts, now)
+        out = []
+        for status, seq in resolved:
+            if status is ReceiptStatus.OK and seq in g.inflight:
+                g.give_back(seq, delay_ms, now, self._writes, "nacked")
+            elif status is ReceiptStatus.OK:
+                status = ReceiptStatus.STALE
+            out.append(status)
+        return out
+
+    def extend(
+        self, queue: str, group: str, receipts: list[str], vt_ms: int, now: int
+    ) -> list[ReceiptStatus]:
+        g, resolved = self._settle(queue, group, receipts, now)
+        for status, seq in resolved:
+            if status is ReceiptStatus.OK:
+                g.extend(seq, vt_ms, now)
+        return [status for status, _ in resolved]
+
+    def release_consumer(self, queue: str, group: str, consumer: str, now: int) -> int:
+        """Hand back every lease a consumer holds (its connection closed)."""
+        q = self.queues.get(queue)
+        g = q.groups.get(group) if q else None
+        if g is None:
+            return 0
+        mine = [s for s, lease in g.inflight.items() if lease.consumer == consumer]
+        for s in mine:
+            g.give_back(s, 0, now, self._writes, "consumer left")
+        return len(mine)
+
+    # --- time ------------------------------------------------------------------------------
+
+    def tick(self, now: int) -> list[Queue]:
+        """Expire leases and retries; returns queues where something became ready."""
+        woke: list[Queue] = []
+        for q in self.queues.values():
+            hit = False
+            for g in q.groups.values():
+                if g.expire(now, self._writes):
+                    hit = True
+            if hit:
+                woke.append(q)
+        return woke
+
+    def compact(self, now: int) -> None:
+        """Retention, dedup window, messages every group is done with, idle consumers."""
+        w = self._writes
+        for q in self.queues.values():
+            for s in q.expire_before(now - q.settings.retention_ms):
+                for g in q.groups.values():
+                    g.forget(s)
+                w.deleted.append(rowid(q.qid, s))
+            w.deleted.extend(rowid(q.qid, s) for s in q.advance_base())
+            purge = q.expire_dedup(now - q.settings.dedup_window_ms)
+            if purge > q.purged:
+                q.purged = purge
+                w.deleted_below.append((q.qid, rowid(q.qid, purge)))
+            for g in q.groups.values():
+                idle = [
+                    name for name, c in g.consumers.items()
+                    if c.in_flight <= 0 and now - c.last_seen > CONSUMER_FORGET_MS
+                ]
+                for name in idle:
+                    del g.consumers[name]
+
+    # --- dead letters and inspection ---------------------------------------------------
+
+    def dead_letters(
+        self, queue: str, group: str, limit: int, after: int
+    ) -> tuple[list[DeadEntry], int | None]:
+        g = self.group(queue, group)
+        seqs = sorted(s for s in g.dead if s > after)
+        page = seqs[:limit]
+        entries = [DeadEntry(s, *g.dead[s]) for s in page]
+        return entries, (page[-1] if len(seqs) > limit else None)
+
+    def redrive(self, queue: str, group: str, seqs: list[int] | None) -> int:
+        return self.group(queue, group).redrive(seqs, self._writes)
+
+    def message_states(
+        self, queue: str, seq: int, now: int
+    ) -> list[tuple[str, MessageGroupState, int]]:
+        q = self.queue(queue)
+        if not q.exists(seq):
+            raise MessageNotFoundError(f"message {rowid(q.qid, seq)} is not in queue {queue!r}")
+        out = []
+        for name, g in q.groups.items():
+            st = g.state_of(seq, now)
+            if st is not None:
+                out.append((name, st[0], st[1]))
+        return out
+
+    def seq_of(self, queue: str, message_id: str) -> int:
+        """The queue's seq for a wire id; MessageNotFoundError for ids of other queues."""
+        q = self.queue(queue)
+        try:
+            qid, seq = split_rowid(int(message_id))
+        except ValueError:
+            qid, seq = -1, 0
+        if qid != q.qid:
+            raise MessageNotFoundError(f"message {message_id!r} is not in queue {queue!r}")
+        return seq
+
+    def figures(self, queue: str, group: str, now: int) -> GroupFigures:
+        return self.group(queue, group).figures(now)
+
+    # --- restoring ----------------------------------------------------------------------------
+
+    def restore_queue(
+        self, qid: int, name: str, settings: QueueSettings, created_ms: int,
+        published_total: int, next_seq: int,
+    ) -> Queue:
+        q = Queue(qid, name, settings, created_ms)
+        q.published_total = published_total
+        q.next_seq = q.base = q.arr_base = q.durable_next = next_seq
+        self.queues[name] = q
+        self.by_qid[qid] = q
+        self.next_qid = max(self.next_qid, qid + 1)
+        return q
+
+    def restore_group(
+        self, gid: int, q: Queue, name: str, settings: GroupSettings, start_seq: int,
+        acked_total: int, now: int,
+    ) -> Group:
+        g = Group(gid, name, q, settings, start_seq, now)
+        g.acked_total = acked_total
+        q.groups[name] = g
+        self.next_gid = max(self.next_gid, gid + 1)
+        return g

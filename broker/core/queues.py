@@ -1,0 +1,239 @@
+"""A queue's compact message metadata: parallel arrays indexed by sequence.
+
+No Python object per message: a million stored messages cost ~25 bytes each
+here (priority, publish time, key id, gone flag, ready-list entry). Bodies
+never enter the core; the store keeps them.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from typing import TYPE_CHECKING
+
+from ferry.broker.models import QueueSettings
+
+if TYPE_CHECKING:
+    from ferry.broker.core.groups import Group
+
+PRIORITIES = 10
+ROWID_SHIFT = 40  # a message's store key and wire id: queue id << 40 | sequence
+_TRIM_CHUNK = 65_536
+
+
+def rowid(qid: int, seq: int) -> int:
+    return (qid << ROWID_SHIFT) | seq
+
+
+def split_rowid(value: int) -> tuple[int, int]:
+    return value >> ROWID_SHIFT, value & ((1 << ROWID_SHIFT) - 1)
+
+
+class Queue:
+    def __init__(self, qid: int, name: str, settings: QueueSettings, created_ms: int) -> None:
+        self.qid = qid
+        self.name = name
+        self.settings = settings
+        self.created_ms = created_ms
+        self.groups: dict[str, Group] = {}
+        self.published_total = 0
+        self.live = 0  # stored: not yet gone for every group
+        # Sequences [base, next_seq) are described by the arrays below, at index seq - arr_base.
+        self.next_seq = 1
+        self.base = 1  # every seq below is gone
+        self.arr_base = 1
+        self.durable_next = 1  # seqs from here on are not yet fsynced: never delivered
+        self.purged = 1  # the store holds no rows below this seq (not even tombstones)
+        self.prio = array("b")
+        self.published = array("q")
+        self.key_id = array("i")
+        self.gone = bytearray()
+        self.keys: dict[str, int] = {}
+        self.key_names: list[str | None] = []
+        # Per priority, every seq in arrival order; ready_off[p] entries were trimmed off the front.
+        self.ready: list[array[int]] = [array("q") for _ in range(PRIORITIES)]
+        self.ready_off = [0] * PRIORITIES
+        self.not_before: dict[int, int] = {}  # delayed messages only
+        self.dedup: dict[int, int] = {}  # hash(dedup_id) -> seq, within the dedup window
+        self.dedup_log_seq = array("q")
+        self.dedup_log_hash = array("q")
+        self.dedup_log_time = array("q")
+        self.dedup_log_pos = 0
+
+    # --- appending ---------------------------------------------------------
+
+    def intern_key(self, key: str | None) -> int:
+        if key is None:
+            return -1
+        kid = self.keys.get(key)
+        if kid is None:
+            kid = self.keys[key] = len(self.key_names)
+            self.key_names.append(key)
+        return kid
+
+    def append(
+        self, priority: int, published_ms: int, not_before_ms: int, key: str | None,
+        dedup_hash: int | None,
+    ) -> int:
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        self.prio.append(priority)
+        self.published.append(published_ms)
+        self.key_id.append(self.intern_key(key))
+        self.gone.append(0)
+        self.ready[priority].append(seq)
+        if not_before_ms > published_ms:
+            self.not_before[seq] = not_before_ms
+        if dedup_hash is not None:
+            self.dedup[dedup_hash] = seq
+            self.dedup_log_seq.append(seq)
+            self.dedup_log_hash.append(dedup_hash)
+            self.dedup_log_time.append(published_ms)
+        self.live += 1
+        return seq
+
+    def restore(
+        self, seq: int, priority: int, published_ms: int, not_before_ms: int, key: str | None,
+        dedup_hash: int | None, consumed: bool,
+    ) -> None:
+        """Re-append a stored message (in seq order); skipped seqs are gone.
+
+        A consumed message (a tombstone kept for its dedup id) is gone at once and
+        never enters a ready list.
+        """
+        if self.live == 0 and not self.prio and seq < self.next_seq:
+            self.next_seq = self.base = self.arr_base = seq
+        self._fill_gone(seq)
+        self.append(priority, published_ms, not_before_ms, key, dedup_hash)
+        if consumed:
+            self.ready[priority].pop()
+            self.mark_gone(seq)
+
+    def finish_restore(self, next_seq: int) -> None:
+        self._fill_gone(next_seq)
+        self.durable_next = self.next_seq
+        if self.live == 0:
+            self.base = self.next_seq
+            self._trim()
+
+    def _fill_gone(self, seq: int) -> None:
+        gap = seq - self.next_seq
+        if gap <= 0:
+            return
+        self.prio.extend(array("b", bytes(gap)))
+        self.published.extend(array("q", bytes(8 * gap)))
+        self.key_id.extend(array("i", bytes(4 * gap)))
+        self.gone.extend(b"\x01" * gap)
+        self.next_seq = seq
+
+    # --- lookups -------------------------------------------------------------
+
+    def exists(self, seq: int) -> bool:
+        return self.base <= seq < self.next_seq and not self.gone[seq - self.arr_base]
+
+    def priority_of(self, seq: int) -> int:
+        return self.prio[seq - self.arr_base]
+
+    def published_of(self, seq: int) -> int:
+        return self.published[seq - self.arr_base]
+
+    def key_of(self, seq: int) -> int:
+        return self.key_id[seq - self.arr_base]
+
+    def is_gone(self, seq: int) -> bool:
+        return seq < self.base or bool(self.gone[seq - self.arr_base])
+
+    def due(self, seq: int, now_ms: int) -> bool:
+        nb = self.not_before.get(seq)
+        return nb is None or nb <= now_ms
+
+    def ready_index(self, priority: int, seq: int) -> int:
+        """Absolute index of the first entry >= seq in the priority's ready list."""
+        return self.ready_off[priority] + bisect_left(self.ready[priority], seq)
+
+    # --- removal -------------------------------------------------------------
+
+    def mark_gone(self, seq: int) -> bool:
+        i = seq - self.arr_base
+        if seq < self.base or self.gone[i]:
+            return False
+        self.gone[i] = 1
+        self.live -= 1
+        self.not_before.pop(seq, None)
+        return True
+
+    def done_for_all(self, seq: int) -> bool:
+        """Every group is finished with seq (a queue without groups keeps everything)."""
+        if not self.groups:
+            return False
+        return all(g.done(seq) for g in self.groups.values())
+
+    def advance_base(self) -> list[int]:
+        """Move `base` past messages every group is done with; returns seqs newly gone."""
+        freed: list[int] = []
+        seq, end, ab = self.base, self.durable_next, self.arr_base
+        gone = self.gone
+        while seq < end and (gone[seq - ab] or self.done_for_all(seq)):
+            if not gone[seq - ab]:
+                gone[seq - ab] = 1
+                self.live -= 1
+                self.not_before.pop(seq, None)
+                freed.append(seq)
+            seq += 1
+        self.base = seq
+        self._trim()
+        return freed
+
+    def expire_before(self, cutoff_ms: int) -> list[int]:
+        """Retention: seqs published at or before cutoff become gone (for every group)."""
+        freed: list[int] = []
+        seq, end, ab = self.base, self.next_seq, self.arr_base
+        while seq < end and self.published[seq - ab] <= cutoff_ms:
+            if not self.gone[seq - ab]:
+                self.gone[seq - ab] = 1
+                self.live -= 1
+                self.not_before.pop(seq, None)
+                freed.append(seq)
+            seq += 1
+        if seq > self.base:
+            self.base = seq
+            self.durable_next = max(self.durable_next, seq)
+            self._trim()
+        return freed
+
+    def _trim(self) -> None:
+        drop = self.base - self.arr_base
+        if drop < _TRIM_CHUNK:
+            return
+        for arr in (self.prio, self.published, self.key_id):
+            del arr[:drop]
+        del self.gone[:drop]
+        self.arr_base = self.base
+        for p in range(PRIORITIES):
+            k = bisect_left(self.ready[p], self.base)
+            if k:
+                del self.ready[p][:k]
+                self.ready_off[p] += k
+        for g in self.groups.values():
+            g.trimmed(self.base)
+
+    def expire_dedup(self, cutoff_ms: int) -> int:
+        """Forget dedup ids published before cutoff (the log is in publish order).
+
+        Returns the seq below which the store may purge consumed messages: below
+        `base` and older than every dedup id still inside the window.
+        """
+        pos, times = self.dedup_log_pos, self.dedup_log_time
+        n = len(times)
+        while pos < n and times[pos] < cutoff_ms:
+            h = self.dedup_log_hash[pos]
+            if self.dedup.get(h) == self.dedup_log_seq[pos]:
+                del self.dedup[h]
+            pos += 1
+        if pos > _TRIM_CHUNK // 4 and pos * 2 > n:
+            for arr in (self.dedup_log_seq, self.dedup_log_hash, times):
+                del arr[:pos]
+            pos = 0
+        self.dedup_log_pos = pos
+        keep = self.dedup_log_seq[pos] if pos < len(self.dedup_log_seq) else self.next_seq
+        return min(keep, self.base)

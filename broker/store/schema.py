@@ -1,0 +1,49 @@
+"""The SQLite schema. A message row is keyed by its wire id (queue id << 40 | seq)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+DDL = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS queues (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, settings TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, published_total INTEGER NOT NULL DEFAULT 0,
+    next_seq INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS groups (
+    id INTEGER PRIMARY KEY, qid INTEGER NOT NULL, name TEXT NOT NULL, settings TEXT NOT NULL,
+    start_seq INTEGER NOT NULL, acked_total INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY, priority INTEGER NOT NULL, not_before INTEGER NOT NULL,
+    published_ms INTEGER NOT NULL, key TEXT, dedup TEXT,
+    doc BLOB  -- NULL: consumed, kept only while its dedup id is inside the dedup window
+);
+CREATE TABLE IF NOT EXISTS acks (
+    gid INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (gid, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counts (
+    gid INTEGER NOT NULL, seq INTEGER NOT NULL, count INTEGER NOT NULL,
+    visible_at INTEGER NOT NULL, PRIMARY KEY (gid, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead (
+    gid INTEGER NOT NULL, seq INTEGER NOT NULL, count INTEGER NOT NULL,
+    dead_at INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (gid, seq)
+) WITHOUT ROWID;
+"""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) with durable settings."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is fsynced before it returns, so an answered publish survives kill -9.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA cache_size=-16000")
+    return conn
+
+
+def create(conn: sqlite3.Connection) -> None:
+    conn.executescript(DDL)

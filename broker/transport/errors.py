@@ -1,0 +1,91 @@
+"""One place that turns every failure into `{"error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from ferry.broker.core import CoreError
+from ferry.broker.models import ErrorCode
+from ferry.broker.store import StoreError
+
+log = logging.getLogger("ferry.broker.transport")
+
+_STATUS = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.INVALID_NAME: 400,
+    ErrorCode.QUEUE_NOT_FOUND: 404,
+    ErrorCode.GROUP_NOT_FOUND: 404,
+    ErrorCode.MESSAGE_NOT_FOUND: 404,
+    ErrorCode.MESSAGE_TOO_LARGE: 413,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.UNAVAILABLE: 503,
+}
+
+_HTTP_CODES = {
+    401: ErrorCode.UNAUTHORIZED,
+    404: ErrorCode.BAD_REQUEST,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    503: ErrorCode.UNAVAILABLE,
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def error_body(code: ErrorCode, message: str) -> bytes:
+    return orjson.dumps({"error": {"code": code.value, "message": message}})
+
+
+def error_response(code: ErrorCode, message: str, status: int | None = None) -> web.Response:
+    return web.Response(
+        body=error_body(code, message), status=status or _STATUS[code],
+        content_type="application/json",
+    )
+
+
+def describe(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    more = e.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return error_response(e.code, e.message)
+    except CoreError as e:
+        return error_response(e.code, e.message)
+    except ValidationError as e:
+        return error_response(ErrorCode.BAD_REQUEST, describe(e))
+    except StoreError as e:
+        return error_response(ErrorCode.UNAVAILABLE, f"the store could not commit: {e}")
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = _HTTP_CODES.get(e.status, ErrorCode.BAD_REQUEST)
+        message = e.text or e.reason
+        if e.status == 404:
+            message = f"no route {request.method} {request.path}"
+        return error_response(code, message, status=e.status)

@@ -1,0 +1,227 @@
+"""Publish, receive, settle (ack/nack/extend), dead letters and message inspection."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from aiohttp import web
+
+from ferry.broker.core import Incoming, MessageNotFoundError, Queue, rowid
+from ferry.broker.models import (
+    DeadLetter,
+    DeadList,
+    ErrorCode,
+    ExtendRequest,
+    MessageGroupInfo,
+    MessageInfo,
+    NackRequest,
+    OutgoingMessage,
+    PublishRequest,
+    ReceiptsRequest,
+    ReceiptStatus,
+    ReceiveRequest,
+    RedriveRequest,
+    RedriveResponse,
+)
+from ferry.broker.transport.encoding import encode_delivery, encode_doc, encode_list
+from ferry.broker.transport.errors import ApiError
+from ferry.broker.transport.runtime import RUNTIME, Runtime, flow_key, now_ms, queue_key
+from ferry.broker.transport.views import int_query, json_response, name_param, raw_json
+
+routes = web.RouteTableDef()
+
+
+def incoming(q: Queue, messages: list[OutgoingMessage]) -> list[Incoming]:
+    """Validate sizes and encode documents before anything touches the core."""
+    limit = q.settings.max_message_bytes
+    items = []
+    for i, m in enumerate(messages):
+        body = orjson.dumps(m.body)
+        if len(body) > limit:
+            raise ApiError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"messages[{i}].body is {len(body)} bytes; queue {q.name!r} allows {limit}",
+            )
+        doc = encode_doc(m.key, m.priority, m.headers, body)
+        items.append(Incoming(m.priority, m.delay_ms, m.key, m.dedup_id, doc))
+    return items
+
+
+def ids_json(ids: list[int]) -> bytes:
+    return b'{"ids":[' + b",".join(b'"%d"' % i for i in ids) + b"]}"
+
+
+@routes.post("/v1/queues/{queue}/messages")
+async def publish(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    name = name_param(request, "queue")
+    req = PublishRequest.model_validate_json(await request.read())
+    q = rt.core.queue(name)
+    ids = await rt.publish(q, incoming(q, req.messages))
+    return raw_json(ids_json(ids))
+
+
+async def receive_leased(
+    rt: Runtime, queue: str, group: str, req: ReceiveRequest
+) -> tuple[Queue, list[bytes]]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + req.wait_ms / 1000
+    while True:
+        q = rt.core.queue(queue)
+        leased = rt.core.receive(
+            queue, group, req.consumer, req.max, req.visibility_timeout_ms, now_ms()
+        )
+        rt.flush(wait=False)
+        if leased:
+            found = await rt.deliveries(q, leased)
+            if found:
+                return q, [encode_delivery(rid, doc, m.delivery_count, m.receipt)
+                           for rid, doc, m in found]
+        left = deadline - loop.time()
+        if left <= 0 or rt.draining:
+            return q, []
+        await rt.signals.wait((queue_key(q.qid),), left)
+
+
+@routes.post("/v1/queues/{queue}/groups/{group}/receive")
+async def receive(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    queue, group = name_param(request, "queue"), name_param(request, "group")
+    req = ReceiveRequest.model_validate_json(await request.read())
+    rt.core.group(queue, group)  # 404 before waiting
+    _, parts = await receive_leased(rt, queue, group, req)
+    return raw_json(encode_list(b"messages", parts))
+
+
+def results_json(receipts: list[str], statuses: list[ReceiptStatus]) -> bytes:
+    return orjson.dumps({
+        "results": [{"receipt": r, "status": s.value} for r, s in zip(receipts, statuses,
+                                                                       strict=True)]
+    })
+
+
+async def settle(
+    rt: Runtime, op: str, queue: str, group: str, receipts: list[str],
+    delay_ms: int | None = None, vt_ms: int | None = None,
+) -> list[ReceiptStatus]:
+    now = now_ms()
+    core = rt.core
+    if op == "ack":
+        statuses = core.ack(queue, group, receipts, now)
+    elif op == "nack":
+        statuses = core.nack(queue, group, receipts, delay_ms, now)
+    else:
+        if vt_ms is None:
+            raise ApiError(ErrorCode.BAD_REQUEST, "extend needs visibility_timeout_ms")
+        statuses = core.extend(queue, group, receipts, vt_ms, now)
+    g = core.group(queue, group)
+    await rt.commit()
+    if op == "nack":
+        rt.signals.notify(queue_key(g.queue.qid))
+    if op != "extend":
+        for name in g.consumers:
+            rt.signals.notify(flow_key(g.gid, name))
+    return statuses
+
+
+@routes.post("/v1/queues/{queue}/groups/{group}/ack")
+async def ack(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    queue, group = name_param(request, "queue"), name_param(request, "group")
+    req = ReceiptsRequest.model_validate_json(await request.read())
+    statuses = await settle(rt, "ack", queue, group, req.receipts)
+    return raw_json(results_json(req.receipts, statuses))
+
+
+@routes.post("/v1/queues/{queue}/groups/{group}/nack")
+async def nack(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    queue, group = name_param(request, "queue"), name_param(request, "group")
+    req = NackRequest.model_validate_json(await request.read())
+    statuses = await settle(rt, "nack", queue, group, req.receipts, delay_ms=req.delay_ms)
+    return raw_json(results_json(req.receipts, statuses))
+
+
+@routes.post("/v1/queues/{queue}/groups/{group}/extend")
+async def extend(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    queue, group = name_param(request, "queue"), name_param(request, "group")
+    req = ExtendRequest.model_validate_json(await request.read())
+    statuses = await settle(
+        rt, "extend", queue, group, req.receipts, vt_ms=req.visibility_timeout_ms
+    )
+    return raw_json(results_json(req.receipts, statuses))
+
+
+@routes.get("/v1/queues/{queue}/groups/{group}/dead")
+async def dead_letters(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    queue, group = name_param(request, "queue"), name_param(request, "group")
+    limit = int_query(request, "limit", 100, 1, 1000)
+    after = 0
+    cursor = request.query.get("cursor")
+    if cursor:
+        try:
+            after = int(cursor)
+        except ValueError:
+            raise ApiError(ErrorCode.BAD_REQUEST, f"cursor {cursor!r} is not valid") from None
+    entries, nxt = rt.core.dead_letters(queue, group, limit, after)
+    q = rt.core.queue(queue)
+    rids = [rowid(q.qid, e.seq) for e in entries]
+    docs = await rt.store.bodies.get(rids)
+    out = []
+    for rid, e in zip(rids, entries, strict=True):
+        doc = docs.get(rid)
+        if doc is None:
+            continue
+        d = orjson.loads(doc)
+        out.append(DeadLetter(
+            id=str(rid), body=d["body"], key=d["key"], headers=d["headers"],
+            delivery_count=e.delivery_count, dead_at_ms=e.dead_at_ms, reason=e.reason,
+        ))
+    return json_response(DeadList(messages=out, next_cursor=None if nxt is None else str(nxt)))
+
+
+@routes.post("/v1/queues/{queue}/groups/{group}/dead/redrive")
+async def redrive(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    queue, group = name_param(request, "queue"), name_param(request, "group")
+    raw = await request.read()
+    req = RedriveRequest.model_validate_json(raw if raw.strip() else b"{}")
+    rt.core.group(queue, group)
+    seqs = None
+    if req.ids is not None:
+        seqs = []
+        for mid in req.ids:
+            try:
+                seqs.append(rt.core.seq_of(queue, mid))
+            except MessageNotFoundError:  # an id of another queue: nothing to redrive
+                continue
+    n = rt.core.redrive(queue, group, seqs)
+    q = rt.core.queue(queue)
+    await rt.commit()
+    rt.signals.notify(queue_key(q.qid))
+    return json_response(RedriveResponse(redriven=n))
+
+
+@routes.get("/v1/queues/{queue}/messages/{id}")
+async def message_info(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    queue = name_param(request, "queue")
+    mid = request.match_info["id"]
+    seq = rt.core.seq_of(queue, mid)
+    now = now_ms()
+    states = rt.core.message_states(queue, seq, now)
+    q = rt.core.queue(queue)
+    rid = rowid(q.qid, seq)
+    docs = await rt.store.bodies.get([rid])
+    if rid not in docs:
+        raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, f"message {mid} is no longer stored")
+    d = orjson.loads(docs[rid])
+    return json_response(MessageInfo(
+        id=str(rid), queue=queue, key=d["key"], priority=d["priority"], headers=d["headers"],
+        body=d["body"], published_at_ms=q.published_of(seq),
+        groups=[MessageGroupInfo(group=n, state=s, delivery_count=c) for n, s, c in states],
+    ))
+

@@ -1,0 +1,87 @@
+"""What every handler shares: the core, the store, wake-up signals, the clock."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from ferry.broker.core import Broker, Incoming, Leased, Queue, rowid
+from ferry.broker.store import Store
+from ferry.broker.transport.signals import Signals
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def queue_key(qid: int) -> Hashable:
+    """Signal key: the queue has something newly ready."""
+    return ("q", qid)
+
+
+def flow_key(gid: int, consumer: str) -> Hashable:
+    """Signal key: a consumer's in-flight count went down (streams wait on it)."""
+    return ("c", gid, consumer)
+
+
+@dataclass
+class Runtime:
+    core: Broker
+    store: Store
+    tokens: frozenset[str] | None = None
+    draining: bool = False
+    signals: Signals = field(default_factory=Signals)
+
+    def flush(self, wait: bool = True) -> asyncio.Future[None] | None:
+        """Hand the core's pending writes to the store (a future when wait)."""
+        w = self.core.take_writes()
+        if not w:
+            return None
+        if w.deleted:
+            self.store.bodies.drop(w.deleted)
+        return self.store.writer.submit(w, wait)
+
+    async def commit(self) -> None:
+        fut = self.flush()
+        if fut is not None:
+            await asyncio.shield(fut)
+
+    async def publish(self, q: Queue, items: list[Incoming]) -> list[int]:
+        ids = self.core.publish(q.name, items, now_ms())
+        w = self.core.take_writes()
+        put = self.store.bodies.put
+        for row in w.messages:
+            put(row[0], row[6])
+        if not w:
+            return ids
+        fut = self.store.writer.submit(w)
+        assert fut is not None
+        fut.add_done_callback(functools.partial(self._durable, q.qid, q.next_seq))
+        await asyncio.shield(fut)
+        return ids
+
+    def _durable(self, qid: int, next_seq: int, fut: asyncio.Future[None]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        if self.core.mark_durable(qid, next_seq):
+            self.signals.notify(queue_key(qid))
+
+    async def deliveries(self, q: Queue, leased: list[Leased]) -> list[tuple[int, bytes, Leased]]:
+        """Documents for leased messages; a message whose row vanished is dropped."""
+        qid = q.qid
+        rids = [rowid(qid, m.seq) for m in leased]
+        docs = await self.store.bodies.get(rids)
+        out = []
+        for rid, m in zip(rids, leased, strict=True):
+            doc = docs.get(rid)
+            if doc is not None:
+                out.append((rid, doc, m))
+        return out
+
+
+RUNTIME = web.AppKey("runtime", Runtime)

@@ -1,0 +1,92 @@
+"""Core state -> wire models (stats), and path/query parsing shared by the routes."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel
+
+from ferry.broker.core import Group, Queue
+from ferry.broker.models import (
+    CONSUMER_PATTERN,
+    NAME_PATTERN,
+    ConsumerInfo,
+    ErrorCode,
+    GroupStats,
+    QueueStats,
+)
+from ferry.broker.transport.errors import ApiError
+
+_NAME = re.compile(NAME_PATTERN)
+_CONSUMER = re.compile(CONSUMER_PATTERN)
+
+
+def name_param(request: web.Request, part: str) -> str:
+    value = request.match_info[part]
+    if not _NAME.match(value):
+        raise ApiError(
+            ErrorCode.INVALID_NAME,
+            f"{part} name {value!r} must be a lowercase DNS label (a-z, 0-9, '-', <= 63 chars)",
+        )
+    return value
+
+
+def consumer_name(value: str) -> str:
+    if not _CONSUMER.match(value):
+        raise ApiError(
+            ErrorCode.BAD_REQUEST,
+            f"consumer {value!r} must match {CONSUMER_PATTERN}",
+        )
+    return value
+
+
+def int_query(request: web.Request, key: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(ErrorCode.BAD_REQUEST, f"{key} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ApiError(ErrorCode.BAD_REQUEST, f"{key} must be between {low} and {high}")
+    return value
+
+
+async def read_body(request: web.Request, empty: bytes = b"{}") -> bytes:
+    raw = await request.read()
+    return raw if raw.strip() else empty
+
+
+def json_response(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(model.model_dump(mode="json")), status=status,
+        content_type="application/json",
+    )
+
+
+def raw_json(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def group_stats(g: Group, now: int) -> GroupStats:
+    f = g.figures(now)
+    return GroupStats(
+        queue=g.queue.name, group=g.name, settings=g.settings, depth=f.depth,
+        in_flight=f.in_flight, delayed=f.delayed, dead=f.dead,
+        lag=f.depth + f.in_flight + f.delayed, oldest_ready_age_ms=f.oldest_ready_age_ms,
+        acked_total=g.acked_total,
+        consumers=[
+            ConsumerInfo(name=name, last_seen_ms=c.last_seen, in_flight=c.in_flight)
+            for name, c in sorted(g.consumers.items())
+        ],
+    )
+
+
+def queue_stats(q: Queue, now: int) -> QueueStats:
+    return QueueStats(
+        queue=q.name, settings=q.settings, messages=q.live, published_total=q.published_total,
+        groups=[group_stats(g, now) for _, g in sorted(q.groups.items())],
+    )

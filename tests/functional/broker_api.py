@@ -1,0 +1,54 @@
+"""A few lines of aiohttp for driving a broker in tests (no client library on purpose)."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import aiohttp
+
+
+class Api:
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self.session = session
+        self.url = url
+
+    async def call(
+        self, method: str, path: str, body: Any = None, *, data: bytes | IO[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {"headers": headers or {}}
+        if data is not None:
+            kwargs["data"] = data
+        elif body is not None:
+            kwargs["json"] = body
+        async with self.session.request(method, self.url + path, **kwargs) as r:
+            text = await r.text()
+            if r.content_type == "application/json" and text:
+                return r.status, await r.json()
+            return r.status, text
+
+    async def ok(self, method: str, path: str, body: Any = None) -> Any:
+        status, doc = await self.call(method, path, body)
+        assert 200 <= status < 300, (method, path, status, doc)
+        return doc
+
+    async def publish(self, queue: str, *messages: dict[str, Any]) -> list[str]:
+        doc = await self.ok("POST", f"/v1/queues/{queue}/messages", {"messages": list(messages)})
+        return list(doc["ids"])
+
+    async def receive(
+        self, queue: str, group: str, consumer: str = "c", max: int = 10, wait_ms: int = 0,
+        **extra: Any,
+    ) -> list[dict[str, Any]]:
+        doc = await self.ok(
+            "POST", f"/v1/queues/{queue}/groups/{group}/receive",
+            {"consumer": consumer, "max": max, "wait_ms": wait_ms, **extra},
+        )
+        return list(doc["messages"])
+
+    async def settle(self, op: str, queue: str, group: str, receipts: list[str],
+                     **extra: Any) -> list[str]:
+        doc = await self.ok(
+            "POST", f"/v1/queues/{queue}/groups/{group}/{op}", {"receipts": receipts, **extra}
+        )
+        return [r["status"] for r in doc["results"]]

@@ -1,0 +1,180 @@
+"""Hypothesis drives the core with random operations and checks its promises.
+
+A model tracks what a consumer can observe: the receipts handed out, which are
+still leased, acked or dead. The invariants are the broker's guarantees.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from ferry.broker.core import Broker, Incoming, Leased, split_rowid
+from ferry.broker.models import Backoff, GroupSettings, QueueSettings, ReceiptStatus
+
+pytestmark = pytest.mark.unit
+
+T0 = 1_000_000
+GROUPS = ("a", "b")
+CONSUMERS = ("c1", "c2", "c3")
+VT = 1000
+MAX_DELIVERIES = 3
+
+
+class BrokerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = T0
+        self.b = Broker(self.now)
+        self.b.put_queue(
+            "q", QueueSettings(visibility_timeout_ms=VT, max_deliveries=MAX_DELIVERIES), self.now
+        )
+        for g in GROUPS:
+            self.b.put_group("q", g, GroupSettings(nack_backoff=Backoff(initial_ms=10)), self.now)
+        self.published: dict[int, Incoming] = {}  # seq -> message
+        self.dedup: dict[str, int] = {}
+        # per group: seq -> (receipt, deadline) of the current lease
+        self.leases: dict[str, dict[int, tuple[str, int]]] = {g: {} for g in GROUPS}
+        self.acked: dict[str, set[int]] = {g: set() for g in GROUPS}
+        self.receipts: dict[str, list[Leased]] = {g: [] for g in GROUPS}
+
+    # --- operations ------------------------------------------------------------
+
+    @rule(
+        batch=st.lists(
+            st.tuples(
+                st.integers(0, 9), st.sampled_from([0, 0, 0, 50, 2000]),
+                st.sampled_from([None, "k1", "k2"]), st.sampled_from([None, None, "d1", "d2"]),
+            ),
+            min_size=1, max_size=5,
+        )
+    )
+    def publish(self, batch: list[tuple[int, int, str | None, str | None]]) -> None:
+        items = [Incoming(p, d, k, dd, None) for p, d, k, dd in batch]
+        ids = self.b.publish("q", items, self.now)
+        q = self.b.queue("q")
+        self.b.mark_durable(q.qid, q.next_seq)
+        for m, rid in zip(items, ids, strict=True):
+            seq = split_rowid(rid)[1]
+            if m.dedup_id is not None and m.dedup_id in self.dedup:
+                assert seq == self.dedup[m.dedup_id], "dedup id must give the original id"
+                continue
+            if m.dedup_id is not None:
+                self.dedup[m.dedup_id] = seq
+            assert seq not in self.published
+            self.published[seq] = m
+
+    @rule(group=st.sampled_from(GROUPS), consumer=st.sampled_from(CONSUMERS),
+          n=st.integers(1, 4))
+    def receive(self, group: str, consumer: str, n: int) -> None:
+        got = self.b.receive("q", group, consumer, n, None, self.now)
+        assert len(got) <= n
+        leases = self.leases[group]
+        for m in got:
+            assert m.seq in self.published
+            assert m.seq not in self.acked[group], "an acked message came back"
+            current = leases.get(m.seq)
+            assert current is None or current[1] <= self.now, "leased to two consumers at once"
+            assert self.b.queue("q").due(m.seq, self.now), "delivered before its delay"
+            leases[m.seq] = (m.receipt, self.now + VT)
+            self.receipts[group].append(m)
+        prios = [self.published[m.seq].priority for m in got]
+        assert prios == sorted(prios, reverse=True), "higher priority first"
+
+    def _pick(self, group: str, i: int) -> Leased | None:
+        rs = self.receipts[group]
+        return rs[i % len(rs)] if rs else None
+
+    @rule(group=st.sampled_from(GROUPS), i=st.integers(0, 100))
+    def ack(self, group: str, i: int) -> None:
+        m = self._pick(group, i)
+        if m is None:
+            return
+        (status,) = self.b.ack("q", group, [m.receipt], self.now)
+        current = self.leases[group].get(m.seq)
+        valid = current is not None and current[0] == m.receipt and current[1] > self.now
+        assert (status is ReceiptStatus.OK) == valid
+        if valid:
+            del self.leases[group][m.seq]
+            self.acked[group].add(m.seq)
+
+    @rule(group=st.sampled_from(GROUPS), i=st.integers(0, 100),
+          delay=st.sampled_from([None, 0, 30]))
+    def nack(self, group: str, i: int, delay: int | None) -> None:
+        m = self._pick(group, i)
+        if m is None:
+            return
+        (status,) = self.b.nack("q", group, [m.receipt], delay, self.now)
+        current = self.leases[group].get(m.seq)
+        valid = current is not None and current[0] == m.receipt and current[1] > self.now
+        assert (status is ReceiptStatus.OK) == valid
+        if valid:
+            del self.leases[group][m.seq]
+
+    @rule(group=st.sampled_from(GROUPS), i=st.integers(0, 100))
+    def extend(self, group: str, i: int) -> None:
+        m = self._pick(group, i)
+        if m is None:
+            return
+        (status,) = self.b.extend("q", group, [m.receipt], VT, self.now)
+        current = self.leases[group].get(m.seq)
+        valid = current is not None and current[0] == m.receipt and current[1] > self.now
+        assert (status is ReceiptStatus.OK) == valid
+        if valid:
+            self.leases[group][m.seq] = (m.receipt, self.now + VT)
+
+    @rule(ms=st.sampled_from([1, 10, 100, 999, 1000, 2500]))
+    def advance(self, ms: int) -> None:
+        self.now += ms
+        self.b.tick(self.now)
+
+    @rule()
+    def compact(self) -> None:
+        self.b.compact(self.now)
+
+    @precondition(lambda self: any(self.b.group("q", g).dead for g in GROUPS))
+    @rule(group=st.sampled_from(GROUPS))
+    def redrive(self, group: str) -> None:
+        self.b.redrive("q", group, None)
+
+    # --- invariants ---------------------------------------------------------------
+
+    @invariant()
+    def lag_counts_what_is_not_finished(self) -> None:
+        for g in GROUPS:
+            f = self.b.figures("q", g, self.now)
+            dead = set(self.b.group("q", g).dead)
+            unfinished = set(self.published) - self.acked[g] - dead
+            assert f.depth + f.in_flight + f.delayed == len(unfinished)
+            assert f.dead == len(dead)
+            assert f.in_flight <= len(unfinished)
+
+    def teardown(self) -> None:
+        """Drain: everything published ends up acked or dead-lettered in every group."""
+        for _ in range(MAX_DELIVERIES * 20 + 20):
+            self.now += 10 * VT
+            self.b.tick(self.now)
+            for g in GROUPS:
+                for m in self.b.receive("q", g, "drain", 1000, None, self.now):
+                    assert m.seq not in self.acked[g]
+                    assert self.b.ack("q", g, [m.receipt], self.now) == [ReceiptStatus.OK]
+                    self.acked[g].add(m.seq)
+        for g in GROUPS:
+            dead = set(self.b.group("q", g).dead)
+            assert self.acked[g] | dead == set(self.published)
+            assert not self.acked[g] & dead
+        self.b.compact(self.now)
+        everyone_done = all(
+            set(self.published) <= self.acked[g] for g in GROUPS
+        )
+        if everyone_done:
+            assert self.b.queue("q").live == 0
+
+
+TestBrokerCore = BrokerMachine.TestCase
+TestBrokerCore.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
