@@ -58,7 +58,55 @@ def test_every_namespaced_object_lands_in_the_overlay_namespace(tmp_path: Path) 
         assert doc["metadata"]["namespace"] == "platform-queues", doc["metadata"]["name"]
     for doc in docs:
         for subject in doc.get("subjects", []):
-            if subject["kind"] == "ServiceAccount":
+            # kube-system's own accounts (the HPA controller) are not Ferry's to move.
+            if subject["kind"] == "ServiceAccount" and subject["namespace"] != "kube-system":
                 assert subject["namespace"] == "platform-queues", doc["metadata"]["name"]
         if doc["kind"] == "APIService":
             assert doc["spec"]["service"]["namespace"] == "platform-queues"
+
+
+def _images(docs: list[dict[str, Any]]) -> set[str]:
+    out = set()
+    for doc in docs:
+        pod = doc.get("spec", {}).get("template", {}).get("spec", {})
+        out |= {c["image"] for c in pod.get("containers", []) + pod.get("initContainers", [])}
+    return out
+
+
+def _crd_default_images() -> set[str]:
+    found = set()
+
+    def walk(node: Any, key: str = "") -> None:
+        if isinstance(node, dict):
+            if key == "image" and "default" in node:
+                found.add(node["default"])
+            for k, v in node.items():
+                walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    for path in (ROOT / "crds").glob("*.yaml"):
+        walk(yaml.safe_load(path.read_text()))
+    return found
+
+
+def test_every_process_runs_the_release_the_crds_default_to() -> None:
+    docs = kustomize(ROOT / "manifests")
+    defaults = _crd_default_images()
+    assert len(defaults) == 1, defaults
+    assert _images(docs) == defaults
+
+
+def test_the_image_knob_moves_every_workload(tmp_path: Path) -> None:
+    docs = kustomize(overlay(tmp_path, "ferry-system", image="registry.example.com/ferry:9.9.9"))
+    assert _images(docs) == {"registry.example.com/ferry:9.9.9"}
+
+
+def test_nothing_is_namespaced_outside_ferrys_namespace() -> None:
+    """A kustomize `namespace:` moves every namespaced object: one that has to live in
+    kube-system (or anywhere else) would silently be moved out of it."""
+    for path in sorted((ROOT / "manifests").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") != "Kustomization":
+                namespace = doc["metadata"].get("namespace", "ferry-system")
+                assert namespace == "ferry-system", f"{path.name}: {doc['metadata']['name']}"

@@ -1,0 +1,162 @@
+"""`ferry-metrics-api` (also `python -m ferry.operator.metricsapi`): serve queue lag to HPAs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ferry.broker.client import BrokerClient, BrokerError
+from ferry.operator.clients.kubereads import (
+    AccessReviewer,
+    KubeReader,
+    KubernetesReadError,
+    api_client,
+)
+from ferry.operator.metricsapi import certificates, frontproxy
+from ferry.operator.metricsapi.access import AllowAuthenticated, Authorizer, DelegatedAuthorizer
+from ferry.operator.metricsapi.lags import (
+    Directory,
+    KubeDirectory,
+    LagReader,
+    StaticDirectory,
+    StatsCache,
+    StatsClient,
+)
+from ferry.operator.metricsapi.routes import make_app
+
+log = logging.getLogger("ferry.metricsapi")
+_STANDARD = set(vars(logging.makeLogRecord({})))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; `extra=` fields become keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname,
+                                "logger": record.name, "message": record.getMessage()}
+        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ferry-metrics-api",
+        description="Serve external.metrics.k8s.io/v1beta1 (ferry_consumergroup_lag) for "
+                    "HorizontalPodAutoscalers, behind the API server's aggregation layer.")
+    p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on")
+    p.add_argument("--secure-port", type=int, default=6443, help="HTTPS port (default 6443)")
+    p.add_argument("--tls-cert-file", help="serving certificate (PEM); without it a "
+                   "self-signed one is made at start")
+    p.add_argument("--tls-private-key-file", help="key of --tls-cert-file")
+    p.add_argument("--service", default="ferry-metrics-api",
+                   help="Service name, for the self-signed certificate's names")
+    p.add_argument("--namespace", default="ferry-system",
+                   help="Service namespace, for the self-signed certificate's names")
+    p.add_argument("--requestheader-client-ca-file",
+                   help="CA of the front proxy's client certificate; default: read "
+                        "kube-system/extension-apiserver-authentication")
+    p.add_argument("--requestheader-allowed-names", default="",
+                   help="comma-separated CNs allowed as front proxy (with the CA file; "
+                        "empty: any)")
+    p.add_argument("--kubeconfig", help="default: in-cluster credentials, else ~/.kube/config")
+    p.add_argument("--group", action="append", default=[], metavar="NS/QUEUE/GROUP=URL",
+                   help="serve this group's lag from this broker instead of listing "
+                        "ConsumerGroup resources (repeatable); with "
+                        "--requestheader-client-ca-file no Kubernetes API is used at all and "
+                        "every front-proxied user may read")
+    p.add_argument("--cache-ttl", type=float, default=2.0,
+                   help="seconds a broker's figure is reused (default 2)")
+    p.add_argument("--broker-timeout", type=float, default=3.0,
+                   help="seconds to wait for a broker's stats (default 3)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def _serving_pair(args: argparse.Namespace) -> tuple[str, str]:
+    if args.tls_cert_file and args.tls_private_key_file:
+        return args.tls_cert_file, args.tls_private_key_file
+    if args.tls_cert_file or args.tls_private_key_file:
+        raise SystemExit("ferry-metrics-api: give both --tls-cert-file and "
+                         "--tls-private-key-file, or neither")
+    hosts = certificates.serving_hosts(args.service, args.namespace)
+    issued = certificates.issue(None, hosts[0], hosts=hosts)
+    cert, key = issued.write(Path(tempfile.mkdtemp(prefix="ferry-metrics-api-")), "serving")
+    log.info("made a self-signed serving certificate", extra={"names": list(hosts)})
+    return str(cert), str(key)
+
+
+async def _requestheader(args: argparse.Namespace,
+                         reader: KubeReader | None) -> frontproxy.RequestHeaderConfig:
+    if args.requestheader_client_ca_file:
+        names = tuple(n for n in args.requestheader_allowed_names.split(",") if n)
+        ca = await asyncio.to_thread(Path(args.requestheader_client_ca_file).read_text)
+        return frontproxy.RequestHeaderConfig(client_ca=ca, allowed_names=names)
+    if reader is None:
+        raise SystemExit("ferry-metrics-api: --requestheader-client-ca-file is needed when "
+                         "Kubernetes is not used (--group)")
+    data = await reader.configmap_data(frontproxy.CONFIGMAP_NAMESPACE, frontproxy.CONFIGMAP_NAME)
+    return frontproxy.RequestHeaderConfig.from_configmap(data)
+
+
+def _broker(timeout: float) -> Callable[[str], StatsClient]:
+    def client_for(url: str) -> StatsClient:
+        # One quick attempt: the HPA asks again at its next sync, and a stale answer is worse.
+        return BrokerClient(url, timeout=timeout, retries=1, websocket=False)
+    return client_for
+
+
+async def _build(
+        args: argparse.Namespace) -> tuple[web.Application, frontproxy.RequestHeaderConfig]:
+    standalone = bool(args.group and args.requestheader_client_ca_file)
+    api = None if standalone else api_client(args.kubeconfig)
+    reader = KubeReader(api) if api is not None else None
+    auth = await _requestheader(args, reader)
+    authorizer: Authorizer = AllowAuthenticated()
+    if api is not None:
+        authorizer = DelegatedAuthorizer(AccessReviewer(api), errors=(KubernetesReadError,))
+    directory: Directory
+    if args.group:
+        directory = StaticDirectory.parse(args.group)
+    else:
+        assert reader is not None
+        directory = KubeDirectory(reader, ttl=max(args.cache_ttl, 1.0),
+                                  errors=(KubernetesReadError,))
+    cache = StatsCache(_broker(args.broker_timeout), ttl=args.cache_ttl)
+    lags = LagReader(directory, cache, errors=(BrokerError, OSError, asyncio.TimeoutError))
+    return make_app(lags, cache, auth, authorizer), auth
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=args.log_level, handlers=[handler])
+    try:
+        if args.group:
+            StaticDirectory.parse(args.group)
+        cert, key = _serving_pair(args)
+        app, auth = asyncio.run(_build(args))
+        context = frontproxy.server_context(cert, key, auth)
+    except (ValueError, OSError, KubernetesReadError) as error:
+        print(f"ferry-metrics-api: {error}", file=sys.stderr)
+        return 2
+    log.info("serving", extra={"address": args.bind_address, "port": args.secure_port})
+    # run_app handles SIGTERM/SIGINT: stops accepting, finishes requests, closes clients.
+    web.run_app(app, host=args.bind_address, port=args.secure_port, ssl_context=context,
+                access_log=None, print=None, shutdown_timeout=10.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
