@@ -139,10 +139,11 @@ def _streamer(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Man
     name, streamer = streamer_name(owner), spec.streamer
     path, src_volumes, src_mounts = _source(spec)
     volumes, mounts = _scratch_volumes()
-    args = ["--broker-url", broker_url, "--queue", queue_name(owner),
-            "--rate", str(streamer.rate_per_second),
+    args = ["--broker", broker_url, "--queue", queue_name(owner),
             "--instance-index", "$(FERRY_INSTANCE_INDEX)",
             "--instance-count", str(streamer.replicas)]
+    if streamer.rate_per_second > 0:  # 0 means unlimited: the streamer's default
+        args += ["--rate", str(streamer.rate_per_second)]
     if streamer.loop:
         args.append("--loop")
     container = {
@@ -177,8 +178,8 @@ def _collector(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Ma
         "name": "collector",
         "image": collector.image or spec.image,
         "command": ["ferry-collector"],
-        "args": ["--broker-url", broker_url, "--queue", queue_name(owner),
-                 "--group", group_name(owner), "--database", "$(FERRY_DATABASE_URL)"],
+        "args": ["--broker", broker_url, "--queue", queue_name(owner),
+                 "--group", group_name(owner), "--storage", "$(FERRY_DATABASE_URL)"],
         "env": [_database_env(spec)],
         "resources": resources(collector.resources),
         "securityContext": container_security(),
@@ -203,7 +204,7 @@ def _api(owner: Owner, spec: TelemetryPipelineSpec) -> Manifest:
         "name": "api",
         "image": spec.api.image or spec.image,
         "command": ["ferry-api"],
-        "args": ["--database", "$(FERRY_DATABASE_URL)", "--port", str(API_PORT)],
+        "args": ["--storage", "$(FERRY_DATABASE_URL)", "--port", str(API_PORT)],
         "env": [_database_env(spec)],
         "ports": [{"name": "http", "containerPort": API_PORT}],
         "readinessProbe": http_probe("/healthz", 5),

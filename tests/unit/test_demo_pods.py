@@ -54,7 +54,7 @@ def test_streamer_replicas_split_the_example_input(tmp_path: Path) -> None:
         argv = pod.argv
         assert argv[0] == "ferry-streamer"
         assert argv[argv.index("--instance-index") + 1] == str(i)
-        assert argv[argv.index("--broker-url") + 1] == "http://127.0.0.1:17070"
+        assert argv[argv.index("--broker") + 1] == "http://127.0.0.1:17070"
         assert Path(argv[-1]) == ROOT / "examples" / "data" / "dcgm_sample.csv"
         assert Path(argv[-1]).is_file()
 
