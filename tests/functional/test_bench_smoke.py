@@ -6,6 +6,7 @@ figure bench/README.md promises.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.functional
 
-SMOKE_SYSTEMS = ("redis-everysec", "redis-always", "nats", "rabbitmq")
-BACKLOG_SYSTEMS = ("redis-everysec", "nats")
+SMOKE_SYSTEMS = ("ferry", "ferry-poll", "redis-everysec", "redis-always", "nats", "rabbitmq")
+BACKLOG_SYSTEMS = ("ferry", "redis-everysec", "nats")
 MESSAGES = 300  # the --smoke preset
 
 Json = dict[str, Any]
@@ -80,6 +81,12 @@ def test_report_has_a_table_per_scenario(smoke: Smoke) -> None:
     for title in ("(1) publish only", "(2) end to end", "(3) single-message", "(4) backlog"):
         assert title in proc.stdout
     assert set(report["medians"]) >= {f"{s}/e2e/256" for s in SMOKE_SYSTEMS}
+    # One ratio line per peer, last, each with a number (every run counted right).
+    peers = [s for s in SMOKE_SYSTEMS if not s.startswith("ferry")]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("ratio ")]
+    assert [ln.split()[1] for ln in lines] == [f"ferry/{p}" for p in peers]
+    assert all(re.fullmatch(r"ratio ferry/\S+ e2e_msgs_per_s: \d+\.\d\d", ln) for ln in lines)
+    assert set(report["ratios"]) == set(peers)
 
 
 def test_bad_arguments_are_refused_clearly() -> None:
