@@ -5,7 +5,6 @@ the single source of truth for flags)."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import io
