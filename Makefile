@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 SOURCES := $(shell find broker operator telemetry -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck imports postgres test unit demo bench bench-servers clean
+.PHONY: help venv lint typecheck imports postgres envtest test unit demo bench bench-servers clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,8 +30,8 @@ lint: venv ## ruff, and hadolint for the Dockerfile
 	$(BIN)/ruff check .
 	$(BIN)/hadolint --no-color --failure-threshold style Dockerfile
 
-typecheck: venv ## mypy --strict over every ferry package and the bench harness
-	$(BIN)/mypy -p ferry.broker -p ferry.operator -p ferry.telemetry
+typecheck: venv ## mypy --strict over every ferry package, the bench harness and the control plane
+	$(BIN)/mypy -p ferry.broker -p ferry.operator -p ferry.telemetry -p kubeplane
 	$(BIN)/mypy bench
 
 imports: venv ## import-linter layer contracts
@@ -46,9 +46,14 @@ postgres: ## install PostgreSQL server binaries (Debian package) when missing
 		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
 	fi
 
+# etcd, kube-apiserver and kube-controller-manager, built from tests/envtest/go/ once into
+# ${FERRY_CACHE:-.cache}/envtest/<kubernetes version>/ and reused after (needs Go).
+envtest: venv ## build the envtest control plane once (cached) and print its versions
+	$(BIN)/python scripts/controlplane build
+
 # pytest exits 5 when it collected nothing: make treats that as a failure too,
 # so an empty suite can never pass.
-test: lint typecheck imports postgres bench-servers ## everything CI runs: lint, types, layers, the whole suite
+test: lint typecheck imports postgres bench-servers envtest ## everything CI runs: lint, types, layers, the whole suite
 	$(BIN)/pytest
 
 unit: venv ## the fast tier only

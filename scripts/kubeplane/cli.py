@@ -1,0 +1,107 @@
+"""`scripts/controlplane`: build, start, stop and inspect a local control plane."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from kubeplane import building, planes
+from kubeplane.pki import PkiError
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _first_line(argv: list[str]) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0] if lines else f"(no output, exit {result.returncode})"
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def versions(binaries: building.Binaries) -> list[str]:
+    """One line per binary: what it says its version is, and where it is."""
+    rows = [
+        ("etcd", [str(binaries.etcd), "--version"], binaries.etcd),
+        ("kube-apiserver", [str(binaries.kube_apiserver), "--version"], binaries.kube_apiserver),
+        ("kube-controller-manager", [str(binaries.kube_controller_manager), "--version"],
+         binaries.kube_controller_manager),
+    ]
+    kubectl = building.find_kubectl()
+    rows.append(("kubectl", [str(kubectl), "version", "--client"], kubectl))
+    lines = [f"{name:<24} {_first_line(argv):<28} {path}" for name, argv, path in rows]
+    info = building.build_info(binaries)
+    lines.append(f"cache {binaries.root}: {_size(binaries.root) / 2**20:.0f} MiB; "
+                 f"built {info.get('built_at', '?')} in {info.get('build_seconds', '?')}s")
+    return lines
+
+
+def _build(_: argparse.Namespace) -> int:
+    binaries = building.ensure_built(_say)
+    print("\n".join(versions(binaries)))
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    binaries = building.ensure_built(_say)
+    plane = planes.start(args.directory, binaries=binaries, progress=_say)
+    print(f"control plane running: {plane.server}")
+    print(f"logs in {plane.directory / 'logs'}")
+    print(f"stop it with: scripts/controlplane stop {args.directory}")
+    print(f"export KUBECONFIG={plane.kubeconfig}")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    stopped = planes.stop(args.directory)
+    if stopped:
+        print(f"stopped {', '.join(stopped)}")
+    else:
+        print(f"nothing was running in {args.directory}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    running = planes.status(args.directory)
+    for name in reversed(planes.COMPONENTS):
+        state = f"running, pid {running[name]}" if name in running else "stopped"
+        print(f"{name:<24} {state}")
+    return 0 if len(running) == len(planes.COMPONENTS) else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="scripts/controlplane",
+        description="A real Kubernetes control plane (etcd, kube-apiserver, "
+                    "kube-controller-manager) on 127.0.0.1, built from source once.")
+    sub = top.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build the binaries into the cache once; print versions",
+                           description="Build into ${FERRY_CACHE:-.cache}/envtest/<version>/ "
+                                       "unless already there; print the versions.")
+    build.set_defaults(run=_build)
+    for name, run, text in (
+        ("start", _start, "start a plane in DIR (built first if needed); wait until it is ready"),
+        ("stop", _stop, "stop the plane in DIR; no process is left behind"),
+        ("status", _status, "show which of DIR's servers run (exit 1 unless all do)"),
+    ):
+        command = sub.add_parser(name, help=text, description=text)
+        command.add_argument("directory", type=Path, metavar="DIR",
+                             help="the plane's directory (certificates, data, logs, kubeconfig)")
+        command.set_defaults(run=run)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except (building.BuildError, planes.ControlPlaneError, PkiError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return code
