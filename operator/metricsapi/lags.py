@@ -128,7 +128,10 @@ class StaticDirectory:
 
 
 class StatsCache:
-    """group -> (metric value, when read), at most `ttl` seconds old; one client per broker."""
+    """group -> (metric value, when read), at most `ttl` seconds old; one client per broker.
+
+    `reads` counts broker calls, `hits` answers given without one (cached or shared).
+    """
 
     def __init__(self, client_for: Callable[[str], StatsClient], *, ttl: float = 2.0,
                  clock: Clock = time.monotonic) -> None:
@@ -147,6 +150,7 @@ class StatsCache:
             self.hits += 1
             return cached[0]
         if (pending := self._pending.get(ref)) is not None:
+            self.hits += 1  # shares the read already under way
             return await asyncio.shield(pending)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[ref] = future

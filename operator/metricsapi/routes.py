@@ -121,7 +121,7 @@ def make_app(reader: LagReader, cache: StatsCache, auth: frontproxy.RequestHeade
     reads = Gauge("ferry_metrics_api_broker_reads", "group stats read from brokers",
                   registry=registry)
     reads.set_function(lambda: cache.reads)
-    hits = Gauge("ferry_metrics_api_cache_hits", "values served from the cache",
+    hits = Gauge("ferry_metrics_api_cache_hits", "values served without a broker read",
                  registry=registry)
     hits.set_function(lambda: cache.hits)
     app.router.add_get("/healthz", _ok)

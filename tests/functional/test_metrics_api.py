@@ -3,8 +3,10 @@ errors as Kubernetes Status documents."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,19 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from broker_process import BrokerProcess
 
+from ferry.broker.client import BrokerClient, BrokerError
+from ferry.broker.models import OutgoingMessage
 from ferry.operator.metricsapi import certificates, frontproxy
 from ferry.operator.metricsapi.access import AllowAuthenticated
-from ferry.operator.metricsapi.lags import LagReader, StaticDirectory, StatsCache, StatsClient
+from ferry.operator.metricsapi.lags import (
+    GroupRef,
+    LagReader,
+    StaticDirectory,
+    StatsCache,
+    StatsClient,
+)
 from ferry.operator.metricsapi.routes import make_app
 
 pytestmark = pytest.mark.functional
@@ -63,19 +74,25 @@ def _no_broker(url: str) -> StatsClient:
     raise AssertionError(f"no broker expected in this test, asked for {url}")
 
 
-@pytest.fixture
-async def server(pki: Pki) -> AsyncIterator[str]:
-    cache = StatsCache(_no_broker)
-    app = make_app(LagReader(StaticDirectory([]), cache), cache, pki.requestheader,
+@asynccontextmanager
+async def serving(pki: Pki, directory: StaticDirectory, cache: StatsCache) -> AsyncIterator[str]:
+    app = make_app(LagReader(directory, cache, errors=(BrokerError,)), cache, pki.requestheader,
                    AllowAuthenticated())
     context = frontproxy.server_context(str(pki.server[0]), str(pki.server[1]), pki.requestheader)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
     await site.start()
-    port = runner.addresses[0][1]
-    yield f"https://127.0.0.1:{port}"
-    await runner.cleanup()
+    try:
+        yield f"https://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def server(pki: Pki) -> AsyncIterator[str]:
+    async with serving(pki, StaticDirectory([]), StatsCache(_no_broker)) as url:
+        yield url
 
 
 def _context(pki: Pki, cert: tuple[Path, Path] | None) -> ssl.SSLContext:
@@ -169,3 +186,78 @@ async def test_prometheus_metrics_count_answers_by_status(server: str, pki: Pki)
         text = await response.text()
     assert 'ferry_metrics_api_requests_total{code="401"} 1.0' in text
 
+
+
+# --- values from a real broker -------------------------------------------------------------
+
+LAG = BASE + "/namespaces/shop/ferry_consumergroup_lag"
+
+
+def _brokers(url: str) -> StatsClient:
+    return BrokerClient(url, retries=1, websocket=False)
+
+
+@pytest.fixture
+async def admin(broker: BrokerProcess) -> AsyncIterator[BrokerClient]:
+    async with BrokerClient(broker.url) as client:
+        await client.put_queue("orders")
+        await client.put_group("orders", "billing")
+        await client.put_group("orders", "audit")
+        yield client
+
+
+def _directory(broker: BrokerProcess) -> StaticDirectory:
+    return StaticDirectory([GroupRef("shop", "orders", "billing", broker.url),
+                            GroupRef("shop", "orders", "audit", broker.url)])
+
+
+def _values(body: Any) -> dict[str, str]:
+    return {item["metricLabels"]["group"]: item["value"] for item in body["items"]}
+
+
+async def test_values_are_ready_plus_in_flight_per_group(
+        pki: Pki, broker: BrokerProcess, admin: BrokerClient) -> None:
+    await admin.publish("orders", [OutgoingMessage(body=n) for n in range(5)])
+    # Delayed messages wait for the clock, not for consumers: they ask for no replicas.
+    await admin.publish("orders", [OutgoingMessage(body="later", delay_ms=600_000)] * 2)
+    leased = await admin.receive("orders", "billing", "worker-1", max=2)
+    await admin.ack("orders", "billing", [leased[0].receipt])
+    proxy = _context(pki, pki.proxy_client)
+    async with serving(pki, _directory(broker), StatsCache(_brokers, ttl=0)) as url:
+        status, body = await _get(url + LAG, proxy)
+        assert status == 200
+        # billing: 3 ready + 1 in flight (1 acked); audit: all 5 ready.
+        assert _values(body) == {"billing": "4", "audit": "5"}
+        for item in body["items"]:
+            assert item["metricLabels"] == {"namespace": "shop", "queue": "orders",
+                                            "group": item["metricLabels"]["group"]}
+        status, body = await _get(url + LAG, proxy, labelSelector="queue=orders,group=billing")
+        assert _values(body) == {"billing": "4"}
+
+
+async def test_a_burst_of_requests_costs_one_broker_read(
+        pki: Pki, broker: BrokerProcess, admin: BrokerClient) -> None:
+    await admin.publish("orders", [OutgoingMessage(body=n) for n in range(3)])
+    cache = StatsCache(_brokers, ttl=3600)
+    proxy = _context(pki, pki.proxy_client)
+    async with serving(pki, _directory(broker), cache) as url:
+        answers = await asyncio.gather(*(_get(url + LAG, proxy, labelSelector="group=billing")
+                                         for _ in range(10)))
+        assert {_values(body)["billing"] for _, body in answers} == {"3"}
+        # Within the TTL the cached figure stands, even though the broker moved on.
+        await admin.publish("orders", [OutgoingMessage(body="more")])
+        _, body = await _get(url + LAG, proxy, labelSelector="group=billing")
+        assert _values(body) == {"billing": "3"}
+        assert cache.reads == 1
+        assert cache.hits == 10
+
+
+async def test_a_missing_group_is_a_503_naming_it(
+        pki: Pki, broker: BrokerProcess, admin: BrokerClient) -> None:
+    directory = StaticDirectory([GroupRef("shop", "orders", "billing", broker.url),
+                                 GroupRef("shop", "orders", "ghost", broker.url)])
+    async with serving(pki, directory, StatsCache(_brokers, ttl=0)) as url:
+        status, body = await _get(url + LAG, _context(pki, pki.proxy_client))
+    assert (status, body["reason"]) == (503, "ServiceUnavailable")
+    assert "shop/orders/ghost" in body["message"]
+    assert "billing" not in body["message"]
