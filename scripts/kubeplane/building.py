@@ -33,6 +33,7 @@ PACKAGES = {
     "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
 }
 STAMP = "build.json"
+GO_FALLBACK = "/usr/local/go/bin"  # where Go's own installer puts it, often not on PATH
 
 Progress = Callable[[str], None]
 
@@ -110,8 +111,8 @@ def _ldflags(versions: Versions) -> str:
     ])
 
 
-def _build_command(out_dir: Path, versions: Versions) -> list[str]:
-    return ["go", "build", "-trimpath", "-buildvcs=false", "-ldflags", _ldflags(versions),
+def _build_command(go: str, out_dir: Path, versions: Versions) -> list[str]:
+    return [go, "build", "-trimpath", "-buildvcs=false", "-ldflags", _ldflags(versions),
             "-o", f"{out_dir}{os.sep}", *PACKAGES.values()]
 
 
@@ -119,7 +120,7 @@ def _fingerprint(versions: Versions) -> str:
     digest = hashlib.sha256()
     for name in ("go.mod", "go.sum"):
         digest.update((GO_MODULE / name).read_bytes())
-    digest.update(" ".join(_build_command(Path("OUT"), versions)).encode())
+    digest.update(" ".join(_build_command("go", Path("OUT"), versions)).encode())
     return digest.hexdigest()
 
 
@@ -171,7 +172,8 @@ def _ticking(progress: Progress, what: str, every: float = 60.0) -> Iterator[Non
 
 
 def _go_build(binaries: Binaries, progress: Progress) -> float:
-    if shutil.which("go") is None:
+    go = shutil.which("go") or shutil.which("go", path=GO_FALLBACK)
+    if go is None:
         raise BuildError("the Go toolchain (`go`) is not on PATH; it is needed to build "
                          "the envtest control plane (Go >= the version in tests/envtest/go/go.mod)")
     scratch = binaries.root / f".build-{os.getpid()}"
@@ -180,7 +182,7 @@ def _go_build(binaries: Binaries, progress: Progress) -> float:
     started = time.monotonic()
     try:
         with _ticking(progress, "compiling"):
-            result = subprocess.run(_build_command(scratch, binaries.versions), cwd=GO_MODULE,
+            result = subprocess.run(_build_command(go, scratch, binaries.versions), cwd=GO_MODULE,
                                     capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise BuildError(f"go build failed (exit {result.returncode}):\n"

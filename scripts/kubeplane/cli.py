@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 
 from kubeplane import building, planes
 from kubeplane.pki import PkiError
@@ -97,8 +99,15 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds like Ctrl-C: a half-started plane is stopped, a build's
+    # `go` child is killed and its scratch folder removed.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         code: int = args.run(args)
     except (building.BuildError, planes.ControlPlaneError, PkiError) as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -104,3 +105,69 @@ def test_kubectl_reports_rejections_with_a_nonzero_exit(
     result = control_plane.kubectl("apply", "-f", "-", input=json.dumps(manifest), check=False)
     assert result.returncode != 0
     assert "Invalid value" in result.stderr
+
+
+def test_statefulset_controller_creates_ordered_pods(
+    kube_api: client.ApiClient, namespace: str, eventually: Callable[..., Any]
+) -> None:
+    apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
+    template = _deployment("db", 1, LABELS).spec.template
+    apps.create_namespaced_stateful_set(namespace, client.V1StatefulSet(
+        metadata=client.V1ObjectMeta(name="db"),
+        spec=client.V1StatefulSetSpec(service_name="db", replicas=1, template=template,
+                                      selector=client.V1LabelSelector(match_labels=LABELS))))
+
+    def first_pod() -> client.V1Pod | None:
+        pods = {p.metadata.name: p for p in core.list_namespaced_pod(namespace).items}
+        return pods.get("db-0")
+
+    pod = eventually(first_pod, "the statefulset controller creates Pod db-0")
+    assert pod.metadata.owner_references[0].kind == "StatefulSet"
+
+
+def test_hpa_controller_evaluates_autoscalers(
+    kube_api: client.ApiClient, namespace: str, eventually: Callable[..., Any]
+) -> None:
+    apps = client.AppsV1Api(kube_api)
+    autoscaling = client.AutoscalingV2Api(kube_api)
+    apps.create_namespaced_deployment(namespace, _deployment("worker", 1, LABELS))
+    autoscaling.create_namespaced_horizontal_pod_autoscaler(namespace, {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "worker"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "worker"},
+            "minReplicas": 1, "maxReplicas": 3,
+            "metrics": [{"type": "External", "external": {
+                "metric": {"name": "no_such_metric"},
+                "target": {"type": "AverageValue", "averageValue": "10"}}}],
+        },
+    })
+
+    def conditions() -> dict[str, str] | None:
+        hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler("worker", namespace)
+        found = {c.type: c.reason for c in hpa.status.conditions or []}
+        return found if "ScalingActive" in found else None
+
+    # No external metrics API is registered, so the controller reports exactly that.
+    assert eventually(conditions, "the HPA controller sets conditions")["ScalingActive"] == (
+        "FailedGetExternalMetric")
+
+
+def test_deleted_namespaces_are_emptied_and_removed(
+    kube_api: client.ApiClient, eventually: Callable[..., Any]
+) -> None:
+    core = client.CoreV1Api(kube_api)
+    name = f"doomed-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core.create_namespaced_config_map(name, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="content")))
+    core.delete_namespace(name)
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(name)
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    eventually(gone, f"the namespace controller finalizes namespace {name}")
