@@ -38,6 +38,7 @@ class Leased:
     seq: int
     delivery_count: int
     receipt: str
+    token: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -241,7 +242,7 @@ class Group:
         self.inflight[s] = Lease(consumer, token, deadline)
         heapq.heappush(self.lease_heap, (deadline, s, token))
         self.consumers[consumer].in_flight += 1
-        return Leased(s, count, f"{self.gid}.{s}.{token}")
+        return Leased(s, count, f"{self.gid}.{s}.{token}", token)
 
     def seen(self, consumer: str, now: int) -> Consumer:
         c = self.consumers.get(consumer)

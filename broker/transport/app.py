@@ -10,15 +10,16 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ferry.broker.store import Store
-from ferry.broker.transport import admin, messaging
+from ferry.broker.transport import admin, messaging, metrics, openapi, socket_api, streaming
+from ferry.broker.transport.auth import auth_middleware
 from ferry.broker.transport.errors import errors_middleware
+from ferry.broker.transport.limits import MAX_REQUEST_BYTES
 from ferry.broker.transport.runtime import RUNTIME, Runtime, now_ms, queue_key
 
 log = logging.getLogger("ferry.broker")
 
 TICK_S = 0.05  # lease expiry and retry resolution
 COMPACT_EVERY = 20  # ticks: retention, dedup window, freeing acked messages
-MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 health = web.RouteTableDef()
 
@@ -63,11 +64,16 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(rt: Runtime) -> web.Application:
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[errors_middleware])
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[RUNTIME] = rt
+    metrics.install(app, rt)  # outermost middleware: sees every final status
+    app.middlewares.extend([errors_middleware, auth_middleware])
     app.add_routes(health)
     app.add_routes(admin.routes)
     app.add_routes(messaging.routes)
+    app.add_routes(streaming.routes)
+    app.add_routes(socket_api.routes)
+    openapi.install(app)
     app.cleanup_ctx.append(_background)
     return app
 

@@ -115,14 +115,24 @@ async def settle(
         if vt_ms is None:
             raise ApiError(ErrorCode.BAD_REQUEST, "extend needs visibility_timeout_ms")
         statuses = core.extend(queue, group, receipts, vt_ms, now)
-    g = core.group(queue, group)
-    await rt.commit()
+    fut = rt.flush()
+    notify_settled(rt, op, queue, group)
+    if fut is not None:
+        await asyncio.shield(fut)
+    return statuses
+
+
+def notify_settled(rt: Runtime, op: str, queue: str, group: str) -> None:
+    """Wake whoever waits on what a settle changed (ready messages, consumer room)."""
+    if op == "extend":
+        return
+    g = rt.core.queue(queue).groups.get(group)
+    if g is None:
+        return
     if op == "nack":
         rt.signals.notify(queue_key(g.queue.qid))
-    if op != "extend":
-        for name in g.consumers:
-            rt.signals.notify(flow_key(g.gid, name))
-    return statuses
+    for name in g.consumers:
+        rt.signals.notify(flow_key(g.gid, name))
 
 
 @routes.post("/v1/queues/{queue}/groups/{group}/ack")

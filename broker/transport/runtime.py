@@ -36,6 +36,7 @@ class Runtime:
     tokens: frozenset[str] | None = None
     draining: bool = False
     signals: Signals = field(default_factory=Signals)
+    published: int = 0  # messages stored since start (not counting dedup hits)
 
     def flush(self, wait: bool = True) -> asyncio.Future[None] | None:
         """Hand the core's pending writes to the store (a future when wait)."""
@@ -52,18 +53,27 @@ class Runtime:
             await asyncio.shield(fut)
 
     async def publish(self, q: Queue, items: list[Incoming]) -> list[int]:
+        ids, fut = self.publish_nowait(q, items)
+        if fut is not None:
+            await asyncio.shield(fut)
+        return ids
+
+    def publish_nowait(
+        self, q: Queue, items: list[Incoming]
+    ) -> tuple[list[int], asyncio.Future[None] | None]:
+        """Publish now; the future resolves once durable (None: nothing new to store)."""
         ids = self.core.publish(q.name, items, now_ms())
         w = self.core.take_writes()
         put = self.store.bodies.put
         for row in w.messages:
             put(row[0], row[6])
+        self.published += len(w.messages)
         if not w:
-            return ids
+            return ids, None
         fut = self.store.writer.submit(w)
         assert fut is not None
         fut.add_done_callback(functools.partial(self._durable, q.qid, q.next_seq))
-        await asyncio.shield(fut)
-        return ids
+        return ids, fut
 
     def _durable(self, qid: int, next_seq: int, fut: asyncio.Future[None]) -> None:
         if fut.cancelled() or fut.exception() is not None:

@@ -1,0 +1,232 @@
+"""GET /v1/ws: pipelined publish/ack frames and pushed deliveries on one connection.
+
+The read loop never waits for durability: each frame is applied to the core at
+once and its reply is sent when the store has committed it, so a client can
+keep many frames in flight and they share group commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import WSMsgType, web
+from pydantic import TypeAdapter, ValidationError
+
+from ferry.broker.core import CoreError, Leased
+from ferry.broker.models import (
+    ErrorCode,
+    WsPublish,
+    WsRequest,
+    WsSettle,
+    WsSubscribe,
+)
+from ferry.broker.store import StoreError
+from ferry.broker.transport.errors import ApiError, describe
+from ferry.broker.transport.limits import MAX_REQUEST_BYTES
+from ferry.broker.transport.messaging import ids_json, incoming, notify_settled
+from ferry.broker.transport.runtime import RUNTIME, Runtime, now_ms
+from ferry.broker.transport.streaming import push_ready, wait_for_room_or_messages
+
+log = logging.getLogger("ferry.broker.transport")
+routes = web.RouteTableDef()
+
+_REQUEST: TypeAdapter[WsPublish | WsSubscribe | WsSettle] = TypeAdapter(WsRequest)
+KEEPALIVE_S = 15.0
+
+
+def reply(seq: int, field_: bytes, value: bytes) -> bytes:
+    return b'{"op":"reply","seq":%d,"%s":%s}' % (seq, field_, value)
+
+
+def error_reply(seq: int, code: ErrorCode | str, message: str) -> bytes:
+    return b'{"op":"reply","seq":%d,"error":%s}' % (
+        seq, orjson.dumps({"code": str(code), "message": message}),
+    )
+
+
+@dataclass
+class Subscription:
+    seq: int
+    frame: WsSubscribe
+    task: asyncio.Task[None] | None = None
+    leased: dict[int, int] = field(default_factory=dict)  # seq -> lease token
+
+
+class Connection:
+    def __init__(self, rt: Runtime, ws: web.WebSocketResponse) -> None:
+        self.rt = rt
+        self.ws = ws
+        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.subs: dict[int, Subscription] = {}
+        self.closed = False
+
+    def send(self, frame: bytes) -> None:
+        if not self.closed:
+            self.outbox.put_nowait(frame)
+
+    async def _write(self) -> None:
+        ws = self.ws
+        while (frame := await self.outbox.get()) is not None:
+            await ws.send_frame(frame, WSMsgType.TEXT)
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write(), name="ferry-ws-writer")
+        try:
+            async for msg in self.ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    self.handle(msg.data)
+                if self.rt.draining:
+                    break
+        finally:
+            self.closed = True
+            await self._end_subscriptions()
+            self.outbox.put_nowait(None)
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer
+            if not writer.done():
+                writer.cancel()
+
+    # --- frames --------------------------------------------------------------
+
+    def handle(self, data: str | bytes) -> None:
+        try:
+            frame = _REQUEST.validate_json(data)
+        except ValidationError as e:
+            self.send(error_reply(_seq_of(data), ErrorCode.BAD_REQUEST, describe(e)))
+            return
+        try:
+            if isinstance(frame, WsPublish):
+                self._publish(frame)
+            elif isinstance(frame, WsSettle):
+                self._settle(frame)
+            else:
+                self._subscribe(frame)
+        except (ApiError, CoreError) as e:
+            self.send(error_reply(frame.seq, e.code, e.message))
+
+    def _publish(self, f: WsPublish) -> None:
+        q = self.rt.core.queue(f.queue)
+        ids, fut = self.rt.publish_nowait(q, incoming(q, f.messages))
+        answer = reply(f.seq, b"ids", b"[" + ids_json(ids)[8:-2] + b"]")
+        self._after(fut, f.seq, answer)
+
+    def _settle(self, f: WsSettle) -> None:
+        core, now = self.rt.core, now_ms()
+        if f.op == "ack":
+            statuses = core.ack(f.queue, f.group, f.receipts, now)
+        elif f.op == "nack":
+            statuses = core.nack(f.queue, f.group, f.receipts, f.delay_ms, now)
+        else:
+            if f.visibility_timeout_ms is None:
+                raise ApiError(ErrorCode.BAD_REQUEST, "extend needs visibility_timeout_ms")
+            statuses = core.extend(f.queue, f.group, f.receipts, f.visibility_timeout_ms, now)
+        results = orjson.dumps([
+            {"receipt": r, "status": s.value} for r, s in zip(f.receipts, statuses, strict=True)
+        ])
+        fut = self.rt.flush()
+        notify_settled(self.rt, f.op, f.queue, f.group)
+        self._after(fut, f.seq, reply(f.seq, b"results", results))
+
+    def _after(self, fut: asyncio.Future[None] | None, seq: int, answer: bytes) -> None:
+        if fut is None:
+            self.send(answer)
+        else:
+            fut.add_done_callback(functools.partial(self._durable, seq, answer))
+
+    def _durable(self, seq: int, answer: bytes, fut: asyncio.Future[None]) -> None:
+        if fut.cancelled():
+            return
+        e = fut.exception()
+        if e is None:
+            self.send(answer)
+        else:
+            self.send(error_reply(seq, ErrorCode.UNAVAILABLE, f"the store could not commit: {e}"))
+
+    def _subscribe(self, f: WsSubscribe) -> None:
+        self.rt.core.group(f.queue, f.group)
+        if f.seq in self.subs:
+            raise ApiError(ErrorCode.CONFLICT, f"subscription {f.seq} exists on this connection")
+        sub = Subscription(f.seq, f)
+        self.subs[f.seq] = sub
+        self.send(b'{"op":"reply","seq":%d}' % f.seq)
+        sub.task = asyncio.create_task(self._push(sub), name=f"ferry-ws-sub-{f.seq}")
+
+    async def _push(self, sub: Subscription) -> None:
+        f, rt = sub.frame, self.rt
+        head = b'{"op":"deliver","sub":%d,"messages":[' % sub.seq
+        try:
+            while not self.closed and not rt.draining:
+                pushed = await push_ready(
+                    rt, f.queue, f.group, f.consumer, f.max_in_flight, f.visibility_timeout_ms
+                )
+                if pushed:
+                    parts, leased = pushed
+                    self._remember(sub, leased)
+                    self.send(head + b",".join(parts) + b"]}")
+                    continue
+                await wait_for_room_or_messages(rt, f.queue, f.group, f.consumer, KEEPALIVE_S)
+        except CoreError as e:  # the queue or group was deleted
+            self.send(error_reply(sub.seq, e.code, e.message))
+
+    def _remember(self, sub: Subscription, leased: list[Leased]) -> None:
+        """Track leases handed out here so a dropped connection hands them back at once."""
+        for m in leased:
+            sub.leased[m.seq] = m.token
+        if len(sub.leased) > 4 * sub.frame.max_in_flight:
+            self._prune(sub)
+
+    def _prune(self, sub: Subscription) -> None:
+        try:
+            g = self.rt.core.group(sub.frame.queue, sub.frame.group)
+        except CoreError:
+            sub.leased.clear()
+            return
+        live = g.inflight
+        sub.leased = {
+            s: t for s, t in sub.leased.items() if s in live and live[s].token == t
+        }
+
+    async def _end_subscriptions(self) -> None:
+        for sub in self.subs.values():
+            if sub.task is not None:
+                sub.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sub.task
+            self._prune(sub)
+            if sub.leased:
+                f = sub.frame
+                with contextlib.suppress(CoreError):  # the group is gone: nothing to hand back
+                    g = self.rt.core.group(f.queue, f.group)
+                    receipts = [f"{g.gid}.{s}.{t}" for s, t in sub.leased.items()]
+                    self.rt.core.nack(f.queue, f.group, receipts, 0, now_ms())
+                    notify_settled(self.rt, "nack", f.queue, f.group)
+                sub.leased.clear()
+        self.rt.flush(wait=False)
+
+
+def _seq_of(data: str | bytes) -> int:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return 0
+    seq = doc.get("seq") if isinstance(doc, dict) else None
+    return seq if isinstance(seq, int) else 0
+
+
+@routes.get("/v1/ws")
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    rt = request.app[RUNTIME]
+    ws = web.WebSocketResponse(
+        max_msg_size=MAX_REQUEST_BYTES, heartbeat=30.0, decode_text=False, compress=False
+    )
+    await ws.prepare(request)
+    try:
+        await Connection(rt, ws).run()
+    except StoreError:  # pragma: no cover - replies carry store errors; nothing to add
+        log.exception("websocket store failure")
+    return ws

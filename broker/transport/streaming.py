@@ -1,0 +1,69 @@
+"""Server-Sent Events: deliveries pushed to one consumer, at most max_in_flight unacked."""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiohttp import web
+
+from ferry.broker.core import CoreError, Leased
+from ferry.broker.transport.encoding import encode_delivery
+from ferry.broker.transport.runtime import RUNTIME, Runtime, flow_key, now_ms, queue_key
+from ferry.broker.transport.views import consumer_name, int_query, name_param
+
+routes = web.RouteTableDef()
+
+KEEPALIVE_S = 15.0
+PUSH_BATCH = 500
+
+
+async def push_ready(
+    rt: Runtime, queue: str, group: str, consumer: str, max_in_flight: int,
+    vt_ms: int | None,
+) -> tuple[list[bytes], list[Leased]] | None:
+    """Lease what the consumer has room for; None when it has no room or nothing is ready."""
+    g = rt.core.group(queue, group)
+    c = g.consumers.get(consumer)
+    room = max_in_flight - (c.in_flight if c else 0)
+    if room <= 0:
+        return None
+    leased = rt.core.receive(queue, group, consumer, min(room, PUSH_BATCH), vt_ms, now_ms())
+    rt.flush(wait=False)
+    if not leased:
+        return None
+    found = await rt.deliveries(g.queue, leased)
+    parts = [encode_delivery(rid, doc, m.delivery_count, m.receipt) for rid, doc, m in found]
+    return parts, [m for _, _, m in found]
+
+
+async def wait_for_room_or_messages(rt: Runtime, queue: str, group: str, consumer: str,
+                                    seconds: float) -> bool:
+    g = rt.core.group(queue, group)
+    return await rt.signals.wait(
+        (queue_key(g.queue.qid), flow_key(g.gid, consumer)), seconds
+    )
+
+
+@routes.get("/v1/queues/{queue}/groups/{group}/stream")
+async def stream(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    queue, group = name_param(request, "queue"), name_param(request, "group")
+    consumer = consumer_name(request.query.get("consumer", ""))
+    max_in_flight = int_query(request, "max_in_flight", 100, 1, 10_000)
+    vt = int_query(request, "visibility_timeout_ms", 0, 0, 2**31) or None
+    rt.core.group(queue, group)  # 404 before the stream starts
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+    })
+    await resp.prepare(request)
+    with contextlib.suppress(ConnectionError, CoreError):
+        while not rt.draining:
+            pushed = await push_ready(rt, queue, group, consumer, max_in_flight, vt)
+            if pushed:
+                events = b"".join(b"event: message\ndata: " + p + b"\n\n" for p in pushed[0])
+                await resp.write(events)
+                continue
+            if not await wait_for_room_or_messages(rt, queue, group, consumer, KEEPALIVE_S):
+                await resp.write(b": keepalive\n\n")
+    return resp

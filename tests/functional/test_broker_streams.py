@@ -1,0 +1,154 @@
+"""Pushed deliveries: Server-Sent Events and the pipelined WebSocket (GET /v1/ws)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from broker_api import Api
+from broker_process import BrokerProcess
+
+from ferry.broker.client import BrokerClient
+from ferry.broker.models import OutgoingMessage
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture
+async def api(broker: BrokerProcess) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as s:
+        api = Api(s, broker.url)
+        await api.ok("PUT", "/v1/queues/jobs")
+        await api.ok("PUT", "/v1/queues/jobs/groups/w")
+        yield api
+
+
+async def sse_events(resp: aiohttp.ClientResponse, n: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    event, data = "", ""
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data = line[5:].strip()
+        elif line == "" and data:
+            assert event == "message"
+            events.append(json.loads(data))
+            event, data = "", ""
+            if len(events) == n:
+                break
+    return events
+
+
+async def test_sse_pushes_deliveries_within_max_in_flight(api: Api) -> None:
+    ids = await api.publish("jobs", *[{"body": i} for i in range(5)])
+    url = f"{api.url}/v1/queues/jobs/groups/w/stream?consumer=sse&max_in_flight=2"
+    async with api.session.get(url) as resp:
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        first = await sse_events(resp, 2)
+        assert [m["id"] for m in first] == ids[:2]
+        stats = await api.ok("GET", "/v1/queues/jobs/groups/w")
+        assert stats["in_flight"] == 2 and stats["depth"] == 3  # no more than max_in_flight
+        assert await api.settle("ack", "jobs", "w", [first[0]["receipt"]]) == ["ok"]
+        (third,) = await sse_events(resp, 1)  # room for one more
+        assert third["id"] == ids[2]
+        later = await api.publish("jobs", {"body": "new"})
+        await api.settle("ack", "jobs", "w", [first[1]["receipt"], third["receipt"]])
+        rest = await sse_events(resp, 2)
+        assert [m["id"] for m in rest] == ids[3:]
+        await api.settle("ack", "jobs", "w", [rest[0]["receipt"]])
+        (last,) = await sse_events(resp, 1)
+        assert [last["id"]] == later
+
+
+async def test_sse_rejects_bad_parameters(api: Api) -> None:
+    for query, status in (("consumer=a%20b", 400), ("consumer=c&max_in_flight=0", 400),
+                          ("", 400)):
+        got, doc = await api.call("GET", f"/v1/queues/jobs/groups/w/stream?{query}")
+        assert got == status and doc["error"]["code"] == "bad_request"
+    got, doc = await api.call("GET", "/v1/queues/jobs/groups/nope/stream?consumer=c")
+    assert got == 404 and doc["error"]["code"] == "group_not_found"
+
+
+async def test_websocket_pipelines_publish_and_settle(api: Api) -> None:
+    async with api.session.ws_connect(api.url + "/v1/ws") as ws:
+        for seq in range(1, 21):  # twenty publishes in flight before any reply is read
+            await ws.send_str(json.dumps({
+                "op": "publish", "seq": seq, "queue": "jobs",
+                "messages": [{"body": {"seq": seq, "i": i}} for i in range(5)],
+            }))
+        replies = {}
+        while len(replies) < 20:
+            frame = json.loads((await ws.receive()).data)
+            assert frame["op"] == "reply" and frame.get("error") is None
+            replies[frame["seq"]] = frame["ids"]
+        ids = [i for seq in sorted(replies) for i in replies[seq]]
+        assert len(set(ids)) == 100
+        await ws.send_str(json.dumps({
+            "op": "subscribe", "seq": 100, "queue": "jobs", "group": "w", "consumer": "ws",
+            "max_in_flight": 30,
+        }))
+        got: list[dict[str, Any]] = []
+        while len(got) < 100:
+            frame = json.loads((await ws.receive()).data)
+            if frame["op"] == "reply":  # to the subscribe, or to an ack
+                assert frame.get("error") is None
+                assert frame["seq"] == 100 or {r["status"] for r in frame["results"]} == {"ok"}
+                continue
+            assert frame["op"] == "deliver" and frame["sub"] == 100
+            got.extend(frame["messages"])
+            stats = await api.ok("GET", "/v1/queues/jobs/groups/w")
+            assert stats["in_flight"] <= 30
+            await ws.send_str(json.dumps({
+                "op": "ack", "seq": 1000 + len(got), "queue": "jobs", "group": "w",
+                "receipts": [m["receipt"] for m in frame["messages"]],
+            }))
+        assert sorted(m["id"] for m in got) == sorted(ids)
+        await ws.send_str('{"op": "publish", "seq": 7, "queue": "jobs", "messages": []}')
+        await ws.send_str("not json")
+        await ws.send_str('{"op": "publish", "seq": 8, "queue": "nope", '
+                          '"messages": [{"body": 1}]}')
+        errors = {}
+        while len(errors) < 3:
+            frame = json.loads((await ws.receive()).data)
+            if frame["op"] == "reply" and frame.get("error"):
+                errors[frame["seq"]] = frame["error"]["code"]
+        assert errors == {7: "bad_request", 0: "bad_request", 8: "queue_not_found"}
+    stats = await api.ok("GET", "/v1/queues/jobs/groups/w")
+    assert (stats["acked_total"], stats["lag"]) == (100, 0)
+
+
+async def test_closing_a_websocket_hands_its_leases_back(api: Api) -> None:
+    (mid,) = await api.publish("jobs", {"body": 1})
+    async with api.session.ws_connect(api.url + "/v1/ws") as ws:
+        await ws.send_str(json.dumps({
+            "op": "subscribe", "seq": 1, "queue": "jobs", "group": "w", "consumer": "gone",
+        }))
+        while True:
+            frame = json.loads((await ws.receive()).data)
+            if frame["op"] == "deliver":
+                break
+    (m,) = await api.receive("jobs", "w", consumer="other", wait_ms=30_000)
+    assert m["id"] == mid and m["delivery_count"] == 2
+
+
+async def test_the_python_client_streams_over_the_websocket(broker: BrokerProcess) -> None:
+    async with BrokerClient(broker.url) as client:
+        await client.put_queue("jobs")
+        await client.put_group("jobs", "w")
+        ids = await client.publish("jobs", [OutgoingMessage(body=i) for i in range(300)],
+                                   batch_size=50)
+        seen: list[str] = []
+        async with client.consumer("jobs", "w", "py", max_in_flight=40) as consumer:
+            async for d in consumer:
+                seen.append(d.id)
+                await consumer.ack(d)
+                if len(seen) == len(ids):
+                    break
+        assert sorted(seen) == sorted(ids)
+        stats = await client.group_stats("jobs", "w")
+        assert (stats.acked_total, stats.lag) == (300, 0)
