@@ -1,0 +1,201 @@
+"""Lag-driven autoscaling on the real control plane: kube-apiserver's aggregation layer
+routes external.metrics.k8s.io to a `ferry-metrics-api` process, which reads a real
+`ferry-broker`; kube-controller-manager's HPA controller scales a Deployment on it.
+
+There is no kubelet: the Deployment's pods are created but never run, which the HPA does
+not need for an External metric with an AverageValue target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from broker_process import BrokerProcess, free_port
+
+from ferry.broker.client import BrokerClient
+from ferry.broker.models import OutgoingMessage
+from ferry.operator.reconcile import autoscaling
+from ferry.operator.reconcile.specs import Autoscaling, Owner
+from kubeplane import ControlPlane, aggregation
+
+pytestmark = pytest.mark.envtest
+
+GROUP, VERSION = "external.metrics.k8s.io", "v1beta1"
+SERVICE = "metrics"  # short: the serving certificate's CN is <service>.<namespace>.svc
+QUEUE, CONSUMERS = "jobs", "workers"
+Eventually = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class MetricsApi:
+    namespace: str
+    url: str
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
+    process = BrokerProcess(tmp_path / "broker-data", tmp_path / "broker.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+def _broker_call(url: str, call: Callable[[BrokerClient], Any]) -> Any:
+    async def run() -> Any:
+        async with BrokerClient(url) as client:
+            return await call(client)
+    return asyncio.run(run())
+
+
+def _publish(url: str, count: int) -> None:
+    messages = [OutgoingMessage(body={"n": n}) for n in range(count)]
+    _broker_call(url, lambda c: c.publish(QUEUE, messages))
+
+
+def _drain(url: str) -> int:
+    async def drain(client: BrokerClient) -> int:
+        done = 0
+        while deliveries := await client.receive(QUEUE, CONSUMERS, "drainer", max=100):
+            await client.ack(QUEUE, CONSUMERS, [d.receipt for d in deliveries])
+            done += len(deliveries)
+        return done
+    return int(_broker_call(url, drain))
+
+
+@pytest.fixture
+def metrics_api(control_plane: ControlPlane, namespace: str, broker: BrokerProcess,
+                tmp_path: Path, eventually: Eventually) -> Iterator[MetricsApi]:
+    """ferry-metrics-api on 127.0.0.1, registered as v1beta1.external.metrics.k8s.io.
+
+    It serves the group `jobs/workers` of the test's broker, reads the front-proxy settings
+    from kube-system/extension-apiserver-authentication and authorizes every request with
+    a SubjectAccessReview, all against this control plane.
+    """
+    _broker_call(broker.url, lambda c: c.put_queue(QUEUE))
+    _broker_call(broker.url, lambda c: c.put_group(QUEUE, CONSUMERS))
+    cert, ca = aggregation.serving_cert(tmp_path / "serving", namespace, SERVICE)
+    port = free_port()
+    log = (tmp_path / "metrics-api.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ferry.operator.metricsapi",
+         "--bind-address", "127.0.0.1", "--secure-port", str(port),
+         "--tls-cert-file", str(cert.cert), "--tls-private-key-file", str(cert.key),
+         "--kubeconfig", str(control_plane.kubeconfig), "--cache-ttl", "1",
+         "--group", f"{namespace}/{QUEUE}/{CONSUMERS}={broker.url}"],
+        stdout=log, stderr=log)
+    manifests = aggregation.manifests(GROUP, VERSION, namespace=namespace, service=SERVICE,
+                                      port=port, ca_bundle=ca.cert.read_bytes())
+    document = json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
+    try:
+        control_plane.kubectl("apply", "-f", "-", input=document)
+
+        def available() -> bool:
+            assert process.poll() is None, (tmp_path / "metrics-api.log").read_text()
+            found = control_plane.kubectl_json("get", "apiservice", f"{VERSION}.{GROUP}")
+            conditions = found.get("status", {}).get("conditions", [])
+            return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+        eventually(available, f"APIService {VERSION}.{GROUP} becomes Available")
+        yield MetricsApi(namespace=namespace, url=f"https://127.0.0.1:{port}")
+    finally:
+        control_plane.kubectl("delete", "-f", "-", "--wait=false", "--ignore-not-found",
+                              input=document)
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _lag_through_the_aggregator(control_plane: ControlPlane, namespace: str,
+                                selector: str | None = None) -> dict[str, Any]:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/ferry_consumergroup_lag"
+    if selector:
+        path += f"?labelSelector={selector}"
+    return json.loads(control_plane.kubectl("get", "--raw", path).stdout)  # type: ignore[no-any-return]
+
+
+def test_kubectl_reads_the_groups_lag_through_the_aggregation_layer(
+        control_plane: ControlPlane, metrics_api: MetricsApi, broker: BrokerProcess) -> None:
+    ns = metrics_api.namespace
+    _publish(broker.url, 7)
+    answer = _lag_through_the_aggregator(control_plane, ns)
+    assert answer["kind"] == "ExternalMetricValueList"
+    assert [(i["metricName"], i["metricLabels"], i["value"]) for i in answer["items"]] == [
+        ("ferry_consumergroup_lag", {"namespace": ns, "queue": QUEUE, "group": CONSUMERS}, "7")]
+    assert _lag_through_the_aggregator(control_plane, ns, "group=someone-else")["items"] == []
+    discovery = json.loads(control_plane.kubectl("get", "--raw", f"/apis/{GROUP}/{VERSION}").stdout)
+    assert [r["name"] for r in discovery["resources"]] == ["ferry_consumergroup_lag"]
+
+
+def test_a_bad_selector_comes_back_as_the_servers_400(
+        control_plane: ControlPlane, metrics_api: MetricsApi) -> None:
+    path = (f"/apis/{GROUP}/{VERSION}/namespaces/{metrics_api.namespace}/"
+            "ferry_consumergroup_lag?labelSelector=queue%20in%20(a")
+    out = control_plane.kubectl("get", "--raw", path, check=False)
+    assert out.returncode != 0
+    assert "unbalanced parentheses" in out.stderr
+
+
+def _deployment(namespace: str) -> dict[str, Any]:
+    labels = {"app": CONSUMERS}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": CONSUMERS, "namespace": namespace},
+        "spec": {
+            "replicas": 1, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                {"name": "worker", "image": "registry.k8s.io/pause:3.10"}]}},
+        },
+    }
+
+
+def _hpa(namespace: str) -> dict[str, Any]:
+    """The HPA exactly as the operator builds it for a ConsumerGroup `workers` on `jobs`,
+    without the owner reference (no ConsumerGroup object exists in this test)."""
+    spec = Autoscaling.model_validate({
+        "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": CONSUMERS},
+        "minReplicas": 1, "maxReplicas": 5, "lagPerReplica": 10,
+        "scaleUpStabilization": "0s", "scaleDownStabilization": "1s", "idleAfter": "5m"})
+    owner = Owner(api_version="ferry.dev/v1alpha1", kind="ConsumerGroup", name=CONSUMERS,
+                  namespace=namespace, uid="not-an-object")
+    hpa = autoscaling.build_hpa(owner, QUEUE, spec)
+    del hpa["metadata"]["ownerReferences"]
+    return hpa
+
+
+def test_the_hpa_controller_scales_a_deployment_with_the_lag(
+        control_plane: ControlPlane, metrics_api: MetricsApi, broker: BrokerProcess,
+        eventually: Eventually) -> None:
+    ns = metrics_api.namespace
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(_deployment(ns)))
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(_hpa(ns)))
+
+    def replicas() -> int:
+        found = control_plane.kubectl_json("get", "deployment", CONSUMERS, "-n", ns)
+        return int(found["spec"]["replicas"])
+
+    # 35 messages at 10 per replica: ceil(35 / 10) = 4 replicas.
+    _publish(broker.url, 35)
+    eventually(lambda: replicas() == 4, "4 replicas for a lag of 35 at 10 per replica")
+    hpa = control_plane.kubectl_json("get", "hpa", CONSUMERS, "-n", ns)
+    assert hpa["status"]["currentMetrics"][0]["external"]["metric"]["name"] == (
+        "ferry_consumergroup_lag")
+
+    # 135 messages would want 14: maxReplicas bounds it at 5.
+    _publish(broker.url, 100)
+    eventually(lambda: replicas() == 5, "the maximum of 5 replicas for a lag of 135")
+
+    # Drained, the group has no lag: back to minReplicas.
+    assert _drain(broker.url) == 135
+    eventually(lambda: replicas() == 1, "back to 1 replica once the lag is worked off")
+    hpa = control_plane.kubectl_json("get", "hpa", CONSUMERS, "-n", ns)
+    assert hpa["status"]["desiredReplicas"] == 1
