@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 
 from ferry.telemetry.api.app import create_app
 from ferry.telemetry.runtime import logs
+from ferry.telemetry.runtime.arguments import add_log_level, add_storage
 from ferry.telemetry.runtime.serving import bound_port, start_site, stop_event
 from ferry.telemetry.storage.base import StorageError
 from ferry.telemetry.storage.opening import store_for
@@ -23,14 +23,10 @@ def parser() -> argparse.ArgumentParser:
         description="Serve the GPU telemetry query API: /api/v1/gpus, "
         "/api/v1/gpus/{uuid}/telemetry, /openapi.json, /healthz, /metrics.",
     )
-    p.add_argument(
-        "--storage",
-        default=os.environ.get("FERRY_STORAGE", "sqlite://telemetry.db"),
-        help="sqlite:///path/file.db or postgresql://user@host/db (env FERRY_STORAGE)",
-    )
+    add_storage(p)
     p.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
     p.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_level(p)
     return p
 
 

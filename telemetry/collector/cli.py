@@ -15,7 +15,14 @@ from ferry.broker.client import BrokerClient, BrokerError, NotFound
 from ferry.broker.models import GroupSettings
 from ferry.telemetry.collector.collecting import Collector, Metrics, Settings
 from ferry.telemetry.runtime import logs
-from ferry.telemetry.runtime.arguments import positive_float, positive_int
+from ferry.telemetry.runtime.arguments import (
+    add_broker,
+    add_log_level,
+    add_storage,
+    positive_float,
+    positive_int,
+    require_broker,
+)
 from ferry.telemetry.runtime.serving import health_handler, metrics_handler, start_site, stop_event
 from ferry.telemetry.storage.base import StorageError
 from ferry.telemetry.storage.opening import store_for
@@ -32,23 +39,14 @@ def parser() -> argparse.ArgumentParser:
         "Messages that are not telemetry rows are nacked until the broker dead-letters them. "
         "SIGTERM drains: received messages are stored and acked, the rest handed back.",
     )
-    p.add_argument(
-        "--broker",
-        default=os.environ.get("FERRY_BROKER_URL"),
-        help="broker URL, e.g. http://127.0.0.1:8080 (env FERRY_BROKER_URL)",
-    )
-    p.add_argument("--queue", default="telemetry", help="queue name (default telemetry)")
+    add_broker(p)
     p.add_argument("--group", default="collectors", help="consumer group (default collectors)")
     p.add_argument(
         "--consumer",
         default=f"{socket.gethostname()}-{os.getpid()}",
         help="this consumer's name (default host-pid)",
     )
-    p.add_argument(
-        "--storage",
-        default=os.environ.get("FERRY_STORAGE", "sqlite://telemetry.db"),
-        help="sqlite:///path/file.db or postgresql://user@host/db (env FERRY_STORAGE)",
-    )
+    add_storage(p)
     p.add_argument("--create", action="store_true", help="create the queue and group if missing")
     p.add_argument(
         "--max-deliveries",
@@ -73,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--http-host", default="0.0.0.0", help="/metrics and /healthz address")
     p.add_argument("--http-port", type=int, default=9102, help="/metrics and /healthz port")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_level(p)
     return p
 
 
@@ -113,7 +111,7 @@ async def collect(args: argparse.Namespace) -> int:
         print(f"ferry-collector: {e}", file=sys.stderr)
         return 1
     try:
-        async with BrokerClient(args.broker) as client:
+        async with BrokerClient(args.broker, token=args.token) as client:
             collector = Collector(settings, client, store, stop, metrics=metrics)
 
             async def healthy() -> str | None:
@@ -154,8 +152,7 @@ async def collect(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    if not args.broker:
-        p.error("--broker is required (or set FERRY_BROKER_URL)")
+    require_broker(p, args)
     if args.max_deliveries is not None and not args.create:
         p.error("--max-deliveries needs --create (otherwise the group's setting applies)")
     logs.setup("ferry-collector", args.log_level)

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -15,7 +14,14 @@ from aiohttp import web
 from ferry.broker.client import BrokerClient, BrokerError, NotFound
 from ferry.telemetry.parsing.pacing import Pace
 from ferry.telemetry.runtime import logs
-from ferry.telemetry.runtime.arguments import non_negative_int, positive_float, positive_int
+from ferry.telemetry.runtime.arguments import (
+    add_broker,
+    add_log_level,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    require_broker,
+)
 from ferry.telemetry.runtime.serving import (
     health_handler,
     metrics_handler,
@@ -38,12 +44,7 @@ def parser() -> argparse.ArgumentParser:
         "summary on stdout when done.",
     )
     p.add_argument("source", type=Path, help="a CSV file, or a directory of *.csv files")
-    p.add_argument(
-        "--broker",
-        default=os.environ.get("FERRY_BROKER_URL"),
-        help="broker URL, e.g. http://127.0.0.1:8080 (env FERRY_BROKER_URL)",
-    )
-    p.add_argument("--queue", default="telemetry", help="queue name (default telemetry)")
+    add_broker(p)
     p.add_argument("--create-queue", action="store_true", help="create the queue if missing")
     p.add_argument("--rate", type=positive_float, help="rows per second (default: no limit)")
     p.add_argument("--batch-size", type=positive_int, default=500, help="rows per publish")
@@ -77,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
         default=2.0,
         help="seconds between progress log lines (default 2)",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_level(p)
     return p
 
 
@@ -116,7 +117,7 @@ async def stream(args: argparse.Namespace, settings: Settings) -> int:
         app.router.add_get("/healthz", health_handler(healthy))
         runner = await start_site(app, "0.0.0.0", args.http_port)
     try:
-        async with BrokerClient(args.broker) as client:
+        async with BrokerClient(args.broker, token=args.token) as client:
             if args.create_queue:
                 try:
                     await client.queue_stats(args.queue)
@@ -142,8 +143,7 @@ async def stream(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    if not args.broker:
-        p.error("--broker is required (or set FERRY_BROKER_URL)")
+    require_broker(p, args)
     try:
         settings = settings_of(args)
     except ValueError as e:
