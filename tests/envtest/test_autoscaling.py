@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,3 +202,30 @@ def test_the_hpa_controller_scales_a_deployment_with_the_lag(
     eventually(lambda: replicas() == 1, "back to 1 replica once the lag is worked off")
     hpa = control_plane.kubectl_json("get", "hpa", CONSUMERS, "-n", ns)
     assert hpa["status"]["desiredReplicas"] == 1
+
+
+def test_the_server_asks_the_api_server_who_may_read(
+        control_plane: ControlPlane, metrics_api: MetricsApi, tmp_path: Path) -> None:
+    """Called directly with the front proxy's certificate, the server still authorizes the
+    named user with a SubjectAccessReview: an unknown user gets the server's own 403."""
+    proxy = control_plane.paths.front_proxy_client
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # serving certificate checks are the aggregator's job
+    context.load_cert_chain(str(proxy.cert), str(proxy.key))
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{metrics_api.namespace}/ferry_consumergroup_lag"
+
+    def ask(user: str, group: str) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(metrics_api.url + path, headers={
+            "X-Remote-User": user, "X-Remote-Group": group})
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    status, body = ask("mallory", "system:authenticated")
+    assert (status, body["reason"]) == (403, "Forbidden")
+    assert "'mallory'" in body["message"]
+    status, body = ask("ferry-admin", "system:masters")
+    assert (status, body["kind"]) == (200, "ExternalMetricValueList")
