@@ -55,6 +55,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--loops", type=positive_int, help="with --loop: stop after this many passes")
     p.add_argument(
+        "--stay",
+        action="store_true",
+        help="when done, keep running (serving /healthz) until SIGTERM instead of exiting: "
+        "for Deployments and StatefulSets, which restart a process that exits",
+    )
+    p.add_argument(
         "--instance-index",
         type=non_negative_int,
         default=0,
@@ -124,6 +130,10 @@ async def stream(args: argparse.Namespace, settings: Settings) -> int:
                 except NotFound:
                     await client.put_queue(args.queue)
             summary = await Streamer(settings, client, stop, metrics=metrics).run()
+            print(json.dumps(summary.model_dump()), flush=True)
+            if args.stay and summary.complete:
+                log.info("done; staying up until SIGTERM")
+                await stop.wait()
     except (InputError, CheckpointError) as e:
         print(f"ferry-streamer: {e}", file=sys.stderr)
         return 2
@@ -136,7 +146,6 @@ async def stream(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if runner is not None:
             await runner.cleanup()
-    print(json.dumps(summary.model_dump()), flush=True)
     return 0
 
 

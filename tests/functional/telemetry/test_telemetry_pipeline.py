@@ -368,10 +368,17 @@ async def test_a_restarted_streamer_resumes_without_duplicates(
     g = await client.group_stats(QUEUE, GROUP)
     assert g.acked_total == 2560  # nothing was published twice
     assert sorted(r for r, _ in await stored(storage)) == sorted(row_id(r) for r in sample_rows)
-    # A third run finds the input done and publishes nothing.
-    third = procs.streamer(SAMPLE, "--checkpoint", str(checkpoint))
-    assert await third.exit_code() == 0
+    # A third run (as a restarted pod would) finds the input done, publishes nothing and,
+    # with --stay, keeps running until it is told to stop.
+    third = procs.streamer(SAMPLE, "--checkpoint", str(checkpoint), "--stay")
+
+    async def reported() -> bool:
+        return bool(third.out.read_text().strip())
+
+    await eventually(reported, "the third streamer's summary")
     assert third.summary()["published"] == 2560
+    assert third.popen.poll() is None
+    await stop(third)
     await stop(collector)
 
 
