@@ -116,7 +116,8 @@ def _build_command(go: str, out_dir: Path, versions: Versions) -> list[str]:
             "-o", f"{out_dir}{os.sep}", *PACKAGES.values()]
 
 
-def _fingerprint(versions: Versions) -> str:
+def fingerprint(versions: Versions) -> str:
+    """What a build depends on: go.mod, go.sum and the build command, hashed."""
     digest = hashlib.sha256()
     for name in ("go.mod", "go.sum"):
         digest.update((GO_MODULE / name).read_bytes())
@@ -134,7 +135,7 @@ def _stamp(binaries: Binaries) -> dict[str, object]:
 
 def is_current(binaries: Binaries) -> bool:
     stamp = _stamp(binaries)
-    return stamp.get("fingerprint") == _fingerprint(binaries.versions) and not binaries.missing()
+    return stamp.get("fingerprint") == fingerprint(binaries.versions) and not binaries.missing()
 
 
 @contextmanager
@@ -210,7 +211,7 @@ def ensure_built(progress: Progress | None = None) -> Binaries:
             f"{binaries.versions.kubernetes} into {binaries.bin_dir} "
             "(a cold build takes tens of minutes on 2 cores)")
         seconds = _go_build(binaries, say)
-        stamp = {"fingerprint": _fingerprint(binaries.versions), "build_seconds": round(seconds),
+        stamp = {"fingerprint": fingerprint(binaries.versions), "build_seconds": round(seconds),
                  "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (binaries.root / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         say(f"built in {seconds:.0f}s")
