@@ -31,6 +31,7 @@ from ferry.telemetry.runtime.serving import (
 from ferry.telemetry.streamer.checkpoints import CheckpointError
 from ferry.telemetry.streamer.reading import InputError
 from ferry.telemetry.streamer.streaming import Metrics, Settings, Streamer
+from ferry.telemetry.streamer.uploading import MAX_UPLOAD_BYTES, upload_handler
 
 log = logging.getLogger("ferry.telemetry.streamer")
 
@@ -43,7 +44,13 @@ def parser() -> argparse.ArgumentParser:
         "with a dedup id derived from the row so a replay never duplicates. Prints a JSON "
         "summary on stdout when done.",
     )
-    p.add_argument("source", type=Path, help="a CSV file, or a directory of *.csv files")
+    p.add_argument(
+        "source",
+        type=Path,
+        nargs="?",
+        help="a CSV file, or a directory of *.csv files; without it, the streamer only "
+        "publishes what is POSTed to /api/v1/upload (needs --http-port)",
+    )
     add_broker(p)
     p.add_argument("--create-queue", action="store_true", help="create the queue if missing")
     p.add_argument("--rate", type=positive_float, help="rows per second (default: no limit)")
@@ -77,7 +84,12 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         help="file recording progress; a restart with the same file resumes where it stopped",
     )
-    p.add_argument("--http-port", type=int, help="serve /metrics and /healthz on this port")
+    p.add_argument(
+        "--http-port",
+        type=int,
+        help="serve /metrics, /healthz and POST /api/v1/upload (text/csv) on this port",
+    )
+    p.add_argument("--http-host", default="0.0.0.0", help="address for --http-port")
     p.add_argument(
         "--progress-every",
         type=positive_float,
@@ -109,31 +121,34 @@ def settings_of(args: argparse.Namespace) -> Settings:
     )
 
 
-async def stream(args: argparse.Namespace, settings: Settings) -> int:
+async def stream(args: argparse.Namespace, settings: Settings | None) -> int:
     stop = stop_event()
     metrics = Metrics()
-    runner = None
-    if args.http_port is not None:
-
-        async def healthy() -> str | None:
-            return None
-
-        app = web.Application()
-        app.router.add_get("/metrics", metrics_handler(metrics.registry))
-        app.router.add_get("/healthz", health_handler(healthy))
-        runner = await start_site(app, "0.0.0.0", args.http_port)
     try:
         async with BrokerClient(args.broker, token=args.token) as client:
-            if args.create_queue:
-                try:
-                    await client.queue_stats(args.queue)
-                except NotFound:
-                    await client.put_queue(args.queue)
-            summary = await Streamer(settings, client, stop, metrics=metrics).run()
-            print(json.dumps(summary.model_dump()), flush=True)
-            if args.stay and summary.complete:
-                log.info("done; staying up until SIGTERM")
-                await stop.wait()
+            runner = None
+            if args.http_port is not None:
+                runner = await start_site(
+                    _app(client, args.queue, metrics), args.http_host, args.http_port
+                )
+            try:
+                if args.create_queue:
+                    try:
+                        await client.queue_stats(args.queue)
+                    except NotFound:
+                        await client.put_queue(args.queue)
+                if settings is None:
+                    log.info("serving uploads until SIGTERM", extra={"port": args.http_port})
+                    await stop.wait()
+                    return 0
+                summary = await Streamer(settings, client, stop, metrics=metrics).run()
+                print(json.dumps(summary.model_dump()), flush=True)
+                if args.stay and summary.complete:
+                    log.info("done; staying up until SIGTERM")
+                    await stop.wait()
+            finally:
+                if runner is not None:
+                    await runner.cleanup()
     except (InputError, CheckpointError) as e:
         print(f"ferry-streamer: {e}", file=sys.stderr)
         return 2
@@ -143,18 +158,28 @@ async def stream(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    finally:
-        if runner is not None:
-            await runner.cleanup()
     return 0
+
+
+def _app(client: BrokerClient, queue: str, metrics: Metrics) -> web.Application:
+    async def healthy() -> str | None:
+        return None
+
+    app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
+    app.router.add_get("/metrics", metrics_handler(metrics.registry))
+    app.router.add_get("/healthz", health_handler(healthy))
+    app.router.add_post("/api/v1/upload", upload_handler(client, queue, metrics))
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     require_broker(p, args)
+    if args.source is None and args.http_port is None:
+        p.error("give a source file or directory, or --http-port to take uploads")
     try:
-        settings = settings_of(args)
+        settings = settings_of(args) if args.source is not None else None
     except ValueError as e:
         p.error(str(e))
     logs.setup("ferry-streamer", args.log_level)

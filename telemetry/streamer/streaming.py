@@ -77,6 +77,15 @@ class Metrics:
         self.position = Gauge("ferry_streamer_loop", "current pass over the input", registry=r)
 
 
+def message_of(row: TelemetryRow, source: str) -> OutgoingMessage:
+    return OutgoingMessage(
+        body=body_of(row),
+        key=row.uuid,  # a GPU's samples share a key (fair mode round-robins over GPUs)
+        dedup_id=row_id(row),
+        headers={SCHEMA_HEADER: SCHEMA_VERSION, "source": source},
+    )
+
+
 class Streamer:
     def __init__(
         self,
@@ -164,7 +173,7 @@ class Streamer:
             row = self._parse(f, rec, ck)
             if row is None:
                 continue
-            pending.append(self._message(shifted(row, shift), name, rec.number))
+            pending.append(message_of(shifted(row, shift), f"{name}:{rec.number}"))
             if len(pending) >= batch:
                 await self._publish(pending, ck, name, last)
                 pending = []
@@ -184,15 +193,6 @@ class Streamer:
                 self.summary.bad_rows.append(bad)
             log.warning("bad row not published", extra=bad.model_dump())
             return None
-
-    @staticmethod
-    def _message(row: TelemetryRow, file: str, record: int) -> OutgoingMessage:
-        return OutgoingMessage(
-            body=body_of(row),
-            key=row.uuid,  # a GPU's samples share a key (fair mode round-robins over GPUs)
-            dedup_id=row_id(row),
-            headers={SCHEMA_HEADER: SCHEMA_VERSION, "source": f"{file}:{record}"},
-        )
 
     async def _publish(
         self, pending: list[OutgoingMessage], ck: Checkpoint, name: str, last: int

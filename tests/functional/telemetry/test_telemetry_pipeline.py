@@ -445,3 +445,45 @@ async def test_sigterm_drains_what_the_collector_holds_before_exiting(
     g = await client.group_stats(QUEUE, GROUP)
     assert (g.acked_total, g.lag) == (50, 0)  # stored and acked, not handed back
     assert collector.logs("draining")
+
+
+async def test_an_uploaded_csv_is_validated_published_and_stored_once(
+    procs: Procs, client: BrokerClient, tmp_path: Path
+) -> None:
+    storage = f"sqlite://{tmp_path / 'telemetry.db'}"
+    collector = procs.collector(storage)
+    port = free_port()
+    uploader = procs.start(
+        "ferry-streamer",
+        "--broker",
+        procs.broker_url,
+        "--queue",
+        QUEUE,
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        str(port),
+    )
+    url = f"http://127.0.0.1:{port}/api/v1/upload"
+    async with aiohttp.ClientSession() as s:
+
+        async def up() -> bool:
+            try:
+                async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await eventually(up, "the upload endpoint")
+        body = BAD_SAMPLE.read_bytes()
+        for _ in range(2):  # the second upload of the same rows stores nothing new
+            async with s.post(url, data=body, headers={"Content-Type": "text/csv"}) as r:
+                assert r.status == 200
+                result = await r.json()
+            assert (result["published"], result["bad"]) == (320, 9)
+        async with s.post(url, data=b"not,a,dcgm,file\n1,2,3,4\n") as r:
+            assert r.status == 400
+            assert (await r.json())["error"]["code"] == "invalid_csv"
+    await all_done(client, storage, 320)
+    assert len(await stored(storage)) == 320
+    await stop(collector, uploader)

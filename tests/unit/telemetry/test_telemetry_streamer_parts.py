@@ -12,9 +12,11 @@ from ferry.telemetry.parsing.rows import COLUMNS
 from ferry.telemetry.streamer import checkpoints
 from ferry.telemetry.streamer.checkpoints import Checkpoint, CheckpointError
 from ferry.telemetry.streamer.reading import CsvFile, InputError, input_files
+from ferry.telemetry.streamer.uploading import UploadError, read_upload
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 11, 23, 10, tzinfo=UTC)
+DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
 
 
 def test_a_directory_means_its_csv_files_in_name_order(tmp_path: Path) -> None:
@@ -68,3 +70,14 @@ def test_loop_span_is_the_duration_plus_one_interval() -> None:
     assert loop_span(ts + ts) == timedelta(seconds=240)
     assert loop_span([T0]) == timedelta(seconds=1)
     assert loop_span([]) == timedelta(seconds=1)
+
+
+def test_an_upload_is_validated_like_a_file() -> None:
+    text = (DATA / "dcgm_bad_rows.csv").read_text()
+    rows, bad = read_upload(text)
+    assert (len(rows), len(bad)) == (320, 9)
+    assert bad[0].file == "upload" and "timestamp" in bad[0].reason
+    with pytest.raises(UploadError, match="empty upload"):
+        read_upload("")
+    with pytest.raises(UploadError, match="lacks column"):
+        read_upload("a,b\n1,2\n")
