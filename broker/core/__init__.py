@@ -8,14 +8,25 @@ from ferry.broker.core.errors import (
     QueueNotFoundError,
 )
 from ferry.broker.core.groups import Group, GroupFigures, Leased
-from ferry.broker.core.queues import PRIORITIES, Queue, rowid, split_rowid
+from ferry.broker.core.queues import (
+    PRIORITIES,
+    ROWID_SHIFT,
+    Dedup,
+    Queue,
+    Restored,
+    dedup_hash,
+    rowid,
+    split_rowid,
+)
 from ferry.broker.core.writes import MessageRow, Writes
 
 __all__ = [
     "PRIORITIES",
+    "ROWID_SHIFT",
     "Broker",
     "CoreError",
     "DeadEntry",
+    "Dedup",
     "Group",
     "GroupFigures",
     "GroupNotFoundError",
@@ -25,7 +36,9 @@ __all__ = [
     "MessageRow",
     "Queue",
     "QueueNotFoundError",
+    "Restored",
     "Writes",
+    "dedup_hash",
     "rowid",
     "split_rowid",
 ]

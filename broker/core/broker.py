@@ -12,7 +12,7 @@ from typing import Any
 
 from ferry.broker.core.errors import GroupNotFoundError, MessageNotFoundError, QueueNotFoundError
 from ferry.broker.core.groups import Group, GroupFigures, Leased
-from ferry.broker.core.queues import Queue, rowid, split_rowid
+from ferry.broker.core.queues import Queue, dedup_hash, rowid, split_rowid
 from ferry.broker.core.writes import Writes
 from ferry.broker.models import (
     GroupSettings,
@@ -123,7 +123,7 @@ class Broker:
         for m in items:
             h = None
             if m.dedup_id is not None:
-                h = hash(m.dedup_id)
+                h = dedup_hash(m.dedup_id)
                 seq = q.dedup.get(h)
                 if seq is not None:
                     ids.append(rowid(qid, seq))
@@ -132,7 +132,7 @@ class Broker:
             seq = q.append(m.priority, now, not_before, m.key, h)
             rid = rowid(qid, seq)
             ids.append(rid)
-            rows.append((rid, m.priority, not_before, now, m.key, m.dedup_id, m.payload))
+            rows.append((rid, m.priority, not_before, now, m.key, h, m.payload))
             q.published_total += 1
         self._writes.totals[qid] = (q.published_total, q.next_seq)
         return ids
@@ -290,6 +290,7 @@ class Broker:
         q = Queue(qid, name, settings, created_ms)
         q.published_total = published_total
         q.next_seq = q.base = q.arr_base = q.durable_next = next_seq
+        q.dedup_ready = False  # until restore_dedup: publishes with dedup ids must wait
         self.queues[name] = q
         self.by_qid[qid] = q
         self.next_qid = max(self.next_qid, qid + 1)

@@ -7,8 +7,10 @@ never enter the core; the store keeps them.
 
 from __future__ import annotations
 
+import hashlib
 from array import array
 from bisect import bisect_left
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ferry.broker.models import QueueSettings
@@ -21,12 +23,39 @@ ROWID_SHIFT = 40  # a message's store key and wire id: queue id << 40 | sequence
 _TRIM_CHUNK = 65_536
 
 
+def dedup_hash(dedup_id: str) -> int:
+    """A stable 64-bit hash of a dedup id: stored with the message, indexed in memory."""
+    digest = hashlib.blake2b(dedup_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
 def rowid(qid: int, seq: int) -> int:
     return (qid << ROWID_SHIFT) | seq
 
 
 def split_rowid(value: int) -> tuple[int, int]:
     return value >> ROWID_SHIFT, value & ((1 << ROWID_SHIFT) - 1)
+
+
+@dataclass(slots=True)
+class Restored:
+    """A queue's stored messages as columns, in seq order (what the store reads back)."""
+
+    seqs: array[int] = field(default_factory=lambda: array("q"))
+    priorities: array[int] = field(default_factory=lambda: array("b"))
+    published: array[int] = field(default_factory=lambda: array("q"))
+    consumed: list[int] = field(default_factory=list)  # tombstones kept for their dedup id
+    keys: list[tuple[int, str]] = field(default_factory=list)
+    delayed: list[tuple[int, int]] = field(default_factory=list)  # seq, not-before
+
+
+@dataclass(slots=True)
+class Dedup:
+    """Stored dedup hashes still inside the window, in seq order."""
+
+    seqs: array[int] = field(default_factory=lambda: array("q"))
+    hashes: array[int] = field(default_factory=lambda: array("q"))
+    times: array[int] = field(default_factory=lambda: array("q"))
 
 
 class Queue:
@@ -59,6 +88,7 @@ class Queue:
         self.dedup_log_hash = array("q")
         self.dedup_log_time = array("q")
         self.dedup_log_pos = 0
+        self.dedup_ready = True  # False while a restart is still reading stored dedup ids
 
     # --- appending ---------------------------------------------------------
 
@@ -92,29 +122,66 @@ class Queue:
         self.live += 1
         return seq
 
-    def restore(
-        self, seq: int, priority: int, published_ms: int, not_before_ms: int, key: str | None,
-        dedup_hash: int | None, consumed: bool,
-    ) -> None:
-        """Re-append a stored message (in seq order); skipped seqs are gone.
+    def restore(self, chunk: Restored, next_seq: int) -> None:
+        """Rebuild from the store's columns (seq order); seqs missing from them are gone.
 
-        A consumed message (a tombstone kept for its dedup id) is gone at once and
-        never enters a ready list.
+        Whole columns go into the arrays at C speed; only rows with a key, a delay
+        or a consumed tombstone are visited one by one.
         """
-        if self.live == 0 and not self.prio and seq < self.next_seq:
-            self.next_seq = self.base = self.arr_base = seq
-        self._fill_gone(seq)
-        self.append(priority, published_ms, not_before_ms, key, dedup_hash)
-        if consumed:
-            self.ready[priority].pop()
-            self.mark_gone(seq)
-
-    def finish_restore(self, next_seq: int) -> None:
+        seqs, n = chunk.seqs, len(chunk.seqs)
+        if n == 0:
+            self.next_seq = self.base = self.arr_base = self.durable_next = next_seq
+            return
+        first = seqs[0]
+        span = seqs[-1] - first + 1
+        self.base = self.arr_base = first
+        if span == n:
+            self.prio = array("b", chunk.priorities)
+            self.published = array("q", chunk.published)
+            self.gone = bytearray(n)
+        else:
+            self.prio = array("b", bytes(span))
+            self.published = array("q", bytes(8 * span))
+            self.gone = bytearray(b"\x01") * span
+            prio, pub, gone = self.prio, self.published, self.gone
+            for s, p, t in zip(seqs, chunk.priorities, chunk.published, strict=True):
+                i = s - first
+                prio[i], pub[i], gone[i] = p, t, 0
+        self.key_id = array("i", [-1]) * span
+        for s, key in chunk.keys:
+            self.key_id[s - first] = self.intern_key(key)
+        consumed = set(chunk.consumed)
+        for s in consumed:
+            self.gone[s - first] = 1
+        priorities = set(chunk.priorities)
+        if len(priorities) == 1 and not consumed:
+            self.ready[priorities.pop()] = array("q", seqs)
+        else:
+            lists: list[list[int]] = [[] for _ in range(PRIORITIES)]
+            for s, p in zip(seqs, chunk.priorities, strict=True):
+                if s not in consumed:
+                    lists[p].append(s)
+            self.ready = [array("q", lst) for lst in lists]
+        self.ready_off = [0] * PRIORITIES
+        self.not_before = {s: nb for s, nb in chunk.delayed if s not in consumed}
+        self.live = n - len(consumed)
+        self.next_seq = first + span
         self._fill_gone(next_seq)
         self.durable_next = self.next_seq
         if self.live == 0:
             self.base = self.next_seq
             self._trim()
+
+    def restore_dedup(self, stored: Dedup) -> None:
+        """Merge the stored dedup ids (older) under those published since the start."""
+        merged = dict(zip(stored.hashes, stored.seqs, strict=True))
+        merged.update(self.dedup)
+        self.dedup = merged
+        pos = self.dedup_log_pos
+        for arr, old in ((self.dedup_log_seq, stored.seqs), (self.dedup_log_hash, stored.hashes),
+                         (self.dedup_log_time, stored.times)):
+            arr[pos:pos] = old
+        self.dedup_ready = True
 
     def _fill_gone(self, seq: int) -> None:
         gap = seq - self.next_seq
@@ -223,6 +290,8 @@ class Queue:
         Returns the seq below which the store may purge consumed messages: below
         `base` and older than every dedup id still inside the window.
         """
+        if not self.dedup_ready:
+            return self.purged
         pos, times = self.dedup_log_pos, self.dedup_log_time
         n = len(times)
         while pos < n and times[pos] < cutoff_ms:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# (rowid, priority, not_before_ms, published_ms, key, dedup_id, payload)
-MessageRow = tuple[int, int, int, int, str | None, str | None, Any]
+# (rowid, priority, not_before_ms, published_ms, key, dedup hash, payload)
+MessageRow = tuple[int, int, int, int, str | None, int | None, Any]
 
 
 @dataclass(slots=True)

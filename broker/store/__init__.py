@@ -6,9 +6,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from ferry.broker.core import Broker
+from ferry.broker.core import Broker, Dedup
 from ferry.broker.store.bodies import Bodies
-from ferry.broker.store.loading import load
+from ferry.broker.store.loading import load, read_dedup
 from ferry.broker.store.schema import connect, create
 from ferry.broker.store.writer import StoreError, Writer
 
@@ -31,6 +31,14 @@ class Store:
         try:
             create(conn)
             return load(conn, now)
+        finally:
+            conn.close()
+
+    def read_dedup(self, windows: dict[int, int], now: int) -> dict[int, Dedup]:
+        """Stored dedup ids per queue id, each inside its window (ms); runs in a thread."""
+        conn = connect(self.path)
+        try:
+            return {qid: read_dedup(conn, qid, now - ms) for qid, ms in windows.items()}
         finally:
             conn.close()
 

@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS groups (
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY, priority INTEGER NOT NULL, not_before INTEGER NOT NULL,
-    published_ms INTEGER NOT NULL, key TEXT, dedup TEXT,
+    published_ms INTEGER NOT NULL, key TEXT, dedup INTEGER,  -- dedup: the id's 64-bit hash
     doc BLOB  -- NULL: consumed, kept only while its dedup id is inside the dedup window
 );
 CREATE TABLE IF NOT EXISTS acks (

@@ -55,11 +55,16 @@ async def _clock(rt: Runtime) -> None:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     rt = app[RUNTIME]
-    task = asyncio.create_task(_clock(rt), name="ferry-broker-clock")
+    tasks = [
+        asyncio.create_task(_clock(rt), name="ferry-broker-clock"),
+        asyncio.create_task(rt.restore_dedup(), name="ferry-broker-dedup"),
+    ]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     rt.flush(wait=False)
 
 

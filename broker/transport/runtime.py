@@ -37,6 +37,27 @@ class Runtime:
     draining: bool = False
     signals: Signals = field(default_factory=Signals)
     published: int = 0  # messages stored since start (not counting dedup hits)
+    # Set once stored dedup ids are indexed (read after a restart while already serving).
+    dedup_loaded: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def restore_dedup(self) -> None:
+        windows = {
+            q.qid: q.settings.dedup_window_ms for q in self.core.queues.values()
+            if not q.dedup_ready
+        }
+        if windows:
+            loop = asyncio.get_running_loop()
+            stored = await loop.run_in_executor(None, self.store.read_dedup, windows, now_ms())
+            for qid, dedup in stored.items():
+                q = self.core.by_qid.get(qid)
+                if q is not None:
+                    q.restore_dedup(dedup)
+        self.dedup_loaded.set()
+
+    async def dedup_ready(self, q: Queue, items: list[Incoming]) -> None:
+        """Publishes carrying dedup ids wait until a restart has indexed the stored ones."""
+        if not q.dedup_ready and any(m.dedup_id is not None for m in items):
+            await self.dedup_loaded.wait()
 
     def flush(self, wait: bool = True) -> asyncio.Future[None] | None:
         """Hand the core's pending writes to the store (a future when wait)."""
@@ -53,6 +74,7 @@ class Runtime:
             await asyncio.shield(fut)
 
     async def publish(self, q: Queue, items: list[Incoming]) -> list[int]:
+        await self.dedup_ready(q, items)
         ids, fut = self.publish_nowait(q, items)
         if fut is not None:
             await asyncio.shield(fut)

@@ -78,8 +78,14 @@ class Connection:
         writer = asyncio.create_task(self._write(), name="ferry-ws-writer")
         try:
             async for msg in self.ws:
-                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    self.handle(msg.data)
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    continue
+                frame = self.parse(msg.data)
+                if frame is None:
+                    continue
+                if isinstance(frame, WsPublish) and not self.rt.dedup_loaded.is_set():
+                    await self.rt.dedup_loaded.wait()  # right after a restart only
+                self.dispatch(frame)
                 if self.rt.draining:
                     break
         finally:
@@ -93,12 +99,14 @@ class Connection:
 
     # --- frames --------------------------------------------------------------
 
-    def handle(self, data: str | bytes) -> None:
+    def parse(self, data: str | bytes) -> WsPublish | WsSubscribe | WsSettle | None:
         try:
-            frame = _REQUEST.validate_json(data)
+            return _REQUEST.validate_json(data)
         except ValidationError as e:
             self.send(error_reply(_seq_of(data), ErrorCode.BAD_REQUEST, describe(e)))
-            return
+            return None
+
+    def dispatch(self, frame: WsPublish | WsSubscribe | WsSettle) -> None:
         try:
             if isinstance(frame, WsPublish):
                 self._publish(frame)
