@@ -1,6 +1,7 @@
 """The broker's pure state machine: no I/O, no clock (time is passed in)."""
 
 from ferry.broker.core.broker import Broker, DeadEntry, Incoming
+from ferry.broker.core.dedup import DedupIndex
 from ferry.broker.core.errors import (
     CoreError,
     GroupNotFoundError,
@@ -11,7 +12,6 @@ from ferry.broker.core.groups import Group, GroupFigures, Leased
 from ferry.broker.core.queues import (
     PRIORITIES,
     ROWID_SHIFT,
-    Dedup,
     Queue,
     Restored,
     dedup_hash,
@@ -26,7 +26,7 @@ __all__ = [
     "Broker",
     "CoreError",
     "DeadEntry",
-    "Dedup",
+    "DedupIndex",
     "Group",
     "GroupFigures",
     "GroupNotFoundError",

@@ -120,11 +120,12 @@ class Broker:
         ids: list[int] = []
         rows = self._writes.messages
         qid = q.qid
+        cutoff = now - q.settings.dedup_window_ms
         for m in items:
             h = None
             if m.dedup_id is not None:
                 h = dedup_hash(m.dedup_id)
-                seq = q.dedup.get(h)
+                seq = q.dedup.get(h, cutoff)
                 if seq is not None:
                     ids.append(rowid(qid, seq))
                     continue

@@ -13,6 +13,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ferry.broker.core.dedup import DedupIndex
 from ferry.broker.models import QueueSettings
 
 if TYPE_CHECKING:
@@ -49,13 +50,6 @@ class Restored:
     delayed: list[tuple[int, int]] = field(default_factory=list)  # seq, not-before
 
 
-@dataclass(slots=True)
-class Dedup:
-    """Stored dedup hashes still inside the window, in seq order."""
-
-    seqs: array[int] = field(default_factory=lambda: array("q"))
-    hashes: array[int] = field(default_factory=lambda: array("q"))
-    times: array[int] = field(default_factory=lambda: array("q"))
 
 
 class Queue:
@@ -83,11 +77,7 @@ class Queue:
         self.ready: list[array[int]] = [array("q") for _ in range(PRIORITIES)]
         self.ready_off = [0] * PRIORITIES
         self.not_before: dict[int, int] = {}  # delayed messages only
-        self.dedup: dict[int, int] = {}  # hash(dedup_id) -> seq, within the dedup window
-        self.dedup_log_seq = array("q")
-        self.dedup_log_hash = array("q")
-        self.dedup_log_time = array("q")
-        self.dedup_log_pos = 0
+        self.dedup = DedupIndex()  # dedup_hash(id) -> seq, within the dedup window
         self.dedup_ready = True  # False while a restart is still reading stored dedup ids
 
     # --- appending ---------------------------------------------------------
@@ -115,10 +105,7 @@ class Queue:
         if not_before_ms > published_ms:
             self.not_before[seq] = not_before_ms
         if dedup_hash is not None:
-            self.dedup[dedup_hash] = seq
-            self.dedup_log_seq.append(seq)
-            self.dedup_log_hash.append(dedup_hash)
-            self.dedup_log_time.append(published_ms)
+            self.dedup.add(dedup_hash, seq, published_ms)
         self.live += 1
         return seq
 
@@ -172,15 +159,9 @@ class Queue:
             self.base = self.next_seq
             self._trim()
 
-    def restore_dedup(self, stored: Dedup) -> None:
-        """Merge the stored dedup ids (older) under those published since the start."""
-        merged = dict(zip(stored.hashes, stored.seqs, strict=True))
-        merged.update(self.dedup)
-        self.dedup = merged
-        pos = self.dedup_log_pos
-        for arr, old in ((self.dedup_log_seq, stored.seqs), (self.dedup_log_hash, stored.hashes),
-                         (self.dedup_log_time, stored.times)):
-            arr[pos:pos] = old
+    def restore_dedup(self, stored: DedupIndex) -> None:
+        """Put the stored dedup ids (older) under those published since the start."""
+        self.dedup.restore(stored)
         self.dedup_ready = True
 
     def _fill_gone(self, seq: int) -> None:
@@ -285,24 +266,13 @@ class Queue:
             g.trimmed(self.base)
 
     def expire_dedup(self, cutoff_ms: int) -> int:
-        """Forget dedup ids published before cutoff (the log is in publish order).
+        """Forget dedup ids published before cutoff.
 
         Returns the seq below which the store may purge consumed messages: below
-        `base` and older than every dedup id still inside the window.
+        `base` and below every dedup id still indexed.
         """
         if not self.dedup_ready:
             return self.purged
-        pos, times = self.dedup_log_pos, self.dedup_log_time
-        n = len(times)
-        while pos < n and times[pos] < cutoff_ms:
-            h = self.dedup_log_hash[pos]
-            if self.dedup.get(h) == self.dedup_log_seq[pos]:
-                del self.dedup[h]
-            pos += 1
-        if pos > _TRIM_CHUNK // 4 and pos * 2 > n:
-            for arr in (self.dedup_log_seq, self.dedup_log_hash, times):
-                del arr[:pos]
-            pos = 0
-        self.dedup_log_pos = pos
-        keep = self.dedup_log_seq[pos] if pos < len(self.dedup_log_seq) else self.next_seq
-        return min(keep, self.base)
+        self.dedup.expire(cutoff_ms)
+        oldest = self.dedup.oldest_seq()
+        return self.base if oldest is None else min(oldest, self.base)

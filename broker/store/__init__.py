@@ -6,7 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from ferry.broker.core import Broker, Dedup
+from ferry.broker.core import Broker, DedupIndex
 from ferry.broker.store.bodies import Bodies
 from ferry.broker.store.loading import load, read_dedup
 from ferry.broker.store.schema import connect, create
@@ -34,7 +34,7 @@ class Store:
         finally:
             conn.close()
 
-    def read_dedup(self, windows: dict[int, int], now: int) -> dict[int, Dedup]:
+    def read_dedup(self, windows: dict[int, int], now: int) -> dict[int, DedupIndex]:
         """Stored dedup ids per queue id, each inside its window (ms); runs in a thread."""
         conn = connect(self.path)
         try:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ferry.broker.store.schema import connect
 
-DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 _CHUNK = 500  # SQLite's default limit of host parameters is far above this
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from ferry.broker.core import ROWID_SHIFT, Broker, Dedup, Restored
+from ferry.broker.core import ROWID_SHIFT, Broker, DedupIndex, Restored
 from ferry.broker.models import GroupSettings, QueueSettings
 
 log = logging.getLogger("ferry.broker.store")
@@ -116,9 +116,9 @@ def read_messages(conn: sqlite3.Connection, qid: int) -> Restored:
     return out
 
 
-def read_dedup(conn: sqlite3.Connection, qid: int, cutoff: int) -> Dedup:
-    """Dedup hashes published at or after cutoff, in seq order."""
-    out = Dedup()
+def read_dedup(conn: sqlite3.Connection, qid: int, cutoff: int) -> DedupIndex:
+    """Dedup hashes published at or after cutoff, indexed in seq order."""
+    out = DedupIndex()
     bounds = _bounds(conn, qid)
     if bounds is None:
         return out
@@ -126,8 +126,11 @@ def read_dedup(conn: sqlite3.Connection, qid: int, cutoff: int) -> Dedup:
     where = "dedup IS NOT NULL AND published_ms >= :cutoff"
     while lo <= top:
         params = {"base": base, "lo": lo, "hi": lo + CHUNK, "cutoff": cutoff}
-        out.seqs.extend(_column(conn, f"CASE WHEN {where} THEN id - :base END", params))
-        out.hashes.extend(_column(conn, f"CASE WHEN {where} THEN dedup END", params))
-        out.times.extend(_column(conn, f"CASE WHEN {where} THEN published_ms END", params))
+        seqs = _column(conn, f"CASE WHEN {where} THEN id - :base END", params)
+        hashes = _column(conn, f"CASE WHEN {where} THEN dedup END", params)
+        times = _column(conn, f"CASE WHEN {where} THEN published_ms END", params)
+        add = out.add
+        for seq, h, t in zip(seqs, hashes, times, strict=True):
+            add(h, seq, t)
         lo += CHUNK
     return out

@@ -41,7 +41,7 @@ def connect(path: str) -> sqlite3.Connection:
     # FULL: a commit is fsynced before it returns, so an answered publish survives kill -9.
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
-    conn.execute("PRAGMA cache_size=-16000")
+    conn.execute("PRAGMA cache_size=-8000")  # KiB
     return conn
 
 

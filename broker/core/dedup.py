@@ -1,0 +1,88 @@
+"""Dedup ids inside a queue's window: a compact hash index, no Python object per entry.
+
+Entries live in generations of fixed-size open-addressing tables (three int64
+arrays each), newest last. A full generation is closed and a new one begun, so
+inserting never rehashes; expiry drops whole generations once their newest
+entry left the window, and a lookup ignores entries older than the window.
+About 48 bytes per id, against ~120 for a dict plus its expiry log.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+SLOTS = 1 << 18  # per generation; at most half used, so probes stay short
+CAPACITY = SLOTS // 2
+_MASK = SLOTS - 1
+
+
+class _Generation:
+    __slots__ = ("count", "hashes", "min_seq", "newest", "seqs", "times")
+
+    def __init__(self) -> None:
+        zeros = bytes(8 * SLOTS)
+        self.hashes = array("q", zeros)  # 0 = empty slot
+        self.seqs = array("q", zeros)
+        self.times = array("q", zeros)
+        self.count = 0
+        self.newest = 0
+        self.min_seq = 0
+
+    def find(self, h: int) -> int:
+        hashes, i = self.hashes, h & _MASK
+        while True:
+            k = hashes[i]
+            if k == h or k == 0:
+                return i
+            i = (i + 1) & _MASK
+
+    def put(self, h: int, seq: int, t: int) -> None:
+        i = self.find(h)
+        if self.hashes[i] == 0:
+            self.count += 1
+        self.hashes[i], self.seqs[i], self.times[i] = h, seq, t
+        self.newest = max(self.newest, t)
+        if self.count == 1 or seq < self.min_seq:
+            self.min_seq = seq
+
+
+class DedupIndex:
+    def __init__(self) -> None:
+        self.generations: list[_Generation] = []
+
+    def __len__(self) -> int:
+        return sum(g.count for g in self.generations)
+
+    def get(self, h: int, cutoff: int) -> int | None:
+        """The seq first published with hash h at or after cutoff."""
+        h = h or 1
+        for g in reversed(self.generations):
+            i = g.find(h)
+            if g.hashes[i] == h:
+                return g.seqs[i] if g.times[i] >= cutoff else None
+        return None
+
+    def add(self, h: int, seq: int, t: int) -> None:
+        gens = self.generations
+        if not gens or gens[-1].count >= CAPACITY:
+            gens.append(_Generation())
+        gens[-1].put(h or 1, seq, t)
+
+    def expire(self, cutoff: int) -> None:
+        """Drop generations whose newest entry is older than cutoff."""
+        gens = self.generations
+        drop = 0
+        while drop < len(gens) - 1 and gens[drop].newest < cutoff:
+            drop += 1
+        if drop:
+            del gens[:drop]
+        if len(gens) == 1 and gens[0].newest < cutoff:
+            gens.clear()
+
+    def oldest_seq(self) -> int | None:
+        """A seq at or below every indexed one (the store keeps tombstones from here)."""
+        return self.generations[0].min_seq if self.generations else None
+
+    def restore(self, older: DedupIndex) -> None:
+        """Put entries read back from the store (older than any added since) underneath."""
+        self.generations[:0] = older.generations

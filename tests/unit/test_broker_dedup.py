@@ -1,0 +1,50 @@
+"""The compact dedup index: lookups across generations, the window, expiry."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ferry.broker.core.dedup import CAPACITY, DedupIndex
+
+pytestmark = pytest.mark.unit
+
+
+def test_finds_every_id_across_generations_and_misses_others() -> None:
+    rng = random.Random(7)
+    index = DedupIndex()
+    hashes = [rng.getrandbits(64) - 2**63 for _ in range(CAPACITY * 2 + 10)]
+    for seq, h in enumerate(hashes, start=1):
+        index.add(h, seq, 1000 + seq)
+    assert len(index.generations) == 3 and len(index) == len(hashes)
+    for seq, h in enumerate(hashes, start=1):
+        assert index.get(h, 0) == seq
+    assert all(index.get(rng.getrandbits(63), 0) is None for _ in range(1000))
+    assert index.get(0, 0) is None
+    index.add(0, 99, 5)  # hash 0 is the empty-slot marker: stored as 1
+    assert index.get(0, 0) == 99
+
+
+def test_window_hides_old_entries_and_expiry_drops_whole_generations() -> None:
+    index = DedupIndex()
+    for seq in range(1, CAPACITY + 2):  # one full generation (times 1..CAPACITY) + one entry
+        index.add(seq * 7919, seq, seq)
+    assert index.get(7919, cutoff=1) == 1
+    assert index.get(7919, cutoff=2) is None  # published before the window
+    assert index.oldest_seq() == 1
+    index.expire(CAPACITY)  # the first generation's newest entry is still inside
+    assert len(index.generations) == 2
+    index.expire(CAPACITY + 1)
+    assert len(index.generations) == 1 and index.oldest_seq() == CAPACITY + 1
+    index.expire(CAPACITY + 2)
+    assert len(index) == 0 and index.oldest_seq() is None
+
+
+def test_restored_entries_sit_under_newer_ones() -> None:
+    older, newer = DedupIndex(), DedupIndex()
+    older.add(42, 1, 10)
+    older.add(43, 2, 10)
+    newer.add(42, 5, 20)  # the same id published again after the restart's window check
+    newer.restore(older)
+    assert newer.get(42, 0) == 5 and newer.get(43, 0) == 2
