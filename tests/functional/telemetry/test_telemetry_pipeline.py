@@ -180,6 +180,18 @@ async def client(broker: Any) -> AsyncIterator[BrokerClient]:
         yield c
 
 
+async def healthy(proc: Proc) -> None:
+    async def check() -> bool:
+        url = f"http://127.0.0.1:{proc.http_port}/healthz"
+        try:
+            async with aiohttp.ClientSession() as s, s.get(url) as r:
+                return r.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await eventually(check, f"{proc.popen.args} to be healthy")
+
+
 async def all_done(client: BrokerClient, storage: str, rows: int) -> None:
     async def check() -> bool:
         g = await client.group_stats(QUEUE, GROUP)
@@ -199,6 +211,8 @@ async def test_sample_through_two_streamers_and_three_collectors_stored_exactly_
     procs: Procs, client: BrokerClient, pg_url: str, sample_rows: list[TelemetryRow]
 ) -> None:
     collectors = [procs.collector(pg_url) for _ in range(3)]
+    for c in collectors:  # every consumer subscribed before the first message
+        await healthy(c)
     streamers = [
         procs.streamer(SAMPLE, "--instance-index", str(i), "--instance-count", "2")
         for i in range(2)
@@ -258,7 +272,9 @@ async def test_kill_9_of_a_collector_mid_run_loses_and_duplicates_nothing(
     # The victim writes small batches often, so it is killed between receiving, writing
     # and acking; its unacked messages come back when their leases run out.
     victim = procs.collector(pg_url, "--batch-size", "20", "--flush-interval", "0.05")
-    streamer = procs.streamer(SAMPLE, "--rate", "800")
+    await healthy(victim)
+    # Paced, so the victim is still busy when it is killed.
+    streamer = procs.streamer(SAMPLE, "--rate", "400")
 
     async def victim_busy() -> bool:
         try:
@@ -349,7 +365,7 @@ async def test_a_restarted_streamer_resumes_without_duplicates(
 ) -> None:
     storage = f"sqlite://{tmp_path / 'telemetry.db'}"
     checkpoint = tmp_path / "streamer.checkpoint"
-    first = procs.streamer(SAMPLE, "--checkpoint", str(checkpoint), "--rate", "1000")
+    first = procs.streamer(SAMPLE, "--checkpoint", str(checkpoint), "--rate", "500")
 
     async def part_way() -> bool:
         return checkpoint.exists() and json.loads(checkpoint.read_text())["published"] >= 500
