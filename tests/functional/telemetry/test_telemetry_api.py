@@ -133,13 +133,16 @@ async def test_bad_queries_get_400_with_a_machine_readable_error(
     assert mentions in body["error"]["message"]
 
 
-async def test_unknown_gpu_and_route_are_404_json(api: str) -> None:
+async def test_unknown_gpu_route_and_method_get_json_errors(api: str) -> None:
     status, body = await get(
         f"{api}/api/v1/gpus/GPU-00000000-0000-0000-0000-000000000000/telemetry"
     )
     assert (status, body["error"]["code"]) == (404, "gpu_not_found")
     status, body = await get(f"{api}/api/v2/nothing")
     assert (status, body["error"]["code"]) == (404, "not_found")
+    async with aiohttp.ClientSession() as s, s.post(f"{api}/api/v1/gpus") as r:
+        assert r.status == 405
+        assert (await r.json())["error"]["code"] == "method_not_allowed"
 
 
 async def test_openapi_health_and_metrics(api: str) -> None:
