@@ -1,14 +1,87 @@
-"""`ferry-operator` / `python -m ferry.operator`: placeholder until the Operator issue lands."""
+"""`ferry-operator` / `python -m ferry.operator`: run the operator with the current kubeconfig."""
+
+from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import logging
+import os
 import sys
+
+from pydantic import ValidationError
+
+from ferry.operator.settings import OperatorSettings
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per log line (structured logs for cluster log collectors)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname,
+                 "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(
+        prog="ferry-operator",
+        description="Reconcile Ferry's Queue, ConsumerGroup and TelemetryPipeline resources "
+        "(the kubeconfig in $KUBECONFIG or ~/.kube/config, or the pod's service account).")
+    p.add_argument("-n", "--namespace", dest="namespaces", action="append", default=[],
+                   help="watch only this namespace (repeatable; default: cluster-wide; "
+                   "env FERRY_NAMESPACES, comma-separated)")
+    p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig file")
+    p.add_argument("--peering", default=env("FERRY_PEERING", "ferry"),
+                   help="kopf peering object shared by replicas (default: ferry)")
+    p.add_argument("--standalone", action="store_true",
+                   help="run without peering (only one replica may run)")
+    p.add_argument("--broker-url", default=env("FERRY_BROKER_URL"),
+                   help="talk to this broker for Queues without spec.broker.url, for control "
+                   "planes whose pods never run (envtest, make demo); env FERRY_BROKER_URL")
+    p.add_argument("--metrics-host", default=env("FERRY_METRICS_HOST", "0.0.0.0"))
+    p.add_argument("--metrics-port", type=int, default=int(env("FERRY_METRICS_PORT", "8081")),
+                   help="port of /metrics and /healthz (default 8081)")
+    p.add_argument("--resync-seconds", type=float,
+                   default=float(env("FERRY_RESYNC_SECONDS", "30")),
+                   help="re-apply children this often, repairing drift (default 30)")
+    p.add_argument("--stats-seconds", type=float, default=float(env("FERRY_STATS_SECONDS", "10")),
+                   help="poll broker stats into status this often (default 10)")
+    p.add_argument("--delete-attempts", type=int,
+                   default=int(env("FERRY_DELETE_ATTEMPTS", "5")),
+                   help="broker delete attempts before a finalizer gives up (default 5)")
+    p.add_argument("--retry-base-seconds", type=float,
+                   default=float(env("FERRY_RETRY_BASE_SECONDS", "2")),
+                   help="first retry delay of a failed deletion, doubling each time (default 2)")
+    p.add_argument("--log-level", default=env("FERRY_LOG_LEVEL", "info"),
+                   choices=["debug", "info", "warning", "error"])
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ferry-operator", description="Run the Ferry operator.")
-    parser.parse_args(argv)
-    print("ferry-operator: the operator is not built yet (see the Operator issue)", file=sys.stderr)
-    return 1
+    args = parser().parse_args(argv)
+    namespaces = args.namespaces or [
+        n for n in os.environ.get("FERRY_NAMESPACES", "").split(",") if n]
+    try:
+        settings = OperatorSettings(
+            namespaces=namespaces, peering=None if args.standalone else args.peering,
+            broker_url=args.broker_url, kubeconfig=args.kubeconfig,
+            metrics_host=args.metrics_host, metrics_port=args.metrics_port,
+            resync_seconds=args.resync_seconds, stats_seconds=args.stats_seconds,
+            delete_attempts=args.delete_attempts, retry_base_seconds=args.retry_base_seconds)
+    except ValidationError as e:
+        print(f"ferry-operator: invalid settings:\n{e}", file=sys.stderr)
+        return 2
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    from ferry.operator.running import run  # kopf is heavy: not needed for --help
+
+    asyncio.run(run(settings))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,24 @@
+"""Our exceptions: foreign errors (aiohttp, the broker client) are translated once, here."""
+
+from __future__ import annotations
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}: {self.message}"
+
+
+class KubeNotFound(KubeError):  # noqa: N818 - reads as the condition it names
+    pass
+
+
+class BrokerTrouble(Exception):  # noqa: N818 - reads as the condition it names
+    """A broker call failed; `problem` is one of reconcile.observations.Problem's values."""
+
+    def __init__(self, problem: str, message: str) -> None:
+        super().__init__(message)
+        self.problem, self.message = problem, message

@@ -1,0 +1,145 @@
+"""A small async Kubernetes client: server-side apply, get, list, delete.
+
+aiohttp with the credentials of a kubeconfig (or the pod's service account), so the
+operator's Kubernetes I/O never blocks the event loop that kopf shares with it.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from kubernetes import config as kubeconfig
+from kubernetes.client import Configuration
+
+from ferry.operator.clients.errors import KubeError, KubeNotFound
+
+Obj = dict[str, Any]
+FIELD_MANAGER = "ferry-operator"
+
+# Every kind the operator touches, with its plural: the same list RBAC grants.
+PLURALS: dict[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Service"): "services",
+    ("apps/v1", "StatefulSet"): "statefulsets",
+    ("apps/v1", "Deployment"): "deployments",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("ferry.dev/v1alpha1", "Queue"): "queues",
+    ("ferry.dev/v1alpha1", "ConsumerGroup"): "consumergroups",
+    ("ferry.dev/v1alpha1", "TelemetryPipeline"): "telemetrypipelines",
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    host: str
+    ssl: ssl.SSLContext | bool
+    headers: dict[str, str]
+
+
+def load_credentials(kubeconfig_path: str | None = None) -> Configuration:
+    """In a pod: the service account; elsewhere: the kubeconfig (KUBECONFIG or ~/.kube)."""
+    cfg = Configuration()
+    try:
+        kubeconfig.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except kubeconfig.ConfigException:
+        kubeconfig.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig_path, client_configuration=cfg)
+    return cfg
+
+
+def _credentials(cfg: Configuration) -> Credentials:
+    context: ssl.SSLContext | bool = False
+    if cfg.verify_ssl:
+        context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+        if cfg.cert_file:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+    headers = {}
+    token = cfg.get_api_key_with_prefix("authorization")  # refreshes rotated SA tokens
+    if token:
+        headers["Authorization"] = token
+    return Credentials(host=cfg.host.rstrip("/"), ssl=context, headers=headers)
+
+
+def path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    try:
+        plural = PLURALS[(api_version, kind)]
+    except KeyError as e:
+        raise KubeError(0, "UnknownKind", f"ferry-operator does not manage {kind}") from e
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    out = f"{base}/namespaces/{namespace}/{plural}"
+    return f"{out}/{name}" if name else out
+
+
+class KubeClient:
+    def __init__(self, cfg: Configuration, *, timeout: float = 30.0) -> None:
+        self._cfg = cfg
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def _call(self, method: str, url_path: str, *, query: dict[str, str] | None = None,
+                    body: Obj | None = None, content_type: str = "application/json") -> Obj:
+        creds = _credentials(self._cfg)
+        url = creds.host + url_path + (f"?{urlencode(query)}" if query else "")
+        headers = {**creds.headers, "Accept": "application/json"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        try:
+            async with self._session.request(method, url, data=data, headers=headers,
+                                             ssl=creds.ssl) as response:
+                text = await response.text()
+                try:
+                    payload = json.loads(text) if text else {}
+                except ValueError:
+                    payload = text
+                if response.status >= 400:
+                    raise _error(response.status, payload)
+                return payload if isinstance(payload, dict) else {}
+        except aiohttp.ClientError as e:
+            raise KubeError(0, "Unreachable", f"{method} {url_path}: {e}") from e
+
+    async def apply(self, manifest: Obj) -> Obj:
+        """Server-side apply as `ferry-operator`, taking over conflicting fields (force)."""
+        meta = manifest["metadata"]
+        return await self._call(
+            "PATCH", path(manifest["apiVersion"], manifest["kind"], meta["namespace"],
+                          meta["name"]),
+            query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=manifest,
+            content_type="application/apply-patch+yaml")
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
+        try:
+            obj = await self._call("GET", path(api_version, kind, namespace, name))
+        except KubeNotFound:
+            return None
+        return {"apiVersion": api_version, "kind": kind, **obj}
+
+    async def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[Obj]:
+        found = await self._call("GET", path(api_version, kind, namespace),
+                                 query={"labelSelector": selector})
+        return [{"apiVersion": api_version, "kind": kind, **o} for o in found.get("items", [])]
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete in the background (dependents are garbage-collected); False if absent."""
+        try:
+            await self._call("DELETE", path(api_version, kind, namespace, name),
+                             body={"propagationPolicy": "Background"})
+        except KubeNotFound:
+            return False
+        return True
+
+
+def _error(status: int, payload: Any) -> KubeError:
+    body = payload if isinstance(payload, dict) else {}
+    reason, message = str(body.get("reason", "")), str(body.get("message", payload))
+    cls = KubeNotFound if status == 404 else KubeError
+    return cls(status, reason, message)

@@ -1,0 +1,96 @@
+"""ConsumerGroup handlers: the group on its queue's broker, owned children, stats in status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from ferry.operator.clients.errors import BrokerTrouble, KubeError
+from ferry.operator.handlers.common import (
+    Runtime,
+    apply_children,
+    failure_of,
+    owner_of,
+    register_kind,
+    settle_deletion,
+    verdict_status,
+)
+from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
+from ferry.operator.reconcile import consumergroups, deletion, queues
+from ferry.operator.reconcile.conditions import Phase, Reason, Verdict
+from ferry.operator.reconcile.metadata import API_VERSION
+from ferry.operator.reconcile.observations import Failure, Problem
+from ferry.operator.reconcile.specs import ConsumerGroupSpec, QueueSpec
+from ferry.operator.settings import OperatorSettings
+
+PLURAL = "consumergroups"
+PRUNE = [("autoscaling/v2", "HorizontalPodAutoscaler")]
+
+
+async def queue_endpoint(rt: Runtime, namespace: str, queue: str) -> str | None:
+    """The broker URL of the named Queue, or None when that Queue does not exist."""
+    found = await rt.kube.get(API_VERSION, "Queue", namespace, queue)
+    if found is None:
+        return None
+    return queues.endpoint(namespace, queue, QueueSpec.model_validate(found["spec"]),
+                           rt.settings.broker_url)
+
+
+async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -> None:
+    kind = "ConsumerGroup"
+    with RECONCILE_SECONDS.labels(kind).time():
+        owner = owner_of(body)
+        try:
+            spec = ConsumerGroupSpec.model_validate(body["spec"])
+        except ValidationError as e:
+            patch["status"] = verdict_status(body, Verdict(
+                phase=Phase.DEGRADED, reason=Reason.INVALID_SPEC, message=str(e)))
+            RECONCILES.labels(kind, "invalid").inc()
+            return
+        if apply:
+            try:
+                await apply_children(rt, body, owner, consumergroups.children(owner, spec), PRUNE)
+            except KubeError as e:
+                kopf.warn(body, reason="ApplyFailed", message=str(e))
+                patch["status"] = verdict_status(body, Verdict(
+                    phase=Phase.DEGRADED, reason=Reason.APPLY_FAILED, message=str(e)))
+                RECONCILES.labels(kind, "apply-failed").inc()
+                return
+        url = await queue_endpoint(rt, owner.namespace, spec.queue)
+        stats, failure = None, None
+        if url is None:
+            failure = Failure(problem=Problem.NO_QUEUE, message=f"no Queue {spec.queue}")
+        else:
+            try:
+                stats = await rt.brokers.ensure_group(url, spec.queue, owner.name,
+                                                      consumergroups.group_settings(spec))
+            except BrokerTrouble as e:
+                failure = failure_of(e)
+        patch["status"] = consumergroups.status(
+            owner=owner, spec=spec, endpoint_url=url, stats=stats, failure=failure,
+            previous=(body.get("status") or {}).get("conditions") or [], now=datetime.now(UTC))
+        RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()
+
+
+async def finalize(rt: Runtime, body: Any, retry: int) -> None:
+    owner = owner_of(body)
+    spec = ConsumerGroupSpec.model_validate(body["spec"])
+    what = f"group {owner.name} of queue {spec.queue}"
+    if deletion.first_step(spec.deletion_policy) is deletion.Step.RELEASE:
+        kopf.info(body, reason="Retained", message=f"deletionPolicy Retain: {what} is kept")
+        return
+    url = await queue_endpoint(rt, owner.namespace, spec.queue)
+    failure: Failure | None = None
+    if url is not None:
+        try:
+            await rt.brokers.delete_group(url, spec.queue, owner.name)
+        except BrokerTrouble as e:
+            failure = failure_of(e)
+    await settle_deletion(rt.settings, body, what, failure, retry)
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    register_kind(registry, settings, PLURAL, reconcile, finalize)

@@ -1,0 +1,71 @@
+"""TelemetryPipeline handlers: apply the children, read them back into status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from ferry.operator.clients.errors import KubeError
+from ferry.operator.handlers.common import (
+    Runtime,
+    apply_children,
+    key,
+    owner_of,
+    register_kind,
+    verdict_status,
+)
+from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
+from ferry.operator.reconcile import pipelines, queues
+from ferry.operator.reconcile.conditions import Phase, Reason, Verdict
+from ferry.operator.reconcile.metadata import API_VERSION
+from ferry.operator.reconcile.specs import TelemetryPipelineSpec
+from ferry.operator.settings import OperatorSettings
+
+PLURAL = "telemetrypipelines"
+PRUNE = [(API_VERSION, "Queue"), (API_VERSION, "ConsumerGroup"), ("apps/v1", "StatefulSet"),
+         ("apps/v1", "Deployment"), ("v1", "Service")]
+
+
+async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -> None:
+    kind = "TelemetryPipeline"
+    with RECONCILE_SECONDS.labels(kind).time():
+        owner = owner_of(body)
+        try:
+            spec = TelemetryPipelineSpec.model_validate(body["spec"])
+        except ValidationError as e:
+            patch["status"] = verdict_status(body, Verdict(
+                phase=Phase.DEGRADED, reason=Reason.INVALID_SPEC, message=str(e)))
+            RECONCILES.labels(kind, "invalid").inc()
+            return
+        queue = pipelines.queue_name(owner)
+        pod_url = queues.in_cluster_endpoint(owner.namespace, queue, spec.queue)
+        desired = pipelines.children(owner, spec, pod_url)
+        if apply:
+            try:
+                await apply_children(rt, body, owner, desired, PRUNE)
+            except KubeError as e:
+                kopf.warn(body, reason="ApplyFailed", message=str(e))
+                patch["status"] = verdict_status(body, Verdict(
+                    phase=Phase.DEGRADED, reason=Reason.APPLY_FAILED, message=str(e)))
+                RECONCILES.labels(kind, "apply-failed").inc()
+                return
+        observed: dict[str, Any] = {}
+        for child in desired:
+            found = await rt.kube.get(child["apiVersion"], child["kind"], owner.namespace,
+                                      child["metadata"]["name"])
+            if found is not None:
+                observed[key(child)] = found
+        status = pipelines.status(
+            owner=owner, desired=desired, observed=observed,
+            endpoint_url=queues.endpoint(owner.namespace, queue, spec.queue,
+                                         rt.settings.broker_url),
+            previous=(body.get("status") or {}).get("conditions") or [], now=datetime.now(UTC))
+        patch["status"] = status
+        RECONCILES.labels(kind, "observed").inc()
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    register_kind(registry, settings, PLURAL, reconcile)

@@ -1,0 +1,90 @@
+"""Queue handlers: apply the broker workload, create the queue on its broker, poll stats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from ferry.operator.clients.errors import BrokerTrouble, KubeError
+from ferry.operator.handlers.common import (
+    Runtime,
+    apply_children,
+    failure_of,
+    owner_of,
+    register_kind,
+    settle_deletion,
+    verdict_status,
+)
+from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
+from ferry.operator.reconcile import deletion, queues
+from ferry.operator.reconcile.conditions import Phase, Reason, Verdict
+from ferry.operator.reconcile.observations import Failure
+from ferry.operator.reconcile.specs import QueueSpec
+from ferry.operator.settings import OperatorSettings
+
+PLURAL = "queues"
+PRUNE = [("v1", "ConfigMap"), ("v1", "Service"), ("apps/v1", "StatefulSet"),
+         ("policy/v1", "PodDisruptionBudget")]
+
+
+async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -> None:
+    """One level-based pass: desired children (when `apply`), the queue on its broker, status."""
+    kind = "Queue"
+    with RECONCILE_SECONDS.labels(kind).time():
+        owner = owner_of(body)
+        try:
+            spec = QueueSpec.model_validate(body["spec"])
+        except ValidationError as e:  # only if the CRD and the model disagree
+            verdict = Verdict(phase=Phase.DEGRADED, reason=Reason.INVALID_SPEC, message=str(e))
+            patch["status"] = verdict_status(body, verdict)
+            RECONCILES.labels(kind, "invalid").inc()
+            return
+        url = queues.endpoint(owner.namespace, owner.name, spec, rt.settings.broker_url)
+        if apply:
+            try:
+                await apply_children(rt, body, owner, queues.children(owner, spec), PRUNE)
+            except KubeError as e:
+                kopf.warn(body, reason="ApplyFailed", message=str(e))
+                verdict = Verdict(phase=Phase.DEGRADED, reason=Reason.APPLY_FAILED, message=str(e))
+                patch["status"] = verdict_status(body, verdict)
+                RECONCILES.labels(kind, "apply-failed").inc()
+                return
+        ready = 0
+        if queues.manages_broker(spec):
+            sts = await rt.kube.get("apps/v1", "StatefulSet", owner.namespace,
+                                    queues.broker_name(owner.name))
+            ready = int(((sts or {}).get("status") or {}).get("readyReplicas") or 0)
+        stats, failure = None, None
+        try:
+            stats = await rt.brokers.ensure_queue(url, owner.name, queues.broker_settings(spec))
+        except BrokerTrouble as e:
+            failure = failure_of(e)
+        patch["status"] = queues.status(
+            owner=owner, spec=spec, endpoint_url=url, ready_replicas=ready, stats=stats,
+            failure=failure, previous=(body.get("status") or {}).get("conditions") or [],
+            now=datetime.now(UTC))
+        RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()
+
+
+async def finalize(rt: Runtime, body: Any, retry: int) -> None:
+    """Delete policy: remove the queue from its broker, with bounded retries; Retain: keep it."""
+    owner = owner_of(body)
+    spec = QueueSpec.model_validate(body["spec"])
+    if deletion.first_step(spec.deletion_policy) is deletion.Step.RELEASE:
+        kopf.info(body, reason="Retained",
+                  message=f"deletionPolicy Retain: queue {owner.name} and its data are kept")
+        return
+    url = queues.endpoint(owner.namespace, owner.name, spec, rt.settings.broker_url)
+    failure: Failure | None = None
+    try:
+        await rt.brokers.delete_queue(url, owner.name)
+    except BrokerTrouble as e:
+        failure = failure_of(e)
+    await settle_deletion(rt.settings, body, f"queue {owner.name} on {url}", failure, retry)
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    register_kind(registry, settings, PLURAL, reconcile, finalize)

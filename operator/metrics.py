@@ -1,0 +1,17 @@
+"""The operator's Prometheus metrics (served on /metrics next to /healthz)."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECONCILES = Counter("ferry_operator_reconciles_total", "Reconcile passes by kind and outcome",
+                     ["kind", "outcome"], registry=REGISTRY)
+RECONCILE_SECONDS = Histogram("ferry_operator_reconcile_seconds", "Time per reconcile pass",
+                              ["kind"], registry=REGISTRY)
+CHILD_CHANGES = Counter("ferry_operator_child_changes_total",
+                        "Children created, updated (drift repaired) or pruned",
+                        ["kind", "action"], registry=REGISTRY)
+BROKER_FAILURES = Counter("ferry_operator_broker_failures_total",
+                          "Broker calls that failed, by problem", ["problem"], registry=REGISTRY)
+READY = Gauge("ferry_operator_ready", "1 once the operator watches its resources",
+              registry=REGISTRY)

@@ -1,0 +1,23 @@
+"""The operator's own settings, from flags and FERRY_* environment variables."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OperatorSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    namespaces: list[str] = Field(default_factory=list, description="empty: cluster-wide")
+    peering: str | None = Field("ferry", description="kopf peering name; None: standalone")
+    broker_url: str | None = Field(
+        None, description="talk to this broker for Queues without spec.broker.url "
+        "(control planes whose pods never run: envtest, make demo)")
+    kubeconfig: str | None = None
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8081
+    resync_seconds: float = Field(30.0, gt=0, description="re-apply children (drift repair)")
+    stats_seconds: float = Field(10.0, gt=0, description="poll broker stats into status")
+    delete_attempts: int = Field(5, ge=1, description="broker delete attempts before release")
+    retry_base_seconds: float = Field(2.0, gt=0)
+    retry_cap_seconds: float = Field(60.0, gt=0)
