@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines())
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    if args.log_level != "debug":  # kopf logs every successful timer run at INFO
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     from ferry.operator.running import run  # kopf is heavy: not needed for --help
 
     asyncio.run(run(settings))

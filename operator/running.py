@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 import kopf
 
@@ -34,8 +33,6 @@ def kopf_settings() -> kopf.OperatorSettings:
 
 
 async def run(settings: OperatorSettings) -> None:
-    if settings.kubeconfig:
-        os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's login reads it too
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     kube = KubeClient(load_credentials(settings.kubeconfig))

@@ -5,6 +5,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+# Real-process fixtures (broker, operator) shared by the functional and envtest tiers.
+pytest_plugins = ["fixtures.brokers", "fixtures.operators"]
+
 
 @pytest.fixture(autouse=True)
 async def _no_leaked_tasks() -> AsyncIterator[None]:

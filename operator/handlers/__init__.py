@@ -5,14 +5,26 @@ One module per kind; `register` wires them into a registry with the operator's i
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 
+from ferry.operator.clients.kube import load_credentials
 from ferry.operator.handlers import consumergroups, pipelines, queues
 from ferry.operator.settings import OperatorSettings
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
-    registry_login = kopf.on.login(registry=registry)
-    registry_login(kopf.login_via_client)
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        """The same credentials as the operator's own client (kubeconfig or service account)."""
+        cfg = load_credentials(settings.kubeconfig)
+        token = cfg.get_api_key_with_prefix("authorization") or ""
+        return kopf.ConnectionInfo(
+            server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
+            certificate_path=cfg.cert_file, private_key_path=cfg.key_file,
+            scheme="Bearer" if token.startswith("Bearer ") else None,
+            token=token.removeprefix("Bearer ") or None)
+
     for kind in (queues, consumergroups, pipelines):
         kind.register(registry, settings)

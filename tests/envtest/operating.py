@@ -1,0 +1,69 @@
+"""Helpers for the operator's envtest tests: apply CRs, read objects, call the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ferry.broker.client import BrokerClient, NotFound
+
+T = TypeVar("T")
+
+
+def cr(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "ferry.dev/v1alpha1", "kind": kind, "metadata": {"name": name},
+            "spec": spec}
+
+
+def apply(plane: Any, namespace: str, manifest: dict[str, Any]) -> None:
+    plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def get(plane: Any, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    result = plane.kubectl("get", "-n", namespace, kind, name, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def table(plane: Any, namespace: str, resource: str) -> dict[str, dict[str, str]]:
+    """`kubectl get <resource>` as {name: {COLUMN: value}} (the printer columns)."""
+    lines = plane.kubectl("get", "-n", namespace, resource).stdout.splitlines()
+    header = lines[0].split()
+    return {row.split()[0]: dict(zip(header, row.split(), strict=False)) for row in lines[1:]}
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> tuple[str, str] | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == kind:
+            return c["status"], c.get("reason", "")
+    return None
+
+
+def events(plane: Any, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    found = plane.kubectl_json("get", "events", "-n", namespace,
+                               "--field-selector", f"involvedObject.name={name}")
+    return [(e["type"], e["reason"], e["message"]) for e in found["items"]]
+
+
+def on_broker(url: str, call: Callable[[BrokerClient], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with BrokerClient(url, retries=1, timeout=10) as client:
+            return await call(client)
+    return asyncio.run(run())
+
+
+def broker_queues(url: str) -> dict[str, int]:
+    """Queue name -> stored messages, straight from the broker."""
+    stats = on_broker(url, lambda c: c.list_queues())
+    return {q.queue: q.messages for q in stats}
+
+
+def queue_missing(url: str, queue: str) -> bool:
+    async def probe(client: BrokerClient) -> bool:
+        try:
+            await client.queue_stats(queue)
+        except NotFound:
+            return True
+        return False
+    return on_broker(url, probe)

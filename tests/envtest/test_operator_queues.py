@@ -1,0 +1,155 @@
+"""Queues and ConsumerGroups reconciled by a real ferry-operator process against a real API
+server, with a real ferry-broker process standing in for the broker pods envtest cannot run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from operating import (
+    apply,
+    broker_queues,
+    condition,
+    cr,
+    events,
+    get,
+    on_broker,
+    queue_missing,
+    table,
+)
+
+from ferry.broker.models import OutgoingMessage
+
+pytestmark = pytest.mark.envtest
+CHILDREN = [("configmap", "orders-broker"), ("service", "orders-broker-headless"),
+            ("service", "orders-broker"), ("statefulset", "orders-broker"),
+            ("poddisruptionbudget", "orders-broker")]
+
+
+def owned_by(obj: dict[str, Any] | None, owner: dict[str, Any]) -> bool:
+    refs = (obj or {}).get("metadata", {}).get("ownerReferences") or []
+    return any(r["uid"] == owner["metadata"]["uid"] and r.get("controller") for r in refs)
+
+
+def test_queue_children_status_and_printer_columns(control_plane: Any, namespace: str,
+                                                   broker: Any, run_operator: Any,
+                                                   eventually: Any) -> None:
+    run_operator(broker_url=broker.url)
+    apply(control_plane, namespace, cr("Queue", "orders", {"maxDeliveries": 3}))
+    apply(control_plane, namespace, cr("ConsumerGroup", "workers", {"queue": "orders"}))
+    queue = get(control_plane, namespace, "queue", "orders")
+    assert queue is not None
+    for kind, name in CHILDREN:
+        eventually(lambda k=kind, n=name: owned_by(get(control_plane, namespace, k, n), queue),
+                   f"{kind}/{name} owned by the Queue")
+    eventually(lambda: condition(get(control_plane, namespace, "cg", "workers"), "Ready")
+               == ("True", "Reconciled"), "the group is Ready on the broker")
+
+    async def traffic(client: Any) -> None:
+        await client.publish("orders", [OutgoingMessage(body={"n": n}) for n in range(5)])
+        await client.receive("orders", "workers", "worker-1", max=2)
+    on_broker(broker.url, traffic)
+
+    def row() -> dict[str, str] | None:
+        found = table(control_plane, namespace, "queues").get("orders")
+        return found if found and found["DEPTH"] == "5" and found["IN-FLIGHT"] == "2" else None
+    columns = eventually(row, "kubectl get queues shows the broker's figures")
+    assert (columns["READY"], columns["DEAD"], columns["CONSUMERS"]) == ("True", "0", "1")
+    group = eventually(lambda: (r := table(control_plane, namespace, "cg").get("workers"))
+                       and r["LAG"] == "5" and r, "kubectl get cg shows the lag")
+    assert (group["QUEUE"], group["IN-FLIGHT"], group["CONSUMERS"]) == ("orders", "2", "1")
+    status = get(control_plane, namespace, "queue", "orders")["status"]  # type: ignore[index]
+    assert status["endpoint"] == broker.url and status["observedGeneration"] == 1
+    assert any(r == "Created" and "StatefulSet/orders-broker" in m
+               for _, r, m in events(control_plane, namespace, "orders"))
+
+
+def test_drift_is_repaired(control_plane: Any, namespace: str, broker: Any, run_operator: Any,
+                           eventually: Any) -> None:
+    run_operator(broker_url=broker.url)
+    apply(control_plane, namespace, cr("Queue", "orders", {}))
+    eventually(lambda: get(control_plane, namespace, "service", "orders-broker"),
+               "the client Service exists")
+    eventually(lambda: "orders" in broker_queues(broker.url), "the queue is on the broker")
+    uid = get(control_plane, namespace, "service", "orders-broker")["metadata"]["uid"]  # type: ignore[index]
+    control_plane.kubectl("delete", "-n", namespace, "service", "orders-broker")
+    control_plane.kubectl("scale", "-n", namespace, "statefulset", "orders-broker",
+                          "--replicas=3")
+    on_broker(broker.url, lambda c: c.delete_queue("orders"))
+    eventually(lambda: (s := get(control_plane, namespace, "service", "orders-broker"))
+               and s["metadata"]["uid"] != uid, "the deleted Service comes back")
+    eventually(lambda: get(control_plane, namespace, "statefulset", "orders-broker")
+               ["spec"]["replicas"] == 1, "the scaled StatefulSet goes back to 1 replica")
+    eventually(lambda: "orders" in broker_queues(broker.url),
+               "the queue deleted behind Ferry's back is created again")
+
+
+def test_delete_removes_the_broker_queue_and_children(control_plane: Any, namespace: str,
+                                                      broker: Any, run_operator: Any,
+                                                      eventually: Any) -> None:
+    run_operator(broker_url=broker.url)
+    apply(control_plane, namespace, cr("Queue", "orders", {}))
+    apply(control_plane, namespace, cr("ConsumerGroup", "workers", {"queue": "orders"}))
+    eventually(lambda: condition(get(control_plane, namespace, "cg", "workers"), "Ready")
+               == ("True", "Reconciled"), "the group is Ready")
+    eventually(lambda: get(control_plane, namespace, "statefulset", "orders-broker"),
+               "the broker StatefulSet exists")
+    control_plane.kubectl("delete", "-n", namespace, "cg", "workers", "--timeout=120s")
+    groups = on_broker(broker.url, lambda c: c.queue_stats("orders")).groups
+    assert groups == []
+    control_plane.kubectl("delete", "-n", namespace, "queue", "orders", "--timeout=120s")
+    assert queue_missing(broker.url, "orders")
+    for kind, name in CHILDREN:
+        eventually(lambda k=kind, n=name: get(control_plane, namespace, k, n) is None,
+                   f"{kind}/{name} is garbage-collected")
+    assert any(r == "Deleted" for _, r, _ in events(control_plane, namespace, "orders"))
+
+
+def test_retain_keeps_the_data(control_plane: Any, namespace: str, broker: Any,
+                               run_operator: Any, eventually: Any) -> None:
+    run_operator(broker_url=broker.url)
+    apply(control_plane, namespace, cr("Queue", "keep", {"deletionPolicy": "Retain"}))
+    eventually(lambda: condition(get(control_plane, namespace, "queue", "keep"), "Ready")
+               == ("True", "Reconciled"), "the queue is Ready")
+    on_broker(broker.url, lambda c: c.publish("keep", [OutgoingMessage(body=i)
+                                                        for i in range(4)]))
+    control_plane.kubectl("delete", "-n", namespace, "queue", "keep", "--timeout=120s")
+    assert broker_queues(broker.url)["keep"] == 4
+    assert any(r == "Retained" for _, r, _ in events(control_plane, namespace, "keep"))
+
+
+def test_a_gone_broker_does_not_hold_deletion_forever(control_plane: Any, namespace: str,
+                                                      run_operator: Any,
+                                                      eventually: Any) -> None:
+    from fixtures.processes import free_port
+    run_operator()
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    apply(control_plane, namespace, cr("Queue", "lost", {"broker": {"url": dead}}))
+    eventually(lambda: condition(get(control_plane, namespace, "queue", "lost"), "Degraded")
+               == ("True", "BrokerUnreachable"), "the queue is Degraded: BrokerUnreachable")
+    control_plane.kubectl("delete", "-n", namespace, "queue", "lost", "--timeout=120s")
+    reasons = [(t, r) for t, r, _ in events(control_plane, namespace, "lost")]
+    assert ("Warning", "DeleteFailed") in reasons
+    assert ("Warning", "DeleteAbandoned") in reasons
+
+
+def test_group_of_a_missing_queue_is_degraded(control_plane: Any, namespace: str,
+                                              run_operator: Any, eventually: Any) -> None:
+    run_operator()
+    apply(control_plane, namespace, cr("ConsumerGroup", "orphan", {"queue": "nope"}))
+    eventually(lambda: condition(get(control_plane, namespace, "cg", "orphan"), "Degraded")
+               == ("True", "QueueNotFound"), "Degraded: QueueNotFound")
+    control_plane.kubectl("delete", "-n", namespace, "cg", "orphan", "--timeout=120s")
+
+
+def test_operator_serves_metrics(control_plane: Any, namespace: str, broker: Any,
+                                 run_operator: Any, eventually: Any) -> None:
+    import urllib.request
+    operator = run_operator(broker_url=broker.url)
+    apply(control_plane, namespace, cr("Queue", "orders", {}))
+
+    def reconciled() -> bool:
+        with urllib.request.urlopen(f"{operator.metrics_url}/metrics") as response:
+            text = response.read().decode()
+        return 'ferry_operator_reconciles_total{kind="Queue",outcome="ready"}' in text
+    eventually(reconciled, "/metrics counts Queue reconciles")
