@@ -25,7 +25,6 @@ def kopf_settings() -> kopf.OperatorSettings:
     s.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
-    s.posting.level = logging.WARNING  # our handlers post their own Events
     s.execution.max_workers = 4
     s.networking.request_timeout = 60
     s.watching.server_timeout = 60

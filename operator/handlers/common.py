@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
+from pydantic import BaseModel, ValidationError
 
 from ferry.operator.clients.brokers import Brokers
-from ferry.operator.clients.errors import BrokerTrouble
+from ferry.operator.clients.errors import BrokerTrouble, KubeError
 from ferry.operator.clients.kube import KubeClient
-from ferry.operator.metrics import BROKER_FAILURES, CHILD_CHANGES
+from ferry.operator.metrics import BROKER_FAILURES, CHILD_CHANGES, RECONCILES
 from ferry.operator.reconcile import deletion
-from ferry.operator.reconcile.conditions import Verdict, conditions
+from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions
 from ferry.operator.reconcile.metadata import GROUP, VERSION, Manifest, children_selector
 from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import Owner
@@ -136,3 +137,33 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
         @kopf.on.delete(*resource, id="finalize", registry=registry)
         async def deleted(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
             await run_finalizer(runtime(memo), body, retry)
+
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+def parse_spec(model: type[SpecT], body: Any, patch: kopf.Patch) -> SpecT | None:
+    """The typed spec, or None with Degraded/InvalidSpec in status (the CRD and the model
+    disagree: a bug to surface, not to crash on)."""
+    try:
+        return model.model_validate(body["spec"])
+    except ValidationError as e:
+        patch["status"] = verdict_status(body, Verdict(
+            phase=Phase.DEGRADED, reason=Reason.INVALID_SPEC, message=str(e)))
+        RECONCILES.labels(body["kind"], "invalid").inc()
+        return None
+
+
+async def apply_or_degrade(rt: Runtime, body: Any, patch: kopf.Patch, owner: Owner,
+                           desired: Sequence[Manifest],
+                           prune: Iterable[tuple[str, str]]) -> bool:
+    """apply_children; on a Kubernetes error a Warning Event and Degraded/ApplyFailed."""
+    try:
+        await apply_children(rt, body, owner, desired, prune)
+    except KubeError as e:
+        kopf.warn(body, reason="ApplyFailed", message=str(e))
+        patch["status"] = verdict_status(body, Verdict(
+            phase=Phase.DEGRADED, reason=Reason.APPLY_FAILED, message=str(e)))
+        RECONCILES.labels(body["kind"], "apply-failed").inc()
+        return False
+    return True

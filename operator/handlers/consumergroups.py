@@ -6,21 +6,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
-from ferry.operator.clients.errors import BrokerTrouble, KubeError
+from ferry.operator.clients.errors import BrokerTrouble
 from ferry.operator.handlers.common import (
     Runtime,
-    apply_children,
+    apply_or_degrade,
     failure_of,
     owner_of,
+    parse_spec,
     register_kind,
     settle_deletion,
-    verdict_status,
 )
 from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from ferry.operator.reconcile import consumergroups, deletion, queues
-from ferry.operator.reconcile.conditions import Phase, Reason, Verdict
 from ferry.operator.reconcile.metadata import API_VERSION
 from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import ConsumerGroupSpec, QueueSpec
@@ -43,22 +41,12 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
     kind = "ConsumerGroup"
     with RECONCILE_SECONDS.labels(kind).time():
         owner = owner_of(body)
-        try:
-            spec = ConsumerGroupSpec.model_validate(body["spec"])
-        except ValidationError as e:
-            patch["status"] = verdict_status(body, Verdict(
-                phase=Phase.DEGRADED, reason=Reason.INVALID_SPEC, message=str(e)))
-            RECONCILES.labels(kind, "invalid").inc()
+        spec = parse_spec(ConsumerGroupSpec, body, patch)
+        if spec is None:
             return
-        if apply:
-            try:
-                await apply_children(rt, body, owner, consumergroups.children(owner, spec), PRUNE)
-            except KubeError as e:
-                kopf.warn(body, reason="ApplyFailed", message=str(e))
-                patch["status"] = verdict_status(body, Verdict(
-                    phase=Phase.DEGRADED, reason=Reason.APPLY_FAILED, message=str(e)))
-                RECONCILES.labels(kind, "apply-failed").inc()
-                return
+        desired = consumergroups.children(owner, spec)
+        if apply and not await apply_or_degrade(rt, body, patch, owner, desired, PRUNE):
+            return
         url = await queue_endpoint(rt, owner.namespace, spec.queue)
         stats, failure = None, None
         if url is None:

@@ -6,20 +6,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
-from ferry.operator.clients.errors import KubeError
 from ferry.operator.handlers.common import (
     Runtime,
-    apply_children,
+    apply_or_degrade,
     key,
     owner_of,
+    parse_spec,
     register_kind,
-    verdict_status,
 )
 from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from ferry.operator.reconcile import pipelines, queues
-from ferry.operator.reconcile.conditions import Phase, Reason, Verdict
 from ferry.operator.reconcile.metadata import API_VERSION
 from ferry.operator.reconcile.specs import TelemetryPipelineSpec
 from ferry.operator.settings import OperatorSettings
@@ -33,25 +30,14 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
     kind = "TelemetryPipeline"
     with RECONCILE_SECONDS.labels(kind).time():
         owner = owner_of(body)
-        try:
-            spec = TelemetryPipelineSpec.model_validate(body["spec"])
-        except ValidationError as e:
-            patch["status"] = verdict_status(body, Verdict(
-                phase=Phase.DEGRADED, reason=Reason.INVALID_SPEC, message=str(e)))
-            RECONCILES.labels(kind, "invalid").inc()
+        spec = parse_spec(TelemetryPipelineSpec, body, patch)
+        if spec is None:
             return
         queue = pipelines.queue_name(owner)
         pod_url = queues.in_cluster_endpoint(owner.namespace, queue, spec.queue)
         desired = pipelines.children(owner, spec, pod_url)
-        if apply:
-            try:
-                await apply_children(rt, body, owner, desired, PRUNE)
-            except KubeError as e:
-                kopf.warn(body, reason="ApplyFailed", message=str(e))
-                patch["status"] = verdict_status(body, Verdict(
-                    phase=Phase.DEGRADED, reason=Reason.APPLY_FAILED, message=str(e)))
-                RECONCILES.labels(kind, "apply-failed").inc()
-                return
+        if apply and not await apply_or_degrade(rt, body, patch, owner, desired, PRUNE):
+            return
         observed: dict[str, Any] = {}
         for child in desired:
             found = await rt.kube.get(child["apiVersion"], child["kind"], owner.namespace,

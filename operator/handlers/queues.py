@@ -6,21 +6,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
-from ferry.operator.clients.errors import BrokerTrouble, KubeError
+from ferry.operator.clients.errors import BrokerTrouble
 from ferry.operator.handlers.common import (
     Runtime,
-    apply_children,
+    apply_or_degrade,
     failure_of,
     owner_of,
+    parse_spec,
     register_kind,
     settle_deletion,
-    verdict_status,
 )
 from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from ferry.operator.reconcile import deletion, queues
-from ferry.operator.reconcile.conditions import Phase, Reason, Verdict
 from ferry.operator.reconcile.observations import Failure
 from ferry.operator.reconcile.specs import QueueSpec
 from ferry.operator.settings import OperatorSettings
@@ -35,23 +33,13 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
     kind = "Queue"
     with RECONCILE_SECONDS.labels(kind).time():
         owner = owner_of(body)
-        try:
-            spec = QueueSpec.model_validate(body["spec"])
-        except ValidationError as e:  # only if the CRD and the model disagree
-            verdict = Verdict(phase=Phase.DEGRADED, reason=Reason.INVALID_SPEC, message=str(e))
-            patch["status"] = verdict_status(body, verdict)
-            RECONCILES.labels(kind, "invalid").inc()
+        spec = parse_spec(QueueSpec, body, patch)
+        if spec is None:
             return
         url = queues.endpoint(owner.namespace, owner.name, spec, rt.settings.broker_url)
-        if apply:
-            try:
-                await apply_children(rt, body, owner, queues.children(owner, spec), PRUNE)
-            except KubeError as e:
-                kopf.warn(body, reason="ApplyFailed", message=str(e))
-                verdict = Verdict(phase=Phase.DEGRADED, reason=Reason.APPLY_FAILED, message=str(e))
-                patch["status"] = verdict_status(body, verdict)
-                RECONCILES.labels(kind, "apply-failed").inc()
-                return
+        desired = queues.children(owner, spec)
+        if apply and not await apply_or_degrade(rt, body, patch, owner, desired, PRUNE):
+            return
         ready = 0
         if queues.manages_broker(spec):
             sts = await rt.kube.get("apps/v1", "StatefulSet", owner.namespace,

@@ -62,8 +62,9 @@ def test_collector_replicas_belong_to_the_autoscaler(control_plane: Any, namespa
     apply(control_plane, namespace, cr("TelemetryPipeline", "gpu", PIPELINE))
     eventually(lambda: get(control_plane, namespace, "deployment", "gpu-collector"),
                "the collector Deployment exists")
-    deployment = get(control_plane, namespace, "deployment", "gpu-collector")
-    ours = [m for m in deployment["metadata"]["managedFields"]  # type: ignore[index]
+    deployment = control_plane.kubectl_json("get", "-n", namespace, "deployment",
+                                            "gpu-collector", "--show-managed-fields")
+    ours = [m for m in deployment["metadata"]["managedFields"]
             if m["manager"] == "ferry-operator"]
     assert ours and all("f:replicas" not in m["fieldsV1"].get("f:spec", {}) for m in ours)
     # What an HPA does (through the scale subresource): the operator must not undo it.

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from broker_api import Api
-from broker_process import BrokerProcess
+from fixtures.broker_process import BrokerProcess
 
 pytestmark = pytest.mark.functional
 

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from broker_process import BrokerProcess
+from fixtures.broker_process import BrokerProcess
 
 from ferry.broker.client import BrokerClient, BrokerError
 from ferry.broker.models import OutgoingMessage
