@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker_process import BrokerProcess, free_port
+from fixtures.broker_process import BrokerProcess, free_port
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import OutgoingMessage

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 from broker_api import Api
-from broker_process import BrokerProcess
+from fixtures.broker_process import BrokerProcess
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import OutgoingMessage
