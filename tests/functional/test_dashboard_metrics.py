@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker_process import BrokerProcess
+from fixtures.broker_process import BrokerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "manifests" / "grafana" / "ferry-dashboard.json"
