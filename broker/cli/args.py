@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-DEFAULT_URL = "http://127.0.0.1:7070"
+DEFAULT_URL = "http://127.0.0.1:8080"
 EPILOG = f"Environment: FERRY_URL (default {DEFAULT_URL}), FERRY_TOKEN."
 
 

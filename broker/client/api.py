@@ -141,11 +141,16 @@ class BrokerClient:
         """Publish in batches, in order; returns one message id per message.
 
         Dedup ids are filled in before the first attempt, so a batch retried after a lost
-        connection or a broker restart is stored once. Batches are pipelined: up to
-        PUBLISH_WINDOW are in flight at once.
+        connection or a broker restart is stored once. Over the WebSocket, batches are
+        pipelined: up to PUBLISH_WINDOW in flight at once. Order is kept unless a batch
+        has to be retried (it is then stored after the batches that did not fail).
         """
         prepared = with_dedup_ids(messages)
-        window = asyncio.Semaphore(PUBLISH_WINDOW)
+        # Batches leave in order: over the one WebSocket (opened first, so every batch
+        # finds it ready) frames are written in the order the batches acquire the window;
+        # over HTTP, parallel connections would race, so batches go one at a time there.
+        pipe = await with_retries(self._shared_pipe, self.policy)
+        window = asyncio.Semaphore(PUBLISH_WINDOW if pipe is not None else 1)
 
         async def one(batch: Sequence[OutgoingMessage]) -> list[str]:
             async with window:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
@@ -12,14 +12,17 @@ T = TypeVar("T")
 
 
 def with_dedup_ids(messages: Sequence[OutgoingMessage]) -> list[OutgoingMessage]:
-    """Give every message lacking a dedup id a fresh one (uuid4), keeping those it has.
+    """Give every message lacking a dedup id a fresh one, keeping those it has.
 
     Done once, before the first attempt, so every retry of a batch carries the same ids and
     the broker answers a repeat with the original message id instead of storing it twice.
+    Ids are a random 128-bit prefix per call plus the message's index: as unique as a
+    uuid4 each, at a fraction of the cost (this runs once per published message).
     """
+    prefix = os.urandom(16).hex()
     return [
-        m if m.dedup_id is not None else m.model_copy(update={"dedup_id": uuid.uuid4().hex})
-        for m in messages
+        m if m.dedup_id is not None else m.model_copy(update={"dedup_id": f"{prefix}-{i}"})
+        for i, m in enumerate(messages)
     ]
 
 

@@ -1,0 +1,131 @@
+"""The `ferry` CLI end to end against a real broker: what a user types, sees and gets back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.functional
+
+FERRY = shutil.which("ferry", path=str(Path(sys.executable).parent)) or "ferry"
+
+
+def ferry(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FERRY_URL": url}
+    env.pop("FERRY_TOKEN", None)
+    return subprocess.run(
+        [FERRY, *args], input=stdin, capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def ok(url: str, *args: str, stdin: str | None = None) -> str:
+    done = ferry(url, *args, stdin=stdin)
+    assert done.returncode == 0, f"ferry {' '.join(args)} failed: {done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture
+def q() -> str:
+    return f"q-{uuid.uuid4().hex[:12]}"
+
+
+def test_create_publish_a_file_consume_and_inspect(broker: Any, q: str, tmp_path: Path) -> None:
+    url = broker.url
+    ok(url, "queue", "create", q, "--visibility-timeout-ms", "60000")
+    ok(url, "group", "create", q, "workers")
+    lines = [json.dumps({"n": n}, separators=(",", ":")) for n in range(2000)]
+    lines += ["plain text", "42", '["a",1]']
+    data = tmp_path / "in.jsonl"
+    data.write_text("\n".join(lines) + "\n\n")  # a blank line is not a message
+
+    published = ok(url, "publish", q, "--file", str(data), "--batch-size", "100", "--progress")
+    assert f"published 2,003 messages to {q}" in published
+
+    table = ok(url, "queue", "list")
+    header, *rows = table.splitlines()
+    assert header.split()[:3] == ["QUEUE", "MESSAGES", "PUBLISHED"]
+    assert [r.split()[:3] for r in rows if r.startswith(q)] == [[q, "2,003", "2,003"]]
+    assert "READY" in ok(url, "group", "stats", q, "workers")
+    stats = json.loads(ok(url, "queue", "stats", q, "--json"))
+    assert stats["messages"] == 2003 and stats["groups"][0]["depth"] == 2003
+
+    out = ok(url, "consume", q, "workers", "--max", "2003")
+    assert out.splitlines() == lines  # bodies printed as they were published
+    group = json.loads(ok(url, "--json", "group", "stats", q, "workers"))
+    assert (group["lag"], group["acked_total"]) == (0, 2003)
+
+
+def test_publish_from_stdin_and_peek_without_acking(broker: Any, q: str) -> None:
+    url = broker.url
+    ok(url, "queue", "create", q)
+    ok(url, "group", "create", q, "workers")
+    done = ferry(url, "publish", q, "--json", stdin="a\nb\nc\n")
+    assert done.returncode == 0 and json.loads(done.stdout)["published"] == 3
+
+    peeked = ok(url, "consume", q, "workers", "--no-ack", "--max", "3", "--json")
+    assert [json.loads(line)["body"] for line in peeked.splitlines()] == ["a", "b", "c"]
+    # Handed back, not acked: a second consumer gets them again.
+    again = ok(url, "consume", q, "workers", "--max", "3", "--mode", "poll")
+    assert again.splitlines() == ["a", "b", "c"]
+    assert json.loads(ok(url, "group", "stats", q, "workers", "--json"))["lag"] == 0
+
+
+def test_dead_letters_list_and_redrive(broker: Any, q: str) -> None:
+    url = broker.url
+    ok(url, "queue", "create", q, "--max-deliveries", "1")
+    ok(url, "group", "create", q, "workers")
+    ok(url, "publish", q, stdin='{"order": 1}\n{"order": 2}\n')
+    ok(url, "consume", q, "workers", "--no-ack", "--max", "2")  # one delivery each: dead
+
+    listing = ok(url, "dead", "list", q, "workers")
+    assert listing.splitlines()[0].split() == ["ID", "DELIVERIES", "DEAD", "REASON", "BODY"]
+    assert '{"order":1}' in listing and '{"order":2}' in listing
+    dead = json.loads(ok(url, "dead", "list", q, "workers", "--json"))["messages"]
+    first_id = dead[0]["id"]
+    shown = ok(url, "message", q, first_id)
+    assert "dead" in shown
+
+    assert "redrove 1 dead letters" in ok(url, "dead", "redrive", q, "workers", first_id)
+    assert "redrove 1 dead letters" in ok(url, "dead", "redrive", q, "workers")
+    assert ok(url, "dead", "list", q, "workers") == "no dead letters\n"
+    assert sorted(ok(url, "consume", q, "workers", "--max", "2").splitlines()) == [
+        '{"order":1}',
+        '{"order":2}',
+    ]
+
+
+def test_failures_exit_non_zero_with_a_clear_message(broker: Any, q: str, tmp_path: Path) -> None:
+    url = broker.url
+    missing = ferry(url, "queue", "stats", q)
+    assert missing.returncode == 1
+    assert f"ferry: error: queue {q!r}" in missing.stderr and "queue_not_found" in missing.stderr
+    assert missing.stdout == ""
+
+    published = ferry(url, "publish", q, stdin="x\n")
+    assert published.returncode == 1 and "queue_not_found" in published.stderr
+
+    bad_name = ferry(url, "queue", "create", "Bad_Name")
+    assert bad_name.returncode == 1 and "invalid_name" in bad_name.stderr
+
+    ok(url, "queue", "create", q)
+    no_file = ferry(url, "publish", q, "--file", str(tmp_path / "nope.jsonl"))
+    assert no_file.returncode == 1 and "No such file" in no_file.stderr
+
+    usage = ferry(url, "consume", q)
+    assert usage.returncode == 2 and "required: group" in usage.stderr
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = ferry(f"http://127.0.0.1:{port}", "queue", "list", "--retries", "0")
+    assert down.returncode == 3
+    assert "unreachable" in down.stderr and "is a broker running" in down.stderr
