@@ -66,6 +66,7 @@ def _common() -> argparse.ArgumentParser:
     group.add_argument(
         "--retries",
         type=_non_negative_int,
+        metavar="N",
         default=sup,
         help="retries on connection errors and 5xx (default 2)",
     )
@@ -99,13 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     queues = queue.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = sub(queues, "create", "create a queue, or update its settings")
     create.add_argument("queue")
-    create.add_argument("--max-message-bytes", type=_positive_int)
-    create.add_argument("--retention-ms", type=_positive_int)
-    create.add_argument("--visibility-timeout-ms", type=_positive_int)
+    create.add_argument("--max-message-bytes", type=_positive_int, metavar="BYTES")
+    create.add_argument("--retention-ms", type=_positive_int, metavar="MS")
+    create.add_argument("--visibility-timeout-ms", type=_positive_int, metavar="MS")
     create.add_argument(
-        "--max-deliveries", type=_positive_int, help="deliveries before a message is dead-lettered"
+        "--max-deliveries",
+        type=_positive_int,
+        metavar="N",
+        help="deliveries before a message is dead-lettered",
     )
-    create.add_argument("--dedup-window-ms", type=_non_negative_int)
+    create.add_argument("--dedup-window-ms", type=_non_negative_int, metavar="MS")
     create.add_argument(
         "--fair", action="store_true", default=None, help="deliver round-robin across message keys"
     )
@@ -122,15 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["earliest", "latest"],
         help="earliest: every stored message; latest: only new ones",
     )
-    gcreate.add_argument("--visibility-timeout-ms", type=_positive_int)
-    gcreate.add_argument("--max-deliveries", type=_positive_int)
+    gcreate.add_argument("--visibility-timeout-ms", type=_positive_int, metavar="MS")
+    gcreate.add_argument("--max-deliveries", type=_positive_int, metavar="N")
     gcreate.add_argument(
-        "--backoff-initial-ms", type=_non_negative_int, help="nack backoff: first delay"
+        "--backoff-initial-ms",
+        type=_non_negative_int,
+        metavar="MS",
+        help="nack backoff: first delay",
     )
     gcreate.add_argument(
-        "--backoff-multiplier", type=_positive_float, help="nack backoff: growth per delivery"
+        "--backoff-multiplier",
+        type=_positive_float,
+        metavar="X",
+        help="nack backoff: growth per delivery",
     )
-    gcreate.add_argument("--backoff-max-ms", type=_non_negative_int, help="nack backoff: cap")
+    gcreate.add_argument(
+        "--backoff-max-ms", type=_non_negative_int, metavar="MS", help="nack backoff: cap"
+    )
     _queue_group(sub(groups, "delete", "delete a consumer group"))
     _queue_group(sub(groups, "stats", "a group's figures and consumers"))
 
@@ -144,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("--key", help="message key (fair delivery, ordering per key)")
     publish.add_argument("--priority", type=_priority, default=0, help="0-9, higher first")
-    publish.add_argument("--delay-ms", type=_non_negative_int, default=0)
+    publish.add_argument("--delay-ms", type=_non_negative_int, metavar="MS", default=0)
     publish.add_argument(
         "--header",
         action="append",
@@ -153,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="add a header (repeatable)",
     )
-    publish.add_argument("--batch-size", type=_positive_int, default=500)
+    publish.add_argument("--batch-size", type=_positive_int, default=500, metavar="N")
     publish.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -164,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     consume = sub(commands, "consume", "print messages of a group, acking each")
     _queue_group(consume)
     consume.add_argument("--consumer", default=None, help="consumer name (default ferry-cli-PID)")
-    consume.add_argument("--max", type=_positive_int, help="stop after this many messages")
+    consume.add_argument(
+        "--max", type=_positive_int, metavar="N", help="stop after this many messages"
+    )
     consume.add_argument(
         "--idle",
         type=_positive_float,
@@ -183,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     deads = dead.add_subparsers(dest="action", metavar="ACTION", required=True)
     dlist = sub(deads, "list", "list dead letters")
     _queue_group(dlist)
-    dlist.add_argument("--limit", type=_positive_int, default=100)
+    dlist.add_argument("--limit", type=_positive_int, default=100, metavar="N")
     dlist.add_argument("--cursor", help="next_cursor of a previous page")
     redrive = sub(deads, "redrive", "move dead letters back to the group")
     _queue_group(redrive)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 
 from pydantic import ValidationError
@@ -15,7 +16,8 @@ from ferry.broker.client import BrokerClient, BrokerError, Unavailable
 EXIT_FAILED = 1  # the broker refused: unknown queue, bad settings, ...
 EXIT_USAGE = 2  # argparse's own code for bad arguments
 EXIT_UNREACHABLE = 3  # no broker answered at --url
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS[(args.command, getattr(args, "action", None))]
 
     async def run() -> int:
+        # SIGTERM stops a command like Ctrl-C does: cleanly, so `consume` hands back
+        # whatever it has not acked.
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
         async with BrokerClient(
             conn.url, token=conn.token, timeout=conn.timeout, retries=conn.retries
         ) as client:
@@ -53,3 +60,5 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except asyncio.CancelledError:  # SIGTERM
+        return EXIT_TERMINATED
