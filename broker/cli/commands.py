@@ -17,12 +17,20 @@ from ferry.broker.cli import tables
 from ferry.broker.cli.lines import body_of, line_of
 from ferry.broker.cli.progress import Progress
 from ferry.broker.client import BrokerClient
-from ferry.broker.models import Backoff, GroupSettings, OutgoingMessage, QueueSettings, StartAt
+from ferry.broker.models import (
+    Backoff,
+    Delivery,
+    GroupSettings,
+    OutgoingMessage,
+    QueueSettings,
+    StartAt,
+)
 
 Command = Callable[[BrokerClient, argparse.Namespace, TextIO], Awaitable[int]]
 # Lines read per publish() call: big enough to keep many batches in flight, small
 # enough that memory stays flat for any input size.
 CHUNK_LINES = 20_000
+ACK_BATCH = 100
 
 
 def emit(out: TextIO, args: argparse.Namespace, value: Any, text: Callable[[], str]) -> None:
@@ -206,11 +214,16 @@ def _chunks(source: IO[bytes], size: int) -> Iterator[list[bytes]]:
 async def consume(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
     name = args.consumer or f"ferry-cli-{os.getpid()}"
     count = 0
+    printed: list[Delivery] = []  # printed, not yet acked
     consumer = client.consumer(
         args.queue, args.group, name, mode=args.mode, max_in_flight=min(args.max or 100, 100)
     )
     async with consumer:
         while args.max is None or count < args.max:
+            # Ack what was printed in one call, before waiting for more.
+            if printed and (consumer.buffered == 0 or len(printed) >= ACK_BATCH):
+                await consumer.ack(*printed)
+                printed = []
             try:
                 delivery = await asyncio.wait_for(anext(consumer), args.idle)
             except (StopAsyncIteration, TimeoutError):
@@ -221,8 +234,10 @@ async def consume(client: BrokerClient, args: argparse.Namespace, out: TextIO) -
                 out.write(line_of(delivery.body) + "\n")
             out.flush()
             if args.ack:
-                await consumer.ack(delivery)
+                printed.append(delivery)
             count += 1
+        if printed:
+            await consumer.ack(*printed)
     verb = "acked" if args.ack else "handed back"
     print(f"consumed {count:,} messages from {args.queue}/{args.group} ({verb})", file=sys.stderr)
     return 0

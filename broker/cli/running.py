@@ -7,11 +7,7 @@ import os
 import signal
 import sys
 
-from pydantic import ValidationError
-
 from ferry.broker.cli.args import connection, parse_args
-from ferry.broker.cli.commands import COMMANDS
-from ferry.broker.client import BrokerClient, BrokerError, Unavailable
 
 EXIT_FAILED = 1  # the broker refused: unknown queue, bad settings, ...
 EXIT_USAGE = 2  # argparse's own code for bad arguments
@@ -22,6 +18,13 @@ EXIT_TERMINATED = 143  # SIGTERM
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Imported after parsing: aiohttp and pydantic take most of a second to import, which
+    # --help and usage errors need not wait for.
+    from pydantic import ValidationError
+
+    from ferry.broker.cli.commands import COMMANDS
+    from ferry.broker.client import BrokerClient, BrokerError, Unavailable
+
     conn = connection(args, os.environ)
     command = COMMANDS[(args.command, getattr(args, "action", None))]
 

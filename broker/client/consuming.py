@@ -105,6 +105,11 @@ class Consumer:
         return self._closing
 
     @property
+    def buffered(self) -> int:
+        """Deliveries received and not yet taken by the iterator."""
+        return self._buffer.qsize()
+
+    @property
     def held(self) -> int:
         """Deliveries received and neither acked nor nacked yet."""
         return len(self._leases)

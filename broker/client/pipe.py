@@ -109,6 +109,7 @@ class Pipe:
         self._end(BrokerError(0, ErrorCode.UNAVAILABLE, "connection closed by the client"))
         await self._ws.close()
         await self._reader
+        await asyncio.sleep(0)  # aiohttp's cancelled heartbeat task ends on this turn
 
     def _end(self, error: BrokerError) -> BrokerError:
         if self._ended is None:
