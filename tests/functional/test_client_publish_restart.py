@@ -32,8 +32,9 @@ async def test_publish_retried_across_a_broker_kill_does_not_duplicate(
         messages = [OutgoingMessage(body={"n": n}) for n in range(COUNT)]
         publishing = asyncio.create_task(client.publish(q, messages, batch_size=100))
         async with BrokerClient(broker.url, retries=0) as watcher:
-            while (await watcher.queue_stats(q)).messages == 0:
-                await asyncio.sleep(0.005)
+            while not publishing.done():  # kill once the first batches are stored
+                if (await watcher.queue_stats(q)).messages > 0:
+                    break
         assert not publishing.done(), "publish finished before the kill: raise COUNT"
         broker.kill()
         await asyncio.to_thread(broker.restart)
