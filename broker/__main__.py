@@ -55,7 +55,6 @@ async def serve(args: argparse.Namespace, tokens: frozenset[str] | None) -> None
     t0 = time.perf_counter()
     rt = open_runtime(args.data_dir, loop)
     rt.tokens = tokens
-    messages = sum(q.live for q in rt.core.queues.values())
     app = build_app(rt)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=args.drain_seconds)
     await runner.setup()
@@ -68,7 +67,7 @@ async def serve(args: argparse.Namespace, tokens: frozenset[str] | None) -> None
         raise SystemExit(f"ferry-broker: cannot listen on {args.host}:{args.port}: {e}") from e
     log.info(
         "serving", extra={"host": args.host, "port": args.port, "data_dir": args.data_dir,
-                          "queues": len(rt.core.queues), "messages": messages,
+                          "queues": len(rt.core.queues),
                           "startup_s": round(time.perf_counter() - t0, 3),
                           "auth": tokens is not None},
     )

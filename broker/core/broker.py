@@ -286,11 +286,12 @@ class Broker:
 
     def restore_queue(
         self, qid: int, name: str, settings: QueueSettings, created_ms: int,
-        published_total: int, next_seq: int,
+        published_total: int, next_seq: int, first_seq: int | None,
     ) -> Queue:
+        """A stored queue, its messages still to come through `Queue.restore_chunk`."""
         q = Queue(qid, name, settings, created_ms)
         q.published_total = published_total
-        q.next_seq = q.base = q.arr_base = q.durable_next = next_seq
+        q.begin_restore(first_seq, next_seq)
         q.dedup_ready = False  # until restore_dedup: publishes with dedup ids must wait
         self.queues[name] = q
         self.by_qid[qid] = q

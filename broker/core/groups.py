@@ -132,6 +132,8 @@ class Group:
             if s >= limit:
                 break
             i += 1
+            if s < self.start_seq:  # a restart reads back messages older than the group
+                continue
             if self.acked_skip and s in self.acked_skip:
                 self.acked_skip.discard(s)
                 continue
@@ -372,20 +374,30 @@ class Group:
 
     # --- restoring from the store --------------------------------------------------
 
-    # Rows of messages that are gone since (consumed by every group) are ignored.
+    # Rows of messages that turn out to be gone are dropped once loading is done.
 
     def restore_ack(self, s: int) -> None:
-        if self.queue.exists(s):
-            self.acked_skip.add(s)
+        self.acked_skip.add(s)
 
     def restore_count(self, s: int, count: int, visible: int) -> None:
-        if self.queue.exists(s):
-            self.prior[s] = (count, visible)
-            self.persisted.add(s)
+        self.prior[s] = (count, visible)
+        self.persisted.add(s)
+
+    def drop_gone(self) -> None:
+        """Loading is done: skip what predates the group, forget rows of gone messages."""
+        q = self.queue
+        for p in range(PRIORITIES):
+            self.cursor[p] = max(self.cursor[p], q.ready_index(p, self.start_seq))
+        self.acked_skip = {s for s in self.acked_skip if q.exists(s)}
+        for s in [s for s in self.prior if not q.exists(s)]:
+            del self.prior[s]
+            self.persisted.discard(s)
+        for s in [s for s in self.dead if not q.exists(s)]:
+            del self.dead[s]
+            self.held.pop(s, None)
+            self.held_skip.discard(s)
 
     def restore_dead(self, s: int, count: int, at: int, reason: str) -> None:
-        if not self.queue.exists(s):
-            return
         self.dead[s] = (count, at, reason)
         self.held[s] = count
         self.held_skip.add(s)
@@ -416,7 +428,7 @@ class Group:
         oldest: int | None = None
         for p in range(PRIORITIES):
             arr, off = q.ready[p], q.ready_off[p]
-            i = max(self.cursor[p] - off, bisect_left(arr, q.base))
+            i = max(self.cursor[p] - off, bisect_left(arr, max(q.base, self.start_seq)))
             j = bisect_left(arr, q.durable_next)
             if j > i:
                 fresh += j - i

@@ -79,6 +79,10 @@ class Queue:
         self.not_before: dict[int, int] = {}  # delayed messages only
         self.dedup = DedupIndex()  # dedup_hash(id) -> seq, within the dedup window
         self.dedup_ready = True  # False while a restart is still reading stored dedup ids
+        self.loading = False  # a restart is still reading stored messages (see begin_restore)
+        self.loaded_next = 1  # while loading: seqs below are read back, the rest unknown
+        self.stored_next = 1  # while loading: where the stored seqs end
+        self.tail: list[array[int]] = [array("q") for _ in range(PRIORITIES)]
 
     # --- appending ---------------------------------------------------------
 
@@ -101,7 +105,7 @@ class Queue:
         self.published.append(published_ms)
         self.key_id.append(self.intern_key(key))
         self.gone.append(0)
-        self.ready[priority].append(seq)
+        (self.tail if self.loading else self.ready)[priority].append(seq)
         if not_before_ms > published_ms:
             self.not_before[seq] = not_before_ms
         if dedup_hash is not None:
@@ -109,55 +113,75 @@ class Queue:
         self.live += 1
         return seq
 
-    def restore(self, chunk: Restored, next_seq: int) -> None:
-        """Rebuild from the store's columns (seq order); seqs missing from them are gone.
+    # --- restoring from the store, chunk by chunk while already serving -------------
+
+    def begin_restore(self, first_seq: int | None, next_seq: int) -> None:
+        """Size the arrays for stored seqs [first_seq, next_seq), all unknown (gone) so far.
+
+        Until `finish_restore`, chunks arrive in seq order; messages published
+        meanwhile wait in `tail` so that ready lists stay sorted.
+        """
+        self.next_seq = self.durable_next = self.stored_next = next_seq
+        if first_seq is None or first_seq >= next_seq:
+            self.base = self.arr_base = self.loaded_next = next_seq
+            return
+        span = next_seq - first_seq
+        self.base = self.arr_base = self.loaded_next = first_seq
+        self.prio = array("b", bytes(span))
+        self.published = array("q", bytes(8 * span))
+        self.key_id = array("i", [-1]) * span
+        self.gone = bytearray(b"\x01") * span
+        self.loading = True
+
+    def restore_chunk(self, chunk: Restored, upto_seq: int) -> None:
+        """Stored messages below upto_seq, as columns in seq order (seqs missing are gone).
 
         Whole columns go into the arrays at C speed; only rows with a key, a delay
         or a consumed tombstone are visited one by one.
         """
-        seqs, n = chunk.seqs, len(chunk.seqs)
+        seqs, n, ab = chunk.seqs, len(chunk.seqs), self.arr_base
+        self.loaded_next = max(self.loaded_next, upto_seq)
         if n == 0:
-            self.next_seq = self.base = self.arr_base = self.durable_next = next_seq
             return
         first = seqs[0]
-        span = seqs[-1] - first + 1
-        self.base = self.arr_base = first
-        if span == n:
-            self.prio = array("b", chunk.priorities)
-            self.published = array("q", chunk.published)
-            self.gone = bytearray(n)
+        if seqs[-1] - first + 1 == n:  # dense
+            i = first - ab
+            self.prio[i:i + n] = array("b", chunk.priorities)
+            self.published[i:i + n] = array("q", chunk.published)
+            self.gone[i:i + n] = bytes(n)
         else:
-            self.prio = array("b", bytes(span))
-            self.published = array("q", bytes(8 * span))
-            self.gone = bytearray(b"\x01") * span
             prio, pub, gone = self.prio, self.published, self.gone
             for s, p, t in zip(seqs, chunk.priorities, chunk.published, strict=True):
-                i = s - first
+                i = s - ab
                 prio[i], pub[i], gone[i] = p, t, 0
-        self.key_id = array("i", [-1]) * span
         for s, key in chunk.keys:
-            self.key_id[s - first] = self.intern_key(key)
+            self.key_id[s - ab] = self.intern_key(key)
         consumed = set(chunk.consumed)
         for s in consumed:
-            self.gone[s - first] = 1
+            self.gone[s - ab] = 1
         priorities = set(chunk.priorities)
         if len(priorities) == 1 and not consumed:
-            self.ready[priorities.pop()] = array("q", seqs)
+            self.ready[priorities.pop()].extend(seqs)
         else:
             lists: list[list[int]] = [[] for _ in range(PRIORITIES)]
             for s, p in zip(seqs, chunk.priorities, strict=True):
                 if s not in consumed:
                     lists[p].append(s)
-            self.ready = [array("q", lst) for lst in lists]
-        self.ready_off = [0] * PRIORITIES
-        self.not_before = {s: nb for s, nb in chunk.delayed if s not in consumed}
-        self.live = n - len(consumed)
-        self.next_seq = first + span
-        self._fill_gone(next_seq)
-        self.durable_next = self.next_seq
-        if self.live == 0:
-            self.base = self.next_seq
-            self._trim()
+            for p, lst in enumerate(lists):
+                self.ready[p].extend(lst)
+        for s, nb in chunk.delayed:
+            if s not in consumed:
+                self.not_before[s] = nb
+        self.live += n - len(consumed)
+
+    def finish_restore(self) -> None:
+        self.loading = False
+        self.loaded_next = self.next_seq
+        for p in range(PRIORITIES):
+            self.ready[p].extend(self.tail[p])
+        self.tail = [array("q") for _ in range(PRIORITIES)]
+        for g in self.groups.values():
+            g.drop_gone()
 
     def restore_dedup(self, stored: DedupIndex) -> None:
         """Put the stored dedup ids (older) under those published since the start."""
@@ -219,7 +243,8 @@ class Queue:
     def advance_base(self) -> list[int]:
         """Move `base` past messages every group is done with; returns seqs newly gone."""
         freed: list[int] = []
-        seq, end, ab = self.base, self.durable_next, self.arr_base
+        end = min(self.durable_next, self.loaded_next) if self.loading else self.durable_next
+        seq, ab = self.base, self.arr_base
         gone = self.gone
         while seq < end and (gone[seq - ab] or self.done_for_all(seq)):
             if not gone[seq - ab]:
@@ -235,7 +260,8 @@ class Queue:
     def expire_before(self, cutoff_ms: int) -> list[int]:
         """Retention: seqs published at or before cutoff become gone (for every group)."""
         freed: list[int] = []
-        seq, end, ab = self.base, self.next_seq, self.arr_base
+        end = self.loaded_next if self.loading else self.next_seq
+        seq, ab = self.base, self.arr_base
         while seq < end and self.published[seq - ab] <= cutoff_ms:
             if not self.gone[seq - ab]:
                 self.gone[seq - ab] = 1

@@ -14,7 +14,19 @@ from ferry.broker.models import GroupSettings, QueueSettings
 log = logging.getLogger("ferry.broker.store")
 
 
+def load_all(conn: sqlite3.Connection, now: int) -> Broker:
+    """The whole state at once (tests, tools); the server streams chunks instead."""
+    broker = load(conn, now)
+    for q in broker.queues.values():
+        while q.loading and q.loaded_next < q.stored_next:
+            hi = min(q.loaded_next + CHUNK, q.stored_next)
+            q.restore_chunk(read_chunk(conn, q.qid, q.loaded_next, hi), hi)
+        q.finish_restore()
+    return broker
+
+
 def load(conn: sqlite3.Connection, now: int) -> Broker:
+    """Queues and groups; each queue's messages then come in with `read_chunk`."""
     broker = Broker(now)
     meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
     broker.next_qid = int(meta.get("next_qid", 1))
@@ -23,8 +35,9 @@ def load(conn: sqlite3.Connection, now: int) -> Broker:
         "SELECT id, name, settings, created_ms, published_total, next_seq FROM queues"
     ).fetchall():
         qs = QueueSettings.model_validate(orjson.loads(settings))
-        restored = broker.restore_queue(qid, name, qs, created, published, next_seq)
-        restored.restore(read_messages(conn, qid), next_seq)
+        bounds = _bounds(conn, qid)
+        first = None if bounds is None else bounds[1] - bounds[0]
+        broker.restore_queue(qid, name, qs, created, published, next_seq, first)
     for gid, qid, name, settings, start, acked in conn.execute(
         "SELECT id, qid, name, settings, start_seq, acked_total FROM groups ORDER BY id"
     ).fetchall():
@@ -57,7 +70,7 @@ SELECT count(*), min(id), max(id), min(priority), max(priority), sum(doc IS NULL
        sum(key IS NOT NULL), sum(not_before > published_ms AND doc IS NOT NULL)
 FROM messages WHERE id >= :lo AND id < :hi
 """
-CHUNK = 262_144
+CHUNK = 65_536
 
 
 def _ints(text: str | None) -> Iterator[int]:
@@ -70,49 +83,52 @@ def _column(conn: sqlite3.Connection, expr: str, params: dict[str, int]) -> Iter
 
 
 def _bounds(conn: sqlite3.Connection, qid: int) -> tuple[int, int, int] | None:
+    """(rowid base, first rowid, last rowid) of a queue's stored messages."""
     base = qid << ROWID_SHIFT
-    lo, top = conn.execute(
-        "SELECT min(id), max(id) FROM messages WHERE id >= ? AND id < ?",
-        (base, base + (1 << ROWID_SHIFT)),
+    span = (base, base + (1 << ROWID_SHIFT))
+    # Two indexed lookups: min() and max() in one query would scan the range.
+    first = conn.execute(
+        "SELECT id FROM messages WHERE id >= ? AND id < ? ORDER BY id LIMIT 1", span
     ).fetchone()
-    return None if lo is None else (base, lo, top)
+    if first is None:
+        return None
+    last = conn.execute(
+        "SELECT id FROM messages WHERE id >= ? AND id < ? ORDER BY id DESC LIMIT 1", span
+    ).fetchone()
+    return base, first[0], last[0]
 
 
-def read_messages(conn: sqlite3.Connection, qid: int) -> Restored:
+def read_chunk(conn: sqlite3.Connection, qid: int, lo_seq: int, hi_seq: int) -> Restored:
+    """Stored messages with lo_seq <= seq < hi_seq, as columns in seq order."""
     out = Restored()
-    bounds = _bounds(conn, qid)
-    if bounds is None:
+    base = qid << ROWID_SHIFT
+    params = {"base": base, "lo": base + lo_seq, "hi": base + hi_seq}
+    n, first, last, pmin, pmax, consumed, keyed, delayed = conn.execute(
+        _SUMMARY, params
+    ).fetchone()
+    if not n:
         return out
-    base, lo, top = bounds
-    while lo <= top:
-        params = {"base": base, "lo": lo, "hi": lo + CHUNK}
-        n, first, last, pmin, pmax, consumed, keyed, delayed = conn.execute(
-            _SUMMARY, params
-        ).fetchone()
-        lo += CHUNK
-        if not n:
-            continue
-        if last - first + 1 == n:  # dense: no holes
-            out.seqs.extend(range(first - base, last - base + 1))
-        else:
-            out.seqs.extend(_column(conn, "id - :base", params))
-        if pmin == pmax:
-            out.priorities.frombytes(bytes([pmin]) * n)
-        else:
-            out.priorities.extend(_column(conn, "priority", params))
-        out.published.extend(_column(conn, "published_ms", params))
-        if consumed:
-            out.consumed.extend(_column(conn, "CASE WHEN doc IS NULL THEN id - :base END", params))
-        if keyed:
-            out.keys.extend(conn.execute(
-                "SELECT id - :base, key FROM messages WHERE id >= :lo AND id < :hi "
-                "AND key IS NOT NULL ORDER BY id", params,
-            ))
-        if delayed:
-            out.delayed.extend(conn.execute(
-                "SELECT id - :base, not_before FROM messages WHERE id >= :lo AND id < :hi "
-                "AND not_before > published_ms AND doc IS NOT NULL", params,
-            ))
+    if last - first + 1 == n:  # dense: no holes
+        out.seqs.extend(range(first - base, last - base + 1))
+    else:
+        out.seqs.extend(_column(conn, "id - :base", params))
+    if pmin == pmax:
+        out.priorities.frombytes(bytes([pmin]) * n)
+    else:
+        out.priorities.extend(_column(conn, "priority", params))
+    out.published.extend(_column(conn, "published_ms", params))
+    if consumed:
+        out.consumed.extend(_column(conn, "CASE WHEN doc IS NULL THEN id - :base END", params))
+    if keyed:
+        out.keys.extend(conn.execute(
+            "SELECT id - :base, key FROM messages WHERE id >= :lo AND id < :hi "
+            "AND key IS NOT NULL ORDER BY id", params,
+        ))
+    if delayed:
+        out.delayed.extend(conn.execute(
+            "SELECT id - :base, not_before FROM messages WHERE id >= :lo AND id < :hi "
+            "AND not_before > published_ms AND doc IS NOT NULL", params,
+        ))
     return out
 
 

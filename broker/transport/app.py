@@ -36,7 +36,8 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "draining"}, status=503)
     if rt.store.writer.failed:
         return web.json_response({"status": "store failing"}, status=503)
-    return web.json_response({"status": "ready"})
+    # Serving already while a restart still reads stored messages in (oldest first).
+    return web.json_response({"status": "ready", "restoring": not rt.loaded.is_set()})
 
 
 async def _clock(rt: Runtime) -> None:
@@ -57,7 +58,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     rt = app[RUNTIME]
     tasks = [
         asyncio.create_task(_clock(rt), name="ferry-broker-clock"),
-        asyncio.create_task(rt.restore_dedup(), name="ferry-broker-dedup"),
+        asyncio.create_task(rt.restore_messages(), name="ferry-broker-restore"),
     ]
     yield
     for task in tasks:
@@ -86,6 +87,6 @@ def build_app(rt: Runtime) -> web.Application:
 def open_runtime(data_dir: str, loop: asyncio.AbstractEventLoop) -> Runtime:
     """Rebuild the core from the data directory and start the writer thread."""
     store = Store(data_dir, loop)
-    core = store.load(now_ms())
+    core = store.open(now_ms())  # messages stream in once serving (Runtime.restore_messages)
     store.start()
     return Runtime(core=core, store=store)

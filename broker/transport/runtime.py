@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -11,8 +12,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from ferry.broker.core import Broker, Incoming, Leased, Queue, rowid
-from ferry.broker.store import Store
+from ferry.broker.store import CHUNK, Store
 from ferry.broker.transport.signals import Signals
+
+log = logging.getLogger("ferry.broker")
 
 
 def now_ms() -> int:
@@ -39,6 +42,30 @@ class Runtime:
     published: int = 0  # messages stored since start (not counting dedup hits)
     # Set once stored dedup ids are indexed (read after a restart while already serving).
     dedup_loaded: asyncio.Event = field(default_factory=asyncio.Event)
+    loaded: asyncio.Event = field(default_factory=asyncio.Event)  # every stored message read
+
+    async def restore_messages(self) -> None:
+        """Stream stored messages into the core, oldest first, while already serving."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for q in list(self.core.queues.values()):
+            while q.loading and q.loaded_next < q.stored_next:
+                lo = q.loaded_next
+                hi = min(lo + CHUNK, q.stored_next)
+                chunk = await loop.run_in_executor(None, self.store.read_chunk, q.qid, lo, hi)
+                if self.core.by_qid.get(q.qid) is not q:
+                    break  # deleted meanwhile
+                q.restore_chunk(chunk, hi)
+                self.signals.notify(queue_key(q.qid))
+            q.finish_restore()
+            self.signals.notify(queue_key(q.qid))
+        self.store.loaded()
+        self.loaded.set()
+        log.info("restored", extra={
+            "messages": sum(q.live for q in self.core.queues.values()),
+            "seconds": round(loop.time() - t0, 3),
+        })
+        await self.restore_dedup()
 
     async def restore_dedup(self) -> None:
         windows = {

@@ -9,7 +9,7 @@ import pytest
 
 from ferry.broker.core import Broker, Incoming
 from ferry.broker.models import GroupSettings, QueueSettings, StartAt
-from ferry.broker.store import Store
+from ferry.broker.store import Store, loading
 
 pytestmark = pytest.mark.functional
 
@@ -35,7 +35,9 @@ def snapshot(core: Broker, now: int) -> dict[str, object]:
     return out
 
 
-async def test_reopen_rebuilds_the_same_state(tmp_path: Path) -> None:
+async def test_reopen_rebuilds_the_same_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loop = asyncio.get_running_loop()
     store = Store(tmp_path, loop)
     core = store.load(T0)
@@ -74,6 +76,9 @@ async def test_reopen_rebuilds_the_same_state(tmp_path: Path) -> None:
     store2 = Store(tmp_path, loop)
     core2 = store2.load(T0)
     assert snapshot(core2, T0) == expected
+    # Read back in chunks of 3 seqs (holes, priorities, keys, tombstones across chunks).
+    monkeypatch.setattr(loading, "CHUNK", 3)
+    assert snapshot(store2.load(T0), T0) == expected
     assert "other" not in core2.queues
     # Ids keep increasing across restarts and deleted queue ids are not reused.
     q = core2.put_queue("third", QueueSettings(), T0)[0]
