@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
 PR_SET_PDEATHSIG = 1
 
 
@@ -52,17 +53,33 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of pid and all its descendants (a shell wrapper's beam.smp counts)."""
-    total, todo, seen = 0, [pid], set()
+def _tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
+        if p not in found:
+            found.append(p)
+            todo.extend(_children(p))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of pid and its live descendants, all threads included."""
+    total = 0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # Fields after the ")" that ends the command name: utime and stime are 12th, 13th.
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of pid and all its descendants (a shell wrapper's beam.smp counts)."""
+    total = 0
+    for p in _tree(pid):
         with contextlib.suppress(OSError, IndexError, ValueError):
             total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
-        todo.extend(_children(p))
     return total
 
 
@@ -103,6 +120,9 @@ class ServerProcess:
 
     def rss_bytes(self) -> int:
         return tree_rss_bytes(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.pid)
 
     async def stop(self, grace_s: float = 60.0) -> None:
         """SIGTERM the process group (a graceful shutdown), SIGKILL after grace_s."""

@@ -15,10 +15,14 @@ from bench.results import Report, Result
 from bench.settings import BenchConfig, Scenario
 
 RATIO_SIZE = 256
+THROUGHPUT = (
+    ("msgs_per_s", "msgs/s", ",.0f"), ("mib_per_s", "MiB/s", ".1f"),
+    ("broker_cpu_us", "broker CPU µs/msg", ".1f"), ("client_cpu_us", "client CPU µs/msg", ".1f"),
+)
 COLUMNS: dict[Scenario, tuple[tuple[str, str, str], ...]] = {
     # (result field, column title, format)
-    Scenario.PUBLISH: (("msgs_per_s", "msgs/s", ",.0f"), ("mib_per_s", "MiB/s", ".1f")),
-    Scenario.E2E: (("msgs_per_s", "msgs/s", ",.0f"), ("mib_per_s", "MiB/s", ".1f")),
+    Scenario.PUBLISH: THROUGHPUT,
+    Scenario.E2E: THROUGHPUT,
     Scenario.LATENCY: (
         ("p50_ms", "p50 ms", ".2f"), ("p99_ms", "p99 ms", ".2f"), ("max_ms", "max ms", ".1f"),
         ("achieved_rate", "offered msgs/s", ",.0f"),
@@ -108,6 +112,11 @@ def tables(results: list[Result], cfg: BenchConfig) -> str:
             cells = [system, size, *(_fmt(row[f], spec) for f, _, spec in cols), runs_ok,
                      durability[system]]
             lines.append("| " + " | ".join(cells) + " |")
+        loads = [r.load_avg_1m for r in results
+                 if r.scenario == scenario and r.run > 0 and r.load_avg_1m is not None]
+        if loads:
+            lines += ["", f"Machine load (1-min average) as these runs ended: "
+                          f"{min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} CPUs."]
     errors = [r for r in results if r.error]
     if errors:
         lines += ["", "## errors", ""]

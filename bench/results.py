@@ -40,6 +40,11 @@ class Result(BaseModel):
     seconds: float | None = None
     msgs_per_s: float | None = None
     mib_per_s: float | None = None
+    # CPU time per message, broker (server process tree) and client (the harness process):
+    # far less sensitive than wall-clock rates to other load on a shared machine.
+    broker_cpu_us: float | None = None
+    client_cpu_us: float | None = None
+    load_avg_1m: float | None = None  # the machine's load when the scenario ended
     # latency
     offered_rate: float | None = None
     achieved_rate: float | None = None

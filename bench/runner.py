@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -38,6 +39,7 @@ async def _guarded(
         log.exception("%s: %s failed", driver.name, scenario.value)
         res = Result(system=driver.name, durability=driver.durability, scenario=scenario,
                      body_size=size, run=run, messages=n, error=f"{type(e).__name__}: {e}")
+    res.load_avg_1m = os.getloadavg()[0]
     sink(res)
     log.info("%s: %s, %d B, run %d: %s", driver.name, scenario.value, size, run, _brief(res))
 

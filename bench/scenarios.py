@@ -51,18 +51,36 @@ def _result(driver: Driver, scenario: Scenario, size: int, run: int, n: int) -> 
                   body_size=size, run=run, messages=n)
 
 
+class CpuMeter:
+    """CPU used by the broker and by this process between start() and stop(), per message."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.broker0 = self.client0 = 0.0
+
+    def start(self) -> None:
+        self.broker0, self.client0 = self.driver.cpu_seconds(), time.process_time()
+
+    def record(self, res: Result, n: int) -> None:
+        res.broker_cpu_us = (self.driver.cpu_seconds() - self.broker0) / n * 1e6
+        res.client_cpu_us = (time.process_time() - self.client0) / n * 1e6
+
+
 async def publish_only(driver: Driver, cfg: BenchConfig, size: int, run: int) -> Result:
     await driver.reset()
     n = cfg.messages
     conn = await driver.connect()
+    cpu = CpuMeter(driver)
+    res = _result(driver, Scenario.PUBLISH, size, run, n)
     try:
+        cpu.start()
         t0 = time.perf_counter()
         await produce(conn, n, size, cfg.batch, cfg.window)
         seconds = time.perf_counter() - t0
+        cpu.record(res, n)
         held = await settled_unacked(conn, n)
     finally:
         await conn.close()
-    res = _result(driver, Scenario.PUBLISH, size, run, n)
     res.seconds, res.msgs_per_s, res.mib_per_s = seconds, n / seconds, n * size / MIB / seconds
     res.counts = Counts(expected=n, delivered=n, unacked_after=held, expected_unacked_after=n)
     return res
@@ -102,11 +120,15 @@ async def end_to_end(driver: Driver, cfg: BenchConfig, size: int, run: int) -> R
         asyncio.create_task(c.consume(f"c{i}", cfg.batch, tally, stop))
         for i, c in enumerate(consumers)
     ]
+    cpu = CpuMeter(driver)
+    res = _result(driver, Scenario.E2E, size, run, n)
     try:
+        cpu.start()
         t0 = time.perf_counter()
         await produce(producer, n, size, cfg.batch, cfg.window)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(tally.done.wait(), cfg.e2e_timeout_s)
+        cpu.record(res, n)
         # A consumer that failed must fail the scenario, not leave it waiting.
         for t in tasks:
             if t.done() and t.exception() is not None:
@@ -121,7 +143,6 @@ async def end_to_end(driver: Driver, cfg: BenchConfig, size: int, run: int) -> R
         left = await settled_unacked(producer, 0)
     finally:
         await producer.close()
-    res = _result(driver, Scenario.E2E, size, run, n)
     res.seconds, res.msgs_per_s, res.mib_per_s = seconds, n / seconds, n * size / MIB / seconds
     res.counts = Counts(expected=n, delivered=tally.delivered, duplicates=tally.duplicates,
                         unacked_after=left)

@@ -90,6 +90,12 @@ class Driver(ABC):
             return 0
         return self.server.rss_bytes()
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far (process tree, all threads)."""
+        if self.server is None:
+            return 0.0
+        return self.server.cpu_seconds()
+
     def check_alive(self) -> None:
         if self.server is not None:
             self.server.check_alive()

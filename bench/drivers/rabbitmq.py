@@ -11,6 +11,7 @@ system-wide RabbitMQ.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -131,7 +132,13 @@ class RabbitDriver(Driver):
             await conn.close()
             return True
 
-        await wait_until(ready, self.server, 600, "accepting AMQP")
+        # aiormq logs every refused attempt while the node boots; wait_until reports failures.
+        quiet = logging.getLogger("aiormq.connection")
+        level, quiet.level = quiet.level, logging.CRITICAL
+        try:
+            await wait_until(ready, self.server, 600, "accepting AMQP")
+        finally:
+            quiet.setLevel(level)
 
     async def stop(self) -> None:
         await super().stop()
