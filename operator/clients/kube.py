@@ -20,6 +20,7 @@ from ferry.operator.clients.errors import KubeError, KubeNotFound
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "ferry-operator"
+SCALE_MANAGER = "ferry-autoscaler"  # the 0 <-> 1 step of scale-to-zero
 
 # Every kind the operator touches, with its plural: the same list RBAC grants.
 PLURALS: dict[tuple[str, str], str] = {
@@ -136,6 +137,27 @@ class KubeClient:
         except KubeNotFound:
             return False
         return True
+
+    async def replicas(self, api_version: str, kind: str, namespace: str,
+                       name: str) -> int | None:
+        """spec.replicas of a scalable workload, read through its scale subresource."""
+        try:
+            scale = await self._call("GET", path(api_version, kind, namespace, name) + "/scale")
+        except KubeNotFound:
+            return None
+        return int((scale.get("spec") or {}).get("replicas", 0))
+
+    async def scale(self, api_version: str, kind: str, namespace: str, name: str,
+                    replicas: int) -> None:
+        """Set replicas through the scale subresource, as the HPA controller does.
+
+        A merge patch under its own field manager: the operator's server-side apply of a
+        workload never lists replicas, so neither takes the field from the other.
+        """
+        await self._call("PATCH", path(api_version, kind, namespace, name) + "/scale",
+                         query={"fieldManager": SCALE_MANAGER},
+                         body={"spec": {"replicas": replicas}},
+                         content_type="application/merge-patch+json")
 
 
 def _error(status: int, payload: Any) -> KubeError:

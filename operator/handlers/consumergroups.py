@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from ferry.operator.clients.errors import BrokerTrouble
+from ferry.operator.handlers.autoscaling import autoscale
 from ferry.operator.handlers.common import (
     Runtime,
     apply_or_degrade,
@@ -57,9 +58,12 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
                                                       consumergroups.group_settings(spec))
             except BrokerTrouble as e:
                 failure = failure_of(e)
-        patch["status"] = consumergroups.status(
+        status = consumergroups.status(
             owner=owner, spec=spec, endpoint_url=url, stats=stats, failure=failure,
             previous=(body.get("status") or {}).get("conditions") or [], now=datetime.now(UTC))
+        if spec.autoscaling is not None:
+            status.update(await autoscale(rt, body, owner, spec.autoscaling, stats))
+        patch["status"] = status
         RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ferry.broker.models import GroupStats
 from ferry.operator.metricsapi.selectors import Selector
+from ferry.operator.reconcile import metadata
 from ferry.operator.reconcile.autoscaling import metric_labels, metric_value
 
 
@@ -87,7 +88,7 @@ class KubeDirectory:
         if seen is not None and self._clock() - seen[1] < self._ttl:
             return seen[0]
         try:
-            items = await self._lister.list_objects("ferry.dev", "v1alpha1", namespace,
+            items = await self._lister.list_objects(metadata.GROUP, metadata.VERSION, namespace,
                                                     "consumergroups")
         except self._errors as error:
             raise DirectoryError(str(error)) from error

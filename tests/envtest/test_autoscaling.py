@@ -16,12 +16,14 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtures.broker_process import BrokerProcess, free_port
+from operating import apply, cr, events, get, table
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import OutgoingMessage
@@ -41,16 +43,6 @@ Eventually = Callable[..., Any]
 class MetricsApi:
     namespace: str
     url: str
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
-    process = BrokerProcess(tmp_path / "broker-data", tmp_path / "broker.log")
-    process.start()
-    try:
-        yield process
-    finally:
-        process.kill()
 
 
 def _broker_call(url: str, call: Callable[[BrokerClient], Any]) -> Any:
@@ -75,26 +67,23 @@ def _drain(url: str) -> int:
     return int(_broker_call(url, drain))
 
 
-@pytest.fixture
-def metrics_api(control_plane: ControlPlane, namespace: str, broker: BrokerProcess,
-                tmp_path: Path, eventually: Eventually) -> Iterator[MetricsApi]:
+@contextmanager
+def serving_metrics_api(control_plane: ControlPlane, namespace: str, tmp_path: Path,
+                        eventually: Eventually, *flags: str) -> Iterator[MetricsApi]:
     """ferry-metrics-api on 127.0.0.1, registered as v1beta1.external.metrics.k8s.io.
 
-    It serves the group `jobs/workers` of the test's broker, reads the front-proxy settings
-    from kube-system/extension-apiserver-authentication and authorizes every request with
-    a SubjectAccessReview, all against this control plane.
+    It reads the front-proxy settings from kube-system/extension-apiserver-authentication
+    and authorizes every request with a SubjectAccessReview, against this control plane.
     """
-    _broker_call(broker.url, lambda c: c.put_queue(QUEUE))
-    _broker_call(broker.url, lambda c: c.put_group(QUEUE, CONSUMERS))
     cert, ca = aggregation.serving_cert(tmp_path / "serving", namespace, SERVICE)
     port = free_port()
-    log = (tmp_path / "metrics-api.log").open("w")
+    log_path = tmp_path / "metrics-api.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "ferry.operator.metricsapi",
          "--bind-address", "127.0.0.1", "--secure-port", str(port),
          "--tls-cert-file", str(cert.cert), "--tls-private-key-file", str(cert.key),
-         "--kubeconfig", str(control_plane.kubeconfig), "--cache-ttl", "1",
-         "--group", f"{namespace}/{QUEUE}/{CONSUMERS}={broker.url}"],
+         "--kubeconfig", str(control_plane.kubeconfig), "--cache-ttl", "1", *flags],
         stdout=log, stderr=log)
     manifests = aggregation.manifests(GROUP, VERSION, namespace=namespace, service=SERVICE,
                                       port=port, ca_bundle=ca.cert.read_bytes())
@@ -103,7 +92,7 @@ def metrics_api(control_plane: ControlPlane, namespace: str, broker: BrokerProce
         control_plane.kubectl("apply", "-f", "-", input=document)
 
         def available() -> bool:
-            assert process.poll() is None, (tmp_path / "metrics-api.log").read_text()
+            assert process.poll() is None, log_path.read_text()
             found = control_plane.kubectl_json("get", "apiservice", f"{VERSION}.{GROUP}")
             conditions = found.get("status", {}).get("conditions", [])
             return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
@@ -116,6 +105,17 @@ def metrics_api(control_plane: ControlPlane, namespace: str, broker: BrokerProce
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture
+def metrics_api(control_plane: ControlPlane, namespace: str, broker: BrokerProcess,
+                tmp_path: Path, eventually: Eventually) -> Iterator[MetricsApi]:
+    """The metrics API serving the group `jobs/workers` of the test's broker (--group)."""
+    _broker_call(broker.url, lambda c: c.put_queue(QUEUE))
+    _broker_call(broker.url, lambda c: c.put_group(QUEUE, CONSUMERS))
+    with serving_metrics_api(control_plane, namespace, tmp_path, eventually, "--group",
+                             f"{namespace}/{QUEUE}/{CONSUMERS}={broker.url}") as api:
+        yield api
 
 
 def _lag_through_the_aggregator(control_plane: ControlPlane, namespace: str,
@@ -148,13 +148,13 @@ def test_a_bad_selector_comes_back_as_the_servers_400(
     assert "unbalanced parentheses" in out.stderr
 
 
-def _deployment(namespace: str) -> dict[str, Any]:
+def _deployment(namespace: str, replicas: int = 1) -> dict[str, Any]:
     labels = {"app": CONSUMERS}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": CONSUMERS, "namespace": namespace},
         "spec": {
-            "replicas": 1, "selector": {"matchLabels": labels},
+            "replicas": replicas, "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": {"containers": [
                 {"name": "worker", "image": "registry.k8s.io/pause:3.10"}]}},
         },
@@ -229,3 +229,52 @@ def test_the_server_asks_the_api_server_who_may_read(
     assert "'mallory'" in body["message"]
     status, body = ask("ferry-admin", "system:masters")
     assert (status, body["kind"]) == (200, "ExternalMetricValueList")
+
+
+# --- the whole loop: a real ferry-operator owns the HPA and takes the 0 <-> 1 step ---------
+
+def test_a_consumergroup_scales_its_workers_with_lag_and_to_zero_when_idle(
+        control_plane: ControlPlane, namespace: str, broker: BrokerProcess,
+        run_operator: Any, tmp_path: Path, eventually: Eventually) -> None:
+    run_operator(broker_url=broker.url)
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(_deployment(namespace)))
+    apply(control_plane, namespace, cr("Queue", QUEUE, {}))
+    apply(control_plane, namespace, cr("ConsumerGroup", CONSUMERS, {
+        "queue": QUEUE,
+        "autoscaling": {"target": {"name": CONSUMERS}, "minReplicas": 0, "maxReplicas": 5,
+                        "lagPerReplica": 10, "scaleDownStabilization": "0s",
+                        "idleAfter": "2s"}}))
+
+    def replicas() -> int:
+        found = control_plane.kubectl_json("get", "deployment", CONSUMERS, "-n", namespace)
+        return int(found["spec"]["replicas"])
+
+    def group_row() -> dict[str, str]:
+        return table(control_plane, namespace, "cg").get(CONSUMERS) or {}
+
+    # The group owns its HPA; the metrics API finds the group through its status.endpoint.
+    hpa = eventually(lambda: get(control_plane, namespace, "hpa", CONSUMERS),
+                     "the ConsumerGroup's HPA exists")
+    group = get(control_plane, namespace, "cg", CONSUMERS)
+    assert group is not None
+    assert hpa["metadata"]["ownerReferences"][0]["uid"] == group["metadata"]["uid"]
+    with serving_metrics_api(control_plane, namespace, tmp_path, eventually):
+        # Idle for idleAfter: the operator takes the target to zero, which the HPA cannot.
+        eventually(lambda: replicas() == 0, "the idle group's workers scaled to zero")
+        eventually(lambda: group_row().get("REPLICAS") == "0", "kubectl get cg shows 0")
+        reasons = [reason for _, reason, _ in events(control_plane, namespace, CONSUMERS)]
+        assert "ScaledToZero" in reasons
+
+        # The first messages wake it (0 -> 1, the operator), the HPA takes it on to
+        # ceil(25 / 10) = 3.
+        _publish(broker.url, 25)
+        answer = _lag_through_the_aggregator(control_plane, namespace, f"group={CONSUMERS}")
+        assert [(i["metricLabels"], i["value"]) for i in answer["items"]] == [
+            ({"namespace": namespace, "queue": QUEUE, "group": CONSUMERS}, "25")]
+        eventually(lambda: replicas() == 3, "3 workers for a lag of 25 at 10 per replica")
+        eventually(lambda: group_row().get("REPLICAS") == "3", "kubectl get cg shows 3")
+        assert "Activated" in [r for _, r, _ in events(control_plane, namespace, CONSUMERS)]
+
+        # Drained: the HPA goes back to 1, then idleAfter later the operator to 0.
+        assert _drain(broker.url) == 25
+        eventually(lambda: replicas() == 0, "back to zero once the backlog is worked off")

@@ -1,0 +1,61 @@
+"""The autoscaling part of a ConsumerGroup pass: the 0 <-> 1 step and the replica figures.
+
+The HPA (a child applied with the others) does every other replica change; this only
+takes the step it cannot (to 0 when idle, back to 1 on the first message) and reports
+current/desired replicas. Runs on the stats timer, so it reacts within --stats-seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from ferry.broker.models import GroupStats
+from ferry.operator.clients.errors import KubeError
+from ferry.operator.handlers.common import Runtime
+from ferry.operator.reconcile.autoscaling import (
+    IdleState,
+    decide_idle_scaling,
+    metric_value,
+    replica_status,
+)
+from ferry.operator.reconcile.specs import Autoscaling, Owner
+
+HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
+
+
+async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
+                    stats: GroupStats | None) -> dict[str, Any]:
+    """Status fields for the pass ({} while the target cannot be read)."""
+    target = spec.target
+    what = f"{target.kind}/{target.name}"
+    try:
+        replicas = await rt.kube.replicas(target.api_version, target.kind, owner.namespace,
+                                          target.name)
+    except KubeError as e:
+        kopf.warn(body, reason="TargetUnreadable", message=f"cannot read {what}: {e}")
+        return {}
+    if replicas is None:
+        return {}
+    previous = IdleState.model_validate((body.get("status") or {}).get("idle") or {})
+    decision = decide_idle_scaling(spec=spec, lag=metric_value(stats) if stats else None,
+                                   replicas=replicas, state=previous, now=datetime.now(UTC))
+    if decision.replicas is not None and decision.reason is not None:
+        try:
+            await rt.kube.scale(target.api_version, target.kind, owner.namespace, target.name,
+                                decision.replicas)
+        except KubeError as e:
+            kopf.warn(body, reason="ScaleFailed",
+                      message=f"scaling {what} to {decision.replicas} failed: {e}")
+            return {"idle": previous.for_status()}
+        kopf.info(body, reason=decision.reason.value,
+                  message=f"scaled {what} from {replicas} to {decision.replicas}")
+        replicas = decision.replicas
+    try:
+        hpa = await rt.kube.get(*HPA, owner.namespace, owner.name)
+    except KubeError:
+        hpa = None  # the figures then come from the target alone
+    figures = replica_status(hpa, replicas)
+    return {**(figures.for_status() if figures else {}), "idle": decision.state.for_status()}
