@@ -278,3 +278,22 @@ def test_a_consumergroup_scales_its_workers_with_lag_and_to_zero_when_idle(
         # Drained: the HPA goes back to 1, then idleAfter later the operator to 0.
         assert _drain(broker.url) == 25
         eventually(lambda: replicas() == 0, "back to zero once the backlog is worked off")
+
+
+def test_a_pipelines_collectors_get_an_hpa_through_its_consumer_group(
+        control_plane: ControlPlane, namespace: str, broker: BrokerProcess,
+        run_operator: Any, eventually: Eventually) -> None:
+    run_operator(broker_url=broker.url)
+    apply(control_plane, namespace, cr("TelemetryPipeline", "gpu", {
+        "streamer": {"source": {"configMap": {"name": "dcgm", "key": "sample.csv"}}},
+        "collector": {"minReplicas": 2, "maxReplicas": 6, "lagPerReplica": 500}}))
+    hpa = eventually(lambda: get(control_plane, namespace, "hpa", "gpu-collectors"),
+                     "the pipeline's consumer group owns an HPA")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "gpu-collector"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["external"]["metric"]["selector"]["matchLabels"] == {
+        "queue": "gpu", "group": "gpu-collectors"}
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "500"}
+    assert hpa["metadata"]["ownerReferences"][0]["kind"] == "ConsumerGroup"
