@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -61,8 +62,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-private-key-file", help="key of --tls-cert-file")
     p.add_argument("--service", default="ferry-metrics-api",
                    help="Service name, for the self-signed certificate's names")
-    p.add_argument("--namespace", default="ferry-system",
-                   help="Service namespace, for the self-signed certificate's names")
+    p.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "ferry-system"),
+                   help="Service namespace, for the self-signed certificate's names "
+                        "(default: $POD_NAMESPACE, else ferry-system)")
     p.add_argument("--requestheader-client-ca-file",
                    help="CA of the front proxy's client certificate; default: read "
                         "kube-system/extension-apiserver-authentication")
