@@ -18,7 +18,7 @@ from ferry.broker.core.queues import (
     rowid,
     split_rowid,
 )
-from ferry.broker.core.writes import MessageRow, Writes
+from ferry.broker.core.writes import Kind, MessageRow, Writes
 
 __all__ = [
     "PRIORITIES",
@@ -31,6 +31,7 @@ __all__ = [
     "GroupFigures",
     "GroupNotFoundError",
     "Incoming",
+    "Kind",
     "Leased",
     "MessageNotFoundError",
     "MessageRow",

@@ -13,7 +13,7 @@ from typing import Any
 from ferry.broker.core.errors import GroupNotFoundError, MessageNotFoundError, QueueNotFoundError
 from ferry.broker.core.groups import Group, GroupFigures, Leased
 from ferry.broker.core.queues import Queue, dedup_hash, rowid, split_rowid
-from ferry.broker.core.writes import Writes
+from ferry.broker.core.writes import Kind, Row, Writes
 from ferry.broker.models import (
     GroupSettings,
     MessageGroupState,
@@ -52,8 +52,10 @@ class Broker:
         self._writes = Writes()
 
     def take_writes(self) -> Writes:
-        w, self._writes = self._writes, Writes()
-        return w
+        w = self._writes
+        if w:
+            self._writes = Writes()
+        return w  # an empty one stays in use: nothing to hand over
 
     # --- admin -------------------------------------------------------------------
 
@@ -78,7 +80,7 @@ class Broker:
             self.queues[name] = q
             self.by_qid[q.qid] = q
         q.settings = settings
-        self._writes.queues.append((q.qid, name, settings.model_dump_json(), q.created_ms))
+        self._writes.add(Kind.QUEUE, (q.qid, name, settings.model_dump_json(), q.created_ms))
         self._writes.totals[q.qid] = (q.published_total, q.next_seq)
         return q, created
 
@@ -86,7 +88,7 @@ class Broker:
         q = self.queue(name)
         del self.queues[name]
         del self.by_qid[q.qid]
-        self._writes.queues_deleted.append(q.qid)
+        self._writes.add(Kind.QUEUE_DELETED, (q.qid,))
 
     def put_group(
         self, queue: str, name: str, settings: GroupSettings, now: int
@@ -102,7 +104,8 @@ class Broker:
         else:  # start_at only matters at creation; keep the first one
             settings = settings.model_copy(update={"start_at": g.settings.start_at})
         g.settings = settings
-        self._writes.groups.append(
+        self._writes.add(
+            Kind.GROUP,
             (g.gid, q.qid, name, settings.model_dump_json(), g.start_seq)
         )
         return g, created
@@ -110,7 +113,7 @@ class Broker:
     def delete_group(self, queue: str, name: str) -> None:
         g = self.group(queue, name)
         del g.queue.groups[name]
-        self._writes.groups_deleted.append(g.gid)
+        self._writes.add(Kind.GROUP_DELETED, (g.gid,))
 
     # --- publishing ------------------------------------------------------------------
 
@@ -118,7 +121,7 @@ class Broker:
         """Append messages; returns their ids (a known dedup id gives the original id)."""
         q = self.queue(queue)
         ids: list[int] = []
-        rows = self._writes.messages
+        rows: list[Row] = []
         qid = q.qid
         cutoff = now - q.settings.dedup_window_ms
         for m in items:
@@ -135,6 +138,7 @@ class Broker:
             ids.append(rid)
             rows.append((rid, m.priority, not_before, now, m.key, h, m.payload))
             q.published_total += 1
+        self._writes.extend(Kind.MESSAGE, rows)
         self._writes.totals[qid] = (q.published_total, q.next_seq)
         return ids
 
@@ -227,12 +231,12 @@ class Broker:
             for s in q.expire_before(now - q.settings.retention_ms):
                 for g in q.groups.values():
                     g.forget(s)
-                w.deleted.append(rowid(q.qid, s))
-            w.deleted.extend(rowid(q.qid, s) for s in q.advance_base())
+                w.add(Kind.CONSUMED, (rowid(q.qid, s),))
+            w.extend(Kind.CONSUMED, [(rowid(q.qid, s),) for s in q.advance_base()])
             purge = q.expire_dedup(now - q.settings.dedup_window_ms)
             if purge > q.purged:
                 q.purged = purge
-                w.deleted_below.append((q.qid, rowid(q.qid, purge)))
+                w.add(Kind.PURGE_BELOW, (q.qid, rowid(q.qid, purge)))
             for g in q.groups.values():
                 idle = [
                     name for name, c in g.consumers.items()

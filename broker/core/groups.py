@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ferry.broker.core.queues import PRIORITIES, Queue, rowid
-from ferry.broker.core.writes import Writes
+from ferry.broker.core.writes import Kind, Writes
 from ferry.broker.models import GroupSettings, MessageGroupState, ReceiptStatus
 
 FAIR_LOOKAHEAD = 1024  # fair mode sorts this many upcoming messages per priority by key
@@ -287,13 +287,13 @@ class Group:
         w.group_totals[self.gid] = self.acked_total
         if s in self.persisted:
             self.persisted.discard(s)
-            w.counts_deleted.append((self.gid, s))
+            w.add(Kind.COUNT_DELETED, (self.gid, s))
         q = self.queue
         if q.done_for_all(s):
             if q.mark_gone(s):
-                w.deleted.append(rowid(q.qid, s))
+                w.add(Kind.CONSUMED, (rowid(q.qid, s),))
         else:
-            w.acks.append((self.gid, s))
+            w.add(Kind.ACK, (self.gid, s))
 
     def give_back(self, s: int, delay_ms: int | None, now: int, w: Writes, why: str) -> None:
         """End a lease without ack: retry later, now, or dead-letter at max deliveries."""
@@ -310,7 +310,7 @@ class Group:
         else:
             self._make_ready(s)
         self.persisted.add(s)
-        w.counts.append((self.gid, s, count, visible))
+        w.add(Kind.COUNT, (self.gid, s, count, visible))
 
     def extend(self, s: int, vt_ms: int, now: int) -> None:
         lease = self.inflight[s]
@@ -322,7 +322,7 @@ class Group:
 
     def _kill(self, s: int, count: int, now: int, reason: str, w: Writes) -> None:
         self.dead[s] = (count, now, reason)
-        w.dead.append((self.gid, s, count, now, reason))
+        w.add(Kind.DEAD, (self.gid, s, count, now, reason))
 
     def expire(self, now: int, w: Writes) -> bool:
         """Leases past their deadline and retries past their time; True if any became ready."""
@@ -350,10 +350,10 @@ class Group:
         for s in chosen:
             del self.dead[s]
             self.held[s] = 0
-            w.dead_deleted.append((self.gid, s))
+            w.add(Kind.DEAD_DELETED, (self.gid, s))
             if s in self.persisted:
                 self.persisted.discard(s)
-                w.counts_deleted.append((self.gid, s))
+                w.add(Kind.COUNT_DELETED, (self.gid, s))
             self._make_ready(s)
         return len(chosen)
 

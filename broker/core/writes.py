@@ -1,42 +1,63 @@
-"""What the store must make durable after a core operation.
+"""What the store must make durable after core operations, in order.
 
-The core never does I/O: each operation appends its intents here and the
-transport hands the batch to the store. Rows are plain tuples, shaped like the
-store's tables, so the writer thread can `executemany` them as they are.
+The core never does I/O: each operation appends intents here and the
+transport hands the batch to the store. An intent is a kind plus rows shaped
+like the store's tables, so the writer thread can `executemany` them as they
+are; consecutive intents of one kind (also across requests of one group
+commit) become one `executemany`. Running totals are absolute values, kept
+apart and written once per commit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 # (rowid, priority, not_before_ms, published_ms, key, dedup hash, payload)
 MessageRow = tuple[int, int, int, int, str | None, int | None, Any]
+Row = tuple[Any, ...]
 
 
-@dataclass(slots=True)
+class Kind(IntEnum):
+    QUEUE = 1  # (id, name, settings json, created_ms)
+    QUEUE_DELETED = 2  # (id,)
+    GROUP = 3  # (id, qid, name, settings json, start seq)
+    GROUP_DELETED = 4  # (id,)
+    MESSAGE = 5  # MessageRow
+    CONSUMED = 6  # (rowid,): gone for every group; a tombstone keeps its dedup id
+    PURGE_BELOW = 7  # (qid, rowid): rows below are consumed and outside the dedup window
+    ACK = 8  # (gid, seq)
+    COUNT = 9  # (gid, seq, deliveries, visible_at)
+    COUNT_DELETED = 10  # (gid, seq)
+    DEAD = 11  # (gid, seq, deliveries, dead_at, reason)
+    DEAD_DELETED = 12  # (gid, seq)
+
+
 class Writes:
-    queues: list[tuple[int, str, str, int]] = field(default_factory=list)  # id, name, json, created
-    queues_deleted: list[int] = field(default_factory=list)
-    # id, qid, name, settings json, start seq
-    groups: list[tuple[int, int, str, str, int]] = field(default_factory=list)
-    groups_deleted: list[int] = field(default_factory=list)
-    messages: list[MessageRow] = field(default_factory=list)
-    deleted: list[int] = field(default_factory=list)  # message rowids gone for every group
-    # (qid, rowid): rows below are consumed and outside the dedup window: purge them
-    deleted_below: list[tuple[int, int]] = field(default_factory=list)
-    acks: list[tuple[int, int]] = field(default_factory=list)  # (gid, seq)
-    counts: list[tuple[int, int, int, int]] = field(default_factory=list)  # gid, seq, count, vis
-    counts_deleted: list[tuple[int, int]] = field(default_factory=list)
-    dead: list[tuple[int, int, int, int, str]] = field(default_factory=list)  # gid, seq, n, at, why
-    dead_deleted: list[tuple[int, int]] = field(default_factory=list)
-    totals: dict[int, tuple[int, int]] = field(default_factory=dict)  # qid -> (published, next seq)
-    group_totals: dict[int, int] = field(default_factory=dict)  # gid -> acked_total
+    __slots__ = ("group_totals", "ops", "totals")
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[Kind, list[Row]]] = []
+        self.totals: dict[int, tuple[int, int]] = {}  # qid -> (published_total, next_seq)
+        self.group_totals: dict[int, int] = {}  # gid -> acked_total
+
+    def add(self, kind: Kind, row: Row) -> None:
+        ops = self.ops
+        if ops and ops[-1][0] is kind:
+            ops[-1][1].append(row)
+        else:
+            ops.append((kind, [row]))
+
+    def extend(self, kind: Kind, rows: list[Row]) -> None:
+        if rows:
+            ops = self.ops
+            if ops and ops[-1][0] is kind:
+                ops[-1][1].extend(rows)
+            else:
+                ops.append((kind, rows))
+
+    def rows(self, kind: Kind) -> list[Row]:
+        return [row for k, rows in self.ops if k is kind for row in rows]
 
     def __bool__(self) -> bool:
-        return bool(
-            self.queues or self.queues_deleted or self.groups or self.groups_deleted
-            or self.messages or self.deleted or self.deleted_below or self.acks or self.counts
-            or self.counts_deleted or self.dead or self.dead_deleted or self.totals
-            or self.group_totals
-        )
+        return bool(self.ops or self.totals or self.group_totals)

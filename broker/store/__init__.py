@@ -11,7 +11,7 @@ from ferry.broker.core import Broker, DedupIndex, Restored
 from ferry.broker.store.bodies import Bodies
 from ferry.broker.store.loading import CHUNK, load, load_all, read_chunk, read_dedup
 from ferry.broker.store.schema import connect, create
-from ferry.broker.store.writer import StoreError, Writer
+from ferry.broker.store.writer import Checkpointer, StoreError, Writer
 
 DB_NAME = "ferry.db"
 
@@ -25,6 +25,7 @@ class Store:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.path = str(Path(data_dir) / DB_NAME)
         self.writer = Writer(self.path, loop)
+        self.checkpointer = Checkpointer(self.path)
         self.bodies = Bodies(self.path)
         self._loader: sqlite3.Connection | None = None
 
@@ -67,8 +68,10 @@ class Store:
 
     def start(self) -> None:
         self.writer.start()
+        self.checkpointer.start()
 
     def close(self) -> None:
         self.loaded()
         self.writer.stop()
+        self.checkpointer.stop()
         self.bodies.close()

@@ -16,7 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ferry.broker.core import Writes
+from ferry.broker.core import Kind, Writes
+from ferry.broker.core.writes import Row
 from ferry.broker.store.schema import connect
 
 log = logging.getLogger("ferry.broker.store")
@@ -60,6 +61,8 @@ class Writer:
 
     def _run(self) -> None:
         conn = connect(self._path)
+        # Checkpoints run on their own thread (Checkpointer), never inside a commit.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         try:
             stopping = False
             while not stopping:
@@ -85,8 +88,7 @@ class Writer:
         error: BaseException | None = None
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for writes, _ in batch:
-                apply(conn, writes)
+            apply(conn, [writes for writes, _ in batch])
             conn.execute("COMMIT")
         except Exception as e:  # disk full, I/O error: fail the batch, keep serving
             log.exception("store commit failed")
@@ -103,6 +105,42 @@ class Writer:
             self._loop.call_soon_threadsafe(_resolve, futures, error)
 
 
+class Checkpointer:
+    """Copies the WAL into the database on its own thread, so commits never wait for it.
+
+    PASSIVE checkpoints do not block the writer; once one has caught up, the
+    writer's next transaction starts the WAL over from its beginning.
+    """
+
+    def __init__(self, path: str, every_s: float = 0.5) -> None:
+        self._path = path
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="ferry-store-checkpointer", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
+
+    def _run(self) -> None:
+        conn = connect(self._path)
+        try:
+            while not self._stop.wait(self._every_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    log.exception("checkpoint failed (the next one retries)")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            conn.close()
+
+
 def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
     for f in futures:
         if f.done():
@@ -113,61 +151,82 @@ def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -
             f.set_exception(StoreError(str(error)))
 
 
-def apply(conn: sqlite3.Connection, w: Writes) -> None:  # noqa: C901 - one branch per table
-    ex, many = conn.execute, conn.executemany
-    for qid, name, settings, created in w.queues:
-        ex(
-            "INSERT INTO queues(id, name, settings, created_ms) VALUES (?,?,?,?) "
-            "ON CONFLICT(id) DO UPDATE SET settings=excluded.settings",
-            (qid, name, settings, created),
+_SQL = {
+    Kind.MESSAGE: "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?)",
+    # A tombstone keeps the dedup id answering until the window passes; PURGE_BELOW drops it.
+    Kind.CONSUMED: "UPDATE messages SET doc=NULL WHERE id=?",
+    Kind.ACK: "INSERT OR IGNORE INTO acks VALUES (?,?)",
+    Kind.COUNT: "INSERT OR REPLACE INTO counts VALUES (?,?,?,?)",
+    Kind.COUNT_DELETED: "DELETE FROM counts WHERE gid=? AND seq=?",
+    Kind.DEAD: "INSERT OR REPLACE INTO dead VALUES (?,?,?,?,?)",
+    Kind.DEAD_DELETED: "DELETE FROM dead WHERE gid=? AND seq=?",
+    Kind.QUEUE: "INSERT INTO queues(id, name, settings, created_ms) VALUES (?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET settings=excluded.settings",
+    Kind.GROUP: "INSERT INTO groups(id, qid, name, settings, start_seq) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET settings=excluded.settings",
+}
+_NEXT_ID = "INSERT INTO meta VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v=max(v, excluded.v)"
+
+
+def apply(conn: sqlite3.Connection, batch: list[Writes]) -> None:
+    """Every intent of the batch in order; runs of one kind become one executemany."""
+    run_kind: Kind | None = None
+    run: list[Row] = []
+    totals: dict[int, tuple[int, int]] = {}
+    group_totals: dict[int, int] = {}
+    for w in batch:
+        for kind, rows in w.ops:
+            if kind is run_kind:
+                run.extend(rows)
+                continue
+            if run_kind is not None:
+                _apply_run(conn, run_kind, run)
+            run_kind, run = kind, list(rows)
+        totals.update(w.totals)
+        group_totals.update(w.group_totals)
+    if run_kind is not None:
+        _apply_run(conn, run_kind, run)
+    if totals:
+        conn.executemany(
+            "UPDATE queues SET published_total=?, next_seq=? WHERE id=?",
+            [(p, n, qid) for qid, (p, n) in totals.items()],
         )
-        ex(
-            "INSERT INTO meta VALUES ('next_qid', ?) ON CONFLICT(k) DO UPDATE "
-            "SET v=max(v, excluded.v)", (qid + 1,),
+    if group_totals:
+        conn.executemany(
+            "UPDATE groups SET acked_total=? WHERE id=?",
+            [(a, gid) for gid, a in group_totals.items()],
         )
-    for gid, qid, name, settings, start in w.groups:
-        ex(
-            "INSERT INTO groups(id, qid, name, settings, start_seq) VALUES (?,?,?,?,?) "
-            "ON CONFLICT(id) DO UPDATE SET settings=excluded.settings",
-            (gid, qid, name, settings, start),
-        )
-        ex(
-            "INSERT INTO meta VALUES ('next_gid', ?) ON CONFLICT(k) DO UPDATE "
-            "SET v=max(v, excluded.v)", (gid + 1,),
-        )
-    if w.messages:
-        many("INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?)", w.messages)
-    if w.deleted:
-        # A tombstone keeps the dedup id answering until the window passes; compaction purges.
-        many("UPDATE messages SET doc=NULL WHERE id=?", [(r,) for r in w.deleted])
-    for qid, below in w.deleted_below:
-        ex("DELETE FROM messages WHERE id >= ? AND id < ?", (qid * _Q, below))
-        _drop_group_rows_below(conn, qid, below & (_Q - 1))
-    if w.acks:
-        many("INSERT OR IGNORE INTO acks VALUES (?,?)", w.acks)
-    if w.counts:
-        many("INSERT OR REPLACE INTO counts VALUES (?,?,?,?)", w.counts)
-    if w.counts_deleted:
-        many("DELETE FROM counts WHERE gid=? AND seq=?", w.counts_deleted)
-    if w.dead:
-        many("INSERT OR REPLACE INTO dead VALUES (?,?,?,?,?)", w.dead)
-    if w.dead_deleted:
-        many("DELETE FROM dead WHERE gid=? AND seq=?", w.dead_deleted)
-    for qid, (published, next_seq) in w.totals.items():
-        ex("UPDATE queues SET published_total=?, next_seq=? WHERE id=?", (published, next_seq, qid))
-    for gid, acked in w.group_totals.items():
-        ex("UPDATE groups SET acked_total=? WHERE id=?", (acked, gid))
-    for gid in w.groups_deleted:
-        for table in ("acks", "counts", "dead"):
-            ex(f"DELETE FROM {table} WHERE gid=?", (gid,))
-        ex("DELETE FROM groups WHERE id=?", (gid,))
-    for qid in w.queues_deleted:
-        for (gid,) in ex("SELECT id FROM groups WHERE qid=?", (qid,)).fetchall():
-            for table in ("acks", "counts", "dead"):
-                ex(f"DELETE FROM {table} WHERE gid=?", (gid,))
-        ex("DELETE FROM groups WHERE qid=?", (qid,))
-        ex("DELETE FROM messages WHERE id >= ? AND id < ?", (qid * _Q, (qid + 1) * _Q))
-        ex("DELETE FROM queues WHERE id=?", (qid,))
+
+
+def _apply_run(conn: sqlite3.Connection, kind: Kind, rows: list[Row]) -> None:
+    sql = _SQL.get(kind)
+    if sql is not None:
+        conn.executemany(sql, rows)
+        if kind is Kind.QUEUE:
+            conn.executemany(_NEXT_ID, [("next_qid", r[0] + 1) for r in rows])
+        elif kind is Kind.GROUP:
+            conn.executemany(_NEXT_ID, [("next_gid", r[0] + 1) for r in rows])
+        return
+    ex = conn.execute
+    for row in rows:
+        if kind is Kind.PURGE_BELOW:
+            qid, below = row
+            ex("DELETE FROM messages WHERE id >= ? AND id < ?", (qid * _Q, below))
+            _drop_group_rows_below(conn, qid, below & (_Q - 1))
+        elif kind is Kind.GROUP_DELETED:
+            _drop_group(conn, row[0])
+        elif kind is Kind.QUEUE_DELETED:
+            qid = row[0]
+            for (gid,) in ex("SELECT id FROM groups WHERE qid=?", (qid,)).fetchall():
+                _drop_group(conn, gid)
+            ex("DELETE FROM messages WHERE id >= ? AND id < ?", (qid * _Q, (qid + 1) * _Q))
+            ex("DELETE FROM queues WHERE id=?", (qid,))
+
+
+def _drop_group(conn: sqlite3.Connection, gid: int) -> None:
+    for table in ("acks", "counts", "dead"):
+        conn.execute(f"DELETE FROM {table} WHERE gid=?", (gid,))
+    conn.execute("DELETE FROM groups WHERE id=?", (gid,))
 
 
 def _drop_group_rows_below(conn: sqlite3.Connection, qid: int, seq: int) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from ferry.broker.core import Broker, Incoming, Leased, Queue, rowid
+from ferry.broker.core import Broker, Incoming, Kind, Leased, Queue, rowid
 from ferry.broker.store import CHUNK, Store
 from ferry.broker.transport.signals import Signals
 
@@ -91,8 +91,9 @@ class Runtime:
         w = self.core.take_writes()
         if not w:
             return None
-        if w.deleted:
-            self.store.bodies.drop(w.deleted)
+        for kind, rows in w.ops:
+            if kind is Kind.CONSUMED:
+                self.store.bodies.drop([row[0] for row in rows])
         return self.store.writer.submit(w, wait)
 
     async def commit(self) -> None:
@@ -114,9 +115,11 @@ class Runtime:
         ids = self.core.publish(q.name, items, now_ms())
         w = self.core.take_writes()
         put = self.store.bodies.put
-        for row in w.messages:
-            put(row[0], row[6])
-        self.published += len(w.messages)
+        for kind, rows in w.ops:
+            if kind is Kind.MESSAGE:
+                for row in rows:
+                    put(row[0], row[6])
+                self.published += len(rows)
         if not w:
             return ids, None
         fut = self.store.writer.submit(w)

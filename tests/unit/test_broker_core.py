@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.broker.core import Broker, Incoming, QueueNotFoundError, split_rowid
+from ferry.broker.core import Broker, Incoming, Kind, QueueNotFoundError, split_rowid
 from ferry.broker.models import (
     Backoff,
     GroupSettings,
@@ -222,12 +222,12 @@ def test_message_is_deleted_once_every_group_acked() -> None:
     (ma,) = b.receive("q", "a", "c", 1, None, T0)
     b.ack("q", "a", [ma.receipt], T0)
     w = b.take_writes()
-    assert w.acks == [(b.group("q", "a").gid, s)] and w.deleted == []
+    assert w.rows(Kind.ACK) == [(b.group("q", "a").gid, s)] and w.rows(Kind.CONSUMED) == []
     assert b.queue("q").live == 1
     (mb,) = b.receive("q", "b", "c", 1, None, T0)
     b.ack("q", "b", [mb.receipt], T0)
     w = b.take_writes()
-    assert len(w.deleted) == 1 and b.queue("q").live == 0
+    assert len(w.rows(Kind.CONSUMED)) == 1 and b.queue("q").live == 0
 
 
 def test_retention_drops_old_messages_for_every_group() -> None:
