@@ -101,9 +101,10 @@ def _mounts(spec: Mapping[str, Any], container: Mapping[str, Any], pod: str,
             for item in items:
                 (folder / item["path"]).parent.mkdir(parents=True, exist_ok=True)
                 (folder / item["path"]).write_text(data[item["key"]])
-        elif "emptyDir" not in volume:
-            raise UnsupportedPodError(f"volume {mount['name']}: only emptyDir, configMap and "
-                                 "persistentVolumeClaim volumes run locally")
+        elif "emptyDir" not in volume and "projected" not in volume:
+            # projected: the service-account token; the local processes do not use it.
+            raise UnsupportedPodError(f"volume {mount['name']}: only emptyDir, configMap, "
+                                      "projected and persistentVolumeClaim volumes run locally")
         folder.mkdir(parents=True, exist_ok=True)
         out[mount["mountPath"].rstrip("/")] = folder
     return out

@@ -1,0 +1,112 @@
+"""What the demo prints: step headers, a progress line, the summary (pure formatting)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+BAR_WIDTH = 30
+
+
+def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
+    filled = width if total <= 0 else min(width, done * width // total)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+@dataclass(frozen=True)
+class Progress:
+    stored: int
+    total: int
+    lag: int | None
+    collectors: int
+    elapsed: float
+
+    def line(self) -> str:
+        pct = 100.0 if self.total <= 0 else 100.0 * self.stored / self.total
+        rate = self.stored / self.elapsed if self.elapsed > 0 else 0.0
+        lag = "?" if self.lag is None else str(self.lag)
+        return (f"{bar(self.stored, self.total)} {self.stored}/{self.total} rows stored "
+                f"({pct:5.1f}%)  lag {lag}  collectors {self.collectors}  {rate:,.0f} rows/s")
+
+
+class Console:
+    """Step headers and a progress line that redraws in place on a terminal."""
+
+    def __init__(self, out: TextIO = sys.stdout, steps: int = 9) -> None:
+        self.out, self.steps, self.step_no = out, steps, 0
+        self.tty = out.isatty()
+        self._last_plain = 0.0
+        self._last_line = ""
+
+    def step(self, text: str) -> None:
+        self.step_no += 1
+        self.out.write(f"\n[{self.step_no}/{self.steps}] {text}\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        self.out.write(f"{text}\n")
+        self.out.flush()
+
+    def info(self, text: str) -> None:
+        self.out.write(f"      {text}\n")
+        self.out.flush()
+
+    def progress(self, progress: Progress, *, final: bool = False) -> None:
+        if self.tty:
+            self.out.write("\r      " + progress.line() + ("\n" if final else ""))
+        elif (final or progress.elapsed - self._last_plain >= 2.0) and (
+                progress.line() != self._last_line):
+            # Not a terminal (CI, a pipe): one line every few seconds instead of redraws.
+            self._last_plain, self._last_line = progress.elapsed, progress.line()
+            self.out.write("      " + progress.line() + "\n")
+        self.out.flush()
+
+    def block(self, text: str) -> None:
+        for row in text.rstrip("\n").splitlines():
+            self.out.write(f"      {row}\n")
+        self.out.flush()
+
+
+@dataclass(frozen=True)
+class Summary:
+    rows_in_sample: int
+    rows_rejected: int
+    rows_stored: int
+    duplicates: int
+    missing: int
+    unexpected: int
+    dead_letters: int
+    seconds: float
+    streamers: int
+    collectors_peak: int
+    gpus: int
+
+    @property
+    def throughput(self) -> float:
+        return self.rows_stored / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.missing == 0 and self.duplicates == 0 and self.unexpected == 0
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return {**{k: v for k, v in self.__dict__.items()}, "throughput": self.throughput,
+                "ok": self.ok}
+
+    def text(self) -> str:
+        rows = [
+            ("rows in the sample", f"{self.rows_in_sample:,} ({self.rows_rejected:,} rejected "
+                                   "by the streamers' validation)"),
+            ("rows stored", f"{self.rows_stored:,} (read back through the query API, "
+                            f"{self.gpus} GPUs)"),
+            ("missing", f"{self.missing:,}"),
+            ("duplicates", f"{self.duplicates:,}"),
+            ("not in the sample", f"{self.unexpected:,}"),
+            ("dead letters", f"{self.dead_letters:,}"),
+            ("time", f"{self.seconds:.1f} s"),
+            ("throughput", f"{self.throughput:,.0f} rows/s"),
+            ("streamers / collectors", f"{self.streamers} / {self.collectors_peak} (peak)"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,314 @@
+"""A stand-in kubelet for the demo's control plane, which has none.
+
+It watches the pods of one namespace and does for them what a kubelet would: binds them
+to this machine, runs the container as a local process (see `pods`), reports the pod
+Running and Ready (so ReplicaSets, StatefulSets, Deployments, the HPA and Ferry's status
+see real figures), restarts a crashed container with backoff, and on deletion stops the
+process and releases the pod. Pods whose container cannot run here (an image without a
+command, such as PostgreSQL's) are left Pending; the demo runs a local stand-in for them.
+
+Deliberate difference from a kubelet: a container that exits 0 is not restarted (a
+streamer that finished its input stays finished).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import itertools
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ferrydemo.http import answers, free_port
+from ferrydemo.pods import Node, local_pod
+from ferrydemo.supervising import Child, Supervisor
+
+NODE_NAME = "ferry-demo-node"
+COMPONENT = "app.kubernetes.io/component"
+POD_INDEX = "apps.kubernetes.io/pod-index"
+HEARTBEAT_SECONDS = 10.0
+RESTART_BACKOFF = 2.0
+CRASH_LIMIT = 3
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@functools.cache
+def _flags(command: str) -> frozenset[str]:
+    """The long options `command --help` lists (its parser is the source of truth)."""
+    out = subprocess.run([command, "--help"], capture_output=True, text=True, check=False)
+    return frozenset(re.findall(r"(--[a-z][a-z0-9-]*)", out.stdout))
+
+
+def _loopback(argv: list[str]) -> list[str]:
+    """Pods share this machine's network: bind listeners to 127.0.0.1, and give an
+    optional metrics port that would default to the same number in every pod a free one."""
+    flags = _flags(argv[0])
+    extra: list[str] = []
+    for flag in ("--host", "--http-host", "--bind-address"):
+        if flag in flags and flag not in argv:
+            extra += [flag, "127.0.0.1"]
+    if "--http-port" in flags and "--http-port" not in argv:
+        extra += ["--http-port", str(free_port())]
+    return [*argv, *extra]
+
+
+def _readiness(container: Mapping[str, Any], ports: Mapping[int, int]) -> tuple[int, str] | None:
+    probe = (container.get("readinessProbe") or {}).get("httpGet")
+    if not probe:
+        return None
+    port = probe["port"]
+    if isinstance(port, str):  # a named container port
+        port = next(p["containerPort"] for p in container.get("ports", []) if p.get("name") == port)
+    return ports.get(int(port), int(port)), str(probe.get("path", "/"))
+
+
+@dataclass
+class LocalContainer:
+    pod: str
+    component: str
+    child: Child | None
+    ports: dict[int, int]
+    readiness: tuple[int, str] | None     # local port and path of an httpGet readiness probe
+    started: str = field(default_factory=_now)
+    restarts: int = 0
+    exit_code: int | None = None
+    retry_at: float = 0.0
+    reported: str = ""
+
+
+@dataclass
+class Kubelet:
+    core: client.CoreV1Api
+    namespace: str
+    supervisor: Supervisor
+    volumes: Path
+    image_files: Mapping[str, Path]
+    services: dict[str, str]
+    fixed_ports: Mapping[tuple[str, int], int]    # (component label, containerPort) -> port
+    say: Callable[[str], None]
+    coordination: client.CoordinationV1Api | None = None
+    containers: dict[str, LocalContainer] = field(default_factory=dict)  # by pod uid
+    last_heartbeat: float = 0.0
+    refused: dict[str, str] = field(default_factory=dict)                # pod uid -> why
+
+    def _list(self, kind: str) -> list[dict[str, Any]]:
+        """Plain JSON (the client's models add nothing here): kind is pod, secret, config_map."""
+        method = getattr(self.core, f"list_namespaced_{kind}")
+        response: Any = method(self.namespace, _preload_content=False)
+        items: list[dict[str, Any]] = json.loads(response.data)["items"]
+        return items
+
+    def _node_status(self) -> dict[str, Any]:
+        now = _now()
+        return {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "message": "the demo runs this node's pods as local processes",
+                                "lastHeartbeatTime": now, "lastTransitionTime": now}],
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                              {"type": "Hostname", "address": NODE_NAME}],
+                "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"},
+                "allocatable": {"cpu": "2", "memory": "8Gi", "pods": "110"}}
+
+    def register(self) -> None:
+        """Create this machine's Node: pods bound to a missing node are garbage-collected."""
+        node = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
+                "status": self._node_status()}
+        with contextlib.suppress(ApiException):
+            self.core.create_node(client.V1Node.model_validate(node), _preload_content=False)
+        lease = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=NODE_NAME, namespace="kube-node-lease"),
+            spec=client.V1LeaseSpec(holder_identity=NODE_NAME, lease_duration_seconds=40))
+        self.coordination = client.CoordinationV1Api(self.core.api_client)
+        with contextlib.suppress(ApiException):
+            self.coordination.create_namespaced_lease("kube-node-lease", lease,
+                                                      _preload_content=False)
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """Keep the node Ready, as a kubelet's status updates and lease renewals do."""
+        if time.monotonic() - self.last_heartbeat < HEARTBEAT_SECONDS:
+            return
+        self.last_heartbeat = time.monotonic()
+        self.core.patch_node_status(NODE_NAME, {"status": self._node_status()},
+                                    _preload_content=False)
+        if self.coordination is not None:
+            renew = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            self.coordination.patch_namespaced_lease(
+                NODE_NAME, "kube-node-lease", {"spec": {"renewTime": renew}},
+                _preload_content=False)
+
+    def sync(self) -> None:
+        """One pass over the namespace's pods; call it every second or so."""
+        self._heartbeat()
+        seen = set()
+        for pod in self._list("pod"):
+            uid = pod["metadata"]["uid"]
+            seen.add(uid)
+            if pod["metadata"].get("deletionTimestamp"):
+                self._release(pod)
+            elif uid not in self.refused:
+                self._run(pod)
+        for uid in list(self.containers):
+            if uid not in seen:  # deleted behind our back
+                self._stop(uid)
+
+    def crashing(self) -> tuple[str, Path] | None:
+        """A pod whose container failed CRASH_LIMIT times, with its log: a bug to report."""
+        for local in self.containers.values():
+            if local.restarts >= CRASH_LIMIT:
+                return local.pod, self.supervisor.log_dir / f"{local.pod}.log"
+        return None
+
+    def stop_all(self) -> None:
+        for uid in list(self.containers):
+            self._stop(uid)
+
+    def _stop(self, uid: str) -> None:
+        local = self.containers.pop(uid)
+        if local.child is not None:
+            self.supervisor.stop(local.child)
+
+    def _release(self, pod: dict[str, Any]) -> None:
+        uid, name = pod["metadata"]["uid"], pod["metadata"]["name"]
+        if uid in self.containers:
+            self._stop(uid)
+            self.say(f"pod {name}: stopped")
+        with contextlib.suppress(ApiException):
+            self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0,
+                                            _preload_content=False)
+
+    def _ports(self, container: dict[str, Any], component: str) -> dict[int, int]:
+        wanted = {p["containerPort"] for p in container.get("ports") or []}
+        args = [*container.get("command", []), *container.get("args", [])]
+        for flag, value in itertools.pairwise(args):
+            if flag.startswith("--") and "port" in flag and value.isdigit():
+                wanted.add(int(value))
+        return {p: self.fixed_ports.get((component, p)) or free_port() for p in sorted(wanted)}
+
+    def _start(self, pod: dict[str, Any]) -> LocalContainer | None:
+        meta, spec = pod["metadata"], pod["spec"]
+        labels = meta.get("labels") or {}
+        component = labels.get(COMPONENT, "")
+        container = spec["containers"][0]
+        local = self.containers.get(meta["uid"])
+        ports = local.ports if local else self._ports(container, component)
+        node = Node(volumes=self.volumes, image_files=self.image_files, services=self.services,
+                    ports=ports, config_maps=self._data("config_map"),
+                    secrets=self._data("secret"))
+        if shutil.which((container.get("command") or [""])[0]) is None:
+            # Not a Ferry process (e.g. PostgreSQL's image): the demo runs a stand-in.
+            self.refused[meta["uid"]] = f"{container.get('image')}: no local command"
+            return None
+        # UnsupportedPodError propagates: a Ferry pod that cannot run here is a demo bug to report.
+        process = local_pod(pod, workload=meta.get("generateName", meta["name"]),
+                            namespace=self.namespace, index=int(labels.get(POD_INDEX, 0)),
+                            node=node, name=meta["name"])
+        child = self.supervisor.start(meta["name"], _loopback(process.argv), env=process.env)
+        if local is None:
+            local = LocalContainer(meta["name"], component, child, ports,
+                                   _readiness(container, ports))
+            self.containers[meta["uid"]] = local
+            self.say(f"pod {meta['name']}: running {process.argv[0]} (pid {child.proc.pid})")
+        else:
+            local.child, local.started, local.exit_code = child, _now(), None
+        return local
+
+    def _data(self, kind: str) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for item in self._list(kind):
+            data: dict[str, str] = item.get("data") or {}
+            if kind == "secret":
+                data = {k: base64.b64decode(v).decode() for k, v in data.items()}
+            out[item["metadata"]["name"]] = data
+        return out
+
+    def _bind(self, pod: dict[str, Any]) -> None:
+        name = pod["metadata"]["name"]
+        binding = client.V1Binding(
+            metadata=client.V1ObjectMeta(name=name),
+            target=client.V1ObjectReference(api_version="v1", kind="Node", name=NODE_NAME))
+        self.core.create_namespaced_pod_binding(name, self.namespace, binding,
+                                                _preload_content=False)
+
+    def _run(self, pod: dict[str, Any]) -> None:
+        uid = pod["metadata"]["uid"]
+        local = self.containers.get(uid)
+        if local is None:
+            if not pod["spec"].get("nodeName"):
+                self._bind(pod)
+            local = self._start(pod)
+            if local is None:
+                return
+        elif local.child is not None and local.exit_code is None:
+            code = local.child.proc.poll()
+            if code is not None:
+                local.exit_code, local.child = code, None
+                if code != 0:
+                    local.restarts += 1
+                    local.retry_at = time.monotonic() + RESTART_BACKOFF * min(local.restarts, 5)
+                    self.say(f"pod {local.pod}: exited {code}; restart {local.restarts}")
+        elif local.exit_code not in (None, 0) and time.monotonic() >= local.retry_at:
+            self._start(pod)
+        self._report(pod, local)
+
+    def _ready(self, local: LocalContainer) -> bool:
+        if local.child is None:
+            return False
+        if local.readiness is None:
+            return True
+        port, path = local.readiness
+        return answers(f"http://127.0.0.1:{port}{path}")
+
+    def _report(self, pod: dict[str, Any], local: LocalContainer) -> None:
+        ready = self._ready(local)
+        if local.child is not None:
+            state: dict[str, Any] = {"running": {"startedAt": local.started}}
+        elif local.exit_code == 0:
+            state = {"terminated": {"exitCode": 0, "reason": "Completed",
+                                    "startedAt": local.started, "finishedAt": _now()}}
+        else:
+            state = {"waiting": {"reason": "CrashLoopBackOff",
+                                 "message": f"exited with code {local.exit_code}"}}
+        key = f"{ready}/{next(iter(state))}/{local.restarts}"
+        if key == local.reported:
+            return
+        flag = "True" if ready else "False"
+        container = pod["spec"]["containers"][0]
+        status = {
+            "phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+            "podIPs": [{"ip": "127.0.0.1"}], "startTime": local.started,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": local.started},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": local.started},
+                {"type": "ContainersReady", "status": flag, "lastTransitionTime": _now()},
+                {"type": "Ready", "status": flag, "lastTransitionTime": _now()},
+            ],
+            "containerStatuses": [{
+                "name": container["name"], "image": container.get("image", ""), "imageID": "",
+                "ready": ready, "started": local.child is not None, "restartCount": local.restarts,
+                "state": state,
+                "containerID": f"local://{local.child.proc.pid}" if local.child else "",
+            }],
+        }
+        try:
+            self.core.patch_namespaced_pod_status(pod["metadata"]["name"], self.namespace,
+                                                  {"status": status}, _preload_content=False)
+            local.reported = key
+        except ApiException as error:
+            if error.status != 404:
+                raise

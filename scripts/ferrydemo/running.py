@@ -1,0 +1,351 @@
+"""The demo's steps, in order, and the teardown that undoes them whatever happened."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import yaml
+from kubernetes import client, config
+
+from ferry.operator.reconcile.pipelines import API_PORT, group_name, queue_name
+from ferry.operator.reconcile.queues import BROKER_PORT, broker_name
+from ferry.operator.reconcile.specs import Owner
+from ferry.telemetry.storage.opening import store_for
+from ferrydemo import checking, postgres
+from ferrydemo.display import Console, Progress, Summary
+from ferrydemo.http import free_port, wait_until_answers
+from ferrydemo.kubelet import Kubelet
+from ferrydemo.supervising import Child, ProcessFailedError, Supervisor, tail
+from kubeplane import ControlPlane, ControlPlaneError, ensure_built
+from kubeplane import start as start_plane
+from kubeplane import stop as stop_plane
+
+PIPELINE = Path("examples/telemetrypipeline.yaml")
+DATABASE = Path("examples/telemetry-db.yaml")
+SAMPLE = Path("examples/data/dcgm_sample.csv")
+SAMPLE_IN_IMAGE = "/usr/share/ferry/examples"
+STALL_SECONDS = 60.0
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    workdir: Path
+    namespace: str
+    rows: int | None
+    timeout: float
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+class Run:
+    def __init__(self, settings: Settings, console: Console) -> None:
+        self.s, self.console = settings, console
+        self.supervisor = Supervisor(settings.workdir / "logs")
+        self.plane: ControlPlane | None = None
+        self.kubelet: Kubelet | None = None
+        self.infra: list[Child] = []
+        self.pg_dir: Path | None = None
+        pipeline = _docs(settings.root / PIPELINE)[0]
+        self.pipeline = pipeline["metadata"]["name"]
+        owner = Owner(api_version=pipeline["apiVersion"], kind=pipeline["kind"],
+                      name=self.pipeline, namespace=settings.namespace, uid="", generation=1)
+        self.queue, self.group = queue_name(owner), group_name(owner)
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def execute(self) -> Summary:
+        c, s = self.console, self.s
+        c.step("Local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)")
+        self.plane = self._start_plane()
+        c.info(f"serving at {self.plane.server}; kubeconfig {self.plane.kubeconfig}")
+
+        c.step("Installing Ferry's CustomResourceDefinitions from crds/")
+        self._kubectl("apply", "--server-side", "-f", str(s.root / "crds"))
+        self._kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                      "crd/queues.ferry.dev", "crd/consumergroups.ferry.dev",
+                      "crd/telemetrypipelines.ferry.dev")
+        c.block(self._kubectl("get", "crd", "-l", "app.kubernetes.io/part-of=ferry"))
+
+        c.step("Stand-ins for what a cluster would pull from a registry")
+        sample = self._sample()
+        self.pg_dir = Path(tempfile.mkdtemp(prefix="ferry-demo-pg-"))
+        pg = postgres.start(self.supervisor, self.pg_dir, free_port())
+        self.infra.append(self.supervisor.children[-1])
+        c.info(f"PostgreSQL {pg} stands in for {DATABASE}'s StatefulSet")
+        c.info(f"the Ferry image's {SAMPLE_IN_IMAGE} is {sample.parent}")
+
+        c.step("Starting the Ferry operator (ferry-operator)")
+        broker_port, api_port, metrics_port = free_port(), free_port(), free_port()
+        operator = self.supervisor.start("ferry-operator", [
+            "ferry-operator", "--kubeconfig", str(self.plane.kubeconfig), "--standalone",
+            "--namespace", s.namespace, "--broker-url", f"http://127.0.0.1:{broker_port}",
+            "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics_port),
+            "--stats-seconds", "2", "--resync-seconds", "10"])
+        self.infra.append(operator)
+        if not wait_until_answers(f"http://127.0.0.1:{metrics_port}/healthz", 60, self._check):
+            raise DemoError(f"the operator did not answer /healthz; see {operator.log}")
+        c.info(f"watching namespace {s.namespace}; /metrics on 127.0.0.1:{metrics_port}")
+
+        c.step(f"Applying {DATABASE} and {PIPELINE}")
+        self._kubectl("create", "namespace", s.namespace)
+        self._kubectl("apply", "--server-side", "-n", s.namespace,
+                      "-f", str(s.root / DATABASE), "-f", str(s.root / PIPELINE))
+        self.kubelet = self._kubelet(sample.parent, broker_port, api_port, pg)
+        self._wait_ready()
+
+        c.step(f"Streaming {sample.name}: streamers -> queue -> collectors -> PostgreSQL")
+        expected = checking.read_sample(sample)
+        peak = self._stream(pg, len(expected.keys), time.monotonic())
+        seconds = self._storing_seconds(pg)
+
+        c.step(f"kubectl get queues,cg,tp -n {s.namespace} (after the run)")
+        self._sync_for(3.0)  # one more stats poll by the operator, so the figures are final
+        c.block(self._kubectl("get", "queues,cg,tp", "-n", s.namespace))
+        ready = self._condition("telemetrypipeline", self.pipeline, "Ready")
+        if ready.get("status") != "True" and self._count("streamer") == 0:
+            c.info("(the streamers have finished the sample and exited, so the pipeline counts "
+                   "them as not ready; with spec.streamer.loop they keep streaming)")
+
+        c.step("Reading every row back through the query API (/api/v1/gpus/...)")
+        api = f"http://127.0.0.1:{api_port}"
+        stored = checking.stored_keys(api)
+        verdict = checking.compare(expected.keys, stored)
+        gpus = len({k[0] for k in stored})
+        summary = Summary(
+            rows_in_sample=expected.rows, rows_rejected=expected.rejected,
+            rows_stored=verdict.stored, duplicates=verdict.duplicates, missing=verdict.missing,
+            unexpected=verdict.unexpected, dead_letters=self._group_status().get("dead", 0),
+            seconds=seconds, streamers=self._count("streamer", running_only=False),
+            collectors_peak=peak, gpus=gpus)
+        c.block(summary.text())
+        rate = _docs(s.root / PIPELINE)[0]["spec"]["streamer"].get("ratePerSecond", 0)
+        if rate:
+            c.info(f"(throughput is paced by the example's spec.streamer.ratePerSecond: "
+                   f"{rate} rows/s per streamer)")
+
+        c.step(f"Deleting TelemetryPipeline {self.pipeline}: the operator cleans up")
+        self._delete_pipeline()
+        return summary
+
+    def teardown(self) -> int:
+        """Stop everything this run started; how many processes were still running."""
+        running = sum(1 for ch in self.supervisor.children if ch.proc.poll() is None)
+        if self.kubelet is not None:
+            self.kubelet.stop_all()
+        self.supervisor.stop_all()
+        if self.plane is not None:
+            running += len(stop_plane(self.plane.directory))
+        if self.pg_dir is not None:
+            shutil.rmtree(self.pg_dir, ignore_errors=True)
+        return running
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _start_plane(self) -> ControlPlane:
+        try:
+            binaries = ensure_built(self.console.info)
+            return start_plane(self.s.workdir / "plane", binaries=binaries,
+                               die_with_parent=True, progress=self.console.info)
+        except ControlPlaneError as error:
+            raise DemoError(f"the control plane did not start: {error}") from error
+
+    def _kubectl(self, *args: str) -> str:
+        assert self.plane is not None
+        out = self.plane.kubectl(*args, check=False)
+        if out.returncode != 0:
+            raise DemoError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
+        return str(out.stdout)
+
+    def _check(self) -> None:
+        """Fail fast: a stopped infrastructure process or a pod that keeps crashing."""
+        if self.kubelet is not None and (crashing := self.kubelet.crashing()):
+            pod, log = crashing
+            raise DemoError(f"pod {pod} keeps crashing; last lines of {log}:\n{tail(log)}")
+        for child in self.infra:
+            code = child.proc.poll()
+            if code is not None:
+                raise ProcessFailedError(child.name, code, child.log)
+
+    def _sample(self) -> Path:
+        """The CSV the streamers read: the sample, or its first --rows rows."""
+        full = self.s.root / SAMPLE
+        if self.s.rows is None:
+            return full
+        folder = self.s.workdir / "image-files"
+        folder.mkdir(parents=True, exist_ok=True)
+        with full.open() as src, (folder / full.name).open("w") as dst:
+            for i, line in enumerate(src):
+                if i > self.s.rows:
+                    break
+                dst.write(line)
+        return folder / full.name
+
+    def _db_address(self) -> str:
+        """host:port of the database URL in examples/telemetry-db.yaml's Secret."""
+        secret = next(d for d in _docs(self.s.root / DATABASE) if d["kind"] == "Secret")
+        url = urllib.parse.urlsplit(secret["stringData"]["url"])
+        return f"{url.hostname}:{url.port}"
+
+    def _kubelet(self, image_files: Path, broker_port: int, api_port: int, pg: str) -> Kubelet:
+        assert self.plane is not None
+        api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.plane.kubeconfig))
+        ns = self.s.namespace
+        pg_address = urllib.parse.urlsplit(pg).netloc.split("@")[-1]
+        services = {
+            f"http://{broker_name(self.queue)}.{ns}.svc:{BROKER_PORT}":
+                f"http://127.0.0.1:{broker_port}",
+            self._db_address(): pg_address,
+        }
+        kubelet = Kubelet(
+            core=client.CoreV1Api(api), namespace=ns, supervisor=self.supervisor,
+            volumes=self.s.workdir / "volumes", image_files={SAMPLE_IN_IMAGE: image_files},
+            services=services,
+            fixed_ports={("broker", BROKER_PORT): broker_port, ("api", API_PORT): api_port},
+            say=self.console.info)
+        kubelet.register()
+        return kubelet
+
+    def _get(self, kind: str, name: str) -> dict[str, Any]:
+        assert self.plane is not None
+        out = self.plane.kubectl("get", kind, name, "-n", self.s.namespace, "-o", "json",
+                                 check=False)
+        if out.returncode != 0:
+            return {}
+        body: dict[str, Any] = json.loads(out.stdout)
+        return body
+
+    def _group_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self._get("consumergroup", self.group).get("status") or {}
+        return status
+
+    def _condition(self, kind: str, name: str, ctype: str) -> dict[str, Any]:
+        for cond in (self._get(kind, name).get("status") or {}).get("conditions") or []:
+            if cond.get("type") == ctype:
+                return dict(cond)
+        return {}
+
+    def _sync_for(self, seconds: float) -> None:
+        assert self.kubelet is not None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.kubelet.sync()
+            self._check()
+            time.sleep(0.5)
+
+    def _wait_ready(self) -> None:
+        assert self.kubelet is not None
+        deadline = time.monotonic() + self.s.timeout
+        last = ""
+        while True:
+            self.kubelet.sync()
+            self._check()
+            ready = self._condition("telemetrypipeline", self.pipeline, "Ready")
+            text = f"{ready.get('reason', 'waiting')}: {ready.get('message', '')}".strip(": ")
+            if text != last:
+                self.console.info(f"TelemetryPipeline {self.pipeline}: {text}")
+                last = text
+            if ready.get("status") == "True":
+                return
+            if time.monotonic() > deadline:
+                raise DemoError(f"TelemetryPipeline {self.pipeline} not Ready after "
+                                f"{self.s.timeout:.0f}s: {text}")
+            time.sleep(0.5)
+
+    def _count(self, component: str, *, running_only: bool = True) -> int:
+        assert self.kubelet is not None
+        return sum(1 for c in self.kubelet.containers.values() if c.component == component
+                   and (c.child is not None or not running_only))
+
+    def _stored(self, pg: str) -> int:
+        async def count() -> int:
+            async with store_for(pg) as store:
+                return await store.count()
+        return asyncio.run(count())
+
+    def _storing_seconds(self, pg: str) -> float:
+        """From the first row stored to the last, by the collectors' own commit times."""
+        async def window() -> float:
+            conn = await asyncpg.connect(pg)
+            try:
+                row = await conn.fetchrow(
+                    "SELECT min(stored_at_us), max(stored_at_us) FROM telemetry_samples")
+            finally:
+                await conn.close()
+            if row is None or row[0] is None:
+                return 0.0
+            return float(row[1] - row[0]) / 1e6
+        return asyncio.run(window())
+
+    def _stream(self, pg: str, total: int, started: float) -> int:
+        assert self.kubelet is not None
+        peak, last_change, last_stored, collectors = 0, time.monotonic(), -1, 0
+        shown = False
+        while True:
+            self.kubelet.sync()
+            self._check()
+            stored = self._stored(pg)
+            now = time.monotonic()
+            if stored != last_stored:
+                last_stored, last_change = stored, now
+            current = self._count("collector")
+            if current != collectors and collectors:
+                self.console.info(f"collectors {collectors} -> {current} (HPA on lag)")
+            collectors, peak = current, max(peak, current)
+            status = self._group_status()
+            self.console.progress(Progress(stored, total, status.get("lag"), collectors,
+                                           now - started))
+            if not shown and stored * 2 >= total and stored < total:
+                shown = True  # live figures, mid-stream
+                self.console.progress(Progress(stored, total, status.get("lag"), collectors,
+                                               now - started), final=True)
+                self.console.info(f"kubectl get queues,cg,tp -n {self.s.namespace} (live)")
+                self.console.block(self._kubectl("get", "queues,cg,tp", "-n", self.s.namespace))
+            if stored >= total or now - last_change > STALL_SECONDS:
+                # Done, or stuck: either way the read-back below says exactly what arrived.
+                self.console.progress(Progress(stored, total, status.get("lag"), collectors,
+                                               now - started), final=True)
+                if stored < total:
+                    self.console.info(f"no progress for {STALL_SECONDS:.0f}s")
+                return peak
+            if now - started > self.s.timeout:
+                raise DemoError(f"the pipeline had stored {stored}/{total} rows after "
+                                f"{self.s.timeout:.0f}s")
+            time.sleep(0.5)
+
+    def _delete_pipeline(self) -> None:
+        assert self.plane is not None and self.kubelet is not None
+        out = self.plane.kubectl("delete", "telemetrypipeline", self.pipeline, "-n",
+                                 self.s.namespace, "--wait=false", check=False)
+        if out.returncode != 0:
+            raise DemoError(f"kubectl delete: {out.stderr.strip()}")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            self.kubelet.sync()
+            left = self._kubectl("get", "telemetrypipelines,queues,consumergroups,deployments,"
+                                 "statefulsets,pods", "-n", self.s.namespace,
+                                 "-o", "name").split()
+            left = [n for n in left if "telemetry-db" not in n]
+            tp = self._get("telemetrypipeline", self.pipeline)
+            if not tp and not left:
+                self.console.info("TelemetryPipeline, Queue, ConsumerGroup, workloads and "
+                                  "pods are gone; their processes stopped")
+                return
+            time.sleep(0.5)
+        self.console.info(f"still deleting after 120s: {' '.join(left)}")
