@@ -89,3 +89,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if e.status == 404:
             message = f"no route {request.method} {request.path}"
         return error_response(code, message, status=e.status)
+    except Exception as e:  # a bug: say so in the usual shape, keep serving
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response(
+            ErrorCode.UNAVAILABLE, f"internal error ({type(e).__name__}); see the broker log",
+            status=500,
+        )
