@@ -1,0 +1,39 @@
+"""The dashboard's operator panels query metrics a real ferry-operator exports once it has
+reconciled something (the other panels: tests/functional/test_dashboard_metrics.py)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures.dashboards import exported, queried_metrics
+from fixtures.processes import free_port
+from operating import condition, get
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.envtest
+
+
+def test_operator_panels_query_exported_metrics(control_plane: Any, namespace: str,
+                                                broker: Any, run_operator: Any,
+                                                eventually: Any) -> None:
+    operator = run_operator(broker_url=broker.url)
+    queue = (ROOT / "examples" / "queue.yaml").read_text()
+    control_plane.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=queue)
+    eventually(lambda: condition(get(control_plane, namespace, "queue", "orders"), "Ready")
+               == ("True", "Reconciled"), "the example Queue is Ready")
+    # A queue on a broker nobody runs: what the broker-failure panel is for.
+    lost = {"apiVersion": "ferry.dev/v1alpha1", "kind": "Queue", "metadata": {"name": "lost"},
+            "spec": {"broker": {"url": f"http://127.0.0.1:{free_port()}"}}}
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(lost))
+    queried = {m for m in queried_metrics() if m.startswith("ferry_operator_")}
+    assert queried, "the dashboard has no operator panels"
+
+    def scraped() -> set[str] | None:
+        with urllib.request.urlopen(f"{operator.metrics_url}/metrics", timeout=10) as response:
+            names = exported(bytes(response.read()).decode())
+        return names if queried <= names else None
+    eventually(scraped, f"ferry-operator exports every metric the dashboard queries: {queried}")
