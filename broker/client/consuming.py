@@ -89,7 +89,8 @@ class Consumer:
         return self
 
     async def __anext__(self) -> Delivery:
-        await self.start()
+        if self._source is None:
+            await self.start()
         while True:
             item = await self._buffer.get()
             if item is _END or isinstance(item, BrokerError):
