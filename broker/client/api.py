@@ -145,7 +145,9 @@ class BrokerClient:
         pipelined: up to PUBLISH_WINDOW in flight at once. Order is kept unless a batch
         has to be retried (it is then stored after the batches that did not fail).
         """
-        prepared = with_dedup_ids(messages)
+        split = list(batches(with_dedup_ids(messages), batch_size))
+        if not split:
+            return []
         # Batches leave in order: over the one WebSocket (opened first, so every batch
         # finds it ready) frames are written in the order the batches acquire the window;
         # over HTTP, parallel connections would race, so batches go one at a time there.
@@ -156,7 +158,9 @@ class BrokerClient:
             async with window:
                 return await with_retries(lambda: self._publish_once(queue, batch), self.policy)
 
-        parts = await _gather(one(b) for b in batches(prepared, batch_size))
+        if len(split) == 1:  # the common small publish: no task per batch
+            return await one(split[0])
+        parts = await _gather(one(b) for b in split)
         return [message_id for part in parts for message_id in part]
 
     async def _publish_once(self, queue: str, batch: Sequence[OutgoingMessage]) -> list[str]:

@@ -63,6 +63,12 @@ def test_create_publish_a_file_consume_and_inspect(broker: Any, q: str, tmp_path
     group = json.loads(ok(url, "--json", "group", "stats", q, "workers"))
     assert (group["lag"], group["acked_total"]) == (0, 2003)
 
+    assert ok(url, "group", "delete", q, "workers") == f"group workers on {q} deleted\n"
+    assert ferry(url, "group", "stats", q, "workers").returncode == 1
+    assert ok(url, "queue", "delete", q) == f"queue {q} deleted\n"
+    gone = ferry(url, "queue", "delete", q)
+    assert gone.returncode == 1 and "queue_not_found" in gone.stderr
+
 
 def test_publish_from_stdin_and_peek_without_acking(broker: Any, q: str) -> None:
     url = broker.url

@@ -2,6 +2,7 @@
 
 import pytest
 
+from ferry.broker.client import BrokerClient
 from ferry.broker.client.batching import batches, with_dedup_ids
 from ferry.broker.models import OutgoingMessage
 
@@ -35,3 +36,10 @@ def test_batches_split_in_order_with_a_short_last_one() -> None:
 def test_batch_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         list(batches([1], 0))
+
+
+async def test_publishing_nothing_needs_no_broker_and_a_bad_batch_size_is_refused_first() -> None:
+    async with BrokerClient("http://127.0.0.1:9", retries=0) as client:  # nothing listens
+        assert await client.publish("jobs", []) == []
+        with pytest.raises(ValueError, match="at least 1"):
+            await client.publish("jobs", [OutgoingMessage(body=1)], batch_size=0)
