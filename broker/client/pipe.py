@@ -8,6 +8,7 @@ Deliveries of a subscription arrive as WsDeliver frames tagged with the subscrib
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Callable
@@ -44,7 +45,11 @@ class Pipe:
         self._waiting: dict[int, asyncio.Future[WsReply]] = {}
         self._subscriptions: dict[int, OnDeliver] = {}
         self._ended: BrokerError | None = None
+        # Our own keepalive rather than aiohttp's heartbeat, whose ping tasks are not
+        # awaited on close: a ping every interval, and silence for two intervals is death.
+        self._keepalive_s = max(reply_s / 2, 1.0)
         self._reader = asyncio.create_task(self._read(), name=f"ferry-pipe-reader {url}")
+        self._pinger = asyncio.create_task(self._ping(), name=f"ferry-pipe-pinger {url}")
 
     @classmethod
     async def open(
@@ -55,7 +60,7 @@ class Pipe:
             ws = await session.ws_connect(
                 url,
                 headers=headers,
-                heartbeat=max(reply_s / 2, 1.0),
+                autoping=False,
                 max_msg_size=MAX_FRAME_BYTES,
                 timeout=aiohttp.ClientWSTimeout(ws_close=reply_s),
             )
@@ -107,9 +112,10 @@ class Pipe:
     async def close(self) -> None:
         """Close the connection and end every pending call; safe to call twice."""
         self._end(BrokerError(0, ErrorCode.UNAVAILABLE, "connection closed by the client"))
+        self._pinger.cancel()
+        await asyncio.gather(self._pinger, return_exceptions=True)
         await self._ws.close()
         await self._reader
-        await asyncio.sleep(0)  # aiohttp's cancelled heartbeat task ends on this turn
 
     def _end(self, error: BrokerError) -> BrokerError:
         if self._ended is None:
@@ -123,15 +129,30 @@ class Pipe:
         return self._ended
 
     async def _read(self) -> None:
+        why: BaseException = ConnectionError("the broker closed the connection")
         try:
-            async for msg in self._ws:
+            while True:
+                msg = await self._ws.receive(timeout=2 * self._keepalive_s)
                 if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     self._dispatch(msg.data)
+                elif msg.type == aiohttp.WSMsgType.PING:
+                    await self._ws.pong(msg.data)
+                elif msg.type != aiohttp.WSMsgType.PONG:  # closing, closed or an error
+                    why = self._ws.exception() or why
+                    break
+        except TimeoutError:
+            why = TimeoutError("the broker stopped answering pings")
         except (aiohttp.ClientError, ConnectionError) as e:
-            self._end(unreachable(self._url, e))
-        finally:
-            why = self._ws.exception() or ConnectionError("the broker closed the connection")
-            self._end(unreachable(self._url, why))
+            why = e
+        self._end(unreachable(self._url, why))
+        if not self._ws.closed:
+            await self._ws.close()
+
+    async def _ping(self) -> None:
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError, RuntimeError):
+            while not self._ws.closed:
+                await asyncio.sleep(self._keepalive_s)
+                await self._ws.ping()
 
     def _dispatch(self, data: str | bytes) -> None:
         try:
