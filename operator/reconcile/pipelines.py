@@ -33,6 +33,7 @@ API_PORT = 8080
 DATA_DIR = "/var/lib/ferry"
 SOURCE_DIR = "/etc/ferry/source"
 SQLITE_URL = f"sqlite://{DATA_DIR}/telemetry.db"
+METRICS_PORT = 9102  # streamers' and collectors' /metrics and /healthz
 
 
 def queue_name(owner: Owner) -> str:
@@ -98,6 +99,10 @@ def _group(owner: Owner, spec: TelemetryPipelineSpec) -> Manifest:
     }
 
 
+def _metrics_port() -> Manifest:
+    return {"name": "metrics", "containerPort": METRICS_PORT}
+
+
 def _database_env(spec: TelemetryPipelineSpec) -> Manifest:
     storage = spec.collector.storage
     if storage.secret_key_ref is not None:
@@ -146,6 +151,10 @@ def _streamer(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Man
         args += ["--rate", str(streamer.rate_per_second)]
     if streamer.loop:
         args.append("--loop")
+    # A pod that exits is restarted: a streamer that finished stays up (and resumes from
+    # its checkpoint after a container restart instead of publishing everything again).
+    args += ["--stay", "--checkpoint", f"{DATA_DIR}/streamer.checkpoint",
+             "--http-port", str(METRICS_PORT)]
     container = {
         "name": "streamer",
         "image": streamer.image or spec.image,
@@ -153,6 +162,7 @@ def _streamer(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Man
         "args": [*args, path],
         "env": [{"name": "FERRY_INSTANCE_INDEX", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}}],
+        "ports": [_metrics_port()],
         "resources": resources(streamer.resources),
         "securityContext": container_security(),
         "volumeMounts": [*mounts, *src_mounts],
@@ -179,7 +189,9 @@ def _collector(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Ma
         "image": collector.image or spec.image,
         "command": ["ferry-collector"],
         "args": ["--broker", broker_url, "--queue", queue_name(owner),
-                 "--group", group_name(owner), "--storage", "$(FERRY_DATABASE_URL)"],
+                 "--group", group_name(owner), "--storage", "$(FERRY_DATABASE_URL)",
+                 "--http-port", str(METRICS_PORT)],
+        "ports": [_metrics_port()],
         "env": [_database_env(spec)],
         "resources": resources(collector.resources),
         "securityContext": container_security(),
