@@ -1,0 +1,46 @@
+"""Where the metrics API's groups and front-proxy settings come from (pure parts)."""
+
+import pytest
+
+from ferry.operator.metricsapi.frontproxy import RequestHeaderConfig
+from ferry.operator.metricsapi.lags import GroupRef, StaticDirectory, group_refs
+
+pytestmark = pytest.mark.unit
+
+
+def test_only_groups_whose_broker_is_known_are_served() -> None:
+    items = [
+        {"metadata": {"name": "billing"}, "spec": {"queue": "orders"},
+         "status": {"endpoint": "http://orders-broker.shop.svc:8080"}},
+        {"metadata": {"name": "fresh"}, "spec": {"queue": "orders"}},  # not reconciled yet
+        {"metadata": {"name": "audit"}, "spec": {"queue": "orders"}, "status": {}},
+    ]
+    assert group_refs("shop", items) == [
+        GroupRef("shop", "orders", "billing", "http://orders-broker.shop.svc:8080")]
+
+
+async def test_static_groups_parse_and_refuse_a_malformed_flag() -> None:
+    directory = StaticDirectory.parse(["shop/orders/billing=http://127.0.0.1:8080"])
+    assert await directory.groups("shop") == [
+        GroupRef("shop", "orders", "billing", "http://127.0.0.1:8080")]
+    assert await directory.groups("other") == []
+    for bad in ("shop/orders=http://x", "shop/orders/billing", "shop//billing=http://x"):
+        with pytest.raises(ValueError, match="NAMESPACE/QUEUE/GROUP=BROKER_URL"):
+            StaticDirectory.parse([bad])
+
+
+def test_requestheader_settings_come_from_the_api_servers_configmap() -> None:
+    config = RequestHeaderConfig.from_configmap({
+        "requestheader-client-ca-file": "-----BEGIN CERTIFICATE-----...",
+        "requestheader-allowed-names": '["front-proxy-client"]',
+        "requestheader-username-headers": '["X-Remote-User"]',
+        "requestheader-group-headers": '["X-Remote-Group"]',
+        "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
+    })
+    assert config.allowed_names == ("front-proxy-client",)
+    assert config.group_headers == ("X-Remote-Group",)
+
+
+def test_a_cluster_without_the_aggregation_layer_is_named_as_the_cause() -> None:
+    with pytest.raises(ValueError, match="is the aggregation layer enabled"):
+        RequestHeaderConfig.from_configmap({"client-ca-file": "..."})
