@@ -164,6 +164,9 @@ class Pipe:
             future = self._waiting.get(frame.seq)
             if future is not None and not future.done():
                 future.set_result(frame)
+            elif frame.error is not None and frame.seq in self._subscriptions:
+                # A subscription ended by the broker (its queue or group was deleted).
+                self._subscriptions.pop(frame.seq)(error_for(None, frame.error))
         else:
             on_deliver = self._subscriptions.get(frame.sub)
             if on_deliver is not None:

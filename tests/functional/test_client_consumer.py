@@ -160,3 +160,17 @@ async def test_a_consumer_rides_out_a_broker_kill_and_restart(broker: Any, mode:
                     break
         assert acked == set(range(150))
         assert (await client.group_stats(q, "workers")).lag == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_deleting_the_group_ends_iteration_with_not_found(
+    client: BrokerClient, mode: Mode
+) -> None:
+    q = await _queue(client, 30_000, 5)
+    async with client.consumer(q, "workers", "c1", mode=mode) as consumer:
+        first = await anext(consumer)
+        await consumer.ack(first)
+        await client.delete_group(q, "workers")
+        with pytest.raises(NotFound):
+            async for delivery in consumer:  # the four left in the buffer, then the end
+                assert delivery.body in range(1, 5)
