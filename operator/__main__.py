@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import sys
 
 from pydantic import ValidationError
@@ -37,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig file")
     p.add_argument("--peering", default=env("FERRY_PEERING", "ferry"),
                    help="kopf peering object shared by replicas (default: ferry)")
+    p.add_argument("--priority", type=int, default=None,
+                   help="peering priority; the highest acts and the others wait as hot "
+                   "standbys (kopf pauses equal priorities), so the default is random")
     p.add_argument("--standalone", action="store_true",
                    help="run without peering (only one replica may run)")
     p.add_argument("--broker-url", default=env("FERRY_BROKER_URL"),
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = OperatorSettings(
             namespaces=namespaces, peering=None if args.standalone else args.peering,
+            priority=random.randrange(1, 2**31) if args.priority is None else args.priority,
             broker_url=args.broker_url, kubeconfig=args.kubeconfig,
             metrics_host=args.metrics_host, metrics_port=args.metrics_port,
             resync_seconds=args.resync_seconds, stats_seconds=args.stats_seconds,

@@ -44,6 +44,7 @@ async def run(settings: OperatorSettings) -> None:
         namespaces=settings.namespaces,
         standalone=settings.peering is None,
         peering_name=settings.peering,
+        priority=settings.priority,
         ready_flag=ready,
         stop_flag=stop,
         memo=kopf.Memo(runtime=Runtime(settings=settings, kube=kube, brokers=brokers)),

@@ -10,6 +10,8 @@ class OperatorSettings(BaseModel):
 
     namespaces: list[str] = Field(default_factory=list, description="empty: cluster-wide")
     peering: str | None = Field("ferry", description="kopf peering name; None: standalone")
+    priority: int = Field(
+        0, description="peering priority: the highest acts, the others wait as hot standbys")
     broker_url: str | None = Field(
         None, description="talk to this broker for Queues without spec.broker.url "
         "(control planes whose pods never run: envtest, make demo)")

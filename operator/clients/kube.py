@@ -54,16 +54,27 @@ def load_credentials(kubeconfig_path: str | None = None) -> Configuration:
     return cfg
 
 
+def bearer(cfg: Configuration) -> str | None:
+    """The Authorization header value of a token login (kubeconfig or service account).
+
+    The kubernetes library keeps it as api_key["BearerToken"] ("Bearer <token>") and
+    refreshes it through a hook when the token file rotates.
+    """
+    token = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
+        "authorization")
+    if not token:
+        return None
+    return str(token) if str(token).startswith("Bearer ") else f"Bearer {token}"
+
+
 def _credentials(cfg: Configuration) -> Credentials:
     context: ssl.SSLContext | bool = False
     if cfg.verify_ssl:
         context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
         if cfg.cert_file:
             context.load_cert_chain(cfg.cert_file, cfg.key_file)
-    headers = {}
-    token = cfg.get_api_key_with_prefix("authorization")  # refreshes rotated SA tokens
-    if token:
-        headers["Authorization"] = token
+    token = bearer(cfg)
+    headers = {"Authorization": token} if token else {}
     return Credentials(host=cfg.host.rstrip("/"), ssl=context, headers=headers)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from ferry.operator.clients.kube import load_credentials
+from ferry.operator.clients.kube import bearer, load_credentials
 from ferry.operator.handlers import consumergroups, pipelines, queues
 from ferry.operator.settings import OperatorSettings
 
@@ -19,7 +19,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     def login(**_: Any) -> kopf.ConnectionInfo:
         """The same credentials as the operator's own client (kubeconfig or service account)."""
         cfg = load_credentials(settings.kubeconfig)
-        token = cfg.get_api_key_with_prefix("authorization") or ""
+        token = bearer(cfg) or ""
         return kopf.ConnectionInfo(
             server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
             certificate_path=cfg.cert_file, private_key_path=cfg.key_file,

@@ -1,0 +1,80 @@
+"""How the operator is deployed: its ClusterRole is enough (run as the ServiceAccount), and
+a second replica under peering is a hot standby that takes over."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from operating import apply, condition, cr, events, get
+
+pytestmark = pytest.mark.envtest
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests" / "operator"
+PIPELINE = {"streamer": {"source": {"path": "/data/sample.csv"}}}
+
+
+def service_account_kubeconfig(plane: Any, directory: Path) -> Path:
+    """A kubeconfig holding a token of the ferry-operator ServiceAccount, bound by rbac.yaml."""
+    if plane.kubectl("get", "namespace", "ferry-system", check=False).returncode != 0:
+        plane.kubectl("create", "namespace", "ferry-system")
+    for manifest in ("serviceaccount.yaml", "rbac.yaml"):
+        plane.kubectl("apply", "-n", "ferry-system", "-f", str(MANIFESTS / manifest))
+    token = plane.kubectl("create", "token", "ferry-operator", "-n", "ferry-system",
+                          "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(Path(plane.kubeconfig).read_text())
+    cluster = admin["clusters"][0]
+    config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+              "users": [{"name": "ferry-operator", "user": {"token": token}}],
+              "contexts": [{"name": "sa", "context": {"cluster": cluster["name"],
+                                                      "user": "ferry-operator"}}],
+              "current-context": "sa"}
+    path = directory / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_the_cluster_role_is_enough(control_plane: Any, namespace: str, broker: Any,
+                                    run_operator: Any, eventually: Any,
+                                    tmp_path: Path) -> None:
+    kubeconfig = service_account_kubeconfig(control_plane, tmp_path)
+    operator = run_operator(broker_url=broker.url, kubeconfig=kubeconfig)
+    apply(control_plane, namespace, cr("TelemetryPipeline", "gpu", PIPELINE))
+    eventually(lambda: condition(get(control_plane, namespace, "cg", "gpu-collectors"),
+                                 "Ready") == ("True", "Reconciled"),
+               "the pipeline's group is Ready, reconciled by the ServiceAccount")
+    eventually(lambda: (get(control_plane, namespace, "tp", "gpu") or {}).get("status", {})
+               .get("readyChildren") == "3/6", "the pipeline's status is written")
+    eventually(lambda: get(control_plane, namespace, "poddisruptionbudget", "gpu-broker"),
+               "the child Queue's broker workload exists")
+    assert any(r == "Created" for _, r, _ in events(control_plane, namespace, "gpu"))
+    control_plane.kubectl("delete", "-n", namespace, "tp", "gpu", "--timeout=120s")
+    eventually(lambda: get(control_plane, namespace, "queue", "gpu") is None,
+               "the child Queue's finalizer ran and released it")
+    log = operator.process.log.read_text()
+    assert "403" not in log and "Forbidden" not in log and "forbidden" not in log
+
+
+def test_a_second_replica_is_a_hot_standby(control_plane: Any, namespace: str, broker: Any,
+                                           run_operator: Any, eventually: Any) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "ferry"}}))
+    low = run_operator("--peering", "ferry", "--priority", "1", broker_url=broker.url)
+    high = run_operator("--peering", "ferry", "--priority", "2", broker_url=broker.url)
+    eventually(lambda: "Pausing operations in favour of" in low.process.log.read_text(),
+               "the lower-priority replica steps back")
+    apply(control_plane, namespace, cr("Queue", "orders", {"maxDeliveries": 3}))
+    eventually(lambda: condition(get(control_plane, namespace, "queue", "orders"), "Ready")
+               == ("True", "Reconciled"), "the active replica reconciles the Queue")
+    high.process.stop()  # a graceful exit withdraws it from the peering at once
+    eventually(lambda: "Resuming operations" in low.process.log.read_text(),
+               "the standby resumes")
+    apply(control_plane, namespace, cr("Queue", "orders", {"maxDeliveries": 7}))
+
+    def applied() -> bool:
+        config = get(control_plane, namespace, "configmap", "orders-broker") or {}
+        queue = json.loads(config.get("data", {}).get("queue.json", "{}"))
+        return bool(queue.get("settings", {}).get("max_deliveries") == 7)
+    eventually(applied, "the former standby applies the change")
