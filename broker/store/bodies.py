@@ -80,7 +80,7 @@ class Bodies:
             chunk = rids[i:i + _CHUNK]
             marks = ",".join("?" * len(chunk))
             for rid, doc in conn.execute(
-                f"SELECT id, doc FROM messages WHERE id IN ({marks})", chunk
+                f"SELECT id, doc FROM messages WHERE id IN ({marks}) AND doc IS NOT NULL", chunk
             ):
                 out[rid] = doc
         return out

@@ -30,7 +30,12 @@ from ferry.broker.transport.errors import ApiError, describe
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
 from ferry.broker.transport.messaging import ids_json, incoming, notify_settled
 from ferry.broker.transport.runtime import RUNTIME, Runtime, now_ms
-from ferry.broker.transport.streaming import push_ready, wait_for_room_or_messages
+from ferry.broker.transport.streaming import (
+    hand_back,
+    prune,
+    push_ready,
+    wait_for_room_or_messages,
+)
 
 log = logging.getLogger("ferry.broker.transport")
 routes = web.RouteTableDef()
@@ -186,18 +191,7 @@ class Connection:
         for m in leased:
             sub.leased[m.seq] = m.token
         if len(sub.leased) > 4 * sub.frame.max_in_flight:
-            self._prune(sub)
-
-    def _prune(self, sub: Subscription) -> None:
-        try:
-            g = self.rt.core.group(sub.frame.queue, sub.frame.group)
-        except CoreError:
-            sub.leased.clear()
-            return
-        live = g.inflight
-        sub.leased = {
-            s: t for s, t in sub.leased.items() if s in live and live[s].token == t
-        }
+            prune(self.rt, sub.frame.queue, sub.frame.group, sub.leased)
 
     async def _end_subscriptions(self) -> None:
         for sub in self.subs.values():
@@ -205,15 +199,7 @@ class Connection:
                 sub.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sub.task
-            self._prune(sub)
-            if sub.leased:
-                f = sub.frame
-                with contextlib.suppress(CoreError):  # the group is gone: nothing to hand back
-                    g = self.rt.core.group(f.queue, f.group)
-                    receipts = [f"{g.gid}.{s}.{t}" for s, t in sub.leased.items()]
-                    self.rt.core.nack(f.queue, f.group, receipts, 0, now_ms())
-                    notify_settled(self.rt, "nack", f.queue, f.group)
-                sub.leased.clear()
+            hand_back(self.rt, sub.frame.queue, sub.frame.group, sub.leased)
         self.rt.flush(wait=False)
 
 

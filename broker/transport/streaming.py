@@ -14,6 +14,7 @@ from ferry.broker.transport.views import consumer_name, int_query, name_param
 routes = web.RouteTableDef()
 
 KEEPALIVE_S = 15.0
+CHECK_S = 1.0
 PUSH_BATCH = 500
 
 
@@ -34,6 +35,32 @@ async def push_ready(
     found = await rt.deliveries(g.queue, leased)
     parts = [encode_delivery(rid, doc, m.delivery_count, m.receipt) for rid, doc, m in found]
     return parts, [m for _, _, m in found]
+
+
+def hand_back(rt: Runtime, queue: str, group: str, leased: dict[int, int]) -> None:
+    """Nack what a closed stream still holds (seq -> lease token), so others get it now."""
+    if not leased:
+        return
+    with contextlib.suppress(CoreError):  # the group is gone: nothing to hand back
+        g = rt.core.group(queue, group)
+        held = [f"{g.gid}.{s}.{t}" for s, t in leased.items()
+                if s in g.inflight and g.inflight[s].token == t]
+        if held:
+            rt.core.nack(queue, group, held, 0, now_ms())
+            rt.flush(wait=False)
+            rt.signals.notify(queue_key(g.queue.qid))
+    leased.clear()
+
+
+def prune(rt: Runtime, queue: str, group: str, leased: dict[int, int]) -> None:
+    """Forget leases that ended (acked, nacked, expired) so the map stays small."""
+    try:
+        live = rt.core.group(queue, group).inflight
+    except CoreError:
+        leased.clear()
+        return
+    for s in [s for s, t in leased.items() if s not in live or live[s].token != t]:
+        del leased[s]
 
 
 async def wait_for_room_or_messages(rt: Runtime, queue: str, group: str, consumer: str,
@@ -57,13 +84,35 @@ async def stream(request: web.Request) -> web.StreamResponse:
         "X-Accel-Buffering": "no",
     })
     await resp.prepare(request)
-    with contextlib.suppress(ConnectionError, CoreError):
-        while not rt.draining:
-            pushed = await push_ready(rt, queue, group, consumer, max_in_flight, vt)
-            if pushed:
-                events = b"".join(b"event: message\ndata: " + p + b"\n\n" for p in pushed[0])
-                await resp.write(events)
-                continue
-            if not await wait_for_room_or_messages(rt, queue, group, consumer, KEEPALIVE_S):
-                await resp.write(b": keepalive\n\n")
+    leased: dict[int, int] = {}  # seq -> lease token, handed back when the client goes
+    idle = 0.0
+    try:
+        with contextlib.suppress(ConnectionError, CoreError):
+            while not rt.draining and not _gone(request):
+                pushed = await push_ready(rt, queue, group, consumer, max_in_flight, vt)
+                if pushed:
+                    parts, ms = pushed
+                    for m in ms:
+                        leased[m.seq] = m.token
+                    if len(leased) > 4 * max_in_flight:
+                        prune(rt, queue, group, leased)
+                    await resp.write(b"".join(b"event: message\ndata: " + p + b"\n\n"
+                                              for p in parts))
+                    continue
+                # Wake at least every second to notice a client that went away.
+                if await wait_for_room_or_messages(rt, queue, group, consumer, CHECK_S):
+                    idle = 0.0
+                    continue
+                idle += CHECK_S
+                if idle >= KEEPALIVE_S:
+                    idle = 0.0
+                    await resp.write(b": keepalive\n\n")
+    finally:
+        if _gone(request) or rt.draining:
+            hand_back(rt, queue, group, leased)
     return resp
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()

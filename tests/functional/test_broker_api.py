@@ -126,10 +126,11 @@ async def test_extend_keeps_a_slow_consumers_lease(api: Api) -> None:
     await api.ok("PUT", "/v1/queues/jobs")
     await api.ok("PUT", "/v1/queues/jobs/groups/w", {"visibility_timeout_ms": 60_000})
     await api.publish("jobs", {"body": 1})
-    (m,) = await api.receive("jobs", "w", visibility_timeout_ms=200)
+    (m,) = await api.receive("jobs", "w", visibility_timeout_ms=2000)
     assert await api.settle("extend", "jobs", "w", [m["receipt"]],
                             visibility_timeout_ms=60_000) == ["ok"]
-    assert await api.receive("jobs", "w", consumer="other", wait_ms=500) == []
+    # Past the first lease's end: without the extension it would be redelivered here.
+    assert await api.receive("jobs", "w", consumer="other", wait_ms=3000) == []
     assert await api.settle("ack", "jobs", "w", [m["receipt"]]) == ["ok"]
 
 

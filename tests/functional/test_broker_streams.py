@@ -152,3 +152,14 @@ async def test_the_python_client_streams_over_the_websocket(broker: BrokerProces
         assert sorted(seen) == sorted(ids)
         stats = await client.group_stats("jobs", "w")
         assert (stats.acked_total, stats.lag) == (300, 0)
+
+
+async def test_closing_an_sse_stream_hands_its_leases_back(api: Api) -> None:
+    (mid,) = await api.publish("jobs", {"body": 1})
+    url = f"{api.url}/v1/queues/jobs/groups/w/stream?consumer=gone"
+    async with api.session.get(url) as resp:
+        (m,) = await sse_events(resp, 1)
+        assert m["id"] == mid
+    # The lease would last 30 s; the broker notices the closed stream and hands it back.
+    (again,) = await api.receive("jobs", "w", consumer="other", wait_ms=20_000)
+    assert again["id"] == mid and again["delivery_count"] == 2

@@ -100,14 +100,7 @@ async def test_a_slow_handler_keeps_its_lease_only_with_auto_extend(
             await client.ack(q, "workers", [stolen[0].receipt])
 
 
-SSE_RELEASE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="broker: an SSE stream whose client disconnected keeps leasing (the handed-back "
-    "messages go to the dead stream until their lease expires); the WebSocket releases them",
-)
-
-
-@pytest.mark.parametrize("mode", ["stream", pytest.param("sse", marks=SSE_RELEASE_BUG), "poll"])
+@pytest.mark.parametrize("mode", ["stream", "sse", "poll"])
 async def test_close_hands_back_unacked_deliveries_at_once(
     client: BrokerClient, mode: Mode
 ) -> None:
