@@ -27,6 +27,9 @@ def kopf_settings() -> kopf.OperatorSettings:
         prefix=GROUP, key="last-handled-configuration")
     s.execution.max_workers = 4
     s.networking.request_timeout = 60
+    # Ride out an API server whose watch cache is (re)initializing (429) or restarting for
+    # about three minutes before kopf gives up on a watch (its default is under a minute).
+    s.networking.error_backoffs = [1, 2, 4, 8, 15, 30, 30, 30, 30, 30]
     s.watching.server_timeout = 60
     return s
 
