@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 from pydantic import BaseModel, ValidationError
 
-from ferry.broker.client.batching import batches, with_dedup_ids
+from ferry.broker.client.batching import batches, dedup_prefix, wire_messages, with_dedup_ids
 from ferry.broker.client.errors import BrokerError, error_from_response, unreachable
 from ferry.broker.client.pipe import NoWebSocketError, Pipe
 from ferry.broker.client.retrying import RetryPolicy, with_retries
@@ -37,7 +38,6 @@ from ferry.broker.models import (
     ReceiveResponse,
     RedriveRequest,
     RedriveResponse,
-    WsPublish,
     WsSettle,
 )
 
@@ -145,7 +145,9 @@ class BrokerClient:
         pipelined: up to PUBLISH_WINDOW in flight at once. Order is kept unless a batch
         has to be retried (it is then stored after the batches that did not fail).
         """
-        split = list(batches(with_dedup_ids(messages), batch_size))
+        # The dedup ids are fixed now ({prefix}-{index}) and derived again on every attempt.
+        prefix = dedup_prefix()
+        split = list(batches(messages, batch_size))
         if not split:
             return []
         # Batches leave in order: over the one WebSocket (opened first, so every batch
@@ -154,24 +156,32 @@ class BrokerClient:
         pipe = await with_retries(self._shared_pipe, self.policy)
         window = asyncio.Semaphore(PUBLISH_WINDOW if pipe is not None else 1)
 
-        async def one(batch: Sequence[OutgoingMessage]) -> list[str]:
+        async def one(start: int, batch: Sequence[OutgoingMessage]) -> list[str]:
             async with window:
-                return await with_retries(lambda: self._publish_once(queue, batch), self.policy)
+                return await with_retries(
+                    lambda: self._publish_once(queue, batch, prefix, start), self.policy
+                )
 
         if len(split) == 1:  # the common small publish: no task per batch
-            return await one(split[0])
-        parts = await _gather(one(b) for b in split)
+            return await one(0, split[0])
+        parts = await _gather(one(i * batch_size, b) for i, b in enumerate(split))
         return [message_id for part in parts for message_id in part]
 
-    async def _publish_once(self, queue: str, batch: Sequence[OutgoingMessage]) -> list[str]:
+    async def _publish_once(
+        self, queue: str, batch: Sequence[OutgoingMessage], prefix: str, start: int
+    ) -> list[str]:
         pipe = await self._shared_pipe()
         if pipe is None:
-            body = PublishRequest.model_construct(messages=list(batch))
+            stamped = with_dedup_ids(batch, prefix, start)
+            body = PublishRequest.model_construct(messages=stamped)
             answer = await self._call("POST", f"{_q(queue)}/messages", body)
             return _parse(PublishResponse, *answer).ids
         seq = pipe.next_seq()
-        frame = WsPublish.model_construct(op="publish", seq=seq, queue=queue, messages=list(batch))
-        reply = await pipe.call(seq, frame.model_dump_json())
+        frame = orjson.dumps({
+            "op": "publish", "seq": seq, "queue": queue,
+            "messages": wire_messages(batch, prefix, start),
+        })
+        reply = await pipe.call(seq, frame.decode())
         return _expect(reply.ids, "ids")
 
     # --- consuming ---------------------------------------------------------------

@@ -3,7 +3,7 @@
 import pytest
 
 from ferry.broker.client import BrokerClient
-from ferry.broker.client.batching import batches, with_dedup_ids
+from ferry.broker.client.batching import batches, wire_messages, with_dedup_ids
 from ferry.broker.models import OutgoingMessage
 
 pytestmark = pytest.mark.unit
@@ -24,6 +24,19 @@ def test_every_message_gets_a_distinct_dedup_id_and_given_ones_are_kept() -> Non
 def test_filling_is_done_once_so_a_retry_reuses_the_same_ids() -> None:
     filled = with_dedup_ids([OutgoingMessage(body=n) for n in range(10)])
     assert with_dedup_ids(filled) == filled
+
+
+def test_wire_documents_carry_the_same_ids_as_the_stamped_models() -> None:
+    messages = [
+        OutgoingMessage(body={"n": n}, key="k", headers={"h": "v"}, priority=n % 10)
+        for n in range(20)
+    ]
+    messages[3] = OutgoingMessage(body=3, dedup_id="mine")
+    stamped = with_dedup_ids(messages[5:], "p", 5)
+    assert wire_messages(messages[5:], "p", 5) == [m.model_dump(mode="json") for m in stamped]
+    assert wire_messages(messages, "p")[3]["dedup_id"] == "mine"
+    assert wire_messages(messages, "p")[7]["dedup_id"] == "p-7"
+    assert messages[7].dedup_id is None
 
 
 def test_batches_split_in_order_with_a_short_last_one() -> None:
