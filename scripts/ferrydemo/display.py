@@ -21,10 +21,12 @@ class Progress:
     lag: int | None
     collectors: int
     elapsed: float
+    stored_before: int = 0  # rows already stored when this display started
 
     def line(self) -> str:
         pct = 100.0 if self.total <= 0 else 100.0 * self.stored / self.total
-        rate = self.stored / self.elapsed if self.elapsed > 0 else 0.0
+        done = self.stored - self.stored_before
+        rate = done / self.elapsed if self.elapsed > 0 else 0.0
         lag = "?" if self.lag is None else str(self.lag)
         return (f"{bar(self.stored, self.total)} {self.stored}/{self.total} rows stored "
                 f"({pct:5.1f}%)  lag {lag}  collectors {self.collectors}  {rate:,.0f} rows/s")

@@ -296,7 +296,7 @@ class Run:
     def _stream(self, pg: str, total: int, started: float) -> int:
         assert self.kubelet is not None
         peak, last_change, last_stored, collectors = 0, time.monotonic(), -1, 0
-        shown = False
+        shown, first = False, self._stored(pg)
         while True:
             self.kubelet.sync()
             self._check()
@@ -310,17 +310,17 @@ class Run:
             collectors, peak = current, max(peak, current)
             status = self._group_status()
             self.console.progress(Progress(stored, total, status.get("lag"), collectors,
-                                           now - started))
+                                           now - started, first))
             if not shown and stored * 2 >= total and stored < total:
                 shown = True  # live figures, mid-stream
                 self.console.progress(Progress(stored, total, status.get("lag"), collectors,
-                                               now - started), final=True)
+                                               now - started, first), final=True)
                 self.console.info(f"kubectl get queues,cg,tp -n {self.s.namespace} (live)")
                 self.console.block(self._kubectl("get", "queues,cg,tp", "-n", self.s.namespace))
             if stored >= total or now - last_change > STALL_SECONDS:
                 # Done, or stuck: either way the read-back below says exactly what arrived.
                 self.console.progress(Progress(stored, total, status.get("lag"), collectors,
-                                               now - started), final=True)
+                                               now - started, first), final=True)
                 if stored < total:
                     self.console.info(f"no progress for {STALL_SECONDS:.0f}s")
                 return peak
