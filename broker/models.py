@@ -219,6 +219,12 @@ class RedriveResponse(Model):
     redriven: int
 
 
+class PriorityChange(Model):
+    """PATCH /v1/queues/{queue}/messages/{id}: deliveries still to come use the new priority."""
+
+    priority: Annotated[int, Field(ge=0, le=9)]
+
+
 class MessageGroupState(StrEnum):
     READY = "ready"
     DELAYED = "delayed"

@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     message = sub(commands, "message", "show one message and its state in every group")
     message.add_argument("queue")
     message.add_argument("id")
+    message.add_argument(
+        "--priority", type=_priority, metavar="N",
+        help="first change its priority (0-9) for deliveries still to come",
+    )
     return parser
 
 

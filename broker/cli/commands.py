@@ -264,7 +264,10 @@ async def dead_redrive(client: BrokerClient, args: argparse.Namespace, out: Text
 
 
 async def message(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
-    info = await client.message(args.queue, args.id)
+    if args.priority is None:
+        info = await client.message(args.queue, args.id)
+    else:
+        info = await client.set_priority(args.queue, args.id, args.priority)
     emit(out, args, info, lambda: tables.message_report(info, now_ms()))
     return 0
 

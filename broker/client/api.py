@@ -26,6 +26,7 @@ from ferry.broker.models import (
     MessageInfo,
     NackRequest,
     OutgoingMessage,
+    PriorityChange,
     PublishRequest,
     PublishResponse,
     QueueList,
@@ -312,6 +313,11 @@ class BrokerClient:
     async def message(self, queue: str, id: str) -> MessageInfo:
         path = f"{_q(queue)}/messages/{quote(id, safe='')}"
         return await self._request("GET", path, None, MessageInfo)
+
+    async def set_priority(self, queue: str, id: str, priority: int) -> MessageInfo:
+        """Change a stored message's priority (0-9); deliveries still to come use it."""
+        path = f"{_q(queue)}/messages/{quote(id, safe='')}"
+        return await self._request("PATCH", path, PriorityChange(priority=priority), MessageInfo)
 
     # --- plumbing ------------------------------------------------------------------
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ferry.broker.core.errors import GroupNotFoundError, MessageNotFoundError, QueueNotFoundError
+from ferry.broker.core.errors import (
+    ConflictError,
+    GroupNotFoundError,
+    MessageNotFoundError,
+    QueueNotFoundError,
+    UnavailableError,
+)
 from ferry.broker.core.groups import Group, GroupFigures, Leased
 from ferry.broker.core.queues import Queue, dedup_hash, rowid, split_rowid
 from ferry.broker.core.writes import Kind, Row, Writes
@@ -40,6 +46,10 @@ class DeadEntry:
     delivery_count: int
     dead_at_ms: int
     reason: str
+
+
+def _still_to_deliver(state: tuple[MessageGroupState, int] | None) -> bool:
+    return state is not None and state[0] is not MessageGroupState.ACKED
 
 
 class Broker:
@@ -101,6 +111,9 @@ class Broker:
             g = Group(self.next_gid, name, q, settings, start, now)
             self.next_gid += 1
             q.groups[name] = g
+            for s in q.moved:
+                if s < q.durable_next:
+                    g.reprioritize(s, now)
         else:  # start_at only matters at creation; keep the first one
             settings = settings.model_copy(update={"start_at": g.settings.start_at})
         g.settings = settings
@@ -271,6 +284,29 @@ class Broker:
             if st is not None:
                 out.append((name, st[0], st[1]))
         return out
+
+    def set_priority(self, queue: str, seq: int, priority: int, doc: Any, now: int) -> None:
+        """Change a stored message's priority for every group still to deliver it.
+
+        `doc` is the message's stored document with the new priority, opaque here.
+        In-flight leases keep their delivery; redeliveries use the new priority.
+        """
+        q = self.queue(queue)
+        mid = rowid(q.qid, seq)
+        if not q.exists(seq):
+            raise MessageNotFoundError(f"message {mid} is not in queue {queue!r}")
+        if q.loading or seq >= q.durable_next:
+            raise UnavailableError(f"message {mid} is not durable or loaded yet; retry")
+        groups = list(q.groups.values())
+        for g in groups:
+            g.expire(now, self._writes)
+        live = [g for g in groups if _still_to_deliver(g.state_of(seq, now))]
+        if groups and not live:
+            raise ConflictError(f"message {mid} is done in every group of queue {queue!r}")
+        q.moved[seq] = priority
+        for g in live:
+            g.reprioritize(seq, now)
+        self._writes.add(Kind.PRIORITY, (priority, doc, mid))
 
     def seq_of(self, queue: str, message_id: str) -> int:
         """The queue's seq for a wire id; MessageNotFoundError for ids of other queues."""

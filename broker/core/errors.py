@@ -29,3 +29,11 @@ class GroupNotFoundError(CoreError):
 class MessageNotFoundError(CoreError):
     code = ErrorCode.MESSAGE_NOT_FOUND
 
+
+
+class ConflictError(CoreError):
+    code = ErrorCode.CONFLICT
+
+
+class UnavailableError(CoreError):
+    code = ErrorCode.UNAVAILABLE

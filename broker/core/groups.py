@@ -108,7 +108,7 @@ class Group:
             return True
         if seq in self.held:
             return False
-        if seq in self.acked_skip:
+        if seq in self.acked_skip or seq in self.held_skip:  # held ahead of the cursor, settled
             return True
         return self.passed(seq)
 
@@ -151,6 +151,9 @@ class Group:
                 heapq.heappush(self.retry_heap, (visible, s))
                 self.retrying.add(s)
                 continue
+            if q.moved and q.moved.get(s, p) != p:  # changed before this group was made
+                self._make_ready(s)
+                continue
             found = s
             break
         self.cursor[p] = i + off
@@ -164,12 +167,17 @@ class Group:
             return arr[i]
         return None
 
+    def _stale(self, s: int, p: int) -> bool:
+        """An entry of priority p for s left behind by a priority change."""
+        moved = self.queue.moved
+        return bool(moved) and moved.get(s, p) != p
+
     def _pop_redo(self, p: int) -> int | None:
         heap = self.redo[p]
         while heap:
             s = heapq.heappop(heap)
             if s in self.held and s not in self.inflight and s not in self.retrying \
-                    and s not in self.dead:
+                    and s not in self.dead and not self._stale(s, p):
                 return s
         return None
 
@@ -206,7 +214,8 @@ class Group:
                 rr.append(kid)
             else:
                 del buckets[kid]
-            if s in self.held and s not in self.inflight and s not in self.dead:
+            if s in self.held and s not in self.inflight and s not in self.dead \
+                    and not self._stale(s, p):
                 return s
         return None
 
@@ -219,7 +228,36 @@ class Group:
         self.buffered[p] += 1
 
     def _make_ready(self, s: int) -> None:
-        heapq.heappush(self.redo[self.queue.priority_of(s)], s)
+        heapq.heappush(self.redo[self.queue.priority_now(s)], s)
+
+    def reprioritize(self, s: int, now: int) -> bool:
+        """s has a new priority (`Queue.moved`): deliver it by that from now on.
+
+        A ready message moves to the new priority's redo heap (the old entry goes
+        stale); one the cursor has not reached is held now and skipped by the
+        cursor later. Leases, retries and dead letters pick the new priority up
+        when they become ready again. False if the group is done with s.
+        """
+        if s < self.start_seq:
+            return False
+        if s in self.held:
+            if s not in self.inflight and s not in self.retrying and s not in self.dead:
+                self._make_ready(s)
+            return True
+        if s in self.acked_skip or s in self.held_skip or self.passed(s):
+            return False
+        count, visible = self.prior.pop(s, (0, 0)) if self.prior else (0, 0)
+        nb = self.queue.not_before.get(s)
+        if nb is not None and nb > visible:
+            visible = nb
+        self.held[s] = count
+        self.held_skip.add(s)
+        if visible > now:
+            heapq.heappush(self.retry_heap, (visible, s))
+            self.retrying.add(s)
+        else:
+            self._make_ready(s)
+        return True
 
     def take(self, consumer: str, limit: int, vt_ms: int, now: int) -> list[Leased]:
         self.seen(consumer, now)
@@ -415,7 +453,7 @@ class Group:
             return MessageGroupState.DELAYED, self.held[s]
         if s in self.held:
             return MessageGroupState.READY, self.held[s]
-        if s in self.acked_skip or self.passed(s):
+        if s in self.acked_skip or s in self.held_skip or self.passed(s):
             return MessageGroupState.ACKED, 0
         count, visible = self.prior.get(s, (0, 0))
         if not self.queue.due(s, now) or visible > now:
@@ -436,7 +474,8 @@ class Group:
         fresh -= len(self.acked_skip) + len(self.held_skip)
         waiting = 0
         for s, nb in q.not_before.items():
-            if nb > now and s >= self.start_seq and s not in self.held and not self.passed(s):
+            if nb > now and s >= self.start_seq and s not in self.held \
+                    and s not in self.held_skip and not self.passed(s):
                 waiting += 1
         for s, (_, visible) in self.prior.items():  # restored retries the cursor has not reached
             if visible > now and q.due(s, now):

@@ -77,6 +77,9 @@ class Queue:
         self.ready: list[array[int]] = [array("q") for _ in range(PRIORITIES)]
         self.ready_off = [0] * PRIORITIES
         self.not_before: dict[int, int] = {}  # delayed messages only
+        # Messages whose priority changed: seq -> priority now. They stay in the ready list
+        # of their published priority (group cursors index it); groups hold them instead.
+        self.moved: dict[int, int] = {}
         self.dedup = DedupIndex()  # dedup_hash(id) -> seq, within the dedup window
         self.dedup_ready = True  # False while a restart is still reading stored dedup ids
         self.loading = False  # a restart is still reading stored messages (see begin_restore)
@@ -204,6 +207,14 @@ class Queue:
         return self.base <= seq < self.next_seq and not self.gone[seq - self.arr_base]
 
     def priority_of(self, seq: int) -> int:
+        """The priority whose ready list holds seq (as published or as read back)."""
+        return self.prio[seq - self.arr_base]
+
+    def priority_now(self, seq: int) -> int:
+        """The priority deliveries of seq use: a change overrides its ready list's."""
+        moved = self.moved
+        if moved and seq in moved:
+            return moved[seq]
         return self.prio[seq - self.arr_base]
 
     def published_of(self, seq: int) -> int:
@@ -232,6 +243,7 @@ class Queue:
         self.gone[i] = 1
         self.live -= 1
         self.not_before.pop(seq, None)
+        self.moved.pop(seq, None)
         return True
 
     def done_for_all(self, seq: int) -> bool:
@@ -251,6 +263,7 @@ class Queue:
                 gone[seq - ab] = 1
                 self.live -= 1
                 self.not_before.pop(seq, None)
+                self.moved.pop(seq, None)
                 freed.append(seq)
             seq += 1
         self.base = seq
@@ -267,6 +280,7 @@ class Queue:
                 self.gone[seq - ab] = 1
                 self.live -= 1
                 self.not_before.pop(seq, None)
+                self.moved.pop(seq, None)
                 freed.append(seq)
             seq += 1
         if seq > self.base:

@@ -31,6 +31,7 @@ class Kind(IntEnum):
     COUNT_DELETED = 10  # (gid, seq)
     DEAD = 11  # (gid, seq, deliveries, dead_at, reason)
     DEAD_DELETED = 12  # (gid, seq)
+    PRIORITY = 13  # (priority, doc, rowid): a stored message's new priority and document
 
 
 class Writes:

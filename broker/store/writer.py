@@ -155,6 +155,8 @@ _SQL = {
     Kind.MESSAGE: "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?)",
     # A tombstone keeps the dedup id answering until the window passes; PURGE_BELOW drops it.
     Kind.CONSUMED: "UPDATE messages SET doc=NULL WHERE id=?",
+    # The row's priority decides its ready list when a restart reads it back.
+    Kind.PRIORITY: "UPDATE messages SET priority=?, doc=? WHERE id=? AND doc IS NOT NULL",
     Kind.ACK: "INSERT OR IGNORE INTO acks VALUES (?,?)",
     Kind.COUNT: "INSERT OR REPLACE INTO counts VALUES (?,?,?,?)",
     Kind.COUNT_DELETED: "DELETE FROM counts WHERE gid=? AND seq=?",

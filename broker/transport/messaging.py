@@ -1,8 +1,9 @@
-"""Publish, receive, settle (ack/nack/extend), dead letters and message inspection."""
+"""Publish, receive, settle (ack/nack/extend), dead letters, message inspection and priority."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -17,6 +18,7 @@ from ferry.broker.models import (
     MessageInfo,
     NackRequest,
     OutgoingMessage,
+    PriorityChange,
     PublishRequest,
     ReceiptsRequest,
     ReceiptStatus,
@@ -215,23 +217,46 @@ async def redrive(request: web.Request) -> web.Response:
     return json_response(RedriveResponse(redriven=n))
 
 
+async def stored_doc(rt: Runtime, q: Queue, seq: int) -> dict[str, Any]:
+    rid = rowid(q.qid, seq)
+    docs = await rt.store.bodies.get([rid])
+    if rid not in docs:
+        raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, f"message {rid} is no longer stored")
+    doc: dict[str, Any] = orjson.loads(docs[rid])
+    return doc
+
+
+def message_json(rt: Runtime, q: Queue, seq: int, d: dict[str, Any]) -> web.Response:
+    states = rt.core.message_states(q.name, seq, now_ms())
+    return json_response(MessageInfo(
+        id=str(rowid(q.qid, seq)), queue=q.name, key=d["key"], priority=d["priority"],
+        headers=d["headers"], body=d["body"], published_at_ms=q.published_of(seq),
+        groups=[MessageGroupInfo(group=n, state=s, delivery_count=c) for n, s, c in states],
+    ))
+
+
 @routes.get("/v1/queues/{queue}/messages/{id}")
 async def message_info(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue = name_param(request, "queue")
-    mid = request.match_info["id"]
-    seq = rt.core.seq_of(queue, mid)
-    now = now_ms()
-    states = rt.core.message_states(queue, seq, now)
+    seq = rt.core.seq_of(queue, request.match_info["id"])
+    rt.core.message_states(queue, seq, now_ms())  # 404 before reading the store
     q = rt.core.queue(queue)
-    rid = rowid(q.qid, seq)
-    docs = await rt.store.bodies.get([rid])
-    if rid not in docs:
-        raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, f"message {mid} is no longer stored")
-    d = orjson.loads(docs[rid])
-    return json_response(MessageInfo(
-        id=str(rid), queue=queue, key=d["key"], priority=d["priority"], headers=d["headers"],
-        body=d["body"], published_at_ms=q.published_of(seq),
-        groups=[MessageGroupInfo(group=n, state=s, delivery_count=c) for n, s, c in states],
-    ))
+    return message_json(rt, q, seq, await stored_doc(rt, q, seq))
 
+
+@routes.patch("/v1/queues/{queue}/messages/{id}")
+async def set_priority(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    queue = name_param(request, "queue")
+    req = PriorityChange.model_validate_json(await request.read())
+    seq = rt.core.seq_of(queue, request.match_info["id"])
+    rt.core.message_states(queue, seq, now_ms())
+    q = rt.core.queue(queue)
+    d = await stored_doc(rt, q, seq)
+    d["priority"] = req.priority
+    doc = encode_doc(d["key"], req.priority, d["headers"], orjson.dumps(d["body"]))
+    rt.core.set_priority(queue, seq, req.priority, doc, now_ms())
+    await rt.commit()
+    rt.signals.notify(queue_key(q.qid))
+    return message_json(rt, q, seq, d)

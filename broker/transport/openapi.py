@@ -26,6 +26,8 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | 
     ("post", Q + "/messages", "Publish (answered once durable)", m.PublishRequest,
      m.PublishResponse, 200),
     ("get", Q + "/messages/{id}", "A message and its state per group", None, m.MessageInfo, 200),
+    ("patch", Q + "/messages/{id}", "Change a stored message's priority", m.PriorityChange,
+     m.MessageInfo, 200),
     ("put", G, "Create or update a consumer group", m.GroupSettings, m.GroupStats, 200),
     ("get", G, "Group stats", None, m.GroupStats, 200),
     ("delete", G, "Delete a consumer group", None, None, 204),

@@ -91,9 +91,14 @@ class Runtime:
         w = self.core.take_writes()
         if not w:
             return None
+        bodies = self.store.bodies
         for kind, rows in w.ops:
             if kind is Kind.CONSUMED:
-                self.store.bodies.drop([row[0] for row in rows])
+                bodies.drop([row[0] for row in rows])
+            elif kind is Kind.PRIORITY:  # deliveries from now on carry the new priority
+                for _, doc, rid in rows:
+                    bodies.drop([rid])
+                    bodies.put(rid, doc)
         return self.store.writer.submit(w, wait)
 
     async def commit(self) -> None:

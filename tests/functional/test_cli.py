@@ -109,6 +109,21 @@ def test_dead_letters_list_and_redrive(broker: Any, q: str) -> None:
     ]
 
 
+def test_message_priority_change(broker: Any, q: str) -> None:
+    url = broker.url
+    ok(url, "queue", "create", q)
+    ok(url, "group", "create", q, "workers")
+    ok(url, "publish", q, stdin="a\nb\nc\n")
+    peeked = ok(url, "consume", q, "workers", "--no-ack", "--max", "3", "--json")
+    last = json.loads(peeked.splitlines()[-1])["id"]
+
+    shown = json.loads(ok(url, "message", q, last, "--priority", "9", "--json"))
+    assert shown["priority"] == 9
+    assert ok(url, "consume", q, "workers", "--max", "3").splitlines() == ["c", "a", "b"]
+    bad = ferry(url, "message", q, last, "--priority", "10")
+    assert bad.returncode != 0 and "must be 0-9" in bad.stderr
+
+
 def test_failures_exit_non_zero_with_a_clear_message(broker: Any, q: str, tmp_path: Path) -> None:
     url = broker.url
     missing = ferry(url, "queue", "stats", q)
