@@ -134,6 +134,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
         await asyncio.sleep(0.1)
 
 
+async def until_healthy(session: aiohttp.ClientSession, port: int, what: str) -> None:
+    """Wait until the process on `port` answers /healthz with 200."""
+
+    async def up() -> bool:
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
+                return r.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await eventually(up, what)
+
+
 def counter(text: str, name: str, **labels: str) -> float:
     want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
     for line in text.splitlines():
@@ -243,15 +256,7 @@ async def test_sample_through_two_streamers_and_three_collectors_stored_exactly_
     port = free_port()
     procs.start("ferry-api", "--storage", pg_url, "--host", "127.0.0.1", "--port", str(port))
     async with aiohttp.ClientSession() as s:
-
-        async def up() -> bool:
-            try:
-                async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
-                    return r.status == 200
-            except aiohttp.ClientConnectionError:
-                return False
-
-        await eventually(up, "ferry-api to answer")
+        await until_healthy(s, port, "ferry-api to answer")
         async with s.get(f"http://127.0.0.1:{port}/api/v1/gpus") as r:
             gpus = (await r.json())["gpus"]
         assert len(gpus) == 32
@@ -482,15 +487,7 @@ async def test_an_uploaded_csv_is_validated_published_and_stored_once(
     )
     url = f"http://127.0.0.1:{port}/api/v1/upload"
     async with aiohttp.ClientSession() as s:
-
-        async def up() -> bool:
-            try:
-                async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
-                    return r.status == 200
-            except aiohttp.ClientConnectionError:
-                return False
-
-        await eventually(up, "the upload endpoint")
+        await until_healthy(s, port, "the upload endpoint")
         body = BAD_SAMPLE.read_bytes()
         for _ in range(2):  # the second upload of the same rows stores nothing new
             async with s.post(url, data=body, headers={"Content-Type": "text/csv"}) as r:
