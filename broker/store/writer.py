@@ -151,16 +151,21 @@ def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -
             f.set_exception(StoreError(str(error)))
 
 
-_SQL = {
-    Kind.MESSAGE: "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?)",
+# Python's sqlite3 releases the GIL around every statement step, and executemany steps
+# once per row: with the event loop busy, each re-acquire can wait a whole switch
+# interval, so a commit of a few hundred rows took hundreds of milliseconds. Frequent
+# kinds are therefore written as one multi-row statement per chunk of rows.
+_INSERT = {
     # A tombstone keeps the dedup id answering until the window passes; PURGE_BELOW drops it.
-    Kind.CONSUMED: "UPDATE messages SET doc=NULL WHERE id=?",
+    Kind.MESSAGE: ("INSERT OR IGNORE INTO messages VALUES ", 7),
+    Kind.ACK: ("INSERT OR IGNORE INTO acks VALUES ", 2),
+    Kind.COUNT: ("INSERT OR REPLACE INTO counts VALUES ", 4),
+    Kind.DEAD: ("INSERT OR REPLACE INTO dead VALUES ", 5),
+}
+_SQL = {
     # The row's priority decides its ready list when a restart reads it back.
     Kind.PRIORITY: "UPDATE messages SET priority=?, doc=? WHERE id=? AND doc IS NOT NULL",
-    Kind.ACK: "INSERT OR IGNORE INTO acks VALUES (?,?)",
-    Kind.COUNT: "INSERT OR REPLACE INTO counts VALUES (?,?,?,?)",
     Kind.COUNT_DELETED: "DELETE FROM counts WHERE gid=? AND seq=?",
-    Kind.DEAD: "INSERT OR REPLACE INTO dead VALUES (?,?,?,?,?)",
     Kind.DEAD_DELETED: "DELETE FROM dead WHERE gid=? AND seq=?",
     Kind.QUEUE: "INSERT INTO queues(id, name, settings, created_ms) VALUES (?,?,?,?) "
                 "ON CONFLICT(id) DO UPDATE SET settings=excluded.settings",
@@ -168,10 +173,13 @@ _SQL = {
                 "ON CONFLICT(id) DO UPDATE SET settings=excluded.settings",
 }
 _NEXT_ID = "INSERT INTO meta VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v=max(v, excluded.v)"
+# Chunks are powers of two up to this, so a few dozen statement texts cover every batch
+# and stay in the connection's statement cache.
+_MAX_CHUNK = 256
 
 
 def apply(conn: sqlite3.Connection, batch: list[Writes]) -> None:
-    """Every intent of the batch in order; runs of one kind become one executemany."""
+    """Every intent of the batch in order; runs of one kind become few statements."""
     run_kind: Kind | None = None
     run: list[Row] = []
     totals: dict[int, tuple[int, int]] = {}
@@ -200,7 +208,36 @@ def apply(conn: sqlite3.Connection, batch: list[Writes]) -> None:
         )
 
 
+def _chunks(rows: list[Row]) -> list[list[Row]]:
+    """rows cut into chunks whose sizes are powers of two (at most _MAX_CHUNK)."""
+    out, i, n = [], 0, len(rows)
+    while i < n:
+        size = min(_MAX_CHUNK, 1 << ((n - i).bit_length() - 1))
+        out.append(rows[i:i + size])
+        i += size
+    return out
+
+
+def _insert(conn: sqlite3.Connection, head: str, width: int, rows: list[Row]) -> None:
+    one = "(" + ",".join("?" * width) + ")"
+    for chunk in _chunks(rows):
+        conn.execute(head + ",".join([one] * len(chunk)), [v for row in chunk for v in row])
+
+
+def _consumed(conn: sqlite3.Connection, rows: list[Row]) -> None:
+    for chunk in _chunks(rows):
+        marks = ",".join("?" * len(chunk))
+        conn.execute(f"UPDATE messages SET doc=NULL WHERE id IN ({marks})", [r[0] for r in chunk])
+
+
 def _apply_run(conn: sqlite3.Connection, kind: Kind, rows: list[Row]) -> None:
+    insert = _INSERT.get(kind)
+    if insert is not None:
+        _insert(conn, *insert, rows)
+        return
+    if kind is Kind.CONSUMED:
+        _consumed(conn, rows)
+        return
     sql = _SQL.get(kind)
     if sql is not None:
         conn.executemany(sql, rows)
