@@ -13,14 +13,10 @@ from pathlib import Path
 from aiohttp import web
 
 from ferry.broker import logs
+from ferry.broker.store import StoreError
 from ferry.broker.transport import build_app, open_runtime
 
 log = logging.getLogger("ferry.broker")
-
-# The store's writer thread needs the GIL back after every SQLite step and fsync; with
-# the default 5 ms it waits behind a busy event loop for most of that, and every answer
-# waits for its commit. 0.5 ms measured best in `make bench` (e2e +12%).
-SWITCH_INTERVAL_S = 0.0005
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,7 +54,10 @@ def read_tokens(path: str) -> frozenset[str]:
 async def serve(args: argparse.Namespace, tokens: frozenset[str] | None) -> None:
     loop = asyncio.get_running_loop()
     t0 = time.perf_counter()
-    rt = open_runtime(args.data_dir, loop)
+    try:
+        rt = open_runtime(args.data_dir, loop, args.log_level)
+    except StoreError as e:
+        raise SystemExit(f"ferry-broker: {e}") from e
     rt.tokens = tokens
     app = build_app(rt)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=args.drain_seconds)
@@ -93,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup(args.log_level)
     tokens = read_tokens(args.token_file) if args.token_file else None
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep working without it

@@ -2,9 +2,9 @@
 
 The core never does I/O: each operation appends intents here and the
 transport hands the batch to the store. An intent is a kind plus rows shaped
-like the store's tables, so the writer thread can `executemany` them as they
-are; consecutive intents of one kind (also across requests of one group
-commit) become one `executemany`. Running totals are absolute values, kept
+like the store's tables, so the committer can insert them as they are;
+consecutive intents of one kind (also across requests of one group commit)
+become one multi-row statement. Running totals are absolute values, kept
 apart and written once per commit.
 """
 

@@ -1,8 +1,9 @@
-"""Durability: SQLite in WAL mode, one writer thread with group commit."""
+"""Durability: SQLite in WAL mode, group commit in a committer child process."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -11,21 +12,33 @@ from ferry.broker.core import Broker, DedupIndex, Restored
 from ferry.broker.store.bodies import Bodies
 from ferry.broker.store.loading import CHUNK, load, load_all, read_chunk, read_dedup
 from ferry.broker.store.schema import connect, create
-from ferry.broker.store.writer import Checkpointer, StoreError, Writer
+from ferry.broker.store.writer import StoreError, Writer, wait_for_lock
 
 DB_NAME = "ferry.db"
+LOCK_NAME = "ferry.lock"
+LOCK_WAIT_S = 30.0  # a previous broker's committer finishes its last commit well within this
 
 __all__ = ["CHUNK", "Bodies", "Store", "StoreError", "Writer"]
 
 
 class Store:
-    """One data directory: the database, its writer thread and the document reader."""
+    """One data directory: the database, its committer process and the document reader."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str], loop: asyncio.AbstractEventLoop,
+        log_level: str = "info",
+    ) -> None:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.path = str(Path(data_dir) / DB_NAME)
-        self.writer = Writer(self.path, loop)
-        self.checkpointer = Checkpointer(self.path)
+        # One broker per data dir; the committer inherits the lock, so a restarted broker
+        # waits here until the last process that could still write is gone.
+        self._lock = os.open(Path(data_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            wait_for_lock(self._lock, LOCK_WAIT_S, str(data_dir))
+        except BaseException:
+            os.close(self._lock)
+            raise
+        self.writer = Writer(self.path, loop, keep_fds=(self._lock,), log_level=log_level)
         self.bodies = Bodies(self.path)
         self._loader: sqlite3.Connection | None = None
 
@@ -68,10 +81,10 @@ class Store:
 
     def start(self) -> None:
         self.writer.start()
-        self.checkpointer.start()
 
     def close(self) -> None:
         self.loaded()
         self.writer.stop()
-        self.checkpointer.stop()
         self.bodies.close()
+        with contextlib.suppress(OSError):
+            os.close(self._lock)

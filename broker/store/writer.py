@@ -1,274 +1,223 @@
-"""The single writer thread: group commit of many requests in one transaction.
+"""The broker's side of the committer process: futures in, durable writes out.
 
-Requests enqueue their `Writes` and get a future; the thread drains whatever
-is queued, applies it all in one transaction, commits (one fsync for the lot)
-and resolves every future of the batch with one `call_soon_threadsafe`.
+`submit` queues a request's `Writes`; everything queued within one turn of
+the event loop goes to the committer as one frame, without blocking (a
+non-blocking pipe, the loop's writer callback for what does not fit). Each
+answer names how many frames one commit made durable; their futures resolve
+in order. Nothing here runs on another thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import fcntl
 import logging
-import queue
-import sqlite3
-import threading
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
-from ferry.broker.core import Kind, Writes
-from ferry.broker.core.writes import Row
-from ferry.broker.store.schema import connect
+from ferry.broker.core import Writes
+from ferry.broker.store.applying import Wire, to_wire
+from ferry.broker.store.frames import Decoder, encode
 
 log = logging.getLogger("ferry.broker.store")
 
-MAX_BATCH = 4096
-_Q = 1 << 40
+PIPE_BYTES = 1 << 20  # Linux grows a pipe to this on request: fewer partial writes
+_Fut = asyncio.Future[None]
 
 
 class StoreError(Exception):
     """The store could not make a change durable."""
 
 
-_Item = tuple[Writes, asyncio.Future[None] | None]
-
-
 class Writer:
-    def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop, keep_fds: tuple[int, ...] = (),
+                 log_level: str = "info") -> None:
         self._path = path
         self._loop = loop
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="ferry-store-writer", daemon=True)
+        self._keep_fds = keep_fds
+        self._log_level = log_level
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._wfd = self._rfd = -1
+        self._queued: list[Wire] = []
+        self._queued_futs: list[_Fut] = []
+        self._sent: collections.deque[list[_Fut]] = collections.deque()  # per frame, in order
+        self._out = bytearray()  # framed bytes the pipe has not taken yet
+        self._scheduled = False
+        self._writing = False
+        self._decoder = Decoder()
         self.batches = 0
         self.items = 0
         self.failed = False
+        self._dead: str | None = None  # why the committer is gone
         self.on_batch: Callable[[int, float], None] | None = None  # items, seconds
 
     def start(self) -> None:
-        self._thread.start()
+        argv = [sys.executable, "-m", "ferry.broker.store.committer", self._path, self._log_level]
+        self._proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=self._keep_fds
+        )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._wfd, self._rfd = self._proc.stdin.fileno(), self._proc.stdout.fileno()
+        for fd in (self._wfd, self._rfd):
+            os.set_blocking(fd, False)
+            with contextlib.suppress(OSError):  # not Linux, or above the system's limit
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        self._loop.add_reader(self._rfd, self._on_answers)
 
-    def submit(self, writes: Writes, wait: bool = True) -> asyncio.Future[None] | None:
+    @property
+    def pid(self) -> int | None:
+        """The committer process (None before start and after stop)."""
+        return None if self._proc is None else self._proc.pid
+
+    def submit(self, writes: Writes, wait: bool = True) -> _Fut | None:
         fut = self._loop.create_future() if wait else None
-        self._queue.put((writes, fut))
+        if self._dead is not None:
+            if fut is not None:
+                fut.set_exception(StoreError(self._dead))
+            return fut
+        self._queued.append(to_wire(writes.ops, writes.totals, writes.group_totals))
+        if fut is not None:
+            self._queued_futs.append(fut)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._send)
         return fut
 
-    def stop(self) -> None:
-        """Write out everything queued, then end the thread."""
-        if not self._thread.is_alive():
+    def _send(self) -> None:
+        self._scheduled = False
+        if not self._queued:
             return
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        conn = connect(self._path)
-        # Checkpoints run on their own thread (Checkpointer), never inside a commit.
-        conn.execute("PRAGMA wal_autocheckpoint=0")
+        frame = encode(self._queued)
+        self._sent.append(self._queued_futs)
+        self._queued, self._queued_futs = [], []
+        if self._out:
+            self._out += frame
+            return
         try:
-            stopping = False
-            while not stopping:
-                first = self._queue.get()
-                if first is None:
-                    break
-                batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stopping = True
-                        break
-                    batch.append(item)
-                self._commit(conn, batch)
-        finally:
-            conn.close()
+            n = os.write(self._wfd, frame)
+        except BlockingIOError:
+            n = 0
+        except OSError as e:
+            self._fail(f"cannot write to the committer: {e}")
+            return
+        if n < len(frame):
+            self._out += memoryview(frame)[n:]
+            if not self._writing:
+                self._writing = True
+                self._loop.add_writer(self._wfd, self._on_writable)
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
-        t0 = time.perf_counter()
-        error: BaseException | None = None
+    def _on_writable(self) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            apply(conn, [writes for writes, _ in batch])
-            conn.execute("COMMIT")
-        except Exception as e:  # disk full, I/O error: fail the batch, keep serving
-            log.exception("store commit failed")
-            error = e
-            self.failed = True
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        self.batches += 1
-        self.items += len(batch)
-        if self.on_batch is not None:
-            self.on_batch(len(batch), time.perf_counter() - t0)
-        futures = [f for _, f in batch if f is not None]
-        if futures:
-            self._loop.call_soon_threadsafe(_resolve, futures, error)
+            n = os.write(self._wfd, self._out)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self._fail(f"cannot write to the committer: {e}")
+            return
+        del self._out[:n]
+        if not self._out:
+            self._writing = False
+            self._loop.remove_writer(self._wfd)
 
-
-class Checkpointer:
-    """Copies the WAL into the database on its own thread, so commits never wait for it.
-
-    PASSIVE checkpoints do not block the writer; once one has caught up, the
-    writer's next transaction starts the WAL over from its beginning.
-    """
-
-    def __init__(self, path: str, every_s: float = 0.5) -> None:
-        self._path = path
-        self._every_s = every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="ferry-store-checkpointer", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join()
-
-    def _run(self) -> None:
-        conn = connect(self._path)
+    def _on_answers(self) -> None:
         try:
-            while not self._stop.wait(self._every_s):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
-                    log.exception("checkpoint failed (the next one retries)")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        finally:
-            conn.close()
+            data = os.read(self._rfd, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self._fail("the store's committer process has exited")
+            return
+        self._answered(data)
+
+    def _answered(self, data: bytes) -> None:
+        for frames, error, seconds, items in self._decoder.feed(data):
+            self.batches += 1
+            self.items += items
+            if self.on_batch is not None:
+                self.on_batch(items, seconds)
+            exc = None if error is None else StoreError(error)
+            if exc is not None:
+                self.failed = True
+            for _ in range(frames):
+                _resolve(self._sent.popleft(), exc)
+
+    def _fail(self, why: str) -> None:
+        """The committer is gone: nothing can become durable any more."""
+        log.error("store failing", extra={"reason": why})
+        self.failed = True
+        self._dead = why
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(self._rfd)
+        if self._writing:
+            self._writing = False
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_writer(self._wfd)
+        self._out.clear()
+        exc = StoreError(why)
+        while self._sent:
+            _resolve(self._sent.popleft(), exc)
+        _resolve(self._queued_futs, exc)
+        self._queued, self._queued_futs = [], []
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Hand over everything queued, let the committer make it durable, and end it."""
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdout is None:
+            return
+        self._proc = None
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(self._rfd)
+        if self._writing:
+            self._loop.remove_writer(self._wfd)
+        self._scheduled = False
+        if self._queued:
+            self._out += encode(self._queued)
+            self._sent.append(self._queued_futs)
+            self._queued, self._queued_futs = [], []
+        os.set_blocking(self._wfd, True)
+        os.set_blocking(self._rfd, True)
+        with contextlib.suppress(OSError):
+            view = memoryview(self._out)
+            while view:
+                view = view[os.write(self._wfd, view):]
+        self._out.clear()
+        proc.stdin.close()  # end of input: the committer commits what it read, then exits
+        while data := os.read(self._rfd, 65536):
+            self._answered(data)
+        proc.stdout.close()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.error("store committer did not stop; killing it")
+            proc.kill()
+            proc.wait()
+        if self._sent:
+            self._fail("the store's committer stopped before answering")
 
 
-def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+def _resolve(futures: list[_Fut], error: BaseException | None) -> None:
     for f in futures:
         if f.done():
             continue
         if error is None:
             f.set_result(None)
         else:
-            f.set_exception(StoreError(str(error)))
+            f.set_exception(error)
 
 
-# Python's sqlite3 releases the GIL around every statement step, and executemany steps
-# once per row: with the event loop busy, each re-acquire can wait a whole switch
-# interval, so a commit of a few hundred rows took hundreds of milliseconds. Frequent
-# kinds are therefore written as one multi-row statement per chunk of rows.
-_INSERT = {
-    # A tombstone keeps the dedup id answering until the window passes; PURGE_BELOW drops it.
-    Kind.MESSAGE: ("INSERT OR IGNORE INTO messages VALUES ", 7),
-    Kind.ACK: ("INSERT OR IGNORE INTO acks VALUES ", 2),
-    Kind.COUNT: ("INSERT OR REPLACE INTO counts VALUES ", 4),
-    Kind.DEAD: ("INSERT OR REPLACE INTO dead VALUES ", 5),
-}
-_SQL = {
-    # The row's priority decides its ready list when a restart reads it back.
-    Kind.PRIORITY: "UPDATE messages SET priority=?, doc=? WHERE id=? AND doc IS NOT NULL",
-    Kind.COUNT_DELETED: "DELETE FROM counts WHERE gid=? AND seq=?",
-    Kind.DEAD_DELETED: "DELETE FROM dead WHERE gid=? AND seq=?",
-    Kind.QUEUE: "INSERT INTO queues(id, name, settings, created_ms) VALUES (?,?,?,?) "
-                "ON CONFLICT(id) DO UPDATE SET settings=excluded.settings",
-    Kind.GROUP: "INSERT INTO groups(id, qid, name, settings, start_seq) VALUES (?,?,?,?,?) "
-                "ON CONFLICT(id) DO UPDATE SET settings=excluded.settings",
-}
-_NEXT_ID = "INSERT INTO meta VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v=max(v, excluded.v)"
-# Chunks are powers of two up to this, so a few dozen statement texts cover every batch
-# and stay in the connection's statement cache.
-_MAX_CHUNK = 256
-
-
-def apply(conn: sqlite3.Connection, batch: list[Writes]) -> None:
-    """Every intent of the batch in order; runs of one kind become few statements."""
-    run_kind: Kind | None = None
-    run: list[Row] = []
-    totals: dict[int, tuple[int, int]] = {}
-    group_totals: dict[int, int] = {}
-    for w in batch:
-        for kind, rows in w.ops:
-            if kind is run_kind:
-                run.extend(rows)
-                continue
-            if run_kind is not None:
-                _apply_run(conn, run_kind, run)
-            run_kind, run = kind, list(rows)
-        totals.update(w.totals)
-        group_totals.update(w.group_totals)
-    if run_kind is not None:
-        _apply_run(conn, run_kind, run)
-    if totals:
-        conn.executemany(
-            "UPDATE queues SET published_total=?, next_seq=? WHERE id=?",
-            [(p, n, qid) for qid, (p, n) in totals.items()],
-        )
-    if group_totals:
-        conn.executemany(
-            "UPDATE groups SET acked_total=? WHERE id=?",
-            [(a, gid) for gid, a in group_totals.items()],
-        )
-
-
-def _chunks(rows: list[Row]) -> list[list[Row]]:
-    """rows cut into chunks whose sizes are powers of two (at most _MAX_CHUNK)."""
-    out, i, n = [], 0, len(rows)
-    while i < n:
-        size = min(_MAX_CHUNK, 1 << ((n - i).bit_length() - 1))
-        out.append(rows[i:i + size])
-        i += size
-    return out
-
-
-def _insert(conn: sqlite3.Connection, head: str, width: int, rows: list[Row]) -> None:
-    one = "(" + ",".join("?" * width) + ")"
-    for chunk in _chunks(rows):
-        conn.execute(head + ",".join([one] * len(chunk)), [v for row in chunk for v in row])
-
-
-def _consumed(conn: sqlite3.Connection, rows: list[Row]) -> None:
-    for chunk in _chunks(rows):
-        marks = ",".join("?" * len(chunk))
-        conn.execute(f"UPDATE messages SET doc=NULL WHERE id IN ({marks})", [r[0] for r in chunk])
-
-
-def _apply_run(conn: sqlite3.Connection, kind: Kind, rows: list[Row]) -> None:
-    insert = _INSERT.get(kind)
-    if insert is not None:
-        _insert(conn, *insert, rows)
-        return
-    if kind is Kind.CONSUMED:
-        _consumed(conn, rows)
-        return
-    sql = _SQL.get(kind)
-    if sql is not None:
-        conn.executemany(sql, rows)
-        if kind is Kind.QUEUE:
-            conn.executemany(_NEXT_ID, [("next_qid", r[0] + 1) for r in rows])
-        elif kind is Kind.GROUP:
-            conn.executemany(_NEXT_ID, [("next_gid", r[0] + 1) for r in rows])
-        return
-    ex = conn.execute
-    for row in rows:
-        if kind is Kind.PURGE_BELOW:
-            qid, below = row
-            ex("DELETE FROM messages WHERE id >= ? AND id < ?", (qid * _Q, below))
-            _drop_group_rows_below(conn, qid, below & (_Q - 1))
-        elif kind is Kind.GROUP_DELETED:
-            _drop_group(conn, row[0])
-        elif kind is Kind.QUEUE_DELETED:
-            qid = row[0]
-            for (gid,) in ex("SELECT id FROM groups WHERE qid=?", (qid,)).fetchall():
-                _drop_group(conn, gid)
-            ex("DELETE FROM messages WHERE id >= ? AND id < ?", (qid * _Q, (qid + 1) * _Q))
-            ex("DELETE FROM queues WHERE id=?", (qid,))
-
-
-def _drop_group(conn: sqlite3.Connection, gid: int) -> None:
-    for table in ("acks", "counts", "dead"):
-        conn.execute(f"DELETE FROM {table} WHERE gid=?", (gid,))
-    conn.execute("DELETE FROM groups WHERE id=?", (gid,))
-
-
-def _drop_group_rows_below(conn: sqlite3.Connection, qid: int, seq: int) -> None:
-    for (gid,) in conn.execute("SELECT id FROM groups WHERE qid=?", (qid,)).fetchall():
-        for table in ("acks", "counts", "dead"):
-            conn.execute(f"DELETE FROM {table} WHERE gid=? AND seq<?", (gid, seq))
+def wait_for_lock(fd: int, timeout_s: float, what: str) -> None:
+    """Take the data dir's exclusive lock, waiting while an earlier broker's committer ends."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise StoreError(f"{what} is in use by another ferry-broker") from None
+            time.sleep(0.05)

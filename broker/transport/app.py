@@ -84,9 +84,11 @@ def build_app(rt: Runtime) -> web.Application:
     return app
 
 
-def open_runtime(data_dir: str, loop: asyncio.AbstractEventLoop) -> Runtime:
-    """Rebuild the core from the data directory and start the writer thread."""
-    store = Store(data_dir, loop)
+def open_runtime(
+    data_dir: str, loop: asyncio.AbstractEventLoop, log_level: str = "info"
+) -> Runtime:
+    """Rebuild the core from the data directory and start the committer process."""
+    store = Store(data_dir, loop, log_level)
     core = store.open(now_ms())  # messages stream in once serving (Runtime.restore_messages)
     store.start()
     return Runtime(core=core, store=store)

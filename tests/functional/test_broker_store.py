@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 
+import ferry.broker.store
 from ferry.broker.core import Broker, Incoming
 from ferry.broker.models import GroupSettings, QueueSettings, StartAt
-from ferry.broker.store import Store, loading
+from ferry.broker.store import Store, StoreError, loading
 
 pytestmark = pytest.mark.functional
 
@@ -131,4 +135,68 @@ async def test_documents_come_from_the_cache_or_the_database(tmp_path: Path) -> 
     core.delete_queue("jobs")
     await flush(core, store)
     assert await store.bodies.get(ids[1:]) == {}
+    store.close()
+
+
+async def test_a_data_dir_serves_one_broker_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    store = Store(tmp_path, loop)
+    store.start()
+    monkeypatch.setattr(ferry.broker.store, "LOCK_WAIT_S", 0.3)
+    with pytest.raises(StoreError, match="in use by another ferry-broker"):
+        Store(tmp_path, loop)
+    store.close()
+    Store(tmp_path, loop).close()  # free again once the first one (and its committer) ended
+
+
+async def test_a_dead_committer_fails_writes_instead_of_losing_them(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    store = Store(tmp_path, loop)
+    core = store.load(T0)
+    store.start()
+    core.put_queue("jobs", QueueSettings(), T0)
+    await flush(core, store)
+    pid = store.writer.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    core.publish("jobs", [Incoming(0, 0, None, None, b"{}")], T0)
+    with pytest.raises(StoreError, match="committer"):
+        await flush(core, store)
+    assert store.writer.failed
+    core.publish("jobs", [Incoming(0, 0, None, None, b"{}")], T0)
+    with pytest.raises(StoreError, match="committer"):  # and every later write too
+        await flush(core, store)
+    store.close()
+
+
+_DIES_AFTER_SENDING = """
+import asyncio, os, sys
+from ferry.broker.core import Incoming
+from ferry.broker.models import QueueSettings
+from ferry.broker.store import Store
+
+async def main():
+    store = Store(sys.argv[1], asyncio.get_running_loop())
+    core = store.load(0)
+    store.start()
+    core.put_queue("jobs", QueueSettings(), 0)
+    core.publish("jobs", [Incoming(0, 0, None, None, b"{}") for _ in range(500)], 0)
+    store.writer.submit(core.take_writes(), wait=False)
+    await asyncio.sleep(0)  # the frame goes out at the end of this turn of the loop
+    os._exit(9)  # dies without waiting for the answer or stopping the committer
+
+asyncio.run(main())
+"""
+
+
+async def test_writes_sent_before_the_broker_dies_still_land(tmp_path: Path) -> None:
+    """The committer commits what it has read when its input ends; the lock waits for it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _DIES_AFTER_SENDING, str(tmp_path)
+    )
+    assert await proc.wait() == 9
+    store = Store(tmp_path, asyncio.get_running_loop())  # waits while the committer finishes
+    assert store.load(T0).queue("jobs").live == 500
     store.close()
