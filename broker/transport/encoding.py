@@ -15,19 +15,16 @@ _EMPTY_HEADERS = b"{}"
 
 
 def encode_doc(key: str | None, priority: int, headers: dict[str, str], body: bytes) -> bytes:
-    return b"".join((
-        b'{"key":', orjson.dumps(key), b',"priority":', str(priority).encode(),
-        b',"headers":', orjson.dumps(headers) if headers else _EMPTY_HEADERS,
-        b',"body":', body, b"}",
-    ))
+    return b'{"key":%b,"priority":%d,"headers":%b,"body":%b}' % (
+        b"null" if key is None else orjson.dumps(key), priority,
+        orjson.dumps(headers) if headers else _EMPTY_HEADERS, body,
+    )
 
 
 def encode_delivery(rid: int, doc: bytes, delivery_count: int, receipt: str) -> bytes:
-    return b"".join((
-        b'{"id":"', str(rid).encode(), b'",', memoryview(doc)[1:-1],
-        b',"delivery_count":', str(delivery_count).encode(),
-        b',"receipt":"', receipt.encode(), b'"}',
-    ))
+    return b'{"id":"%d",%b,"delivery_count":%d,"receipt":"%b"}' % (
+        rid, memoryview(doc)[1:-1], delivery_count, receipt.encode(),
+    )
 
 
 def encode_list(field: bytes, items: Iterable[bytes]) -> bytes:
