@@ -23,7 +23,7 @@ def encode_doc(key: str | None, priority: int, headers: dict[str, str], body: by
 
 def encode_delivery(rid: int, doc: bytes, delivery_count: int, receipt: str) -> bytes:
     return b'{"id":"%d",%b,"delivery_count":%d,"receipt":"%b"}' % (
-        rid, memoryview(doc)[1:-1], delivery_count, receipt.encode(),
+        rid, doc[1:-1], delivery_count, receipt.encode(),
     )
 
 
