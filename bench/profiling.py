@@ -61,9 +61,10 @@ class Profiler:
         procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         for who, pid in targets.items():
             raw = self.out / f"{driver.name}-{label}-{who}.txt"
-            # --subprocesses: Ferry's committer is a child process of the broker.
-            argv = [py_spy(), "record", "--pid", str(pid), "--subprocesses", "--rate", str(RATE),
-                    "--format", "raw", "--threads", "--nonblocking", "--output", str(raw)]
+            argv = [py_spy(), "record", "--pid", str(pid), "--rate", str(RATE), "--format",
+                    "raw", "--threads", "--nonblocking", "--output", str(raw)]
+            if who == "broker":  # Ferry's committer is a child process of the broker
+                argv.append("--subprocesses")
             procs[who] = (subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL), raw)
         try:
