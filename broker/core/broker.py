@@ -141,12 +141,13 @@ class Broker:
             h = None
             if m.dedup_id is not None:
                 h = dedup_hash(m.dedup_id)
-                seq = q.dedup.get(h, cutoff)
+                # Indexed under the seq append() gives it next, unless already there.
+                seq = q.dedup.claim(h, q.next_seq, now, cutoff)
                 if seq is not None:
                     ids.append(rowid(qid, seq))
                     continue
             not_before = now + m.delay_ms
-            seq = q.append(m.priority, now, not_before, m.key, h)
+            seq = q.append(m.priority, now, not_before, m.key, None)
             rid = rowid(qid, seq)
             ids.append(rid)
             rows.append((rid, m.priority, not_before, now, m.key, h, m.payload))

@@ -62,6 +62,35 @@ class DedupIndex:
                 return g.seqs[i] if g.times[i] >= cutoff else None
         return None
 
+    def claim(self, h: int, seq: int, t: int, cutoff: int) -> int | None:
+        """`get(h, cutoff)`, and when that finds nothing, `add(h, seq, t)`: with one probe
+        of the newest generation instead of two (this runs once per published message)."""
+        h = h or 1
+        gens = self.generations
+        if not gens or gens[-1].count >= CAPACITY:
+            gens.append(_Generation())
+        g = gens[-1]
+        hashes, i = g.hashes, h & _MASK
+        while (k := hashes[i]) != h and k != 0:
+            i = (i + 1) & _MASK
+        if k == h:
+            if g.times[i] >= cutoff:
+                return g.seqs[i]
+        else:
+            for older in reversed(gens[:-1]):
+                j = older.find(h)
+                if older.hashes[j] == h:
+                    if older.times[j] >= cutoff:
+                        return older.seqs[j]
+                    break
+            g.count += 1
+        hashes[i], g.seqs[i], g.times[i] = h, seq, t
+        if t > g.newest:
+            g.newest = t
+        if g.count == 1 or seq < g.min_seq:
+            g.min_seq = seq
+        return None
+
     def add(self, h: int, seq: int, t: int) -> None:
         gens = self.generations
         if not gens or gens[-1].count >= CAPACITY:

@@ -48,3 +48,20 @@ def test_restored_entries_sit_under_newer_ones() -> None:
     newer.add(42, 5, 20)  # the same id published again after the restart's window check
     newer.restore(older)
     assert newer.get(42, 0) == 5 and newer.get(43, 0) == 2
+
+
+def test_claim_agrees_with_get_then_add() -> None:
+    """claim() is get() plus add() on a miss, in one probe: same answers, same index."""
+    rng = random.Random(11)
+    claimed, reference = DedupIndex(), DedupIndex()
+    pool = [rng.getrandbits(64) - 2**63 for _ in range(2000)] + [0]
+    for step in range(CAPACITY + 5000):  # spills into a second generation
+        h = rng.choice(pool) if step % 3 == 0 else rng.getrandbits(64) - 2**63
+        t, cutoff = step, step - 500  # entries older than 500 steps are outside the window
+        expected = reference.get(h, cutoff)
+        if expected is None:
+            reference.add(h, step, t)
+        assert claimed.claim(h, step, t, cutoff) == expected
+    assert len(claimed) == len(reference)
+    assert claimed.oldest_seq() == reference.oldest_seq()
+    assert [g.newest for g in claimed.generations] == [g.newest for g in reference.generations]
