@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from ferry.broker.core.dedup import CAPACITY, DedupIndex
+from ferry.broker.core.dedup import MIN_CAPACITY as CAPACITY
+from ferry.broker.core.dedup import DedupIndex
 
 pytestmark = pytest.mark.unit
 
@@ -65,3 +66,17 @@ def test_claim_agrees_with_get_then_add() -> None:
     assert len(claimed) == len(reference)
     assert claimed.oldest_seq() == reference.oldest_seq()
     assert [g.newest for g in claimed.generations] == [g.newest for g in reference.generations]
+
+
+def test_generations_stay_few_as_the_window_fills_and_slides() -> None:
+    """A new id is looked for in every generation, so a busy queue must not pile them up."""
+    index, window = DedupIndex(), 8 * CAPACITY
+    end = 3 * window  # one id per tick: three windows' worth
+    for t in range(1, end + 1):
+        index.claim(t * 0x9E3779B97F4A7C15 & (2**63 - 1), t, t, t - window)
+        if t % 4096 == 0:
+            index.expire(t - window)
+    # Generations of the smallest size would number 8 to 9 here; sized ones settle at ~3.
+    assert len(index.generations) <= 4
+    assert window <= len(index) <= 2 * window
+    assert index.get(end * 0x9E3779B97F4A7C15 & (2**63 - 1), end - window) == end
