@@ -67,6 +67,13 @@ async def test_metrics_report_queues_groups_and_requests(broker: BrokerProcess) 
         'ferry_http_requests_total{method="GET",route="/v1/queues/{queue}",status="404"} 1.0',
     ):
         assert expected in lines, expected
+    # Every commit is timed: the histogram counts exactly the commits made so far.
+    value = {line.split(" ")[0]: float(line.split(" ")[1]) for line in lines
+             if line.startswith("ferry_store_commit")}
+    commits = value["ferry_store_commits_total"]
+    assert value["ferry_store_commit_seconds_count"] == commits >= 3
+    assert value['ferry_store_commit_seconds_bucket{le="+Inf"}'] == commits
+    assert 0 < value["ferry_store_commit_seconds_sum"] < commits  # each well under a second
 
 
 async def test_openapi_is_generated_from_the_wire_models(broker: BrokerProcess) -> None:
