@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ferry.broker.core import Broker, DedupIndex, Restored
 from ferry.broker.store.bodies import Bodies
+from ferry.broker.store.checkpoints import CHECKPOINT_S
 from ferry.broker.store.loading import CHUNK, load, load_all, read_chunk, read_dedup
 from ferry.broker.store.schema import connect, create
 from ferry.broker.store.writer import StoreError, Writer, wait_for_lock
@@ -26,7 +27,7 @@ class Store:
 
     def __init__(
         self, data_dir: str | os.PathLike[str], loop: asyncio.AbstractEventLoop,
-        log_level: str = "info",
+        log_level: str = "info", checkpoint_s: float = CHECKPOINT_S,
     ) -> None:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.path = str(Path(data_dir) / DB_NAME)
@@ -38,7 +39,9 @@ class Store:
         except BaseException:
             os.close(self._lock)
             raise
-        self.writer = Writer(self.path, loop, keep_fds=(self._lock,), log_level=log_level)
+        self.writer = Writer(
+            self.path, loop, keep_fds=(self._lock,), log_level=log_level, checkpoint_s=checkpoint_s
+        )
         self.bodies = Bodies(self.path)
         self._loader: sqlite3.Connection | None = None
 

@@ -28,7 +28,7 @@ import time
 
 from ferry.broker import logs
 from ferry.broker.store.applying import Wire, apply
-from ferry.broker.store.checkpoints import Checkpointer
+from ferry.broker.store.checkpoints import CHECKPOINT_S, Checkpointer
 from ferry.broker.store.frames import Decoder, encode
 from ferry.broker.store.schema import connect
 
@@ -56,7 +56,9 @@ def commit(conn: sqlite3.Connection, frames: list[list[Wire]]) -> Answer:
     return len(frames), error, time.perf_counter() - t0, len(batch)
 
 
-def serve(conn: sqlite3.Connection, rfd: int, wfd: int) -> None:
+def serve(
+    conn: sqlite3.Connection, rfd: int, wfd: int, checkpointer: Checkpointer | None = None
+) -> None:
     decoder = Decoder()
     eof = False
     while not eof:
@@ -69,6 +71,17 @@ def serve(conn: sqlite3.Connection, rfd: int, wfd: int) -> None:
             frames.extend(decoder.feed(data))
         if frames:
             _write_all(wfd, encode(commit(conn, frames)))
+            if checkpointer is not None and checkpointer.catch_up.is_set():
+                checkpointer.catch_up.clear()
+                _catch_up(conn)
+
+
+def _catch_up(conn: sqlite3.Connection) -> None:
+    """Checkpoint what was appended since the checkpointer's last pass (see Checkpointer)."""
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except sqlite3.Error:  # the checkpointer's next pass tries again
+        log.exception("catch-up checkpoint failed")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -87,10 +100,10 @@ def main(argv: list[str]) -> int:
     conn = connect(path)
     # Checkpoints run on their own thread, never inside a commit.
     conn.execute("PRAGMA wal_autocheckpoint=0")
-    checkpointer = Checkpointer(path)
+    checkpointer = Checkpointer(path, float(argv[3]) if len(argv) > 3 else CHECKPOINT_S)
     checkpointer.start()
     try:
-        serve(conn, sys.stdin.fileno(), sys.stdout.fileno())
+        serve(conn, sys.stdin.fileno(), sys.stdout.fileno(), checkpointer)
     except BrokenPipeError:  # the broker is gone; everything read has been committed
         pass
     finally:

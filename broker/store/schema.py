@@ -42,6 +42,8 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("PRAGMA cache_size=-8000")  # KiB
+    # When the WAL starts over, a file grown by a burst is cut back to this.
+    conn.execute("PRAGMA journal_size_limit=67108864")
     return conn
 
 

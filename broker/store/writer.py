@@ -22,6 +22,7 @@ import time
 
 from ferry.broker.core import Writes
 from ferry.broker.store.applying import Wire, to_wire
+from ferry.broker.store.checkpoints import CHECKPOINT_S
 from ferry.broker.store.frames import Decoder, encode
 
 log = logging.getLogger("ferry.broker.store")
@@ -58,11 +59,12 @@ class StoreError(Exception):
 
 class Writer:
     def __init__(self, path: str, loop: asyncio.AbstractEventLoop, keep_fds: tuple[int, ...] = (),
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", checkpoint_s: float = CHECKPOINT_S) -> None:
         self._path = path
         self._loop = loop
         self._keep_fds = keep_fds
         self._log_level = log_level
+        self._checkpoint_s = checkpoint_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._wfd = self._rfd = -1
         self._queued: list[Wire] = []
@@ -79,7 +81,8 @@ class Writer:
         self.commit_times = CommitTimes()
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "ferry.broker.store.committer", self._path, self._log_level]
+        argv = [sys.executable, "-m", "ferry.broker.store.committer", self._path, self._log_level,
+                str(self._checkpoint_s)]
         self._proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=self._keep_fds
         )

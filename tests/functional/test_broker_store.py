@@ -200,3 +200,44 @@ async def test_writes_sent_before_the_broker_dies_still_land(tmp_path: Path) -> 
     store = Store(tmp_path, asyncio.get_running_loop())  # waits while the committer finishes
     assert store.load(T0).queue("jobs").live == 500
     store.close()
+
+
+def _wal_restarts(wal: Path) -> int:
+    """The WAL header's checkpoint sequence: SQLite bumps it each time the WAL starts over."""
+    try:
+        with wal.open("rb") as f:
+            header = f.read(16)
+    except FileNotFoundError:
+        return 0
+    return int.from_bytes(header[12:16], "big") if len(header) == 16 else 0
+
+
+async def test_the_wal_starts_over_under_steady_writes(tmp_path: Path) -> None:
+    """A writer that never pauses must not let the WAL grow without end (disk, recovery)."""
+    loop = asyncio.get_running_loop()
+    store = Store(tmp_path, loop, checkpoint_s=0.05)  # passes as often as this test writes fast
+    core = store.load(T0)
+    store.start()
+    core.put_queue("steady", QueueSettings(), T0)
+    doc = b'{"body":"' + b"x" * 4000 + b'"}'
+    wal = tmp_path / "ferry.db-wal"
+    written, biggest, in_flight = 0, 0, []
+    first = _wal_restarts(wal)
+    while written < 256 * 1024 * 1024:
+        core.publish("steady", [Incoming(0, 0, None, None, doc) for _ in range(100)], T0)
+        fut = store.writer.submit(core.take_writes())
+        assert fut is not None
+        in_flight.append(fut)
+        written += 100 * len(doc)
+        if len(in_flight) >= 8:  # keep the committer busy: it never waits for work
+            await in_flight.pop(0)
+            biggest = max(biggest, wal.stat().st_size)
+    await asyncio.gather(*in_flight)
+    restarts = _wal_restarts(wal) - first
+    store.close()
+    assert restarts >= 2, "the WAL never started over while writes kept coming"
+    assert biggest < written // 2, f"WAL grew to {biggest} bytes for {written} written"
+
+    store2 = Store(tmp_path, loop)
+    assert store2.load(T0).queue("steady").live == written // len(doc)
+    store2.close()
