@@ -45,7 +45,7 @@ class Restored:
     seqs: array[int] = field(default_factory=lambda: array("q"))
     priorities: array[int] = field(default_factory=lambda: array("b"))
     published: array[int] = field(default_factory=lambda: array("q"))
-    consumed: list[int] = field(default_factory=list)  # tombstones kept for their dedup id
+    consumed: list[int] = field(default_factory=list)  # consumed rows of older stores (doc NULL)
     keys: list[tuple[int, str]] = field(default_factory=list)
     delayed: list[tuple[int, int]] = field(default_factory=list)  # seq, not-before
 

@@ -23,7 +23,6 @@ def to_wire(ops: Sequence[tuple[Kind, list[Row]]], totals: dict[int, tuple[int, 
 # interval, so a commit of a few hundred rows took hundreds of milliseconds. Frequent
 # kinds are therefore written as one multi-row statement per chunk of rows.
 _INSERT = {
-    # A tombstone keeps the dedup id answering until the window passes; PURGE_BELOW drops it.
     Kind.MESSAGE: ("INSERT OR IGNORE INTO messages VALUES ", 7),
     Kind.ACK: ("INSERT OR IGNORE INTO acks VALUES ", 2),
     Kind.COUNT: ("INSERT OR REPLACE INTO counts VALUES ", 4),
@@ -92,9 +91,15 @@ def _insert(conn: sqlite3.Connection, head: str, width: int, rows: list[Row]) ->
 
 
 def _consumed(conn: sqlite3.Connection, rows: list[Row]) -> None:
+    """Consumed messages leave `messages`; those with a dedup id leave a tombstone."""
     for chunk in _chunks(rows):
         marks = ",".join("?" * len(chunk))
-        conn.execute(f"UPDATE messages SET doc=NULL WHERE id IN ({marks})", [r[0] for r in chunk])
+        ids = [r[0] for r in chunk]
+        conn.execute(
+            "INSERT OR IGNORE INTO tombstones SELECT id, dedup, published_ms FROM messages "
+            f"WHERE id IN ({marks}) AND dedup IS NOT NULL", ids,
+        )
+        conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
 
 
 def _apply_run(conn: sqlite3.Connection, kind: Kind, rows: list[Row]) -> None:
@@ -118,6 +123,7 @@ def _apply_run(conn: sqlite3.Connection, kind: Kind, rows: list[Row]) -> None:
         if kind is Kind.PURGE_BELOW:
             qid, below = row
             ex("DELETE FROM messages WHERE id >= ? AND id < ?", (qid * _Q, below))
+            ex("DELETE FROM tombstones WHERE id >= ? AND id < ?", (qid * _Q, below))
             _drop_group_rows_below(conn, qid, below & (_Q - 1))
         elif kind is Kind.GROUP_DELETED:
             _drop_group(conn, row[0])
@@ -125,7 +131,8 @@ def _apply_run(conn: sqlite3.Connection, kind: Kind, rows: list[Row]) -> None:
             qid = row[0]
             for (gid,) in ex("SELECT id FROM groups WHERE qid=?", (qid,)).fetchall():
                 _drop_group(conn, gid)
-            ex("DELETE FROM messages WHERE id >= ? AND id < ?", (qid * _Q, (qid + 1) * _Q))
+            for table in ("messages", "tombstones"):
+                ex(f"DELETE FROM {table} WHERE id >= ? AND id < ?", (qid * _Q, (qid + 1) * _Q))
             ex("DELETE FROM queues WHERE id=?", (qid,))
 
 

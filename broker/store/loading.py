@@ -77,23 +77,27 @@ def _ints(text: str | None) -> Iterator[int]:
     return map(int, text.split(",")) if text else iter(())
 
 
-def _column(conn: sqlite3.Connection, expr: str, params: dict[str, int]) -> Iterator[int]:
-    sql = f"SELECT group_concat({expr}) FROM messages WHERE id >= :lo AND id < :hi"
+def _column(
+    conn: sqlite3.Connection, expr: str, params: dict[str, int], table: str = "messages"
+) -> Iterator[int]:
+    sql = f"SELECT group_concat({expr}) FROM {table} WHERE id >= :lo AND id < :hi"
     return _ints(conn.execute(sql, params).fetchone()[0])
 
 
-def _bounds(conn: sqlite3.Connection, qid: int) -> tuple[int, int, int] | None:
-    """(rowid base, first rowid, last rowid) of a queue's stored messages."""
+def _bounds(
+    conn: sqlite3.Connection, qid: int, table: str = "messages"
+) -> tuple[int, int, int] | None:
+    """(rowid base, first rowid, last rowid) of a queue's rows in `table`."""
     base = qid << ROWID_SHIFT
     span = (base, base + (1 << ROWID_SHIFT))
     # Two indexed lookups: min() and max() in one query would scan the range.
     first = conn.execute(
-        "SELECT id FROM messages WHERE id >= ? AND id < ? ORDER BY id LIMIT 1", span
+        f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT 1", span
     ).fetchone()
     if first is None:
         return None
     last = conn.execute(
-        "SELECT id FROM messages WHERE id >= ? AND id < ? ORDER BY id DESC LIMIT 1", span
+        f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id DESC LIMIT 1", span
     ).fetchone()
     return base, first[0], last[0]
 
@@ -133,20 +137,31 @@ def read_chunk(conn: sqlite3.Connection, qid: int, lo_seq: int, hi_seq: int) -> 
 
 
 def read_dedup(conn: sqlite3.Connection, qid: int, cutoff: int) -> DedupIndex:
-    """Dedup hashes published at or after cutoff, indexed in seq order."""
+    """Dedup hashes published at or after cutoff, of stored and of consumed messages
+    (tombstones), indexed in seq order."""
     out = DedupIndex()
-    bounds = _bounds(conn, qid)
-    if bounds is None:
+    spans = [b for t in ("messages", "tombstones") if (b := _bounds(conn, qid, t)) is not None]
+    if not spans:
         return out
-    base, lo, top = bounds
-    where = "dedup IS NOT NULL AND published_ms >= :cutoff"
+    base = spans[0][0]
+    lo, top = min(b[1] for b in spans), max(b[2] for b in spans)
+    add = out.add
     while lo <= top:
         params = {"base": base, "lo": lo, "hi": lo + CHUNK, "cutoff": cutoff}
-        seqs = _column(conn, f"CASE WHEN {where} THEN id - :base END", params)
-        hashes = _column(conn, f"CASE WHEN {where} THEN dedup END", params)
-        times = _column(conn, f"CASE WHEN {where} THEN published_ms END", params)
-        add = out.add
-        for seq, h, t in zip(seqs, hashes, times, strict=True):
+        stored = _dedup_rows(conn, "messages", "dedup IS NOT NULL AND published_ms >= :cutoff",
+                             params)
+        consumed = _dedup_rows(conn, "tombstones", "published_ms >= :cutoff", params)
+        for seq, h, t in sorted(stored + consumed) if stored and consumed else stored or consumed:
             add(h, seq, t)
         lo += CHUNK
     return out
+
+
+def _dedup_rows(
+    conn: sqlite3.Connection, table: str, where: str, params: dict[str, int]
+) -> list[tuple[int, int, int]]:
+    """(seq, dedup hash, published_ms) of one chunk's rows in `table`, in seq order."""
+    seqs = _column(conn, f"CASE WHEN {where} THEN id - :base END", params, table)
+    hashes = _column(conn, f"CASE WHEN {where} THEN dedup END", params, table)
+    times = _column(conn, f"CASE WHEN {where} THEN published_ms END", params, table)
+    return list(zip(seqs, hashes, times, strict=True))

@@ -18,7 +18,13 @@ CREATE TABLE IF NOT EXISTS groups (
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY, priority INTEGER NOT NULL, not_before INTEGER NOT NULL,
     published_ms INTEGER NOT NULL, key TEXT, dedup INTEGER,  -- dedup: the id's 64-bit hash
-    doc BLOB  -- NULL: consumed, kept only while its dedup id is inside the dedup window
+    doc BLOB  -- NULL: consumed (written by earlier versions; now consumed rows move to tombstones)
+);
+-- A consumed message whose dedup id is still inside the window: the row leaves
+-- messages (deleting frees its page space; an UPDATE that shrank it would not)
+-- and this much of it stays until PURGE_BELOW.
+CREATE TABLE IF NOT EXISTS tombstones (
+    id INTEGER PRIMARY KEY, dedup INTEGER NOT NULL, published_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS acks (
     gid INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (gid, seq)

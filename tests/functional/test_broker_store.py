@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -240,4 +241,43 @@ async def test_the_wal_starts_over_under_steady_writes(tmp_path: Path) -> None:
 
     store2 = Store(tmp_path, loop)
     assert store2.load(T0).queue("steady").live == written // len(doc)
+    store2.close()
+
+
+async def test_consumed_messages_free_their_space_and_keep_their_dedup_ids(
+    tmp_path: Path,
+) -> None:
+    """A consumed body leaves the disk at once; its dedup id answers until the window ends."""
+    loop = asyncio.get_running_loop()
+    store = Store(tmp_path, loop)
+    core = store.load(T0)
+    store.start()
+    core.put_queue("q", QueueSettings(), T0)
+    core.put_group("q", "g", GroupSettings(), T0)
+    body = b'{"body":"' + b"x" * 1000 + b'"}'  # rows that fit in a page: no overflow pages
+    n = 4000
+    ids = core.publish("q", [Incoming(0, 0, None, f"d{i}", body) for i in range(n)], T0)
+    await flush(core, store)
+    q = core.queue("q")
+    core.mark_durable(q.qid, q.next_seq)
+    got = core.receive("q", "g", "c", n, None, T0)
+    core.ack("q", "g", [m.receipt for m in got[: n - 10]], T0)  # all but 10 consumed
+    core.compact(T0)
+    await flush(core, store)
+    store.close()
+
+    conn = sqlite3.connect(tmp_path / "ferry.db")
+    pages, free, size = (conn.execute(f"PRAGMA {p}").fetchone()[0]
+                         for p in ("page_count", "freelist_count", "page_size"))
+    conn.close()
+    assert (pages - free) * size < n * len(body) // 10  # 10 bodies left, not 4,000
+
+    store2 = Store(tmp_path, loop)
+    core2 = store2.load(T0)
+    q2 = core2.queue("q")
+    assert q2.live == 10
+    q2.restore_dedup(store2.read_dedup({q2.qid: q2.settings.dedup_window_ms}, T0)[q2.qid])
+    again = core2.publish("q", [Incoming(0, 0, None, f"d{i}", body) for i in (0, n - 1)], T0 + 1)
+    assert again == [ids[0], ids[n - 1]]  # a consumed one and a stored one: both known
+    assert q2.live == 10
     store2.close()
