@@ -27,6 +27,16 @@ async def flush(core: Broker, store: Store) -> None:
     await fut
 
 
+def started(path: Path, queue: str, group: str) -> tuple[Store, Broker]:
+    """A store with its committer running, and a core holding one queue and one group."""
+    store = Store(path, asyncio.get_running_loop())
+    core = store.load(T0)
+    store.start()
+    core.put_queue(queue, QueueSettings(), T0)
+    core.put_group(queue, group, GroupSettings(), T0)
+    return store, core
+
+
 def snapshot(core: Broker, now: int) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, q in core.queues.items():
@@ -94,11 +104,7 @@ async def test_reopen_rebuilds_the_same_state(
 async def test_large_commits_of_every_size_come_back(tmp_path: Path) -> None:
     """Rows go in as multi-row statements cut in chunks: odd, large counts lose nothing."""
     loop = asyncio.get_running_loop()
-    store = Store(tmp_path, loop)
-    core = store.load(T0)
-    store.start()
-    core.put_queue("big", QueueSettings(), T0)
-    core.put_group("big", "g", GroupSettings(), T0)
+    store, core = started(tmp_path, "big", "g")
     published = 0
     for n in (1, 2, 3, 255, 256, 257, 1003):
         core.publish("big", [Incoming(0, 0, None, f"d{published + i}", b'{"body":1}')
@@ -249,11 +255,7 @@ async def test_consumed_messages_free_their_space_and_keep_their_dedup_ids(
 ) -> None:
     """A consumed body leaves the disk at once; its dedup id answers until the window ends."""
     loop = asyncio.get_running_loop()
-    store = Store(tmp_path, loop)
-    core = store.load(T0)
-    store.start()
-    core.put_queue("q", QueueSettings(), T0)
-    core.put_group("q", "g", GroupSettings(), T0)
+    store, core = started(tmp_path, "q", "g")
     body = b'{"body":"' + b"x" * 1000 + b'"}'  # rows that fit in a page: no overflow pages
     n = 4000
     ids = core.publish("q", [Incoming(0, 0, None, f"d{i}", body) for i in range(n)], T0)
