@@ -23,7 +23,7 @@ import time
 from ferry.broker.core import Writes
 from ferry.broker.store.applying import Wire, to_wire
 from ferry.broker.store.checkpoints import CHECKPOINT_S
-from ferry.broker.store.frames import Decoder, encode
+from ferry.broker.store.frames import Decoder, encode, encode_parts
 
 log = logging.getLogger("ferry.broker.store")
 
@@ -117,21 +117,23 @@ class Writer:
         self._scheduled = False
         if not self._queued:
             return
-        frame = encode(self._queued)
+        header, data = encode_parts(self._queued)
         self._sent.append(self._queued_futs)
         self._queued, self._queued_futs = [], []
         if self._out:
-            self._out += frame
+            self._out += header
+            self._out += data
             return
         try:
-            n = os.write(self._wfd, frame)
+            n = os.writev(self._wfd, (header, data))
         except BlockingIOError:
             n = 0
         except OSError as e:
             self._fail(f"cannot write to the committer: {e}")
             return
-        if n < len(frame):
-            self._out += memoryview(frame)[n:]
+        if n < len(header) + len(data):
+            self._out += header[n:]
+            self._out += memoryview(data)[max(0, n - len(header)):]
             if not self._writing:
                 self._writing = True
                 self._loop.add_writer(self._wfd, self._on_writable)
