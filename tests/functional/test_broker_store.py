@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import ferry.broker.store
-from ferry.broker.core import Broker, Incoming
+from ferry.broker.core import Broker, Incoming, rowid
 from ferry.broker.models import GroupSettings, QueueSettings, StartAt
 from ferry.broker.store import Store, StoreError, loading
 
@@ -282,4 +282,30 @@ async def test_consumed_messages_free_their_space_and_keep_their_dedup_ids(
     again = core2.publish("q", [Incoming(0, 0, None, f"d{i}", body) for i in (0, n - 1)], T0 + 1)
     assert again == [ids[0], ids[n - 1]]  # a consumed one and a stored one: both known
     assert q2.live == 10
+    store2.close()
+
+
+async def test_a_store_from_before_tombstones_still_loads(tmp_path: Path) -> None:
+    """Earlier versions kept consumed rows with doc NULL: they load as consumed, dedup ids kept."""
+    loop = asyncio.get_running_loop()
+    store, core = started(tmp_path, "q", "g")
+    ids = core.publish("q", [Incoming(0, 0, None, f"d{i}", b'{"body":1}') for i in range(5)], T0)
+    await flush(core, store)
+    store.close()
+    conn = sqlite3.connect(tmp_path / "ferry.db")
+    with conn:  # what the earlier store wrote when messages 1 and 2 were consumed
+        conn.execute("UPDATE messages SET doc=NULL WHERE id IN (?, ?)", (ids[0], ids[1]))
+        conn.execute("UPDATE groups SET acked_total=2")
+    conn.close()
+
+    store2 = Store(tmp_path, loop)
+    core2 = store2.load(T0)
+    q = core2.queue("q")
+    assert q.live == 3
+    q.restore_dedup(store2.read_dedup({q.qid: q.settings.dedup_window_ms}, T0)[q.qid])
+    store2.start()
+    got = core2.receive("q", "g", "c", 10, None, T0)
+    assert [rowid(q.qid, m.seq) for m in got] == ids[2:]  # the consumed two stay gone
+    again = core2.publish("q", [Incoming(0, 0, None, "d0", b'{"body":1}')], T0 + 1)
+    assert again == [ids[0]] and q.live == 3  # the consumed message's dedup id still answers
     store2.close()
