@@ -10,7 +10,6 @@ in order. Nothing here runs on another thread.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import contextlib
 import fcntl
@@ -19,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from ferry.broker.core import Writes
 from ferry.broker.store.applying import Wire, to_wire
@@ -29,28 +29,6 @@ log = logging.getLogger("ferry.broker.store")
 
 PIPE_BYTES = 1 << 20  # Linux grows a pipe to this on request: fewer partial writes
 _Fut = asyncio.Future[None]
-
-
-class CommitTimes:
-    """How long the committer's transactions took (SQL and fsync), as histogram buckets."""
-
-    BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(self.BOUNDS) + 1)  # the last one: above every bound
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.BOUNDS, seconds)] += 1
-        self.total += seconds
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """(upper bound, observations at or below it) pairs, Prometheus' `le` buckets."""
-        out, running = [], 0
-        for bound, n in zip((*map(str, self.BOUNDS), "+Inf"), self.counts, strict=True):
-            running += n
-            out.append((bound, running))
-        return out
 
 
 class StoreError(Exception):
@@ -78,7 +56,7 @@ class Writer:
         self.items = 0
         self.failed = False
         self._dead: str | None = None  # why the committer is gone
-        self.commit_times = CommitTimes()
+        self.on_batch: Callable[[int, float], None] | None = None  # items, seconds
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "ferry.broker.store.committer", self._path, self._log_level,
@@ -165,7 +143,8 @@ class Writer:
         for frames, error, seconds, items in self._decoder.feed(data):
             self.batches += 1
             self.items += items
-            self.commit_times.observe(seconds)
+            if self.on_batch is not None:
+                self.on_batch(items, seconds)
             exc = None if error is None else StoreError(error)
             if exc is not None:
                 self.failed = True

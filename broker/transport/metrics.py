@@ -7,12 +7,7 @@ from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ferry.broker.transport.errors import Handler
@@ -69,18 +64,12 @@ class BrokerCollector(Collector):
         commits.add_metric([], writer.batches)
         writes = CounterMetricFamily("ferry_store_writes", "requests made durable by commits")
         writes.add_metric([], writer.items)
-        times = writer.commit_times
-        commit_seconds = HistogramMetricFamily(
-            "ferry_store_commit_seconds", "one group commit in the committer: SQL and fsync",
-            buckets=times.cumulative(), sum_value=times.total)
         bodies = self.rt.store.bodies
         cache = CounterMetricFamily(
             "ferry_store_document_reads", "documents read for deliveries", labels=["source"])
         cache.add_metric(["cache"], bodies.hits)
         cache.add_metric(["disk"], bodies.misses)
-        yield from (
-            published, stored, acked, *gauges.values(), commits, writes, commit_seconds, cache
-        )
+        yield from (published, stored, acked, *gauges.values(), commits, writes, cache)
 
 
 def install(app: web.Application, rt: Runtime) -> None:
@@ -95,6 +84,11 @@ def install(app: web.Application, rt: Runtime) -> None:
         registry=registry,
         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 60),
     )
+    commit = Histogram(
+        "ferry_store_commit_seconds", "one group commit in the committer: SQL and fsync",
+        registry=registry, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+    )
+    rt.store.writer.on_batch = lambda _items, seconds: commit.observe(seconds)
     app.middlewares.append(metrics_middleware)
     app.add_routes(routes)
 
