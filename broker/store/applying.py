@@ -122,8 +122,7 @@ def _apply_run(conn: sqlite3.Connection, kind: Kind, rows: list[Row]) -> None:
     for row in rows:
         if kind is Kind.PURGE_BELOW:
             qid, below = row
-            ex("DELETE FROM messages WHERE id >= ? AND id < ?", (qid * _Q, below))
-            ex("DELETE FROM tombstones WHERE id >= ? AND id < ?", (qid * _Q, below))
+            _drop_messages(conn, qid * _Q, below)
             _drop_group_rows_below(conn, qid, below & (_Q - 1))
         elif kind is Kind.GROUP_DELETED:
             _drop_group(conn, row[0])
@@ -131,9 +130,14 @@ def _apply_run(conn: sqlite3.Connection, kind: Kind, rows: list[Row]) -> None:
             qid = row[0]
             for (gid,) in ex("SELECT id FROM groups WHERE qid=?", (qid,)).fetchall():
                 _drop_group(conn, gid)
-            for table in ("messages", "tombstones"):
-                ex(f"DELETE FROM {table} WHERE id >= ? AND id < ?", (qid * _Q, (qid + 1) * _Q))
+            _drop_messages(conn, qid * _Q, (qid + 1) * _Q)
             ex("DELETE FROM queues WHERE id=?", (qid,))
+
+
+def _drop_messages(conn: sqlite3.Connection, lo: int, hi: int) -> None:
+    """Stored messages and tombstones with lo <= id < hi."""
+    for table in ("messages", "tombstones"):
+        conn.execute(f"DELETE FROM {table} WHERE id >= ? AND id < ?", (lo, hi))
 
 
 def _drop_group(conn: sqlite3.Connection, gid: int) -> None:
