@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 import ferry.broker.store
-from ferry.broker.core import Broker, Incoming, rowid
+from ferry.broker.core import Broker, Incoming, Queue, rowid
 from ferry.broker.models import GroupSettings, QueueSettings, StartAt
 from ferry.broker.store import Store, StoreError, loading
+from ferry.broker.store.checkpoints import CHECKPOINT_S
 
 pytestmark = pytest.mark.functional
 
@@ -27,14 +28,25 @@ async def flush(core: Broker, store: Store) -> None:
     await fut
 
 
-def started(path: Path, queue: str, group: str) -> tuple[Store, Broker]:
+def started(
+    path: Path, queue: str, group: str, checkpoint_s: float = CHECKPOINT_S
+) -> tuple[Store, Broker]:
     """A store with its committer running, and a core holding one queue and one group."""
-    store = Store(path, asyncio.get_running_loop())
+    store = Store(path, asyncio.get_running_loop(), checkpoint_s=checkpoint_s)
     core = store.load(T0)
     store.start()
     core.put_queue(queue, QueueSettings(), T0)
     core.put_group(queue, group, GroupSettings(), T0)
     return store, core
+
+
+def reopened(path: Path, queue: str) -> tuple[Store, Broker, Queue]:
+    """The store loaded again (not started), with the queue's stored dedup ids indexed."""
+    store = Store(path, asyncio.get_running_loop())
+    core = store.load(T0)
+    q = core.queue(queue)
+    q.restore_dedup(store.read_dedup({q.qid: q.settings.dedup_window_ms}, T0)[q.qid])
+    return store, core, q
 
 
 def snapshot(core: Broker, now: int) -> dict[str, object]:
@@ -222,10 +234,8 @@ def _wal_restarts(wal: Path) -> int:
 async def test_the_wal_starts_over_under_steady_writes(tmp_path: Path) -> None:
     """A writer that never pauses must not let the WAL grow without end (disk, recovery)."""
     loop = asyncio.get_running_loop()
-    store = Store(tmp_path, loop, checkpoint_s=0.05)  # passes as often as this test writes fast
-    core = store.load(T0)
-    store.start()
-    core.put_queue("steady", QueueSettings(), T0)
+    # Checkpointer passes as often as this test writes fast.
+    store, core = started(tmp_path, "steady", "g", checkpoint_s=0.05)
     doc = b'{"body":"' + b"x" * 4000 + b'"}'
     wal = tmp_path / "ferry.db-wal"
     written, biggest, in_flight = 0, 0, []
@@ -254,7 +264,6 @@ async def test_consumed_messages_free_their_space_and_keep_their_dedup_ids(
     tmp_path: Path,
 ) -> None:
     """A consumed body leaves the disk at once; its dedup id answers until the window ends."""
-    loop = asyncio.get_running_loop()
     store, core = started(tmp_path, "q", "g")
     body = b'{"body":"' + b"x" * 1000 + b'"}'  # rows that fit in a page: no overflow pages
     n = 4000
@@ -274,11 +283,8 @@ async def test_consumed_messages_free_their_space_and_keep_their_dedup_ids(
     conn.close()
     assert (pages - free) * size < n * len(body) // 10  # 10 bodies left, not 4,000
 
-    store2 = Store(tmp_path, loop)
-    core2 = store2.load(T0)
-    q2 = core2.queue("q")
+    store2, core2, q2 = reopened(tmp_path, "q")
     assert q2.live == 10
-    q2.restore_dedup(store2.read_dedup({q2.qid: q2.settings.dedup_window_ms}, T0)[q2.qid])
     again = core2.publish("q", [Incoming(0, 0, None, f"d{i}", body) for i in (0, n - 1)], T0 + 1)
     assert again == [ids[0], ids[n - 1]]  # a consumed one and a stored one: both known
     assert q2.live == 10
@@ -287,7 +293,6 @@ async def test_consumed_messages_free_their_space_and_keep_their_dedup_ids(
 
 async def test_a_store_from_before_tombstones_still_loads(tmp_path: Path) -> None:
     """Earlier versions kept consumed rows with doc NULL: they load as consumed, dedup ids kept."""
-    loop = asyncio.get_running_loop()
     store, core = started(tmp_path, "q", "g")
     ids = core.publish("q", [Incoming(0, 0, None, f"d{i}", b'{"body":1}') for i in range(5)], T0)
     await flush(core, store)
@@ -298,12 +303,8 @@ async def test_a_store_from_before_tombstones_still_loads(tmp_path: Path) -> Non
         conn.execute("UPDATE groups SET acked_total=2")
     conn.close()
 
-    store2 = Store(tmp_path, loop)
-    core2 = store2.load(T0)
-    q = core2.queue("q")
+    store2, core2, q = reopened(tmp_path, "q")
     assert q.live == 3
-    q.restore_dedup(store2.read_dedup({q.qid: q.settings.dedup_window_ms}, T0)[q.qid])
-    store2.start()
     got = core2.receive("q", "g", "c", 10, None, T0)
     assert [rowid(q.qid, m.seq) for m in got] == ids[2:]  # the consumed two stay gone
     again = core2.publish("q", [Incoming(0, 0, None, "d0", b'{"body":1}')], T0 + 1)

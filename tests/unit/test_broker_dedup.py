@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from ferry.broker.core.dedup import MIN_CAPACITY as CAPACITY
-from ferry.broker.core.dedup import DedupIndex
+from ferry.broker.core.dedup import MIN_CAPACITY, DedupIndex
 
 pytestmark = pytest.mark.unit
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.unit
 def test_finds_every_id_across_generations_and_misses_others() -> None:
     rng = random.Random(7)
     index = DedupIndex()
-    hashes = [rng.getrandbits(64) - 2**63 for _ in range(CAPACITY * 2 + 10)]
+    hashes = [rng.getrandbits(64) - 2**63 for _ in range(MIN_CAPACITY * 2 + 10)]
     for seq, h in enumerate(hashes, start=1):
         index.add(h, seq, 1000 + seq)
     assert len(index.generations) == 3 and len(index) == len(hashes)
@@ -29,16 +28,16 @@ def test_finds_every_id_across_generations_and_misses_others() -> None:
 
 def test_window_hides_old_entries_and_expiry_drops_whole_generations() -> None:
     index = DedupIndex()
-    for seq in range(1, CAPACITY + 2):  # one full generation (times 1..CAPACITY) + one entry
+    for seq in range(1, MIN_CAPACITY + 2):  # one full generation (times 1..MIN_CAPACITY) + 1
         index.add(seq * 7919, seq, seq)
     assert index.get(7919, cutoff=1) == 1
     assert index.get(7919, cutoff=2) is None  # published before the window
     assert index.oldest_seq() == 1
-    index.expire(CAPACITY)  # the first generation's newest entry is still inside
+    index.expire(MIN_CAPACITY)  # the first generation's newest entry is still inside
     assert len(index.generations) == 2
-    index.expire(CAPACITY + 1)
-    assert len(index.generations) == 1 and index.oldest_seq() == CAPACITY + 1
-    index.expire(CAPACITY + 2)
+    index.expire(MIN_CAPACITY + 1)
+    assert len(index.generations) == 1 and index.oldest_seq() == MIN_CAPACITY + 1
+    index.expire(MIN_CAPACITY + 2)
     assert len(index) == 0 and index.oldest_seq() is None
 
 
@@ -56,7 +55,7 @@ def test_claim_agrees_with_get_then_add() -> None:
     rng = random.Random(11)
     claimed, reference = DedupIndex(), DedupIndex()
     pool = [rng.getrandbits(64) - 2**63 for _ in range(2000)] + [0]
-    for step in range(CAPACITY + 5000):  # spills into a second generation
+    for step in range(MIN_CAPACITY + 5000):  # spills into a second generation
         h = rng.choice(pool) if step % 3 == 0 else rng.getrandbits(64) - 2**63
         t, cutoff = step, step - 500  # entries older than 500 steps are outside the window
         expected = reference.get(h, cutoff)
@@ -70,7 +69,7 @@ def test_claim_agrees_with_get_then_add() -> None:
 
 def test_generations_stay_few_as_the_window_fills_and_slides() -> None:
     """A new id is looked for in every generation, so a busy queue must not pile them up."""
-    index, window = DedupIndex(), 8 * CAPACITY
+    index, window = DedupIndex(), 8 * MIN_CAPACITY
     end = 3 * window  # one id per tick: three windows' worth
     for t in range(1, end + 1):
         index.claim(t * 0x9E3779B97F4A7C15 & (2**63 - 1), t, t, t - window)
