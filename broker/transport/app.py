@@ -79,7 +79,7 @@ def build_app(rt: Runtime) -> web.Application:
     app.add_routes(messaging.routes)
     app.add_routes(streaming.routes)
     app.add_routes(socket_api.routes)
-    openapi.install(app)
+    openapi.install(app, auth=rt.tokens is not None)
     app.cleanup_ctx.append(_background)
     return app
 

@@ -88,7 +88,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         message = e.text or e.reason
         if e.status == 404:
             message = f"no route {request.method} {request.path}"
-        return error_response(code, message, status=e.status)
+        resp = error_response(code, message, status=e.status)
+        if "Allow" in e.headers:  # 405: say which methods the route takes (RFC 9110)
+            resp.headers["Allow"] = e.headers["Allow"]
+        return resp
     except Exception as e:  # a bug: say so in the usual shape, keep serving
         log.exception("unexpected error in %s %s", request.method, request.path)
         return error_response(

@@ -28,6 +28,7 @@ from ferry.broker.models import (
 )
 from ferry.broker.transport.encoding import encode_delivery, encode_doc, encode_list
 from ferry.broker.transport.errors import ApiError
+from ferry.broker.transport.limits import CURSOR, DEAD_PAGE_MAX
 from ferry.broker.transport.runtime import RUNTIME, Runtime, flow_key, now_ms, queue_key
 from ferry.broker.transport.views import int_query, json_response, name_param, raw_json
 
@@ -39,7 +40,10 @@ def incoming(q: Queue, messages: list[OutgoingMessage]) -> list[Incoming]:
     limit = q.settings.max_message_bytes
     items = []
     for i, m in enumerate(messages):
-        body = orjson.dumps(m.body)
+        try:
+            body = orjson.dumps(m.body)
+        except orjson.JSONEncodeError as e:  # an integer beyond 64 bits: it would not load back
+            raise ApiError(ErrorCode.BAD_REQUEST, f"messages[{i}].body: {e}") from None
         if len(body) > limit:
             raise ApiError(
                 ErrorCode.MESSAGE_TOO_LARGE,
@@ -170,14 +174,13 @@ async def extend(request: web.Request) -> web.Response:
 async def dead_letters(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue, group = name_param(request, "queue"), name_param(request, "group")
-    limit = int_query(request, "limit", 100, 1, 1000)
+    limit = int_query(request, "limit", 100, 1, DEAD_PAGE_MAX)
     after = 0
     cursor = request.query.get("cursor")
-    if cursor:
-        try:
-            after = int(cursor)
-        except ValueError:
-            raise ApiError(ErrorCode.BAD_REQUEST, f"cursor {cursor!r} is not valid") from None
+    if cursor is not None:
+        if not CURSOR.fullmatch(cursor):
+            raise ApiError(ErrorCode.BAD_REQUEST, f"cursor {cursor!r} is not valid")
+        after = int(cursor)
     entries, nxt = rt.core.dead_letters(queue, group, limit, after)
     q = rt.core.queue(queue)
     rids = [rowid(q.qid, e.seq) for e in entries]

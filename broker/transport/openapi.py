@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ferry.broker import models as m
+from ferry.broker.transport.limits import CURSOR_PATTERN, DEAD_PAGE_MAX
 
 routes = web.RouteTableDef()
 OPENAPI = web.AppKey("openapi_json", bytes)
@@ -17,10 +18,14 @@ OPENAPI = web.AppKey("openapi_json", bytes)
 Q = "/v1/queues/{queue}"
 G = Q + "/groups/{group}"
 
-# (method, path, summary, request model, response model, success status)
-OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None, int]] = [
+CREATED_OR_OK = (201, 200)  # PUT answers 201 when it created the object, 200 when it updated it
+
+# (method, path, summary, request model, response model, success status or statuses)
+OPERATIONS: list[
+    tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None, int | tuple[int, ...]]
+] = [
     ("get", "/v1/queues", "List queues with stats", None, m.QueueList, 200),
-    ("put", Q, "Create or update a queue", m.QueueSettings, m.QueueStats, 200),
+    ("put", Q, "Create or update a queue", m.QueueSettings, m.QueueStats, CREATED_OR_OK),
     ("get", Q, "Queue stats", None, m.QueueStats, 200),
     ("delete", Q, "Delete a queue and its messages", None, None, 204),
     ("post", Q + "/messages", "Publish (answered once durable)", m.PublishRequest,
@@ -28,7 +33,8 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | 
     ("get", Q + "/messages/{id}", "A message and its state per group", None, m.MessageInfo, 200),
     ("patch", Q + "/messages/{id}", "Change a stored message's priority", m.PriorityChange,
      m.MessageInfo, 200),
-    ("put", G, "Create or update a consumer group", m.GroupSettings, m.GroupStats, 200),
+    ("put", G, "Create or update a consumer group", m.GroupSettings, m.GroupStats,
+     CREATED_OR_OK),
     ("get", G, "Group stats", None, m.GroupStats, 200),
     ("delete", G, "Delete a consumer group", None, None, 204),
     ("post", G + "/receive", "Lease messages (long-polls up to wait_ms)", m.ReceiveRequest,
@@ -61,7 +67,30 @@ def _params(path: str) -> list[dict[str, Any]]:
     return out
 
 
-def document() -> dict[str, Any]:
+def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+# Query parameters, with the bounds the routes enforce (views.int_query).
+QUERY: dict[str, list[dict[str, Any]]] = {
+    G + "/dead": [
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": DEAD_PAGE_MAX}),
+        _query("cursor", {"type": "string", "pattern": CURSOR_PATTERN}),
+    ],
+    G + "/stream": [
+        _query("consumer", {"type": "string", "pattern": m.CONSUMER_PATTERN}, required=True),
+        _query("max_in_flight", {"type": "integer", "minimum": 1, "maximum": 10_000}),
+        _query("visibility_timeout_ms", {"type": "integer", "minimum": 0, "maximum": 2**31}),
+    ],
+}
+
+
+def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def document(auth: bool = False) -> dict[str, Any]:
+    """The OpenAPI document; with `auth` (a --token-file) every route but health needs a token."""
     models: set[type[BaseModel]] = {m.ErrorBody, *WS_MODELS}
     for _, _, _, req, resp, _ in OPERATIONS:
         models.update(x for x in (req, resp) if x is not None)
@@ -69,53 +98,56 @@ def document() -> dict[str, Any]:
         [(x, "validation") for x in sorted(models, key=lambda x: x.__name__)],
         ref_template="#/components/schemas/{model}",
     )
-    error = {"description": "error", "content": {"application/json": {"schema": _ref(m.ErrorBody)}}}
+    error = _json(_ref(m.ErrorBody), "error")
+    errors = {"4XX": error, "5XX": error}
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, req, resp, status in OPERATIONS:
-        op: dict[str, Any] = {"summary": summary, "parameters": _params(path)}
+        op: dict[str, Any] = {"summary": summary,
+                              "parameters": _params(path) + QUERY.get(path, [])}
         if req is not None:
             op["requestBody"] = {
-                "required": method == "post",
+                # PUT takes an empty body as `{}` (every setting has a default)
+                "required": method != "put",
                 "content": {"application/json": {"schema": _ref(req)}},
             }
         ok: dict[str, Any] = {"description": "ok"}
         if resp is not None:
-            ok["content"] = {"application/json": {"schema": _ref(resp)}}
-        op["responses"] = {str(status): ok, "4XX": error, "5XX": error}
+            ok = _json(_ref(resp))
+        statuses = status if isinstance(status, tuple) else (status,)
+        op["responses"] = {**{str(s): ok for s in statuses}, **errors}
         paths.setdefault(path, {})[method] = op
     paths[STREAM] = {"get": {
         "summary": "Server-Sent Events: one `message` event per Delivery, at most "
                    "max_in_flight unacked",
-        "parameters": [*_params(STREAM),
-            {"name": "consumer", "in": "query", "required": True, "schema": {"type": "string"}},
-            {"name": "max_in_flight", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-            {"name": "visibility_timeout_ms", "in": "query",
-             "schema": {"type": "integer", "minimum": 1}},
-        ],
+        "parameters": [*_params(STREAM), *QUERY[STREAM]],
         "responses": {"200": {"description": "event stream", "content": {
-            "text/event-stream": {"schema": _ref(m.Delivery)}}}, "4XX": error},
+            "text/event-stream": {"schema": _ref(m.Delivery)}}}, **errors},
     }}
     paths["/v1/ws"] = {"get": {
         "summary": "WebSocket: WsPublish/WsSubscribe/WsSettle frames in; WsReply/WsDeliver out",
-        "responses": {"101": {"description": "switching protocols"}},
+        "responses": {"101": {"description": "switching protocols"}, **errors},
     }}
-    for path, summary in (("/healthz", "Alive"), ("/readyz", "Ready to serve"),
-                          ("/metrics", "Prometheus metrics")):
-        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "ok"}}}}
-    return {
+    health = {"type": "object", "properties": {"status": {"type": "string"}}}
+    for path, summary in (("/healthz", "Alive"), ("/readyz", "Ready to serve")):
+        paths[path] = {"get": {"summary": summary, "security": [], "responses": {
+            "200": _json(health), "503": _json(health, "not ready")}}}
+    paths["/metrics"] = {"get": {"summary": "Prometheus metrics", "responses": {
+        "200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        **errors}}}
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Ferry broker", "version": "v1"},
         "paths": paths,
-        "components": {
-            "schemas": defs["$defs"],
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": [{"bearer": []}],
+        "components": {"schemas": defs["$defs"]},
     }
+    if auth:
+        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        doc["security"] = [{"bearer": []}]
+    return doc
 
 
-def install(app: web.Application) -> None:
-    app[OPENAPI] = orjson.dumps(document())
+def install(app: web.Application, auth: bool) -> None:
+    app[OPENAPI] = orjson.dumps(document(auth))
     app.add_routes(routes)
 
 

@@ -121,6 +121,12 @@ class Connection:
                 self._subscribe(frame)
         except (ApiError, CoreError) as e:
             self.send(error_reply(frame.seq, e.code, e.message))
+        except Exception as e:  # a bug: answer this frame, keep the connection and its replies
+            log.exception("unexpected error in websocket frame %s", frame.op)
+            self.send(error_reply(
+                frame.seq, ErrorCode.UNAVAILABLE,
+                f"internal error ({type(e).__name__}); see the broker log",
+            ))
 
     def _publish(self, f: WsPublish) -> None:
         q = self.rt.core.queue(f.queue)

@@ -95,3 +95,30 @@ async def test_openapi_is_generated_from_the_wire_models(broker: BrokerProcess) 
     assert schemas["QueueSettings"]["additionalProperties"] is False
     assert "/v1/queues/{queue}/groups/{group}/stream" in doc["paths"]
 
+
+
+async def test_openapi_documents_what_the_routes_answer(
+    tmp_path: Path, broker: BrokerProcess, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    """Schemathesis' checks found these (tests/fuzz): 201, security, 405 Allow, cursor."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("t\n")
+    guarded = broker_factory("--token-file", str(tokens))
+    async with aiohttp.ClientSession() as s:
+        doc: dict[str, Any] = await Api(s, broker.url).ok("GET", "/openapi.json")
+        api = Api(s, guarded.url)
+        auth = {"Authorization": "Bearer t"}
+        status, secured = await api.call("GET", "/openapi.json", headers=auth)
+        async with s.request("TRACE", guarded.url + "/v1/queues", headers=auth) as r:
+            assert r.status == 405 and "GET" in r.headers["Allow"]
+        await api.call("PUT", "/v1/queues/q", {}, headers=auth)
+        await api.call("PUT", "/v1/queues/q/groups/g", {}, headers=auth)
+        status, err = await api.call("GET", "/v1/queues/q/groups/g/dead?cursor=", headers=auth)
+        assert status == 400 and err["error"]["code"] == "bad_request"
+    for path in ("/v1/queues/{queue}", "/v1/queues/{queue}/groups/{group}"):
+        assert {"200", "201"} <= set(doc["paths"][path]["put"]["responses"])
+    assert "security" not in doc  # no --token-file: nothing to authenticate
+    assert secured["security"] == [{"bearer": []}]
+    assert secured["paths"]["/healthz"]["get"]["security"] == []
+    dead = doc["paths"]["/v1/queues/{queue}/groups/{group}/dead"]["get"]["parameters"]
+    assert {p["name"] for p in dead} == {"queue", "group", "limit", "cursor"}

@@ -163,3 +163,25 @@ async def test_closing_an_sse_stream_hands_its_leases_back(api: Api) -> None:
     # The lease would last 30 s; the broker notices the closed stream and hands it back.
     (again,) = await api.receive("jobs", "w", consumer="other", wait_ms=20_000)
     assert again["id"] == mid and again["delivery_count"] == 2
+
+
+async def test_a_huge_integer_in_a_websocket_frame_fails_that_frame_only(api: Api) -> None:
+    """Issue 21: it used to end the connection, and the replies still pending with it."""
+    async with api.session.ws_connect(api.url + "/v1/ws") as ws:
+        for seq, body in ((1, "1"), (2, str(2**64)), (3, f"[-{2**70}]"), (4, "3")):
+            await ws.send_str(f'{{"op": "publish", "seq": {seq}, "queue": "jobs", '
+                              f'"messages": [{{"body": {body}}}]}}')
+        replies = {}
+        while len(replies) < 4:
+            frame = json.loads((await ws.receive()).data)
+            replies[frame["seq"]] = frame
+        assert replies[2]["error"]["code"] == replies[3]["error"]["code"] == "bad_request"
+        assert "64-bit" in replies[2]["error"]["message"]
+        assert len(replies[1]["ids"]) == len(replies[4]["ids"]) == 1
+        await ws.send_str('{"op": "publish", "seq": 5, "queue": "jobs", "messages": [{"body": 5}]}')
+        assert json.loads((await ws.receive()).data)["seq"] == 5  # still open
+    status, doc = await api.call("POST", "/v1/queues/jobs/messages",
+                                 data=b'{"messages": [{"body": %d}]}' % 2**64,
+                                 headers={"Content-Type": "application/json"})
+    assert status == 400 and doc["error"]["code"] == "bad_request"
+    assert (await api.ok("GET", "/v1/queues/jobs"))["published_total"] == 3
