@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 SOURCES := $(shell find broker operator telemetry -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck imports postgres envtest test unit demo bench bench-servers clean
+.PHONY: help venv lint typecheck imports postgres envtest tools test unit demo bench bench-servers clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,9 +51,18 @@ postgres: ## install PostgreSQL server binaries (Debian package) when missing
 envtest: venv ## build the envtest control plane once (cached) and print its versions
 	$(BIN)/python scripts/controlplane build
 
+# Peers the envtest tiers run beside the control plane, each built from its own Go module
+# folder tests/envtest/tools/<name>/ into ${FERRY_CACHE:-.cache}/<name>/<version>/ once.
+# Argo CD needs Go 1.27: its go.mod's toolchain line makes the go command fetch go1.27.3
+# from the module proxy (GOTOOLCHAIN is set by the build script, nothing else to do).
+TOOLS := argocd kustomize kstatus
+
+tools: venv ## build the peer tools once (cached): Argo CD, kustomize, kstatus
+	$(BIN)/python scripts/controlplane tools $(TOOLS)
+
 # pytest exits 5 when it collected nothing: make treats that as a failure too,
 # so an empty suite can never pass.
-test: lint typecheck imports postgres bench-servers envtest ## everything CI runs: lint, types, layers, the whole suite
+test: lint typecheck imports postgres bench-servers envtest tools ## everything CI runs: lint, types, layers, the whole suite
 	$(BIN)/pytest
 
 unit: venv ## the fast tier only

@@ -1,9 +1,16 @@
-"""Builds etcd, kube-apiserver and kube-controller-manager once, into a shared cache.
+"""Builds Go programs once, into a shared cache: the control plane and the peer tools.
 
-The versions come from tests/envtest/go/go.mod (the one source of truth). Output goes to
-`${FERRY_CACHE:-<repo>/.cache}/envtest/<kubernetes version>/bin/`; a stamp holding a
-hash of go.mod, go.sum and the build flags decides whether a cached build is reusable,
-so worktrees sharing FERRY_CACHE build once, and a changed go.mod rebuilds.
+Each program set is a `GoTool`: its own Go module folder (go.mod, go.sum, sometimes a
+small main.go), the requirement whose version keys the cache, and the main packages to
+build. Output goes to `${FERRY_CACHE:-<repo>/.cache}/<tool>/<version>/bin/`; a stamp
+holding a hash of the folder's Go files and the build command decides whether a cached
+build is reusable, so worktrees sharing FERRY_CACHE build once, and a changed go.mod
+rebuilds. A `toolchain` line in go.mod is passed as GOTOOLCHAIN (the machine's Go runs
+with GOTOOLCHAIN=local and would otherwise ignore it); the go command fetches that
+toolchain from the module proxy like any module.
+
+The envtest control plane (etcd, kube-apiserver, kube-controller-manager) is `ENVTEST`;
+`locate`/`ensure_built` keep its typed view (`Binaries`, `Versions`).
 """
 
 from __future__ import annotations
@@ -18,20 +25,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 GO_MODULE = REPO / "tests" / "envtest" / "go"
-
-# Binary name -> Go main package, all resolved through GO_MODULE's go.mod.
-PACKAGES = {
-    "etcd": "go.etcd.io/etcd/server/v3",
-    "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
-    "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
-}
 STAMP = "build.json"
 GO_FALLBACK = "/usr/local/go/bin"  # where Go's own installer puts it, often not on PATH
 
@@ -42,49 +42,67 @@ class BuildError(RuntimeError):
     """The Go toolchain is missing or the build failed; the message says which."""
 
 
-@dataclass(frozen=True)
-class Versions:
-    kubernetes: str
-    etcd: str
-
-    @classmethod
-    def from_go_mod(cls, text: str) -> Versions:
-        return cls(kubernetes=_required(text, "k8s.io/kubernetes"),
-                   etcd=_required(text, "go.etcd.io/etcd/server/v3"))
-
-
-def _required(go_mod: str, module: str) -> str:
-    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", go_mod, re.MULTILINE)
+def required_version(go_mod: Path, module: str) -> str:
+    """The version `go_mod` requires of `module`."""
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", go_mod.read_text(),
+                      re.MULTILINE)
     if match is None:
-        raise BuildError(f"{GO_MODULE / 'go.mod'} does not require {module}")
+        raise BuildError(f"{go_mod} does not require {module}")
     return match.group(1)
 
 
+def _toolchain(go_mod: Path) -> str | None:
+    match = re.search(r"^toolchain\s+(go\S+)", go_mod.read_text(), re.MULTILINE)
+    return match.group(1) if match else None
+
+
 @dataclass(frozen=True)
-class Binaries:
-    """Where one Kubernetes release's binaries live in the cache."""
+class GoTool:
+    """Programs built from one Go module folder of this repository."""
 
-    root: Path
-    versions: Versions
+    name: str                        # the cache folder: <cache>/<name>/<version>/
+    module_dir: Path                 # holds go.mod and go.sum (and any main.go)
+    key_module: str                  # the requirement whose version names the build
+    packages: Mapping[str, str]      # binary name -> main package
+    ldflags: Callable[[str], list[str]] = lambda version: ["-s", "-w"]
+    # `go build -o dir/` names a binary after its package's last path element (before
+    # /vN): what it produces -> the name wanted here.
+    renames: Mapping[str, str] = field(default_factory=dict)
 
     @property
+    def go_mod(self) -> Path:
+        return self.module_dir / "go.mod"
+
+    def version(self) -> str:
+        return required_version(self.go_mod, self.key_module)
+
+    def root(self) -> Path:
+        return cache_root() / self.name / self.version()
+
     def bin_dir(self) -> Path:
-        return self.root / "bin"
+        return self.root() / "bin"
 
-    @property
-    def etcd(self) -> Path:
-        return self.bin_dir / "etcd"
-
-    @property
-    def kube_apiserver(self) -> Path:
-        return self.bin_dir / "kube-apiserver"
-
-    @property
-    def kube_controller_manager(self) -> Path:
-        return self.bin_dir / "kube-controller-manager"
+    def binary(self, name: str) -> Path:
+        return self.bin_dir() / name
 
     def missing(self) -> list[Path]:
-        return [self.bin_dir / name for name in PACKAGES if not (self.bin_dir / name).is_file()]
+        return [self.binary(name) for name in self.packages if not self.binary(name).is_file()]
+
+    def command(self, go: str, out_dir: Path) -> list[str]:
+        return [go, "build", "-trimpath", "-buildvcs=false",
+                "-ldflags", " ".join(self.ldflags(self.version())),
+                "-o", f"{out_dir}{os.sep}", *self.packages.values()]
+
+    def fingerprint(self) -> str:
+        """What a build depends on: the folder's go.mod, go.sum, *.go and the command."""
+        # go.mod and go.sum first and bare: the control plane's stamps predate GoTool.
+        digest = hashlib.sha256()
+        for name in ("go.mod", "go.sum"):
+            digest.update((self.module_dir / name).read_bytes())
+        for path in sorted(self.module_dir.glob("*.go")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        digest.update(" ".join(self.command("go", Path("OUT"))).encode())
+        return digest.hexdigest()
 
 
 def cache_root() -> Path:
@@ -92,55 +110,26 @@ def cache_root() -> Path:
     return Path(configured).resolve() if configured else REPO / ".cache"
 
 
-def locate() -> Binaries:
-    """The binaries go.mod asks for (built or not)."""
-    versions = Versions.from_go_mod((GO_MODULE / "go.mod").read_text())
-    return Binaries(root=cache_root() / "envtest" / versions.kubernetes, versions=versions)
-
-
-def _ldflags(versions: Versions) -> str:
-    # Without these the binaries report v0.0.0-master and clients warn about skew.
-    major, minor = versions.kubernetes.lstrip("v").split(".")[:2]
-    pkg = "k8s.io/component-base/version"
-    return " ".join([
-        "-s", "-w",
-        f"-X {pkg}.gitVersion={versions.kubernetes}",
-        f"-X {pkg}.gitMajor={major}",
-        f"-X {pkg}.gitMinor={minor}",
-        f"-X {pkg}.gitTreeState=clean",
-    ])
-
-
-def _build_command(go: str, out_dir: Path, versions: Versions) -> list[str]:
-    return [go, "build", "-trimpath", "-buildvcs=false", "-ldflags", _ldflags(versions),
-            "-o", f"{out_dir}{os.sep}", *PACKAGES.values()]
-
-
-def fingerprint(versions: Versions) -> str:
-    """What a build depends on: go.mod, go.sum and the build command, hashed."""
-    digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum"):
-        digest.update((GO_MODULE / name).read_bytes())
-    digest.update(" ".join(_build_command("go", Path("OUT"), versions)).encode())
-    return digest.hexdigest()
-
-
-def _stamp(binaries: Binaries) -> dict[str, object]:
+def _stamp(root: Path) -> dict[str, object]:
     try:
-        loaded = json.loads((binaries.root / STAMP).read_text())
+        loaded = json.loads((root / STAMP).read_text())
     except (OSError, ValueError):
         return {}
     return loaded if isinstance(loaded, dict) else {}
 
 
-def is_current(binaries: Binaries) -> bool:
-    stamp = _stamp(binaries)
-    return stamp.get("fingerprint") == fingerprint(binaries.versions) and not binaries.missing()
+def tool_is_current(tool: GoTool) -> bool:
+    return _stamp(tool.root()).get("fingerprint") == tool.fingerprint() and not tool.missing()
+
+
+def tool_build_info(tool: GoTool) -> dict[str, object]:
+    """What the stamp recorded about the build (duration, date)."""
+    return _stamp(tool.root())
 
 
 @contextmanager
 def _exclusive(lock_path: Path, progress: Progress) -> Iterator[None]:
-    # Sessions sharing FERRY_CACHE may all run `make envtest` at once: one builds.
+    # Sessions sharing FERRY_CACHE may all run `make test` at once: one builds.
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as handle:
         try:
@@ -172,55 +161,156 @@ def _ticking(progress: Progress, what: str, every: float = 60.0) -> Iterator[Non
         ticker.join()
 
 
-def _go_build(binaries: Binaries, progress: Progress) -> float:
+def _go() -> str:
     go = shutil.which("go") or shutil.which("go", path=GO_FALLBACK)
     if go is None:
         raise BuildError("the Go toolchain (`go`) is not on PATH; it is needed to build "
-                         "the envtest control plane (Go >= the version in tests/envtest/go/go.mod)")
-    scratch = binaries.root / f".build-{os.getpid()}"
+                         "the envtest control plane and the peer tools (Go >= the version "
+                         "in each tests/envtest/**/go.mod)")
+    return go
+
+
+def _environment(tool: GoTool) -> dict[str, str]:
+    env = dict(os.environ)
+    toolchain = _toolchain(tool.go_mod)
+    if toolchain is not None:
+        env["GOTOOLCHAIN"] = toolchain
+    return env
+
+
+def _go_build(tool: GoTool, progress: Progress) -> float:
+    go = _go()
+    root = tool.root()
+    scratch = root / f".build-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     started = time.monotonic()
     try:
         with _ticking(progress, "compiling"):
-            result = subprocess.run(_build_command(go, scratch, binaries.versions), cwd=GO_MODULE,
+            # Niced: the machines that build this are shared by several sessions.
+            result = subprocess.run(["nice", "-n", "10", *tool.command(go, scratch)],
+                                    cwd=tool.module_dir, env=_environment(tool),
                                     capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise BuildError(f"go build failed (exit {result.returncode}):\n"
-                             f"{result.stderr[-4000:]}")
-        # `go build -o dir/` names a main package after its last path element before /vN.
-        (scratch / "server").rename(scratch / "etcd")
-        binaries.bin_dir.mkdir(parents=True, exist_ok=True)
-        for name in PACKAGES:
-            os.replace(scratch / name, binaries.bin_dir / name)
+            raise BuildError(f"go build of {tool.name} {tool.version()} failed "
+                             f"(exit {result.returncode}):\n{result.stderr[-4000:]}")
+        for built, wanted in tool.renames.items():
+            (scratch / built).rename(scratch / wanted)
+        tool.bin_dir().mkdir(parents=True, exist_ok=True)
+        for name in tool.packages:
+            os.replace(scratch / name, tool.binary(name))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return time.monotonic() - started
 
 
-def ensure_built(progress: Progress | None = None) -> Binaries:
-    """Build the binaries unless the cache already holds this exact build."""
+def ensure_tool(tool: GoTool, progress: Progress | None = None) -> Path:
+    """Build `tool` unless the cache already holds this exact build; its bin folder."""
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-    binaries = locate()
-    if is_current(binaries):
-        return binaries
-    with _exclusive(binaries.root / ".lock", say):
-        if is_current(binaries):
-            return binaries
-        say(f"building etcd {binaries.versions.etcd}, kube-apiserver and kube-controller-manager "
-            f"{binaries.versions.kubernetes} into {binaries.bin_dir} "
-            "(a cold build takes tens of minutes on 2 cores)")
-        seconds = _go_build(binaries, say)
-        stamp = {"fingerprint": fingerprint(binaries.versions), "build_seconds": round(seconds),
+    if tool_is_current(tool):
+        return tool.bin_dir()
+    root = tool.root()
+    with _exclusive(root / ".lock", say):
+        if tool_is_current(tool):
+            return tool.bin_dir()
+        say(f"building {', '.join(tool.packages)} ({tool.key_module} {tool.version()}) "
+            f"into {tool.bin_dir()} (a cold build can take tens of minutes on 2 cores)")
+        seconds = _go_build(tool, say)
+        stamp = {"fingerprint": tool.fingerprint(), "build_seconds": round(seconds),
                  "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (binaries.root / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+        (root / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         say(f"built in {seconds:.0f}s")
-    return binaries
+    return tool.bin_dir()
+
+
+def located(tool: GoTool) -> Path:
+    """The bin folder of a tool that must already be built (by its make target)."""
+    if not tool_is_current(tool):
+        raise BuildError(f"{tool.name} {tool.version()} is not built in {tool.bin_dir()}: "
+                         f"run `make tools` (or `scripts/controlplane tools {tool.name}`)")
+    return tool.bin_dir()
+
+
+# -- the envtest control plane -------------------------------------------------------------
+
+def _kubernetes_ldflags(version: str) -> list[str]:
+    # Without these the binaries report v0.0.0-master and clients warn about skew.
+    major, minor = version.lstrip("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    return ["-s", "-w",
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean"]
+
+
+ENVTEST = GoTool(
+    name="envtest",
+    module_dir=GO_MODULE,
+    key_module="k8s.io/kubernetes",
+    packages={
+        "etcd": "go.etcd.io/etcd/server/v3",
+        "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+        "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+    },
+    ldflags=_kubernetes_ldflags,
+    renames={"server": "etcd"},
+)
+PACKAGES = ENVTEST.packages
+
+
+@dataclass(frozen=True)
+class Versions:
+    kubernetes: str
+    etcd: str
+
+    @classmethod
+    def of(cls, tool: GoTool) -> Versions:
+        return cls(kubernetes=tool.version(),
+                   etcd=required_version(tool.go_mod, "go.etcd.io/etcd/server/v3"))
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Where one Kubernetes release's binaries live in the cache."""
+
+    root: Path
+    versions: Versions
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.root / "bin"
+
+    @property
+    def etcd(self) -> Path:
+        return self.bin_dir / "etcd"
+
+    @property
+    def kube_apiserver(self) -> Path:
+        return self.bin_dir / "kube-apiserver"
+
+    @property
+    def kube_controller_manager(self) -> Path:
+        return self.bin_dir / "kube-controller-manager"
+
+    def missing(self) -> list[Path]:
+        return [self.bin_dir / name for name in PACKAGES if not (self.bin_dir / name).is_file()]
+
+
+def locate() -> Binaries:
+    """The binaries go.mod asks for (built or not)."""
+    return Binaries(root=ENVTEST.root(), versions=Versions.of(ENVTEST))
+
+
+def ensure_built(progress: Progress | None = None) -> Binaries:
+    """Build the control plane unless the cache already holds this exact build."""
+    ensure_tool(ENVTEST, progress)
+    return locate()
 
 
 def build_info(binaries: Binaries) -> dict[str, object]:
     """What the stamp recorded about the build (duration, date)."""
-    return _stamp(binaries)
+    return _stamp(binaries.root)
 
 
 def find_kubectl() -> Path:

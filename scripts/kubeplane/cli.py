@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from kubeplane import building, planes
+from kubeplane import building, planes, tools
 from kubeplane.pki import PkiError
 
 
@@ -50,6 +50,16 @@ def _build(_: argparse.Namespace) -> int:
     return 0
 
 
+def _tools(args: argparse.Namespace) -> int:
+    for name in args.names:
+        tool = tools.TOOLS[name]
+        bin_dir = building.ensure_tool(tool, _say)
+        info = building.tool_build_info(tool)
+        print(f"{name:<12} {tool.version():<10} {bin_dir}  "
+              f"(built {info.get('built_at', '?')} in {info.get('build_seconds', '?')}s)")
+    return 0
+
+
 def _start(args: argparse.Namespace) -> int:
     binaries = building.ensure_built(_say)
     plane = planes.start(args.directory, binaries=binaries, progress=_say)
@@ -87,6 +97,14 @@ def parser() -> argparse.ArgumentParser:
                            description="Build into ${FERRY_CACHE:-.cache}/envtest/<version>/ "
                                        "unless already there; print the versions.")
     build.set_defaults(run=_build)
+    peers = sub.add_parser("tools", help="build peer tools (Argo CD, kustomize, kstatus) once",
+                           description="Build each named tool from its Go module folder "
+                                       "(tests/envtest/tools/NAME/) into "
+                                       "${FERRY_CACHE:-.cache}/NAME/<version>/bin/ unless "
+                                       "already there; print where.")
+    peers.add_argument("names", nargs="+", choices=sorted(tools.TOOLS), metavar="NAME",
+                       help=f"one of: {', '.join(sorted(tools.TOOLS))}")
+    peers.set_defaults(run=_tools)
     for name, run, text in (
         ("start", _start, "start a plane in DIR (built first if needed); wait until it is ready"),
         ("stop", _stop, "stop the plane in DIR; no process is left behind"),
