@@ -14,8 +14,8 @@ from ferry.operator.clients.brokers import Brokers
 from ferry.operator.clients.errors import BrokerTrouble, KubeError
 from ferry.operator.clients.kube import KubeClient
 from ferry.operator.metrics import BROKER_FAILURES, CHILD_CHANGES, RECONCILES
-from ferry.operator.reconcile import deletion
-from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions
+from ferry.operator.reconcile import deletion, pausing
+from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions, paused
 from ferry.operator.reconcile.metadata import GROUP, VERSION, Manifest, children_selector
 from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import Owner
@@ -107,8 +107,31 @@ async def settle_deletion(settings: OperatorSettings, body: Any, what: str,
                           f"releasing the finalizer, broker data may remain: {failure.message}")
 
 
+async def workload_pods(rt: Runtime, workload: Mapping[str, Any] | None) -> list[Any]:
+    """The pods a Deployment or StatefulSet selects (none before it exists)."""
+    if workload is None:
+        return []
+    match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+    return await rt.kube.list("v1", "Pod", workload["metadata"]["namespace"], selector)
+
+
 Reconcile = Callable[..., Awaitable[None]]
 Finalize = Callable[[Runtime, Any, int], Awaitable[None]]
+
+
+def _hold(body: Any, patch: kopf.Patch) -> bool:
+    """While ferry.dev/reconcile is `paused`, nothing is written for the resource except the
+    ReconciliationPaused condition (once): True when it is paused (the caller stops)."""
+    if not pausing.is_paused(body["metadata"].get("annotations") or {}):
+        return False
+    previous = (body.get("status") or {}).get("conditions") or []
+    if not pausing.shows_paused(previous):
+        patch["status"] = {"conditions": paused(previous, body["metadata"].get("generation", 0),
+                                                datetime.now(UTC))}
+        kopf.info(body, reason=Reason.PAUSED.value,
+                  message="reconciliation paused by the ferry.dev/reconcile annotation")
+    return True
 
 
 def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, plural: str,
@@ -120,15 +143,22 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
     @kopf.on.resume(*resource, id="reconcile", registry=registry)
     @kopf.on.create(*resource, id="reconcile", registry=registry)
     @kopf.on.update(*resource, id="reconcile", field="spec", registry=registry)
+    @kopf.on.update(*resource, id="pause", field=pausing.FIELD, registry=registry)
     async def changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        await reconcile(runtime(memo), body, patch, apply=True)
+        if not _hold(body, patch):
+            await reconcile(runtime(memo), body, patch, apply=True)
 
     @kopf.timer(*resource, id="resync", interval=settings.resync_seconds, registry=registry)
     async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        await reconcile(runtime(memo), body, patch, apply=True)
+        if not _hold(body, patch):
+            await reconcile(runtime(memo), body, patch, apply=True)
 
     @kopf.timer(*resource, id="stats", interval=settings.stats_seconds, registry=registry)
     async def stats(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        # Only a pass that applied a generation's children may report that generation
+        # observed: a stats pass racing a spec change would call old children Ready.
+        if _hold(body, patch) or pausing.unapplied(body):
+            return
         await reconcile(runtime(memo), body, patch, apply=False)
 
     if finalize is not None:

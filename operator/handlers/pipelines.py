@@ -14,9 +14,10 @@ from ferry.operator.handlers.common import (
     owner_of,
     parse_spec,
     register_kind,
+    workload_pods,
 )
 from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
-from ferry.operator.reconcile import pipelines, queues
+from ferry.operator.reconcile import pipelines, queues, readiness
 from ferry.operator.reconcile.metadata import API_VERSION
 from ferry.operator.reconcile.specs import TelemetryPipelineSpec
 from ferry.operator.settings import OperatorSettings
@@ -44,11 +45,18 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
                                       child["metadata"]["name"])
             if found is not None:
                 observed[key(child)] = found
+        stuck: dict[str, str] = {}
+        for name, obj in observed.items():
+            if readiness.is_workload(obj) and not readiness.is_ready(obj):
+                why = readiness.stuck(await workload_pods(rt, obj))
+                if why is not None:
+                    stuck[name] = why
         status = pipelines.status(
             owner=owner, desired=desired, observed=observed,
             endpoint_url=queues.endpoint(owner.namespace, queue, spec.queue,
                                          rt.settings.broker_url),
-            previous=(body.get("status") or {}).get("conditions") or [], now=datetime.now(UTC))
+            previous=(body.get("status") or {}).get("conditions") or [], now=datetime.now(UTC),
+            stuck=stuck)
         patch["status"] = status
         RECONCILES.labels(kind, "observed").inc()
 

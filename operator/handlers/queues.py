@@ -16,9 +16,10 @@ from ferry.operator.handlers.common import (
     parse_spec,
     register_kind,
     settle_deletion,
+    workload_pods,
 )
 from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
-from ferry.operator.reconcile import deletion, queues
+from ferry.operator.reconcile import deletion, queues, readiness
 from ferry.operator.reconcile.observations import Failure
 from ferry.operator.reconcile.specs import QueueSpec
 from ferry.operator.settings import OperatorSettings
@@ -40,11 +41,16 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
         desired = queues.children(owner, spec)
         if apply and not await apply_or_degrade(rt, body, patch, owner, desired, PRUNE):
             return
-        ready = 0
+        ready, rollout, stuck = 0, None, None
         if queues.manages_broker(spec):
-            sts = await rt.kube.get("apps/v1", "StatefulSet", owner.namespace,
-                                    queues.broker_name(owner.name))
+            name = queues.broker_name(owner.name)
+            sts = await rt.kube.get("apps/v1", "StatefulSet", owner.namespace, name)
             ready = int(((sts or {}).get("status") or {}).get("readyReplicas") or 0)
+            if not queues.served_elsewhere(spec, rt.settings.broker_url):
+                # Ready only once the broker rolled out this spec, not on an older pod.
+                rollout = (readiness.rollout_gap(sts) if sts is not None
+                           else f"StatefulSet {name} is not created yet")
+                stuck = readiness.stuck(await workload_pods(rt, sts))
         stats, failure = None, None
         try:
             stats = await rt.brokers.ensure_queue(url, owner.name, queues.broker_settings(spec))
@@ -53,7 +59,7 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
         patch["status"] = queues.status(
             owner=owner, spec=spec, endpoint_url=url, ready_replicas=ready, stats=stats,
             failure=failure, previous=(body.get("status") or {}).get("conditions") or [],
-            now=datetime.now(UTC))
+            now=datetime.now(UTC), rollout=rollout, stuck=stuck)
         RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()
 
 

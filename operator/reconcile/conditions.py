@@ -1,7 +1,19 @@
-"""Ready / Progressing / Degraded conditions from one verdict.
+"""Status conditions from one verdict: kstatus's Ready / Reconciling / Stalled, and Ferry's
+earlier Progressing / Degraded beside them.
 
-A reconciler reduces what it saw to a `Verdict` (one phase, a reason, a message); the three
-conditions follow from it, keeping lastTransitionTime when a condition's status is unchanged.
+A reconciler reduces what it saw to a `Verdict` (one phase, a reason, a message); the
+conditions follow from it, each with its own status and lastTransitionTime (kept while its
+status is unchanged), reason, message and observedGeneration (Kubernetes API conventions):
+
+    phase        Ready  Reconciling  Stalled  Progressing  Degraded    kstatus
+    Ready        True   False        False    False        False       Current
+    Progressing  False  True         False    True         False       InProgress
+    Degraded     False  False        True     False        True        Failed
+
+Reconciling and Stalled are what kstatus (cli-utils: Flux, kpt, Config Sync) reads; Ready is
+what `kubectl wait --for=condition=Ready` and most dashboards read. A paused resource
+(annotation ferry.dev/reconcile: paused) keeps them as they were and gains
+ReconciliationPaused=True; resuming sets it False.
 """
 
 from __future__ import annotations
@@ -18,8 +30,22 @@ from ferry.operator.reconcile.observations import Failure, Problem
 
 class ConditionType(StrEnum):
     READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+
+
+PAUSED = "ReconciliationPaused"  # a condition only paused (or once-paused) resources carry
+
+# Which phase sets each condition True.
+_TRUE_IN = {
+    ConditionType.READY: "Ready",
+    ConditionType.RECONCILING: "Progressing",
+    ConditionType.STALLED: "Degraded",
+    ConditionType.PROGRESSING: "Progressing",
+    ConditionType.DEGRADED: "Degraded",
+}
 
 
 class Phase(StrEnum):
@@ -38,6 +64,10 @@ class Reason(StrEnum):
     CHILDREN_NOT_READY = "ChildrenNotReady"
     APPLY_FAILED = "ApplyFailed"
     INVALID_SPEC = "InvalidSpec"
+    ROLLING_OUT = "RollingOut"
+    PODS_FAILING = "PodsFailing"
+    PAUSED = "ReconciliationPaused"
+    RESUMED = "ReconciliationResumed"
 
 
 class Verdict(BaseModel):
@@ -59,29 +89,42 @@ def _stamp(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _condition(kind: str, status: str, reason: str, message: str, generation: int,
+               old: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    since = (old["lastTransitionTime"]
+             if old and old.get("status") == status and old.get("lastTransitionTime")
+             else _stamp(now))
+    return {"type": kind, "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": since, "observedGeneration": generation}
+
+
 def conditions(
     verdict: Verdict,
     generation: int,
     previous: Sequence[Mapping[str, Any]],
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """The three conditions for `verdict`; no side effects."""
+    """The conditions for `verdict` (a ReconciliationPaused one is carried over as it was,
+    set False: this pass reconciled); no side effects."""
     before = {c.get("type"): c for c in previous}
-    out: list[dict[str, Any]] = []
-    for kind in ConditionType:
-        status = "True" if verdict.phase.value == kind.value else "False"
-        old = before.get(kind.value)
-        since = (
-            old["lastTransitionTime"]
-            if old and old.get("status") == status and old.get("lastTransitionTime")
-            else _stamp(now)
-        )
-        out.append({
-            "type": kind.value,
-            "status": status,
-            "reason": verdict.reason.value,
-            "message": verdict.message,
-            "lastTransitionTime": since,
-            "observedGeneration": generation,
-        })
+    out = [_condition(kind.value, "True" if _TRUE_IN[kind] == verdict.phase.value else "False",
+                      verdict.reason.value, verdict.message, generation,
+                      before.get(kind.value), now)
+           for kind in ConditionType]
+    if PAUSED in before:
+        out.append(_condition(PAUSED, "False", Reason.RESUMED.value,
+                              "reconciling again: the ferry.dev/reconcile annotation is gone",
+                              generation, before[PAUSED], now))
     return out
+
+
+def paused(previous: Sequence[Mapping[str, Any]], generation: int,
+           now: datetime) -> list[dict[str, Any]]:
+    """`previous` as it was, with ReconciliationPaused=True: nothing else is judged while
+    paused (the figures would be stale); no side effects."""
+    before = {c.get("type"): c for c in previous}
+    kept = [dict(c) for c in previous if c.get("type") != PAUSED]
+    return [*kept, _condition(PAUSED, "True", Reason.PAUSED.value,
+                              "ferry.dev/reconcile: paused; the operator makes no changes "
+                              "for this resource until the annotation is removed",
+                              generation, before.get(PAUSED), now)]

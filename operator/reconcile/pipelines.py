@@ -20,7 +20,7 @@ from ferry.operator.reconcile.metadata import (
     child_metadata,
     selector_labels,
 )
-from ferry.operator.reconcile.readiness import is_ready
+from ferry.operator.reconcile.readiness import is_ready, is_workload, rollout_gap
 from ferry.operator.reconcile.specs import KeyRef, Owner, TelemetryPipelineSpec
 from ferry.operator.reconcile.workloads import (
     container_security,
@@ -247,23 +247,33 @@ def _api_service(owner: Owner) -> Manifest:
 
 
 def _degraded(obj: Mapping[str, Any]) -> bool:
-    return any(c.get("type") == "Degraded" and c.get("status") == "True"
+    return any(c.get("type") in ("Degraded", "Stalled") and c.get("status") == "True"
                for c in (obj.get("status") or {}).get("conditions") or [])
 
 
-def verdict(desired: Sequence[Manifest], observed: Mapping[str, Mapping[str, Any]]) -> Verdict:
-    """`observed` maps "Kind/name" to the live object (absent when it does not exist)."""
+def verdict(desired: Sequence[Manifest], observed: Mapping[str, Mapping[str, Any]],
+            stuck: Mapping[str, str] | None = None) -> Verdict:
+    """`observed` maps "Kind/name" to the live object (absent when it does not exist);
+    `stuck` maps a workload's "Kind/name" to a pod of it that cannot start."""
     keys = [f"{m['kind']}/{m['metadata']['name']}" for m in desired]
     waiting = [k for k in keys if k not in observed or not is_ready(observed[k])]
     broken = [k for k in keys if k in observed and _degraded(observed[k])]
+    broken += [f"{k} ({why})" for k, why in (stuck or {}).items() if k in waiting]
     ready = f"{len(keys) - len(waiting)}/{len(keys)} children ready"
     if broken:
         return Verdict(phase=Phase.DEGRADED, reason=Reason.CHILDREN_NOT_READY,
                        message=f"{ready}; degraded: {', '.join(broken)}")
     if waiting:
+        why = ", ".join(_why(k, observed) for k in waiting)
         return Verdict(phase=Phase.PROGRESSING, reason=Reason.CHILDREN_NOT_READY,
-                       message=f"{ready}; waiting for {', '.join(waiting)}")
+                       message=f"{ready}; waiting for {why}")
     return Verdict(phase=Phase.READY, reason=Reason.RECONCILED, message=ready)
+
+
+def _why(key: str, observed: Mapping[str, Mapping[str, Any]]) -> str:
+    obj = observed.get(key)
+    gap = rollout_gap(obj) if obj is not None and is_workload(obj) else None
+    return f"{key} ({gap.split(': ', 1)[1]})" if gap else key
 
 
 def status(
@@ -274,8 +284,9 @@ def status(
     endpoint_url: str,
     previous: Sequence[Mapping[str, Any]],
     now: datetime,
+    stuck: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    judged = verdict(desired, observed)
+    judged = verdict(desired, observed, stuck)
     ready = sum(1 for m in desired
                 if (o := observed.get(f"{m['kind']}/{m['metadata']['name']}")) and is_ready(o))
 

@@ -19,7 +19,7 @@ from ferry.operator.reconcile.conditions import (
 )
 from ferry.operator.reconcile.metadata import QUEUE, Manifest, child_metadata, selector_labels
 from ferry.operator.reconcile.observations import Failure, Problem
-from ferry.operator.reconcile.specs import DeletionPolicy, Owner, QueueSpec
+from ferry.operator.reconcile.specs import Owner, QueueSpec
 from ferry.operator.reconcile.workloads import (
     container_security,
     http_probe,
@@ -40,6 +40,13 @@ def broker_name(queue: str) -> str:
 def manages_broker(spec: QueueSpec) -> bool:
     """Without broker.url Ferry runs the queue's broker itself."""
     return spec.broker.url is None
+
+
+def served_elsewhere(spec: QueueSpec, override: str | None) -> bool:
+    """A managed broker's queue is served by the operator's override broker (a control plane
+    whose pods never run): its StatefulSet's pods are not what serves it, so their rollout
+    is not awaited."""
+    return manages_broker(spec) and bool(override)
 
 
 def in_cluster_endpoint(namespace: str, queue: str, spec: QueueSpec) -> str:
@@ -128,7 +135,9 @@ def _client_service(owner: Owner) -> Manifest:
 def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str]) -> Manifest:
     name = broker_name(owner.name)
     digest = hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:16]
-    pvc_policy = "Delete" if spec.deletion_policy is DeletionPolicy.DELETE else "Retain"
+    # The volume outlives its Queue unless the user asks (Strimzi's deleteClaim, default
+    # false): a Queue pruned by a GitOps tool or deleted by mistake loses no data.
+    pvc_policy = "Delete" if spec.storage.delete_claim else "Retain"
     claim: Manifest = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": spec.storage.size}},
@@ -183,14 +192,23 @@ def _disruption_budget(owner: Owner) -> Manifest:
 
 
 def verdict(spec: QueueSpec, ready_replicas: int, stats: QueueStats | None,
-            failure: Failure | None, endpoint_url: str) -> Verdict:
+            failure: Failure | None, endpoint_url: str, *, rollout: str | None = None,
+            stuck: str | None = None) -> Verdict:
+    """`rollout`: what the broker StatefulSet still lacks to have rolled out this spec
+    (readiness.rollout_gap); `stuck`: a broker pod that cannot start (readiness.stuck)."""
+    if stuck is not None:
+        return Verdict(phase=Phase.DEGRADED, reason=Reason.PODS_FAILING,
+                       message=f"the broker cannot start: {stuck}")
     if stats is not None:
+        if rollout is not None:
+            return Verdict(phase=Phase.PROGRESSING, reason=Reason.ROLLING_OUT, message=rollout)
         return Verdict(phase=Phase.READY, reason=Reason.RECONCILED,
                        message=f"queue {stats.queue} is served by {endpoint_url}")
     if failure is None or failure.problem is Problem.MISSING:
         return Verdict(phase=Phase.PROGRESSING, reason=Reason.BROKER_STARTING,
                        message=f"creating the queue on {endpoint_url}")
-    if failure.problem is Problem.UNREACHABLE and manages_broker(spec) and ready_replicas < 1:
+    starting = rollout is not None or ready_replicas < 1
+    if failure.problem is Problem.UNREACHABLE and manages_broker(spec) and starting:
         return Verdict(phase=Phase.PROGRESSING, reason=Reason.BROKER_STARTING,
                        message=f"waiting for the broker at {endpoint_url}: {failure.message}")
     return broker_trouble(failure)
@@ -218,9 +236,12 @@ def status(
     failure: Failure | None,
     previous: Sequence[Mapping[str, Any]],
     now: datetime,
+    rollout: str | None = None,
+    stuck: str | None = None,
 ) -> dict[str, Any]:
     """The whole status to write; figures are left out (kept as they were) without stats."""
-    judged = verdict(spec, ready_replicas, stats, failure, endpoint_url)
+    judged = verdict(spec, ready_replicas, stats, failure, endpoint_url, rollout=rollout,
+                     stuck=stuck)
     out: dict[str, Any] = {
         "observedGeneration": owner.generation,
         "conditions": conditions(judged, owner.generation, previous, now),

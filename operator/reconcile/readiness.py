@@ -1,4 +1,11 @@
-"""Whether an observed child object is ready, judged from its own status (no side effects)."""
+"""Whether an observed child object is ready, judged from its own status (no side effects).
+
+A workload (Deployment, StatefulSet) is ready once it has rolled out its current spec: its
+controller has observed the spec's generation, and every wanted replica is updated to that
+spec and ready, with no old replica left. Before that, `rollout_gap` says what is missing.
+A rollout that cannot finish without someone changing something (an image that cannot be
+pulled, a container that keeps crashing) shows on its pods: `stuck` names them.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +16,60 @@ from ferry.operator.reconcile.metadata import API_VERSION
 
 _WORKLOADS = {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet")}
 
+# Container waiting reasons a kubelet gives when the container cannot start or keeps
+# failing; none of them goes away without a change (of the spec, the image, a Secret).
+STUCK_REASONS = frozenset({
+    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
+    "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+})
+
+
+def is_workload(obj: Mapping[str, Any]) -> bool:
+    return (obj.get("apiVersion"), obj.get("kind")) in _WORKLOADS
+
+
+def rollout_gap(obj: Mapping[str, Any]) -> str | None:
+    """What a workload still lacks to have rolled out its current spec; None once it has."""
+    name = f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')}"
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    generation = int((obj.get("metadata") or {}).get("generation") or 0)
+    if int(status.get("observedGeneration") or 0) < generation:
+        return f"{name}: its controller has not yet observed generation {generation}"
+    wanted = int(spec.get("replicas", 1))
+    updated = int(status.get("updatedReplicas") or 0)
+    ready = int(status.get("readyReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    if updated < wanted:
+        return f"{name}: {updated}/{wanted} replicas updated to the current spec"
+    if total > wanted:
+        return f"{name}: {total - wanted} old replicas still terminating"
+    if ready < wanted:
+        return f"{name}: {ready}/{wanted} replicas ready"
+    return None
+
 
 def is_ready(obj: Mapping[str, Any]) -> bool:
-    key = (obj.get("apiVersion"), obj.get("kind"))
     status = obj.get("status") or {}
-    if key[0] == API_VERSION:
+    if obj.get("apiVersion") == API_VERSION:
         return any(c.get("type") == "Ready" and c.get("status") == "True"
                    for c in status.get("conditions") or [])
-    if key in _WORKLOADS:
-        wanted = (obj.get("spec") or {}).get("replicas", 1)
-        return int(status.get("readyReplicas") or 0) >= int(wanted)
+    if is_workload(obj):
+        return rollout_gap(obj) is None
     return True  # Services, ConfigMaps, budgets: existing is being ready
 
 
 def ready_count(objects: Sequence[Mapping[str, Any] | None]) -> int:
     return sum(1 for o in objects if o is not None and is_ready(o))
+
+
+def stuck(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The first pod whose container cannot start or keeps failing, and why; None if none."""
+    for pod in pods:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        for container in statuses:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in STUCK_REASONS:
+                detail = f": {waiting['message']}" if waiting.get("message") else ""
+                return (f"pod {pod['metadata']['name']}: container {container.get('name')} "
+                        f"{waiting['reason']}{detail}")
+    return None

@@ -36,6 +36,7 @@ class Resources(Spec):
 class Storage(Spec):
     size: str
     storage_class_name: str | None = None
+    delete_claim: bool = False
 
 
 class Broker(Spec):

@@ -86,6 +86,27 @@ CASES = [
         _obj(1, {"observedGeneration": 1}),
         ("Progressing", "Waiting for Ready"), id="no-conditions-yet",
     ),
+    pytest.param(
+        _obj(1, {"observedGeneration": 1, "conditions": [
+            _cond("Ready", "False", "PodsFailing", "the broker cannot start"),
+            _cond("Stalled", "True", "PodsFailing", "the broker cannot start: ImagePullBackOff"),
+        ]}),
+        ("Degraded", "the broker cannot start: ImagePullBackOff"), id="stalled",
+    ),
+    pytest.param(
+        _obj(5, {"observedGeneration": 4, "conditions": [
+            _cond("Ready", "True", "Reconciled", "ok"),
+            _cond("ReconciliationPaused", "True", "ReconciliationPaused", "paused for an incident"),
+        ]}),
+        ("Suspended", "paused for an incident"), id="paused",
+    ),
+    pytest.param(
+        _obj(2, {"observedGeneration": 2, "conditions": [
+            _cond("Ready", "True", "Reconciled", "served"),
+            _cond("ReconciliationPaused", "False", "ReconciliationResumed", "again"),
+        ]}),
+        ("Healthy", "served"), id="resumed",
+    ),
 ]
 
 

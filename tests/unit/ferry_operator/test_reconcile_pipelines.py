@@ -83,9 +83,13 @@ def _ready_cr(kind: str, name: str, lag: int = 0) -> dict[str, Any]:
 
 
 def _workload(kind: str, name: str, ready: int, replicas: int | None = None) -> dict[str, Any]:
+    """A workload whose controller updated every replica to the current spec; `ready` of
+    them are ready."""
     spec = {} if replicas is None else {"replicas": replicas}
-    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec,
-            "status": {"readyReplicas": ready}}
+    wanted = 1 if replicas is None else replicas
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "generation": 2},
+            "spec": spec, "status": {"observedGeneration": 2, "replicas": wanted,
+                                     "updatedReplicas": wanted, "readyReplicas": ready}}
 
 
 def test_status_counts_ready_children_and_reads_lag(defaulted: Defaulted) -> None:

@@ -107,6 +107,8 @@ def test_status_sums_group_figures_and_reports_ready(defaulted: Defaulted) -> No
         "depth": 42, "inFlight": 7, "dead": 1, "consumers": 4, "groups": 2}
     assert st["observedGeneration"] == 3
     assert _conditions(st) == {"Ready": ("True", "Reconciled"),
+                               "Reconciling": ("False", "Reconciled"),
+                               "Stalled": ("False", "Reconciled"),
                                "Progressing": ("False", "Reconciled"),
                                "Degraded": ("False", "Reconciled")}
 
@@ -126,7 +128,8 @@ def test_failures_map_to_phase_and_reason(defaulted: Defaulted, url: str | None,
     phase, reason = expected
     conds = _conditions(st)
     assert conds[phase] == ("True", reason)
-    assert [t for t, (v, _) in conds.items() if v == "True"] == [phase]
+    twin = {"Progressing": "Reconciling", "Degraded": "Stalled"}[phase]  # kstatus's name
+    assert [t for t, (v, _) in conds.items() if v == "True"] == [twin, phase]
     assert "depth" not in st  # figures are kept as they were, not zeroed
 
 
@@ -143,4 +146,18 @@ def test_transition_time_moves_only_when_status_changes(defaulted: Defaulted) ->
                            previous=first["conditions"], now=later)
     times = {c["type"]: c["lastTransitionTime"] for c in broken["conditions"]}
     assert times == {"Ready": "2026-01-02T04:00:00Z", "Degraded": "2026-01-02T04:00:00Z",
-                     "Progressing": "2026-01-02T03:04:05Z"}
+                     "Stalled": "2026-01-02T04:00:00Z", "Progressing": "2026-01-02T03:04:05Z",
+                     "Reconciling": "2026-01-02T03:04:05Z"}
+
+
+@pytest.mark.parametrize(("fields", "when_deleted"), [
+    ({}, "Retain"),
+    ({"deletionPolicy": "Delete"}, "Retain"),  # the queue goes from the broker, the volume stays
+    ({"storage": {"deleteClaim": True}}, "Delete"),
+])
+def test_the_broker_volume_outlives_its_queue_unless_asked(
+        defaulted: Defaulted, fields: dict[str, object], when_deleted: str) -> None:
+    sts = next(c for c in queues.children(OWNER, spec(defaulted, **fields))
+               if c["kind"] == "StatefulSet")
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": when_deleted, "whenScaled": "Retain"}
