@@ -32,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     p.add_argument(
         "--token-file",
-        help="file with bearer tokens, one per line; when set, every route but "
+        help="file with bearer tokens, one per line (surrounding spaces ignored; a line "
+             "whose first non-blank character is # is a comment); when set, every route but "
              "/healthz and /readyz requires `Authorization: Bearer <token>`",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -62,7 +63,8 @@ def read_tokens(path: str) -> frozenset[str]:
         lines = Path(path).read_text().splitlines()
     except OSError as e:
         raise SystemExit(f"ferry-broker: cannot read --token-file {path}: {e.strerror}") from None
-    tokens = frozenset(t.strip() for t in lines if t.strip() and not t.startswith("#"))
+    stripped = (line.strip() for line in lines)
+    tokens = frozenset(t for t in stripped if t and not t.startswith("#"))
     if not tokens:
         raise SystemExit(f"ferry-broker: --token-file {path} holds no token")
     return tokens

@@ -5,28 +5,54 @@ document: both sides parse and build these models, never raw dicts.
 
 Names: queue and group names are DNS-label-like (they become Kubernetes
 object names too). Durations on the wire are integer milliseconds.
+
+Every number a client sends has a bound here, checked before anything reaches
+the core or the store (the README's table of bounds is generated from these
+models: `python -m ferry.broker.bounds`). Requests are parsed strictly (`parse`):
+"5" is not an int, "yes" not a bool, and NaN/Infinity are refused.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 CONSUMER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
+DAY_MS = 24 * 3600 * 1000
+# Retention, delays and backoff: ten years is "forever" for a queue, and keeps
+# now + delay far inside SQLite's (and every client's) 64-bit integers.
+MAX_DURATION_MS = 3650 * DAY_MS
+MAX_LEASE_MS = 12 * 3600 * 1000  # visibility timeouts (as SQS): a longer lease is a lost consumer
+MAX_DEDUP_WINDOW_MS = 7 * DAY_MS  # the dedup index holds every id published within the window
+MAX_BATCH = 10_000  # messages per publish, receipts per settle, ids per redrive
+MAX_SEQ = 2**53 - 1  # WebSocket frame numbers: exact in every JSON client (JavaScript too)
+
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lowercase DNS label, <= 63 chars")]
 ConsumerName = Annotated[str, Field(pattern=CONSUMER_PATTERN)]
-Millis = Annotated[int, Field(ge=0)]
-PositiveMillis = Annotated[int, Field(gt=0)]
+Millis = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
+PositiveMillis = Annotated[int, Field(gt=0, le=MAX_DURATION_MS)]
+LeaseMillis = Annotated[int, Field(gt=0, le=MAX_LEASE_MS)]
+Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+Receipt = Annotated[str, Field(min_length=1, max_length=128)]
+MessageId = Annotated[str, Field(min_length=1, max_length=32)]
 
 
 class Model(BaseModel):
     """Strict about unknown fields so a typo is a 400, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], raw: bytes | str) -> M:
+    """A request body as `model`, strictly: JSON types must match the fields' types."""
+    return model.model_validate_json(raw, strict=True)
 
 
 # --- errors ------------------------------------------------------------------
@@ -66,10 +92,10 @@ class QueueSettings(Model):
     """PUT /v1/queues/{queue}. Every field has a default, so `{}` is valid."""
 
     max_message_bytes: Annotated[int, Field(gt=0, le=16 * 1024 * 1024)] = 1024 * 1024
-    retention_ms: PositiveMillis = 7 * 24 * 3600 * 1000
-    visibility_timeout_ms: PositiveMillis = 30_000
+    retention_ms: PositiveMillis = 7 * DAY_MS
+    visibility_timeout_ms: LeaseMillis = 30_000
     max_deliveries: Annotated[int, Field(ge=1, le=1000)] = 5
-    dedup_window_ms: Millis = 5 * 60 * 1000
+    dedup_window_ms: Annotated[int, Field(ge=0, le=MAX_DEDUP_WINDOW_MS)] = 5 * 60 * 1000
     fair: bool = Field(False, description="round-robin delivery across message keys")
 
 
@@ -85,7 +111,7 @@ class GroupSettings(Model):
     """PUT /v1/queues/{queue}/groups/{group}. Unset fields inherit the queue's defaults."""
 
     start_at: StartAt = StartAt.EARLIEST
-    visibility_timeout_ms: PositiveMillis | None = None
+    visibility_timeout_ms: LeaseMillis | None = None
     max_deliveries: Annotated[int, Field(ge=1, le=1000)] | None = None
     nack_backoff: Backoff = Backoff()
 
@@ -131,11 +157,13 @@ class OutgoingMessage(Model):
     priority: Annotated[int, Field(ge=0, le=9)] = Field(0, description="higher first")
     delay_ms: Millis = 0
     dedup_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="counted with the body against max_message_bytes"
+    )
 
 
 class PublishRequest(Model):
-    messages: Annotated[list[OutgoingMessage], Field(min_length=1, max_length=10_000)]
+    messages: Annotated[list[OutgoingMessage], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class PublishResponse(Model):
@@ -149,7 +177,7 @@ class ReceiveRequest(Model):
     consumer: ConsumerName
     max: Annotated[int, Field(ge=1, le=1000)] = 1
     wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
-    visibility_timeout_ms: PositiveMillis | None = None
+    visibility_timeout_ms: LeaseMillis | None = None
 
 
 class Delivery(Model):
@@ -167,7 +195,7 @@ class ReceiveResponse(Model):
 
 
 class ReceiptsRequest(Model):
-    receipts: Annotated[list[str], Field(min_length=1, max_length=10_000)]
+    receipts: Annotated[list[Receipt], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class NackRequest(ReceiptsRequest):
@@ -175,7 +203,7 @@ class NackRequest(ReceiptsRequest):
 
 
 class ExtendRequest(ReceiptsRequest):
-    visibility_timeout_ms: PositiveMillis
+    visibility_timeout_ms: LeaseMillis
 
 
 class ReceiptStatus(StrEnum):
@@ -212,7 +240,9 @@ class DeadList(Model):
 
 
 class RedriveRequest(Model):
-    ids: list[str] | None = Field(None, description="None: every dead letter of the group")
+    ids: Annotated[list[MessageId], Field(max_length=MAX_BATCH)] | None = Field(
+        None, description="None: every dead letter of the group"
+    )
 
 
 class RedriveResponse(Model):
@@ -258,31 +288,31 @@ class MessageInfo(Model):
 
 class WsPublish(Model):
     op: Literal["publish"]
-    seq: int
+    seq: Seq
     queue: Name
-    messages: Annotated[list[OutgoingMessage], Field(min_length=1, max_length=10_000)]
+    messages: Annotated[list[OutgoingMessage], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class WsSubscribe(Model):
     """Push deliveries for (queue, group) to this connection, at most max_in_flight unacked."""
 
     op: Literal["subscribe"]
-    seq: int
+    seq: Seq
     queue: Name
     group: Name
     consumer: ConsumerName
     max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 100
-    visibility_timeout_ms: PositiveMillis | None = None
+    visibility_timeout_ms: LeaseMillis | None = None
 
 
 class WsSettle(Model):
     op: Literal["ack", "nack", "extend"]
-    seq: int
+    seq: Seq
     queue: Name
     group: Name
-    receipts: Annotated[list[str], Field(min_length=1, max_length=10_000)]
+    receipts: Annotated[list[Receipt], Field(min_length=1, max_length=MAX_BATCH)]
     delay_ms: Millis | None = None
-    visibility_timeout_ms: PositiveMillis | None = None
+    visibility_timeout_ms: LeaseMillis | None = None
 
 
 WsRequest = Annotated[WsPublish | WsSubscribe | WsSettle, Field(discriminator="op")]

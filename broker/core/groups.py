@@ -92,7 +92,11 @@ class Group:
 
     def backoff_ms(self, deliveries: int) -> int:
         b = self.settings.nack_backoff
-        return int(min(b.max_ms, b.initial_ms * b.multiplier ** max(0, deliveries - 1)))
+        try:
+            grown = b.initial_ms * b.multiplier ** max(0, deliveries - 1)
+        except OverflowError:  # multiplier**n beyond a double (100**155): capped anyway
+            return b.max_ms if b.initial_ms else 0
+        return int(min(b.max_ms, grown))  # an infinite product is capped too
 
     # --- what the group is done with -------------------------------------------
 

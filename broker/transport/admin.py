@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ferry.broker.models import GroupSettings, QueueList, QueueSettings
+from ferry.broker.models import GroupSettings, QueueList, QueueSettings, parse
 from ferry.broker.transport.runtime import RUNTIME, now_ms
 from ferry.broker.transport.views import (
     group_stats,
@@ -21,7 +21,7 @@ routes = web.RouteTableDef()
 async def put_queue(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     name = name_param(request, "queue")
-    settings = QueueSettings.model_validate_json(await read_body(request))
+    settings = parse(QueueSettings, await read_body(request))
     now = now_ms()
     q, created = rt.core.put_queue(name, settings, now)
     await rt.commit()
@@ -57,7 +57,7 @@ async def delete_queue(request: web.Request) -> web.Response:
 async def put_group(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue, group = name_param(request, "queue"), name_param(request, "group")
-    settings = GroupSettings.model_validate_json(await read_body(request))
+    settings = parse(GroupSettings, await read_body(request))
     now = now_ms()
     g, created = rt.core.put_group(queue, group, settings, now)
     await rt.commit()

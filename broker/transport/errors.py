@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from ferry.broker.core import CoreError
@@ -79,6 +80,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(e.code, e.message)
     except ValidationError as e:
         return error_response(ErrorCode.BAD_REQUEST, describe(e))
+    except RequestPayloadError as e:  # a body that does not decode (bad gzip, cut short)
+        # Nothing more to read (aiohttp would try, fail again and log it as unhandled);
+        # the connection closes after this answer.
+        request.content.feed_eof()
+        why = " ".join(str(e).split())
+        resp = error_response(ErrorCode.BAD_REQUEST, f"the request body cannot be read: {why}")
+        resp.force_close()
+        return resp
     except StoreError as e:
         return error_response(ErrorCode.UNAVAILABLE, f"the store could not commit: {e}")
     except web.HTTPException as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from ferry.broker.models import (
     ReceiveRequest,
     RedriveRequest,
     RedriveResponse,
+    parse,
 )
 from ferry.broker.transport.encoding import encode_delivery, encode_doc, encode_list
 from ferry.broker.transport.errors import ApiError
@@ -36,22 +38,49 @@ routes = web.RouteTableDef()
 
 
 def incoming(q: Queue, messages: list[OutgoingMessage]) -> list[Incoming]:
-    """Validate sizes and encode documents before anything touches the core."""
+    """Validate sizes and encode documents before anything touches the core.
+
+    A message's size is its body's JSON plus its headers' JSON (what the broker
+    stores and delivers besides the few fixed fields).
+    """
     limit = q.settings.max_message_bytes
     items = []
     for i, m in enumerate(messages):
-        try:
-            body = orjson.dumps(m.body)
-        except orjson.JSONEncodeError as e:  # an integer beyond 64 bits: it would not load back
-            raise ApiError(ErrorCode.BAD_REQUEST, f"messages[{i}].body: {e}") from None
-        if len(body) > limit:
+        body = _body_json(i, m)
+        headers = orjson.dumps(m.headers) if m.headers else b""
+        size = len(body) + len(headers)
+        if size > limit:
             raise ApiError(
                 ErrorCode.MESSAGE_TOO_LARGE,
-                f"messages[{i}].body is {len(body)} bytes; queue {q.name!r} allows {limit}",
+                f"messages[{i}] (body and headers) is {size} bytes; "
+                f"queue {q.name!r} allows {limit}",
             )
-        doc = encode_doc(m.key, m.priority, m.headers, body)
+        try:
+            doc = encode_doc(m.key, m.priority, m.headers, body)
+        except orjson.JSONEncodeError as e:  # a lone surrogate in the key or a header
+            raise ApiError(ErrorCode.BAD_REQUEST, f"messages[{i}]: {e}") from None
         items.append(Incoming(m.priority, m.delay_ms, m.key, m.dedup_id, doc))
     return items
+
+
+def _body_json(i: int, m: OutgoingMessage) -> bytes:
+    """The body as stored: refused if JSON cannot carry it as sent."""
+    try:
+        body = orjson.dumps(m.body)
+    except orjson.JSONEncodeError as e:  # an integer beyond 64 bits, a lone surrogate
+        raise ApiError(ErrorCode.BAD_REQUEST, f"messages[{i}].body: {e}") from None
+    # orjson writes NaN and +-Infinity (1e400 parses as Infinity) as null: look closer
+    # only when a null came out, so ordinary bodies pay one substring search.
+    if b"null" in body:
+        try:
+            json.dumps(m.body, allow_nan=False)
+        except ValueError:
+            raise ApiError(
+                ErrorCode.BAD_REQUEST,
+                f"messages[{i}].body: NaN and Infinity (or numbers beyond a double) "
+                "are not JSON",
+            ) from None
+    return body
 
 
 def ids_json(ids: list[int]) -> bytes:
@@ -62,7 +91,7 @@ def ids_json(ids: list[int]) -> bytes:
 async def publish(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     name = name_param(request, "queue")
-    req = PublishRequest.model_validate_json(await request.read())
+    req = parse(PublishRequest, await request.read())
     q = rt.core.queue(name)
     ids = await rt.publish(q, incoming(q, req.messages))
     return raw_json(ids_json(ids))
@@ -94,7 +123,7 @@ async def receive_leased(
 async def receive(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue, group = name_param(request, "queue"), name_param(request, "group")
-    req = ReceiveRequest.model_validate_json(await request.read())
+    req = parse(ReceiveRequest, await request.read())
     rt.core.group(queue, group)  # 404 before waiting
     _, parts = await receive_leased(rt, queue, group, req)
     return raw_json(encode_list(b"messages", parts))
@@ -145,7 +174,7 @@ def notify_settled(rt: Runtime, op: str, queue: str, group: str) -> None:
 async def ack(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue, group = name_param(request, "queue"), name_param(request, "group")
-    req = ReceiptsRequest.model_validate_json(await request.read())
+    req = parse(ReceiptsRequest, await request.read())
     statuses = await settle(rt, "ack", queue, group, req.receipts)
     return raw_json(results_json(req.receipts, statuses))
 
@@ -154,7 +183,7 @@ async def ack(request: web.Request) -> web.Response:
 async def nack(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue, group = name_param(request, "queue"), name_param(request, "group")
-    req = NackRequest.model_validate_json(await request.read())
+    req = parse(NackRequest, await request.read())
     statuses = await settle(rt, "nack", queue, group, req.receipts, delay_ms=req.delay_ms)
     return raw_json(results_json(req.receipts, statuses))
 
@@ -163,7 +192,7 @@ async def nack(request: web.Request) -> web.Response:
 async def extend(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue, group = name_param(request, "queue"), name_param(request, "group")
-    req = ExtendRequest.model_validate_json(await request.read())
+    req = parse(ExtendRequest, await request.read())
     statuses = await settle(
         rt, "extend", queue, group, req.receipts, vt_ms=req.visibility_timeout_ms
     )
@@ -203,7 +232,7 @@ async def redrive(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue, group = name_param(request, "queue"), name_param(request, "group")
     raw = await request.read()
-    req = RedriveRequest.model_validate_json(raw if raw.strip() else b"{}")
+    req = parse(RedriveRequest, raw if raw.strip() else b"{}")
     rt.core.group(queue, group)
     seqs = None
     if req.ids is not None:
@@ -252,7 +281,7 @@ async def message_info(request: web.Request) -> web.Response:
 async def set_priority(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue = name_param(request, "queue")
-    req = PriorityChange.model_validate_json(await request.read())
+    req = parse(PriorityChange, await request.read())
     seq = rt.core.seq_of(queue, request.match_info["id"])
     rt.core.message_states(queue, seq, now_ms())
     q = rt.core.queue(queue)

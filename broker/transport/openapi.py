@@ -80,7 +80,8 @@ QUERY: dict[str, list[dict[str, Any]]] = {
     G + "/stream": [
         _query("consumer", {"type": "string", "pattern": m.CONSUMER_PATTERN}, required=True),
         _query("max_in_flight", {"type": "integer", "minimum": 1, "maximum": 10_000}),
-        _query("visibility_timeout_ms", {"type": "integer", "minimum": 0, "maximum": 2**31}),
+        _query("visibility_timeout_ms",
+               {"type": "integer", "minimum": 0, "maximum": m.MAX_LEASE_MS}),
     ],
 }
 

@@ -106,9 +106,9 @@ class Connection:
 
     def parse(self, data: str | bytes) -> WsPublish | WsSubscribe | WsSettle | None:
         try:
-            return _REQUEST.validate_json(data)
+            return _REQUEST.validate_json(data, strict=True)
         except ValidationError as e:
-            self.send(error_reply(_seq_of(data), ErrorCode.BAD_REQUEST, describe(e)))
+            self.send(error_reply(_seq_of(data), _error_code(e), describe(e)))
             return None
 
     def dispatch(self, frame: WsPublish | WsSubscribe | WsSettle) -> None:
@@ -207,6 +207,15 @@ class Connection:
                     await sub.task
             hand_back(self.rt, sub.frame.queue, sub.frame.group, sub.leased)
         self.rt.flush(wait=False)
+
+
+def _error_code(e: ValidationError) -> ErrorCode:
+    """invalid_name when only names are wrong: the code a bad name in an HTTP path gets."""
+    names = all(
+        err["type"] == "string_pattern_mismatch" and err["loc"][-1] in ("queue", "group")
+        for err in e.errors()
+    )
+    return ErrorCode.INVALID_NAME if names else ErrorCode.BAD_REQUEST
 
 
 def _seq_of(data: str | bytes) -> int:

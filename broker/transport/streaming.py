@@ -7,6 +7,7 @@ import contextlib
 from aiohttp import web
 
 from ferry.broker.core import CoreError, Leased
+from ferry.broker.models import MAX_LEASE_MS
 from ferry.broker.transport.encoding import encode_delivery
 from ferry.broker.transport.runtime import RUNTIME, Runtime, flow_key, now_ms, queue_key
 from ferry.broker.transport.views import consumer_name, int_query, name_param
@@ -77,7 +78,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     queue, group = name_param(request, "queue"), name_param(request, "group")
     consumer = consumer_name(request.query.get("consumer", ""))
     max_in_flight = int_query(request, "max_in_flight", 100, 1, 10_000)
-    vt = int_query(request, "visibility_timeout_ms", 0, 0, 2**31) or None
+    vt = int_query(request, "visibility_timeout_ms", 0, 0, MAX_LEASE_MS) or None
     rt.core.group(queue, group)  # 404 before the stream starts
     resp = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",

@@ -2,44 +2,48 @@
 
 from __future__ import annotations
 
-import re
-
 import orjson
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ferry.broker.core import Group, Queue
 from ferry.broker.models import (
     CONSUMER_PATTERN,
-    NAME_PATTERN,
     ConsumerInfo,
+    ConsumerName,
     ErrorCode,
     GroupStats,
+    Name,
     QueueStats,
 )
 from ferry.broker.transport.errors import ApiError
 
-_NAME = re.compile(NAME_PATTERN)
-_CONSUMER = re.compile(CONSUMER_PATTERN)
+# The same validators as the request models' name fields (pydantic's regex engine,
+# where `$` is the end of the text): a name is refused the same way in a path and in
+# a WebSocket frame, trailing newline included.
+_NAME: TypeAdapter[str] = TypeAdapter(Name)
+_CONSUMER: TypeAdapter[str] = TypeAdapter(ConsumerName)
 
 
 def name_param(request: web.Request, part: str) -> str:
     value = request.match_info[part]
-    if not _NAME.match(value):
+    try:
+        return _NAME.validate_python(value)
+    except ValidationError:
         raise ApiError(
             ErrorCode.INVALID_NAME,
             f"{part} name {value!r} must be a lowercase DNS label (a-z, 0-9, '-', <= 63 chars)",
-        )
-    return value
+        ) from None
 
 
 def consumer_name(value: str) -> str:
-    if not _CONSUMER.match(value):
+    try:
+        return _CONSUMER.validate_python(value)
+    except ValidationError:
         raise ApiError(
             ErrorCode.BAD_REQUEST,
             f"consumer {value!r} must match {CONSUMER_PATTERN}",
-        )
-    return value
+        ) from None
 
 
 def int_query(request: web.Request, key: str, default: int, low: int, high: int) -> int:
