@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from ferry.broker.core import Broker, Incoming, Leased, split_rowid
-from ferry.broker.models import Backoff, GroupSettings, QueueSettings, ReceiptStatus
+from ferry.broker.models import (
+    MAX_DURATION_MS,
+    Backoff,
+    GroupSettings,
+    QueueSettings,
+    ReceiptStatus,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -39,6 +45,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.leases: dict[str, dict[int, tuple[str, int]]] = {g: {} for g in GROUPS}
         self.acked: dict[str, set[int]] = {g: set() for g in GROUPS}
         self.receipts: dict[str, list[Leased]] = {g: [] for g in GROUPS}
+        self.longest_backoff = 10  # the drain in teardown waits this long per round
 
     # --- operations ------------------------------------------------------------
 
@@ -125,6 +132,21 @@ class BrokerMachine(RuleBasedStateMachine):
         if valid:
             self.leases[group][m.seq] = (m.receipt, self.now + VT)
 
+    @rule(group=st.sampled_from(GROUPS),
+          initial=st.sampled_from([0, 1, 10, 1000, MAX_DURATION_MS]),
+          multiplier=st.sampled_from([1.0, 2.0, 100.0]),
+          most=st.sampled_from([0, 50, 60_000, MAX_DURATION_MS]),
+          deliveries=st.integers(1, 1000))
+    def set_backoff(
+        self, group: str, initial: int, multiplier: float, most: int, deliveries: int
+    ) -> None:
+        """Any backoff the models allow gives a delay within [0, max_ms], however many nacks."""
+        backoff = Backoff(initial_ms=initial, multiplier=multiplier, max_ms=most)
+        self.b.put_group("q", group, GroupSettings(nack_backoff=backoff), self.now)
+        delay = self.b.group("q", group).backoff_ms(deliveries)
+        assert 0 <= delay <= most
+        self.longest_backoff = max(self.longest_backoff, most)
+
     @rule(ms=st.sampled_from([1, 10, 100, 999, 1000, 2500]))
     def advance(self, ms: int) -> None:
         self.now += ms
@@ -154,7 +176,7 @@ class BrokerMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         """Drain: everything published ends up acked or dead-lettered in every group."""
         for _ in range(MAX_DELIVERIES * 20 + 20):
-            self.now += 10 * VT
+            self.now += 10 * VT + self.longest_backoff
             self.b.tick(self.now)
             for g in GROUPS:
                 for m in self.b.receive("q", g, "drain", 1000, None, self.now):
