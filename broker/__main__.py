@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -15,7 +17,8 @@ from aiohttp import web
 
 from ferry.broker import logs
 from ferry.broker.store import StoreError
-from ferry.broker.transport import build_app, open_runtime
+from ferry.broker.store.postgres.schema import DEFAULT_SCHEMA, check_schema
+from ferry.broker.transport import Runtime, build_app, open_postgres, open_runtime
 
 log = logging.getLogger("ferry.broker")
 
@@ -27,7 +30,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="ferry-broker",
         description="Run a Ferry broker: durable queues with consumer groups, leases and DLQs.",
     )
-    p.add_argument("--data-dir", required=True, help="directory for the SQLite store")
+    store = p.add_argument_group("storage (one of)")
+    store.add_argument("--data-dir", help="directory for the embedded SQLite store")
+    store.add_argument(
+        "--postgres", default=os.environ.get("FERRY_POSTGRES") or None, metavar="URI",
+        help="PostgreSQL libpq URI (env FERRY_POSTGRES); brokers on one database and "
+             "--postgres-schema elect one leader, the others stand by. Several hosts with "
+             "target_session_attrs=read-write follow a database failover",
+    )
+    store.add_argument(
+        "--postgres-schema", default=os.environ.get("FERRY_POSTGRES_SCHEMA") or DEFAULT_SCHEMA,
+        metavar="NAME", help=f"the queue set: a PostgreSQL schema (env FERRY_POSTGRES_SCHEMA; "
+                             f"default {DEFAULT_SCHEMA})",
+    )
     p.add_argument("--port", type=int, default=7070, help="TCP port (default 7070)")
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     p.add_argument(
@@ -41,7 +56,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--drain-seconds", type=float, default=10.0,
         help="on SIGTERM, how long in-flight requests may take to finish (default 10)",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if (args.data_dir is None) == (args.postgres is None):
+        p.error("give exactly one of --data-dir and --postgres (or FERRY_POSTGRES)")
+    if args.postgres is not None:
+        try:
+            check_schema(args.postgres_schema)
+        except ValueError as e:
+            p.error(str(e))
+    return args
 
 
 def tune_gc() -> None:
@@ -74,7 +97,12 @@ async def serve(args: argparse.Namespace, tokens: frozenset[str] | None) -> None
     loop = asyncio.get_running_loop()
     t0 = time.perf_counter()
     try:
-        rt = open_runtime(args.data_dir, loop, args.log_level)
+        if args.postgres is not None:
+            # Who leads, as standbys and `kubectl get queues` show it.
+            holder = os.environ.get("POD_NAME") or f"{socket.gethostname()}:{args.port}"
+            rt = open_postgres(args.postgres, args.postgres_schema, holder)
+        else:
+            rt = open_runtime(args.data_dir, loop, args.log_level)
     except StoreError as e:
         raise SystemExit(f"ferry-broker: {e}") from e
     rt.tokens = tokens
@@ -86,29 +114,54 @@ async def serve(args: argparse.Namespace, tokens: frozenset[str] | None) -> None
         await site.start()
     except OSError as e:
         await runner.cleanup()
-        rt.store.close()
+        await rt.store.aclose()
         raise SystemExit(f"ferry-broker: cannot listen on {args.host}:{args.port}: {e}") from e
     tune_gc()
     log.info(
-        "serving", extra={"host": args.host, "port": args.port, "data_dir": args.data_dir,
-                          "queues": len(rt.core.queues),
+        "serving", extra={"host": args.host, "port": args.port, "engine": rt.store.name,
+                          "role": rt.role.value, "queues": len(rt.core.queues),
                           "startup_s": round(time.perf_counter() - t0, 3),
                           "auth": tokens is not None},
     )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await _until_stopped_or_lost(rt, stop)
     log.info("draining", extra={"timeout_s": args.drain_seconds})
     rt.draining = True
     rt.signals.notify_all()
     await runner.cleanup()
-    rt.store.close()
+    await rt.store.aclose()
     log.info("stopped", extra={"commits": rt.store.writer.batches,
                                "writes": rt.store.writer.items})
 
 
+async def _until_stopped_or_lost(rt: Runtime, stop: asyncio.Event) -> None:
+    """Wait for SIGTERM; if the store is lost first, fail-stop and start over.
+
+    Lost means a commit failed with an unknown outcome, was fenced by a newer leader,
+    or the leader lock's session ended: the core may hold changes PostgreSQL never
+    got, so nothing more is answered from it. The process replaces itself (same pid,
+    same arguments) and comes back as a standby that rebuilds from the database;
+    requests in flight see their connection close, and clients retry.
+    """
+    stopped = asyncio.create_task(stop.wait())
+    lost = asyncio.create_task(rt.store.lost())
+    await asyncio.wait((stopped, lost), return_when=asyncio.FIRST_COMPLETED)
+    for t in (stopped, lost):
+        t.cancel()
+    if stop.is_set() or lost.cancelled() or not lost.done():
+        return
+    log.error("store lost: starting over as a standby", extra={"reason": lost.result()})
+    logging.shutdown()
+    os.execv(sys.executable, [sys.executable, "-m", "ferry.broker", *_ARGV])
+
+
+_ARGV: list[str] = []
+
+
 def main(argv: list[str] | None = None) -> int:
+    _ARGV[:] = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     logs.setup(args.log_level)
     tokens = read_tokens(args.token_file) if args.token_file else None

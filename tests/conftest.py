@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-# Real-process fixtures (broker, operator) shared by the functional and envtest tiers.
-pytest_plugins = ["fixtures.brokers", "fixtures.operators"]
+# Real-process fixtures (broker, operator, PostgreSQL) shared by the functional and envtest tiers.
+pytest_plugins = ["fixtures.brokers", "fixtures.operators", "fixtures.postgres"]
 
 
 @pytest.fixture(autouse=True)

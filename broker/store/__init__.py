@@ -1,4 +1,8 @@
-"""Durability: SQLite in WAL mode, group commit in a committer child process."""
+"""Durability: two engines behind one protocol (engines.Engine).
+
+Embedded (default): SQLite in WAL mode, group commit in a committer child process
+(this module). PostgreSQL: ferry.broker.store.postgres.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 from ferry.broker.core import Broker, DedupIndex, Restored
 from ferry.broker.store.bodies import Bodies
 from ferry.broker.store.checkpoints import CHECKPOINT_S
+from ferry.broker.store.engines import Engine, Leader
 from ferry.broker.store.loading import CHUNK, load, load_all, read_chunk, read_dedup
 from ferry.broker.store.schema import connect, create
 from ferry.broker.store.writer import StoreError, Writer, wait_for_lock
@@ -19,11 +24,16 @@ DB_NAME = "ferry.db"
 LOCK_NAME = "ferry.lock"
 LOCK_WAIT_S = 30.0  # a previous broker's committer finishes its last commit well within this
 
-__all__ = ["CHUNK", "Bodies", "Store", "StoreError", "Writer"]
+__all__ = ["CHUNK", "Bodies", "Engine", "Leader", "Store", "StoreError", "Writer"]
 
 
 class Store:
-    """One data directory: the database, its committer process and the document reader."""
+    """One data directory: the database, its committer process and the document reader.
+
+    The only broker on its data dir (the lock taken here), so always the leader.
+    """
+
+    name = "sqlite"
 
     def __init__(
         self, data_dir: str | os.PathLike[str], loop: asyncio.AbstractEventLoop,
@@ -84,6 +94,35 @@ class Store:
 
     def start(self) -> None:
         self.writer.start()
+
+    # --- the Engine protocol ---------------------------------------------------------
+
+    async def elect(self) -> None:
+        """Nothing to wait for: the data dir's lock was taken when this store was made."""
+
+    async def leader(self) -> Leader | None:
+        return None
+
+    async def restore(self, now: int) -> Broker:
+        broker = self.open(now)
+        self.start()
+        return broker
+
+    async def chunk(self, qid: int, lo_seq: int, hi_seq: int) -> Restored:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.read_chunk, qid, lo_seq, hi_seq)
+
+    async def dedup(self, windows: dict[int, int], now: int) -> dict[int, DedupIndex]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.read_dedup, windows, now)
+
+    async def lost(self) -> str:
+        """Never: a failed commit fails its requests and the broker keeps serving."""
+        never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        return await never
+
+    async def aclose(self) -> None:
+        self.close()
 
     def close(self) -> None:
         self.loaded()

@@ -1,4 +1,4 @@
-"""Message documents for deliveries: a bounded cache of recent publishes, then SQLite.
+"""Message documents for deliveries: a bounded cache of recent publishes, then the engine.
 
 A document is the JSON object `{"key":..,"priority":..,"headers":..,"body":..}`
 as published; deliveries splice in id, delivery count and receipt. The cache
@@ -7,6 +7,7 @@ means a message consumed soon after it was published is never read from disk.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import sqlite3
 import threading
@@ -18,14 +19,13 @@ DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 _CHUNK = 500  # SQLite's default limit of host parameters is far above this
 
 
-class Bodies:
-    def __init__(self, path: str, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self._path = path
+class DocumentCache(abc.ABC):
+    """The cache; each engine reads what it misses (`_fetch`)."""
+
+    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self._cache: dict[int, bytes] = {}
         self._cache_bytes = 0
         self._budget = cache_bytes
-        self._local = threading.local()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ferry-store-reader")
         self.hits = 0
         self.misses = 0
 
@@ -67,9 +67,28 @@ class Bodies:
         self.hits += len(found)
         if missing:
             self.misses += len(missing)
-            loop = asyncio.get_running_loop()
-            found.update(await loop.run_in_executor(self._pool, self._read, missing))
+            found.update(await self._fetch(missing))
         return found
+
+    @abc.abstractmethod
+    async def _fetch(self, rids: list[int]) -> dict[int, bytes]:
+        """Stored documents by id, from the engine."""
+
+    @abc.abstractmethod
+    async def published_at(self, rid: int) -> int | None: ...
+
+
+class Bodies(DocumentCache):
+    """SQLite: misses are read on one reader thread."""
+
+    def __init__(self, path: str, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        super().__init__(cache_bytes)
+        self._path = path
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ferry-store-reader")
+
+    async def _fetch(self, rids: list[int]) -> dict[int, bytes]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._read, rids)
 
     def _read(self, rids: list[int]) -> dict[int, bytes]:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

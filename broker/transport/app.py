@@ -6,15 +6,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 
 from aiohttp import web
 
-from ferry.broker.store import Store
+from ferry.broker.core import Broker
+from ferry.broker.models import ErrorCode
+from ferry.broker.store import Engine, Store
+from ferry.broker.store.postgres import PgStore
 from ferry.broker.transport import admin, messaging, metrics, openapi, socket_api, streaming
 from ferry.broker.transport.auth import auth_middleware
-from ferry.broker.transport.errors import errors_middleware
+from ferry.broker.transport.errors import Handler, error_response, errors_middleware
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
-from ferry.broker.transport.runtime import RUNTIME, Runtime, now_ms, queue_key
+from ferry.broker.transport.runtime import RUNTIME, Role, Runtime, now_ms, queue_key
 
 log = logging.getLogger("ferry.broker")
 
@@ -32,12 +36,33 @@ async def healthz(request: web.Request) -> web.Response:
 @health.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
+    role = {"role": rt.role.value, "engine": rt.store.name}
+    if rt.role is Role.STANDBY:
+        leader = await rt.store.leader()
+        return web.json_response(
+            {"status": "standby", **role, "leader": None if leader is None else asdict(leader)},
+            status=503,
+        )
     if rt.draining:
-        return web.json_response({"status": "draining"}, status=503)
+        return web.json_response({"status": "draining", **role}, status=503)
     if rt.store.writer.failed:
-        return web.json_response({"status": "store failing"}, status=503)
+        return web.json_response({"status": "store failing", **role}, status=503)
     # Serving already while a restart still reads stored messages in (oldest first).
-    return web.json_response({"status": "ready", "restoring": not rt.loaded.is_set()})
+    return web.json_response({"status": "ready", **role, "restoring": not rt.loaded.is_set()})
+
+
+# What a standby answers besides its health: nothing of the queues (it has none loaded).
+_STANDBY_OPEN = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+@web.middleware
+async def standby_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    if rt.role is Role.STANDBY and request.path not in _STANDBY_OPEN:
+        return error_response(
+            ErrorCode.UNAVAILABLE, "this broker is a standby: the leader serves the queues"
+        )
+    return await handler(request)
 
 
 async def _clock(rt: Runtime) -> None:
@@ -73,7 +98,7 @@ def build_app(rt: Runtime) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[RUNTIME] = rt
     metrics.install(app, rt)  # outermost middleware: sees every final status
-    app.middlewares.extend([errors_middleware, auth_middleware])
+    app.middlewares.extend([errors_middleware, standby_middleware, auth_middleware])
     app.add_routes(health)
     app.add_routes(admin.routes)
     app.add_routes(messaging.routes)
@@ -92,3 +117,12 @@ def open_runtime(
     core = store.open(now_ms())  # messages stream in once serving (Runtime.restore_messages)
     store.start()
     return Runtime(core=core, store=store)
+
+
+def standby_runtime(store: Engine) -> Runtime:
+    """A runtime that serves health only until it is elected (Runtime.restore_messages)."""
+    return Runtime(core=Broker(now_ms()), store=store, role=Role.STANDBY)
+
+
+def open_postgres(dsn: str, schema: str, holder: str) -> Runtime:
+    return standby_runtime(PgStore(dsn, schema, holder))

@@ -8,11 +8,12 @@ import logging
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from aiohttp import web
 
 from ferry.broker.core import Broker, Incoming, Kind, Leased, Queue, rowid
-from ferry.broker.store import CHUNK, Store
+from ferry.broker.store import CHUNK, Engine
 from ferry.broker.transport.signals import Signals
 
 log = logging.getLogger("ferry.broker")
@@ -32,10 +33,16 @@ def flow_key(gid: int, consumer: str) -> Hashable:
     return ("c", gid, consumer)
 
 
+class Role(StrEnum):
+    LEADER = "leader"  # writes to the store and serves
+    STANDBY = "standby"  # waits to take over (PostgreSQL engine); answers only health
+
+
 @dataclass
 class Runtime:
     core: Broker
-    store: Store
+    store: Engine
+    role: Role = Role.LEADER
     tokens: frozenset[str] | None = None
     draining: bool = False
     signals: Signals = field(default_factory=Signals)
@@ -46,13 +53,19 @@ class Runtime:
 
     async def restore_messages(self) -> None:
         """Stream stored messages into the core, oldest first, while already serving."""
+        if self.role is not Role.LEADER:  # a standby first waits to take over
+            await self.store.elect()
+            self.core = await self.store.restore(now_ms())
+            self.role = Role.LEADER
+            log.info("leading", extra={"engine": self.store.name,
+                                       "queues": len(self.core.queues)})
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         for q in list(self.core.queues.values()):
             while q.loading and q.loaded_next < q.stored_next:
                 lo = q.loaded_next
                 hi = min(lo + CHUNK, q.stored_next)
-                chunk = await loop.run_in_executor(None, self.store.read_chunk, q.qid, lo, hi)
+                chunk = await self.store.chunk(q.qid, lo, hi)
                 if self.core.by_qid.get(q.qid) is not q:
                     break  # deleted meanwhile
                 q.restore_chunk(chunk, hi)
@@ -73,8 +86,7 @@ class Runtime:
             if not q.dedup_ready
         }
         if windows:
-            loop = asyncio.get_running_loop()
-            stored = await loop.run_in_executor(None, self.store.read_dedup, windows, now_ms())
+            stored = await self.store.dedup(windows, now_ms())
             for qid, dedup in stored.items():
                 q = self.core.by_qid.get(qid)
                 if q is not None:

@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
+from fixtures.brokers import both_engines
 
-pytestmark = pytest.mark.functional
+pytestmark = [pytest.mark.functional, both_engines]
 
 
 async def test_kill_9_loses_no_answered_publish_or_ack(broker: BrokerProcess) -> None:

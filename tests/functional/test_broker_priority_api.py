@@ -5,11 +5,12 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from fixtures.broker_process import BrokerProcess
+from fixtures.brokers import both_engines
 
 from ferry.broker.client import BrokerClient, BrokerError
 from ferry.broker.models import ErrorCode, MessageGroupState, OutgoingMessage
 
-pytestmark = pytest.mark.functional
+pytestmark = [pytest.mark.functional, both_engines]
 
 
 async def test_changed_priority_orders_delivery_and_survives_a_restart(

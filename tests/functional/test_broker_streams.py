@@ -10,11 +10,12 @@ import aiohttp
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
+from fixtures.brokers import both_engines
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import OutgoingMessage
 
-pytestmark = pytest.mark.functional
+pytestmark = [pytest.mark.functional, both_engines]
 
 
 @pytest.fixture

@@ -1,0 +1,83 @@
+"""What the transport needs from a storage engine (SQLite or PostgreSQL): one protocol."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ferry.broker.core import Broker, DedupIndex, Restored, Writes
+
+
+class Committing(Protocol):
+    """Group commit: writes submitted within one turn share one transaction."""
+
+    failed: bool
+    batches: int  # transactions committed
+    items: int  # requests made durable
+    on_batch: Callable[[int, float], None] | None  # items, seconds
+
+    def submit(self, writes: Writes, wait: bool = True) -> asyncio.Future[None] | None: ...
+
+
+class Documents(Protocol):
+    """Message documents for deliveries: a cache of recent publishes over the engine."""
+
+    hits: int
+    misses: int
+
+    def put(self, rid: int, doc: bytes) -> None: ...
+
+    def drop(self, rids: list[int]) -> None: ...
+
+    async def get(self, rids: list[int]) -> dict[int, bytes]: ...
+
+    async def published_at(self, rid: int) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Leader:
+    """Who holds the write lease of a queue set, as the engine records it."""
+
+    holder: str
+    epoch: int
+    since_ms: int
+
+
+class Engine(Protocol):
+    """A durable store behind the broker.
+
+    `elect` returns once this process may write (SQLite: it holds the data dir's
+    lock; PostgreSQL: it holds the queue set's advisory lock and raised the epoch);
+    `restore` then rebuilds the core. `lost` completes when this process must stop
+    writing (a failed or fenced commit, a lost lock): the broker then fail-stops,
+    since its core may hold changes that never became durable.
+    """
+
+    name: str
+
+    @property
+    def writer(self) -> Committing: ...
+
+    @property
+    def bodies(self) -> Documents: ...
+
+    async def elect(self) -> None: ...
+
+    async def leader(self) -> Leader | None: ...
+
+    async def restore(self, now: int) -> Broker:
+        """Queues and groups, and writing starts; stream the messages in with `chunk`."""
+
+    async def chunk(self, qid: int, lo_seq: int, hi_seq: int) -> Restored:
+        """Stored messages of a queue in [lo_seq, hi_seq)."""
+
+    def loaded(self) -> None: ...
+
+    async def dedup(self, windows: dict[int, int], now: int) -> dict[int, DedupIndex]:
+        """Stored dedup ids per queue id, each inside its window (ms)."""
+
+    async def lost(self) -> str: ...
+
+    async def aclose(self) -> None: ...

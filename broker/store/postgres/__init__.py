@@ -1,0 +1,175 @@
+"""The PostgreSQL engine: queues that survive their broker's node (see electing.py).
+
+Several brokers on one database and queue set (a PostgreSQL schema) elect one
+leader; the others wait as standbys and take over when its lock frees.
+Replication and database failover are PostgreSQL's: a multi-host URI with
+target_session_attrs=read-write reaches whichever host is primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+
+from ferry.broker.core import Broker, DedupIndex, Restored
+from ferry.broker.store.bodies import DocumentCache
+from ferry.broker.store.engines import Leader
+from ferry.broker.store.postgres import electing, loading
+from ferry.broker.store.postgres.schema import DEFAULT_SCHEMA, check_schema, connect, create
+from ferry.broker.store.postgres.writing import FencedError, PgWriter
+from ferry.broker.store.writer import StoreError
+
+log = logging.getLogger("ferry.broker.store")
+
+RETRY_S = 1.0  # between attempts to reach the database
+ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+
+__all__ = ["DEFAULT_SCHEMA", "FencedError", "PgStore"]
+
+
+class PgBodies(DocumentCache):
+    def __init__(self, store: PgStore) -> None:
+        super().__init__()
+        self._store = store
+
+    async def _fetch(self, rids: list[int]) -> dict[int, bytes]:
+        pool = await self._store.pool()
+        rows = await pool.fetch("SELECT id, doc FROM messages WHERE id = ANY($1::bigint[])", rids)
+        return {r[0]: r[1] for r in rows}
+
+    async def published_at(self, rid: int) -> int | None:
+        pool = await self._store.pool()
+        v = await pool.fetchval("SELECT published_ms FROM messages WHERE id = $1", rid)
+        return None if v is None else int(v)
+
+
+class PgStore:
+    name = "postgres"
+
+    def __init__(self, dsn: str, schema: str = DEFAULT_SCHEMA, holder: str = "") -> None:
+        self.dsn = dsn
+        self.schema = check_schema(schema)
+        self.holder = holder
+        self.writer = PgWriter(self._lose)
+        self.bodies = PgBodies(self)
+        self._pool: asyncpg.Pool[Any] | None = None
+        self._lock_conn: asyncpg.Connection[Any] | None = None
+        self._writer_conn: asyncpg.Connection[Any] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._lost: asyncio.Future[str] | None = None
+        self.epoch = 0
+
+    async def pool(self) -> asyncpg.Pool[Any]:
+        if self._pool is None:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=1, max_size=4,
+                    server_settings={"search_path": self.schema,
+                                     "application_name": "ferry-broker"},
+                )
+            except ERRORS as e:
+                raise StoreError(f"PostgreSQL: cannot connect: {e}") from e
+        return self._pool
+
+    async def elect(self) -> None:
+        """Wait until this broker leads the queue set: lock held, epoch raised."""
+        while True:
+            conn = None
+            try:
+                conn = await connect(self.dsn, self.schema, **electing.LOCK_SESSION)
+                await create(conn, self.schema)
+                # Polled, not a blocking pg_advisory_lock: each try also proves the
+                # session alive, so a standby never waits on a dead connection.
+                while not await electing.try_lock(conn, self.schema):  # noqa: ASYNC110
+                    await asyncio.sleep(electing.POLL_S)
+                self.epoch = await electing.take_over(conn, self.holder)
+                writer = await connect(self.dsn, self.schema, **electing.WRITER_SESSION)
+            except ERRORS as e:
+                log.warning("election: PostgreSQL unreachable, retrying",
+                            extra={"error": str(e) or type(e).__name__})
+                if conn is not None:
+                    with contextlib.suppress(*ERRORS):
+                        await conn.close(timeout=2)
+                await asyncio.sleep(RETRY_S)
+                continue
+            break
+        self._lock_conn, self._writer_conn = conn, writer
+        conn.add_termination_listener(lambda _c: self._lose("the leader lock's session ended"))
+        self._watchdog = asyncio.create_task(self._ping(conn), name="ferry-store-pg-lease")
+        log.info("elected", extra={"holder": self.holder, "epoch": self.epoch})
+
+    async def _ping(self, conn: asyncpg.Connection[Any]) -> None:
+        while True:
+            await asyncio.sleep(electing.PING_S)
+            try:
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), electing.LEASE_S)
+            except ERRORS as e:
+                self._lose(f"the leader lock's session failed: {e or type(e).__name__}")
+                return
+
+    async def leader(self) -> Leader | None:
+        try:
+            pool = await self.pool()
+            row = await pool.fetchrow("SELECT holder, epoch, since_ms FROM leader WHERE id = 1")
+        except (StoreError, *ERRORS):
+            return None
+        if row is None or not row["epoch"]:
+            return None
+        return Leader(row["holder"], row["epoch"], row["since_ms"])
+
+    async def restore(self, now: int) -> Broker:
+        assert self._writer_conn is not None, "elect() first"
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            broker = await loading.load(conn, now)
+        self.writer.start(self._writer_conn, self.epoch)
+        return broker
+
+    async def chunk(self, qid: int, lo_seq: int, hi_seq: int) -> Restored:
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            return await loading.read_chunk(conn, qid, lo_seq, hi_seq)
+
+    def loaded(self) -> None:
+        pass
+
+    async def dedup(self, windows: dict[int, int], now: int) -> dict[int, DedupIndex]:
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            return {qid: await loading.read_dedup(conn, qid, now - ms)
+                    for qid, ms in windows.items()}
+
+    def _lost_future(self) -> asyncio.Future[str]:
+        if self._lost is None:
+            self._lost = asyncio.get_running_loop().create_future()
+        return self._lost
+
+    def _lose(self, why: str) -> None:
+        fut = self._lost_future()
+        if not fut.done():
+            fut.set_result(why)
+
+    async def lost(self) -> str:
+        return await self._lost_future()
+
+    async def aclose(self) -> None:
+        """Commit what was submitted, then give up the lock (a standby takes over)."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        if not self.writer.failed:
+            await self.writer.stop()
+        for conn in (self._writer_conn, self._lock_conn):
+            if conn is not None:
+                with contextlib.suppress(*ERRORS):
+                    await conn.close(timeout=5)
+        self._writer_conn = self._lock_conn = None
+        if self._pool is not None:
+            with contextlib.suppress(*ERRORS):
+                await asyncio.wait_for(self._pool.close(), 5)
+            self._pool = None
