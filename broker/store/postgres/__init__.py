@@ -19,7 +19,13 @@ from ferry.broker.core import Broker, DedupIndex, Restored
 from ferry.broker.store.bodies import DocumentCache
 from ferry.broker.store.engines import Leader
 from ferry.broker.store.postgres import electing, loading
-from ferry.broker.store.postgres.schema import DEFAULT_SCHEMA, check_schema, connect, create
+from ferry.broker.store.postgres.schema import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_SCHEMA,
+    check_schema,
+    connect,
+    create,
+)
 from ferry.broker.store.postgres.writing import FencedError, PgWriter
 from ferry.broker.store.writer import StoreError
 
@@ -67,7 +73,7 @@ class PgStore:
         if self._pool is None:
             try:
                 self._pool = await asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=4,
+                    self.dsn, min_size=1, max_size=4, timeout=CONNECT_TIMEOUT_S,
                     server_settings={"search_path": self.schema,
                                      "application_name": "ferry-broker"},
                 )

@@ -13,6 +13,7 @@ SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DEFAULT_SCHEMA = "ferry"
 # Serialises schema creation between brokers starting at the same moment.
 SCHEMA_LOCK = "ferry-broker-schema"
+CONNECT_TIMEOUT_S = 10.0  # per host tried; asyncpg's default (60 s) would stall an election
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (k text PRIMARY KEY, v bigint NOT NULL);
@@ -67,7 +68,7 @@ async def connect(dsn: str, schema: str, **settings: str) -> asyncpg.Connection[
     the primary now (libpq's rule, which asyncpg follows).
     """
     conn: asyncpg.Connection[Any] = await asyncpg.connect(
-        dsn, server_settings={"search_path": schema, "application_name": "ferry-broker",
+        dsn, timeout=CONNECT_TIMEOUT_S, server_settings={"search_path": schema, "application_name": "ferry-broker",
                               **settings},
     )
     return conn

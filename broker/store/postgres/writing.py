@@ -52,6 +52,11 @@ class PgWriter:
         self._dead: str | None = None
         self.on_batch: Callable[[int, float], None] | None = None
 
+    @property
+    def failure(self) -> str | None:
+        """Why this writer stopped for good (None while it works)."""
+        return self._dead
+
     def start(self, conn: asyncpg.Connection[Any], epoch: int) -> None:
         self._conn, self._epoch = conn, epoch
         self._task = asyncio.create_task(self._run(conn), name="ferry-store-pg-writer")

@@ -1,0 +1,275 @@
+"""Replicated queues on PostgreSQL: leader kill -9, fencing, database failover.
+
+Brokers share one PostgreSQL queue set: one leads, the others stand by. Clients
+reach them through one address that routes to the ready broker (fixtures/services.py,
+what a Kubernetes Service does), and ride through every takeover with the real
+Python client: publishes retried with their dedup ids, consumers reconnecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from fixtures.broker_process import BrokerProcess
+from fixtures.postgres import Replicated, replicated
+from fixtures.services import ReadyService
+
+from ferry.broker.client import BrokerClient
+from ferry.broker.core import Incoming
+from ferry.broker.models import OutgoingMessage, QueueSettings, ReceiptStatus
+from ferry.broker.store.postgres import PgStore
+
+pytestmark = pytest.mark.functional
+
+KILLS = 10
+RETRIES = 20  # generous: each takeover must finish while a call's retries last
+EVENTUALLY_S = 120.0  # a liveness bound on a loaded machine, not a timing assertion
+
+
+async def eventually(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + EVENTUALLY_S
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+class Brokers:
+    """Brokers on one queue set; the first started leads."""
+
+    def __init__(self, tmp_path: Path, dsn: str, n: int = 2) -> None:
+        schema = "t_" + uuid.uuid4().hex[:12]
+        self.all = [
+            BrokerProcess(tmp_path / f"data{i}", tmp_path / f"broker{i}.log",
+                          "--postgres", dsn, "--postgres-schema", schema)
+            for i in range(n)
+        ]
+
+    def start(self) -> None:
+        self.all[0].start()  # waits until it leads
+        for b in self.all[1:]:
+            b.wait_ready = False  # a standby: healthy, never ready while the leader lives
+            b.start()
+
+    def ports(self) -> list[int]:
+        return [b.port for b in self.all if b.alive]
+
+    def stop(self) -> None:
+        for b in self.all:
+            with contextlib.suppress(Exception):
+                b.stop(timeout=10)
+            b.kill()
+
+
+@pytest.fixture
+def brokers(tmp_path: Path, postgres: str) -> Iterator[Brokers]:
+    bs = Brokers(tmp_path, postgres)
+    bs.start()
+    try:
+        yield bs
+    finally:
+        bs.stop()
+
+
+@pytest.fixture
+async def service(brokers: Brokers) -> AsyncIterator[ReadyService]:
+    svc = await ReadyService(brokers.ports).start()
+    try:
+        yield svc
+    finally:
+        await svc.close()
+
+
+class Load:
+    """Publishers and consumers through the service, with what each was answered."""
+
+    def __init__(self, url: str, queue: str = "jobs") -> None:
+        self.url, self.queue = url, queue
+        self.answered: dict[int, str] = {}  # message number -> id, for every answered publish
+        self.acked: set[str] = set()  # ids whose ack was answered "ok"
+        self.delivered: dict[str, int] = {}  # id -> message number
+        self.acked_then_delivered: list[str] = []
+        self._publishing = True
+        self._consuming = True
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Load:
+        async with BrokerClient(self.url, retries=RETRIES) as admin:
+            await admin.put_queue(self.queue)
+            await admin.put_group(self.queue, "w")
+        self._tasks = [asyncio.create_task(self._produce(w)) for w in range(2)]
+        self._tasks += [asyncio.create_task(self._consume(f"c{i}")) for i in range(2)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    def check(self) -> None:
+        for t in self._tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                raise AssertionError(f"a client gave up: {t.exception()!r}")
+
+    async def _produce(self, worker: int) -> None:
+        async with BrokerClient(self.url, retries=RETRIES, timeout=10) as client:
+            n = worker * 10_000_000
+            while self._publishing:
+                batch = [OutgoingMessage(body={"n": n + i}) for i in range(10)]
+                ids = await client.publish(self.queue, batch)
+                for i, mid in enumerate(ids):
+                    self.answered[n + i] = mid
+                n += len(batch)
+
+    async def _consume(self, name: str) -> None:
+        async with BrokerClient(self.url, retries=RETRIES, timeout=10) as client:
+            while self._consuming:
+                got = await client.receive(self.queue, "w", name, max=50, wait_ms=200)
+                for d in got:
+                    if d.id in self.acked:
+                        self.acked_then_delivered.append(d.id)
+                    self.delivered[d.id] = d.body["n"]
+                if got:
+                    results = await client.ack(self.queue, "w", [d.receipt for d in got])
+                    self.acked.update(
+                        d.id for d, r in zip(got, results, strict=True)
+                        if r.status is ReceiptStatus.OK
+                    )
+
+    async def grow(self, publishes: int, acks: int) -> None:
+        """Wait for this many more answered publishes and acks."""
+        p, a = len(self.answered) + publishes, len(self.acked) + acks
+
+        def grown() -> bool:
+            self.check()
+            return len(self.answered) >= p and len(self.acked) >= a
+
+        await eventually(grown, f"{publishes} more publishes and {acks} more acks")
+
+    async def finish(self) -> None:
+        """Stop publishing; consume until every answered publish was delivered."""
+        self._publishing = False
+        for t in self._tasks[:2]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+        def drained() -> bool:
+            self.check()
+            return set(self.answered.values()) <= set(self.delivered)
+
+        await eventually(drained, "every answered publish delivered")
+        self._consuming = False
+
+    def verify(self) -> None:
+        lost = set(self.answered.values()) - set(self.delivered)
+        assert not lost, f"{len(lost)} answered publishes were lost"
+        assert not self.acked_then_delivered, (
+            f"{len(self.acked_then_delivered)} messages came back after their ack was answered"
+        )
+        by_number: dict[int, set[str]] = {}
+        for mid, n in self.delivered.items():
+            by_number.setdefault(n, set()).add(mid)
+        twice = {n: ids for n, ids in by_number.items() if len(ids) > 1}
+        assert not twice, f"{len(twice)} publishes were stored twice (dedup ids not kept)"
+
+
+async def leader_of(brokers: Brokers, service: ReadyService) -> BrokerProcess:
+    port = await service.ready_port()
+    return next(b for b in brokers.all if b.port == port)
+
+
+async def test_leader_kill_9_under_load_again_and_again(
+    brokers: Brokers, service: ReadyService
+) -> None:
+    takeovers: list[float] = []
+    async with Load(service.url) as load:
+        for _ in range(KILLS):
+            await load.grow(publishes=100, acks=30)
+            leader = await leader_of(brokers, service)
+            t0 = time.monotonic()
+            leader.kill()
+            successor = await leader_of(brokers, service)
+            takeovers.append(time.monotonic() - t0)
+            assert successor is not leader
+            leader.wait_ready = False
+            await asyncio.to_thread(leader.start)  # back as a standby
+        await load.grow(publishes=100, acks=30)
+        await load.finish()
+    load.verify()
+    print(f"\n{KILLS} takeovers after kill -9: median {statistics.median(takeovers):.2f} s, "
+          f"max {max(takeovers):.2f} s; {len(load.answered)} publishes, {len(load.acked)} acks")
+
+
+async def test_a_deposed_leader_cannot_write(postgres: str) -> None:
+    """The epoch fence, on its own: a leader whose lock was lost and taken over by another
+    broker sends one more commit; PostgreSQL refuses it and the broker fail-stops."""
+    schema = "t_" + uuid.uuid4().hex[:12]
+    old, new = PgStore(postgres, schema, "old"), PgStore(postgres, schema, "new")
+    try:
+        await old.elect()
+        core = await old.restore(0)
+        core.put_queue("jobs", QueueSettings(), 0)
+        fut = old.writer.submit(core.take_writes())
+        assert fut is not None
+        await fut
+        # The old leader stalls; the server ends its lock session (idle_session_timeout).
+        conn = await asyncpg.connect(postgres)
+        try:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND granted AND database = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database())"
+            )
+            await new.elect()  # the lock is free: the new leader raises the epoch
+            # The old leader wakes up and commits a publish it was holding.
+            core.publish("jobs", [Incoming(0, 0, None, None, b'{"body":1}')], 1)
+            late = old.writer.submit(core.take_writes())
+            await eventually(lambda: old.writer.failed, "the late commit fails")
+            assert old.writer.failure is not None and "fenced" in old.writer.failure
+            assert late is not None and not late.done(), "a fenced write was answered"
+            stored = await conn.fetchval(f'SELECT count(*) FROM "{schema}".messages')
+            assert stored == 0, "the deposed leader's write reached the database"
+            assert "ended" in await old.lost() or old.writer.failed
+        finally:
+            await conn.close()
+    finally:
+        await old.aclose()
+        await new.aclose()
+
+
+@pytest.fixture
+def replicated_pg() -> Iterator[Replicated]:
+    with replicated() as rep:
+        yield rep
+
+
+async def test_postgres_primary_killed_and_standby_promoted_under_load(
+    tmp_path: Path, replicated_pg: Replicated
+) -> None:
+    bs = Brokers(tmp_path, replicated_pg.dsn())
+    bs.start()
+    try:
+        svc = await ReadyService(bs.ports).start()
+        try:
+            async with Load(svc.url) as load:
+                await load.grow(publishes=300, acks=100)
+                replicated_pg.primary.kill()
+                await asyncio.to_thread(replicated_pg.standby.promote)
+                await load.grow(publishes=300, acks=100)
+                await load.finish()
+            load.verify()
+        finally:
+            await svc.close()
+    finally:
+        bs.stop()
