@@ -68,8 +68,8 @@ async def connect(dsn: str, schema: str, **settings: str) -> asyncpg.Connection[
     the primary now (libpq's rule, which asyncpg follows).
     """
     conn: asyncpg.Connection[Any] = await asyncpg.connect(
-        dsn, timeout=CONNECT_TIMEOUT_S, server_settings={"search_path": schema, "application_name": "ferry-broker",
-                              **settings},
+        dsn, timeout=CONNECT_TIMEOUT_S,
+        server_settings={"search_path": schema, "application_name": "ferry-broker", **settings},
     )
     return conn
 
