@@ -131,6 +131,8 @@ class GroupStats(Model):
     delayed: int = Field(description="waiting for their not-before time or nack backoff")
     dead: int = Field(description="in the group's dead-letter queue")
     lag: int = Field(description="not yet acked or dead-lettered: depth + in_flight + delayed")
+    backlog: int = Field(description="depth + in_flight: what more consumers can work off "
+                                     "(the figure autoscalers scale on)")
     oldest_ready_age_ms: int
     acked_total: int
     consumers: list[ConsumerInfo]

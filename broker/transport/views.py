@@ -80,7 +80,8 @@ def group_stats(g: Group, now: int) -> GroupStats:
     return GroupStats(
         queue=g.queue.name, group=g.name, settings=g.settings, depth=f.depth,
         in_flight=f.in_flight, delayed=f.delayed, dead=f.dead,
-        lag=f.depth + f.in_flight + f.delayed, oldest_ready_age_ms=f.oldest_ready_age_ms,
+        lag=f.depth + f.in_flight + f.delayed, backlog=f.depth + f.in_flight,
+        oldest_ready_age_ms=f.oldest_ready_age_ms,
         acked_total=g.acked_total,
         consumers=[
             ConsumerInfo(name=name, last_seen_ms=c.last_seen, in_flight=c.in_flight)

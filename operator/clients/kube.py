@@ -30,6 +30,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("apps/v1", "Deployment"): "deployments",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
     ("ferry.dev/v1alpha1", "Queue"): "queues",
     ("ferry.dev/v1alpha1", "ConsumerGroup"): "consumergroups",
     ("ferry.dev/v1alpha1", "TelemetryPipeline"): "telemetrypipelines",
@@ -134,6 +135,13 @@ class KubeClient:
         except KubeNotFound:
             return None
         return {"apiVersion": api_version, "kind": kind, **obj}
+
+    async def read(self, url_path: str) -> Obj | None:
+        """GET any API path (discovery, a cluster-scoped object); None when it is not there."""
+        try:
+            return await self._call("GET", url_path)
+        except KubeNotFound:
+            return None
 
     async def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[Obj]:
         found = await self._call("GET", path(api_version, kind, namespace),

@@ -15,20 +15,25 @@ import kopf
 from ferry.broker.models import GroupStats
 from ferry.operator.clients.errors import KubeError
 from ferry.operator.handlers.common import Runtime
+from ferry.operator.reconcile import keda
 from ferry.operator.reconcile.autoscaling import (
     IdleState,
     decide_idle_scaling,
     metric_value,
     replica_status,
 )
-from ferry.operator.reconcile.specs import Autoscaling, Owner
+from ferry.operator.reconcile.specs import Autoscaling, Owner, Provider
 
 HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
 
 
 async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
-                    stats: GroupStats | None) -> dict[str, Any]:
-    """Status fields for the pass ({} while the target cannot be read)."""
+                    stats: GroupStats | None, provider: Provider | None) -> dict[str, Any]:
+    """Status fields for the pass ({} while the target cannot be read).
+
+    With KEDA (or no provider at all) the operator never takes the 0 <-> 1 step: KEDA
+    takes it itself, and without a provider nothing should move the target.
+    """
     target = spec.target
     what = f"{target.kind}/{target.name}"
     try:
@@ -39,6 +44,15 @@ async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
         return {}
     if replicas is None:
         return {}
+    if provider is not Provider.FERRY:
+        hpa = None
+        if provider is Provider.KEDA:
+            try:
+                hpa = await rt.kube.get(*HPA, owner.namespace, keda.hpa_name(owner))
+            except KubeError:
+                hpa = None
+        figures = replica_status(hpa, replicas)
+        return figures.for_status() if figures else {}
     previous = IdleState.model_validate((body.get("status") or {}).get("idle") or {})
     decision = decide_idle_scaling(spec=spec, lag=metric_value(stats) if stats else None,
                                    replicas=replicas, state=previous, now=datetime.now(UTC))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -11,10 +11,11 @@ import kopf
 from pydantic import BaseModel, ValidationError
 
 from ferry.operator.clients.brokers import Brokers
-from ferry.operator.clients.errors import BrokerTrouble, KubeError
+from ferry.operator.clients.errors import BrokerTrouble, KubeError, KubeNotFound
 from ferry.operator.clients.kube import KubeClient
+from ferry.operator.clients.metricsapis import MetricsApis
 from ferry.operator.metrics import BROKER_FAILURES, CHILD_CHANGES, RECONCILES
-from ferry.operator.reconcile import deletion, pausing
+from ferry.operator.reconcile import deletion, pausing, providers
 from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions, paused
 from ferry.operator.reconcile.metadata import GROUP, VERSION, Manifest, children_selector
 from ferry.operator.reconcile.observations import Failure, Problem
@@ -27,6 +28,10 @@ class Runtime:
     settings: OperatorSettings
     kube: KubeClient
     brokers: Brokers
+    metrics_apis: MetricsApis = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics_apis = MetricsApis(self.kube, apiservice=providers.APISERVICE)
 
 
 def runtime(memo: Any) -> Runtime:
@@ -45,6 +50,11 @@ def owner_of(body: Mapping[str, Any]) -> Owner:
 def failure_of(trouble: BrokerTrouble) -> Failure:
     BROKER_FAILURES.labels(trouble.problem).inc()
     return Failure(problem=Problem(trouble.problem), message=trouble.message)
+
+
+def controlled_by(obj: Mapping[str, Any], owner: Owner) -> bool:
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("uid") == owner.uid and r.get("controller") for r in refs)
 
 
 def key(obj: Mapping[str, Any]) -> str:
@@ -70,9 +80,15 @@ async def apply_children(rt: Runtime, body: Any, owner: Owner, desired: Sequence
             kopf.info(body, reason="Updated", message=f"updated {key(manifest)}")
     wanted = {key(m) for m in desired}
     for api_version, kind in prune:
-        for obj in await rt.kube.list(api_version, kind, owner.namespace,
-                                      children_selector(owner)):
-            if key(obj) not in wanted:
+        try:
+            found = await rt.kube.list(api_version, kind, owner.namespace,
+                                       children_selector(owner))
+        except KubeNotFound:
+            continue  # the kind is not installed (KEDA's ScaledObject): nothing to prune
+        for obj in found:
+            # Only objects this owner controls: KEDA copies a ScaledObject's labels onto
+            # the HPA it makes, and that HPA belongs to KEDA.
+            if key(obj) not in wanted and controlled_by(obj, owner):
                 await rt.kube.delete(api_version, kind, owner.namespace, obj["metadata"]["name"])
                 CHILD_CHANGES.labels(kind, "pruned").inc()
                 kopf.info(body, reason="Pruned", message=f"deleted {key(obj)}: no longer wanted")

@@ -19,14 +19,14 @@ from ferry.operator.handlers.common import (
     settle_deletion,
 )
 from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
-from ferry.operator.reconcile import consumergroups, deletion, queues
+from ferry.operator.reconcile import consumergroups, deletion, keda, providers, queues
 from ferry.operator.reconcile.metadata import API_VERSION
 from ferry.operator.reconcile.observations import Failure, Problem
-from ferry.operator.reconcile.specs import ConsumerGroupSpec, QueueSpec
+from ferry.operator.reconcile.specs import Autoscaling, ConsumerGroupSpec, QueueSpec
 from ferry.operator.settings import OperatorSettings
 
 PLURAL = "consumergroups"
-PRUNE = [("autoscaling/v2", "HorizontalPodAutoscaler")]
+PRUNE = [("autoscaling/v2", "HorizontalPodAutoscaler"), (keda.API_VERSION, keda.KIND)]
 
 
 async def queue_endpoint(rt: Runtime, namespace: str, queue: str) -> str | None:
@@ -38,6 +38,16 @@ async def queue_endpoint(rt: Runtime, namespace: str, queue: str) -> str | None:
                            rt.settings.broker_url)
 
 
+async def choose_provider(rt: Runtime, spec: Autoscaling | None) -> providers.Choice | None:
+    """Who scales the group, from what the cluster offers (None without autoscaling)."""
+    if spec is None:
+        return None
+    offered = await rt.metrics_apis.offered()
+    return providers.choose(spec.provider, providers.observed(
+        registered=offered.registered, served_by=offered.served_by,
+        metric_names=offered.metric_names, keda_installed=offered.keda_installed))
+
+
 async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -> None:
     kind = "ConsumerGroup"
     with RECONCILE_SECONDS.labels(kind).time():
@@ -45,10 +55,12 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
         spec = parse_spec(ConsumerGroupSpec, body, patch)
         if spec is None:
             return
-        desired = consumergroups.children(owner, spec)
+        url = await queue_endpoint(rt, owner.namespace, spec.queue)
+        scaling = await choose_provider(rt, spec.autoscaling)
+        desired = consumergroups.children(owner, spec, endpoint=url,
+                                          provider=scaling.provider if scaling else None)
         if apply and not await apply_or_degrade(rt, body, patch, owner, desired, PRUNE):
             return
-        url = await queue_endpoint(rt, owner.namespace, spec.queue)
         stats, failure = None, None
         if url is None:
             failure = Failure(problem=Problem.NO_QUEUE, message=f"no Queue {spec.queue}")
@@ -60,9 +72,11 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
                 failure = failure_of(e)
         status = consumergroups.status(
             owner=owner, spec=spec, endpoint_url=url, stats=stats, failure=failure,
-            previous=(body.get("status") or {}).get("conditions") or [], now=datetime.now(UTC))
-        if spec.autoscaling is not None:
-            status.update(await autoscale(rt, body, owner, spec.autoscaling, stats))
+            previous=(body.get("status") or {}).get("conditions") or [], now=datetime.now(UTC),
+            scaling=scaling)
+        if spec.autoscaling is not None and scaling is not None:
+            status.update(await autoscale(rt, body, owner, spec.autoscaling, stats,
+                                          scaling.provider))
         patch["status"] = status
         RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()
 

@@ -35,7 +35,7 @@ def metric_value(stats: GroupStats) -> int:
     Delayed messages (a future not-before time or a nack backoff) wait for the clock, not for
     consumers, so they do not ask for replicas; dead letters are out of the flow altogether.
     """
-    return stats.depth + stats.in_flight
+    return stats.backlog
 
 
 def metric_labels(namespace: str, queue: str, group: str) -> dict[str, str]:
@@ -61,6 +61,12 @@ def replicas_for(value: int, spec: Autoscaling) -> int:
     return max(1, spec.min_replicas, min(spec.max_replicas, wanted))
 
 
+def target_ref(spec: Autoscaling) -> dict[str, str]:
+    """The scaled workload, as an HPA's or a ScaledObject's scaleTargetRef."""
+    return {"apiVersion": spec.target.api_version, "kind": spec.target.kind,
+            "name": spec.target.name}
+
+
 def build_hpa(owner: Owner, queue: str, spec: Autoscaling) -> Manifest:
     """The HPA of ConsumerGroup `owner` (on `queue`): scales spec.target on the group's lag.
 
@@ -74,11 +80,7 @@ def build_hpa(owner: Owner, queue: str, spec: Autoscaling) -> Manifest:
         "kind": "HorizontalPodAutoscaler",
         "metadata": child_metadata(owner, owner.name, "autoscaler"),
         "spec": {
-            "scaleTargetRef": {
-                "apiVersion": spec.target.api_version,
-                "kind": spec.target.kind,
-                "name": spec.target.name,
-            },
+            "scaleTargetRef": target_ref(spec),
             # The HPA cannot hold 0; `decide_idle_scaling` takes the last step down and back.
             "minReplicas": max(1, spec.min_replicas),
             "maxReplicas": spec.max_replicas,

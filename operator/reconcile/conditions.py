@@ -89,7 +89,7 @@ def _stamp(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _condition(kind: str, status: str, reason: str, message: str, generation: int,
+def make_condition(kind: str, status: str, reason: str, message: str, generation: int,
                old: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
     since = (old["lastTransitionTime"]
              if old and old.get("status") == status and old.get("lastTransitionTime")
@@ -107,12 +107,12 @@ def conditions(
     """The conditions for `verdict` (a ReconciliationPaused one is carried over as it was,
     set False: this pass reconciled); no side effects."""
     before = {c.get("type"): c for c in previous}
-    out = [_condition(kind.value, "True" if _TRUE_IN[kind] == verdict.phase.value else "False",
+    out = [make_condition(kind.value, "True" if _TRUE_IN[kind] == verdict.phase.value else "False",
                       verdict.reason.value, verdict.message, generation,
                       before.get(kind.value), now)
            for kind in ConditionType]
     if PAUSED in before:
-        out.append(_condition(PAUSED, "False", Reason.RESUMED.value,
+        out.append(make_condition(PAUSED, "False", Reason.RESUMED.value,
                               "reconciling again: the ferry.dev/reconcile annotation is gone",
                               generation, before[PAUSED], now))
     return out
@@ -124,7 +124,7 @@ def paused(previous: Sequence[Mapping[str, Any]], generation: int,
     paused (the figures would be stale); no side effects."""
     before = {c.get("type"): c for c in previous}
     kept = [dict(c) for c in previous if c.get("type") != PAUSED]
-    return [*kept, _condition(PAUSED, "True", Reason.PAUSED.value,
+    return [*kept, make_condition(PAUSED, "True", Reason.PAUSED.value,
                               "ferry.dev/reconcile: paused; the operator makes no changes "
                               "for this resource until the annotation is removed",
                               generation, before.get(PAUSED), now)]

@@ -8,7 +8,7 @@ from typing import Any
 
 from ferry.broker.models import Backoff, GroupSettings, GroupStats
 from ferry.broker.models import StartAt as BrokerStartAt
-from ferry.operator.reconcile import autoscaling, durations
+from ferry.operator.reconcile import autoscaling, durations, keda, providers
 from ferry.operator.reconcile.conditions import (
     Phase,
     Reason,
@@ -18,7 +18,7 @@ from ferry.operator.reconcile.conditions import (
 )
 from ferry.operator.reconcile.metadata import Manifest
 from ferry.operator.reconcile.observations import Failure, Problem
-from ferry.operator.reconcile.specs import ConsumerGroupSpec, Owner
+from ferry.operator.reconcile.specs import ConsumerGroupSpec, Owner, Provider
 
 
 def group_settings(spec: ConsumerGroupSpec) -> GroupSettings:
@@ -34,11 +34,17 @@ def group_settings(spec: ConsumerGroupSpec) -> GroupSettings:
     )
 
 
-def children(owner: Owner, spec: ConsumerGroupSpec) -> list[Manifest]:
-    """Kubernetes objects a group owns: the HorizontalPodAutoscaler of `spec.autoscaling`
-    (handlers apply and prune the list, so removing autoscaling removes the HPA)."""
-    if spec.autoscaling is None:
+def children(owner: Owner, spec: ConsumerGroupSpec, *, provider: Provider | None,
+             endpoint: str | None) -> list[Manifest]:
+    """Kubernetes objects a group owns: for `spec.autoscaling`, the HorizontalPodAutoscaler
+    (provider Ferry) or the KEDA ScaledObject (provider KEDA, once the broker's `endpoint`
+    is known). Handlers apply and prune the list, so removing autoscaling removes it."""
+    if spec.autoscaling is None or provider is None:
         return []
+    if provider is Provider.KEDA:
+        if endpoint is None:
+            return []
+        return [keda.build_scaled_object(owner, spec.queue, endpoint, spec.autoscaling)]
     return [autoscaling.build_hpa(owner, spec.queue, spec.autoscaling)]
 
 
@@ -78,12 +84,21 @@ def status(
     failure: Failure | None,
     previous: Sequence[Mapping[str, Any]],
     now: datetime,
+    scaling: providers.Choice | None = None,
 ) -> dict[str, Any]:
-    """The whole status to write; figures are left out (kept as they were) without stats."""
+    """The whole status to write; figures are left out (kept as they were) without stats.
+
+    With autoscaling, `scaling` adds the ScalingActive condition (which provider, or why
+    none can scale the group) beside Ready/Progressing/Degraded.
+    """
     judged = verdict(spec.queue, stats, failure)
+    listed = conditions(judged, owner.generation, previous, now)
+    if scaling is not None:
+        before = next((c for c in previous if c.get("type") == providers.CONDITION), None)
+        listed.append(providers.condition(scaling, owner.generation, before, now))
     out: dict[str, Any] = {
         "observedGeneration": owner.generation,
-        "conditions": conditions(judged, owner.generation, previous, now),
+        "conditions": listed,
     }
     if endpoint_url is not None:
         out["endpoint"] = endpoint_url

@@ -69,7 +69,15 @@ class TargetRef(Spec):
     name: str
 
 
+class Provider(StrEnum):
+    AUTO = "Auto"
+    FERRY = "Ferry"
+    KEDA = "KEDA"
+
+
 class Autoscaling(Spec):
+    provider: Provider
+    polling_interval: str
     target: TargetRef
     min_replicas: int
     max_replicas: int

@@ -75,6 +75,7 @@ def _group(name: str, lag: int, dead: int) -> GroupStats:
         delayed=0,
         dead=dead,
         lag=lag,
+        backlog=lag,
         oldest_ready_age_ms=1500,
         acked_total=7,
         consumers=[],

@@ -19,7 +19,7 @@ from ferry.operator.reconcile.autoscaling import (
     replica_status,
     replicas_for,
 )
-from ferry.operator.reconcile.specs import Autoscaling, ConsumerGroupSpec, Owner
+from ferry.operator.reconcile.specs import Autoscaling, ConsumerGroupSpec, Owner, Provider
 
 from .conftest import apply_defaults, spec_schema
 
@@ -33,7 +33,8 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 def stats(depth: int = 0, in_flight: int = 0, delayed: int = 0, dead: int = 0) -> GroupStats:
     return GroupStats(queue="q", group="g", settings=GroupSettings(), depth=depth,
                       in_flight=in_flight, delayed=delayed, dead=dead,
-                      lag=depth + in_flight + delayed, oldest_ready_age_ms=0, acked_total=0,
+                      lag=depth + in_flight + delayed, backlog=depth + in_flight,
+                      oldest_ready_age_ms=0, acked_total=0,
                       consumers=[])
 
 
@@ -111,11 +112,11 @@ def test_hpa_is_a_child_of_the_group() -> None:
 
 
 def test_group_children_are_its_hpa_or_nothing() -> None:
-    kids = consumergroups.children(OWNER, group())
+    kids = consumergroups.children(OWNER, group(), provider=Provider.FERRY, endpoint=None)
     assert [k["kind"] for k in kids] == ["HorizontalPodAutoscaler"]
     plain = ConsumerGroupSpec.model_validate(
         apply_defaults(spec_schema("ConsumerGroup"), {"queue": "orders"}))
-    assert consumergroups.children(OWNER, plain) == []
+    assert consumergroups.children(OWNER, plain, provider=None, endpoint=None) == []
 
 
 def test_hpa_behavior_takes_the_stabilization_windows_from_the_spec() -> None:

@@ -48,7 +48,7 @@ def test_autoscaling_shape_is_parsed(defaulted: Defaulted) -> None:
 
 def _group_stats() -> GroupStats:
     return GroupStats(queue="orders", group="billing", settings=GroupSettings(), depth=3,
-                      in_flight=2, delayed=1, dead=4, lag=6, oldest_ready_age_ms=90_000,
+                      in_flight=2, delayed=1, dead=4, lag=6, backlog=5, oldest_ready_age_ms=90_000,
                       acked_total=10, consumers=[])
 
 

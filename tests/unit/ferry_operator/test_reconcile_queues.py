@@ -32,7 +32,8 @@ def stats(*groups: GroupStats) -> QueueStats:
 def group(name: str, in_flight: int, dead: int, consumers: int) -> GroupStats:
     return GroupStats(
         queue="orders", group=name, settings=GroupSettings(), depth=1, in_flight=in_flight,
-        delayed=0, dead=dead, lag=1 + in_flight, oldest_ready_age_ms=0, acked_total=0,
+        delayed=0, dead=dead, lag=1 + in_flight, backlog=1 + in_flight,
+        oldest_ready_age_ms=0, acked_total=0,
         consumers=[ConsumerInfo(name=f"c{i}", last_seen_ms=0, in_flight=0)
                    for i in range(consumers)])
 

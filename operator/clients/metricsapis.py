@@ -1,0 +1,64 @@
+"""What the cluster offers autoscalers: who serves external metrics, whether KEDA is there.
+
+Cluster-wide facts every ConsumerGroup pass needs; read at most once per `ttl` seconds
+so that many groups cost the API server a few GETs per period, not a few each.
+`reconcile.providers` turns them into a decision.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ferry.operator.clients.errors import KubeError
+from ferry.operator.clients.kube import KubeClient
+
+EXTERNAL_METRICS = "/apis/external.metrics.k8s.io/v1beta1"
+KEDA_API = "/apis/keda.sh/v1alpha1"
+
+
+@dataclass(frozen=True)
+class Offered:
+    registered: bool                     # an APIService for external metrics exists
+    served_by: str                       # its "<namespace>/<service>" ("" when none)
+    metric_names: frozenset[str] | None  # what its discovery lists; None: it did not answer
+    keda_installed: bool                 # the API server serves keda.sh/v1alpha1
+
+
+class MetricsApis:
+    def __init__(self, kube: KubeClient, *, apiservice: str, ttl: float = 30.0) -> None:
+        self._kube, self._apiservice, self._ttl = kube, apiservice, ttl
+        self._seen: Offered | None = None
+        self._at = 0.0
+
+    async def offered(self) -> Offered:
+        now = time.monotonic()
+        if self._seen is None or now - self._at >= self._ttl:
+            self._seen, self._at = await self._read(), now
+        return self._seen
+
+    async def _get(self, url_path: str) -> dict[str, Any] | None:
+        """The document at url_path; None when absent; KubeError when it cannot be read."""
+        return await self._kube.read(url_path)
+
+    async def _read(self) -> Offered:
+        try:
+            keda = await self._get(KEDA_API) is not None
+        except KubeError:
+            keda = False
+        service = await self._get(f"/apis/apiregistration.k8s.io/v1/apiservices/{self._apiservice}")
+        if service is None:
+            return Offered(registered=False, served_by="", metric_names=frozenset(),
+                           keda_installed=keda)
+        ref = (service.get("spec") or {}).get("service")
+        served_by = (f"{ref.get('namespace')}/{ref.get('name')}" if ref
+                     else "the API server itself")
+        try:
+            discovery = await self._get(EXTERNAL_METRICS)
+        except KubeError:  # registered but not answering (503): who knows what it serves
+            discovery = None
+        names = (frozenset(str(r.get("name")) for r in discovery.get("resources") or [])
+                 if discovery is not None else None)
+        return Offered(registered=True, served_by=served_by, metric_names=names,
+                       keda_installed=keda)
