@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ferry.broker.client import BrokerClient, NotFound
+from ferry.broker.models import OutgoingMessage
 
 T = TypeVar("T")
 
@@ -46,11 +47,41 @@ def events(plane: Any, namespace: str, name: str) -> list[tuple[str, str, str]]:
     return [(e["type"], e["reason"], e["message"]) for e in found["items"]]
 
 
+def workload(namespace: str, name: str, replicas: int = 1) -> dict[str, Any]:
+    """A Deployment to scale (without a kubelet its pods are created, never run)."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                {"name": "worker", "image": "registry.k8s.io/pause:3.10"}]}},
+        },
+    }
+
+
 def on_broker(url: str, call: Callable[[BrokerClient], Awaitable[T]]) -> T:
     async def run() -> T:
         async with BrokerClient(url, retries=1, timeout=10) as client:
             return await call(client)
     return asyncio.run(run())
+
+
+def publish(url: str, queue: str, count: int) -> None:
+    messages = [OutgoingMessage(body={"n": n}) for n in range(count)]
+    on_broker(url, lambda c: c.publish(queue, messages))
+
+
+def drain(url: str, queue: str, group: str) -> int:
+    """Receive and ack everything the group has ready; how many messages that was."""
+    async def run(client: BrokerClient) -> int:
+        done = 0
+        while deliveries := await client.receive(queue, group, "drainer", max=100):
+            await client.ack(queue, group, [d.receipt for d in deliveries])
+            done += len(deliveries)
+        return done
+    return on_broker(url, run)
 
 
 def broker_queues(url: str) -> dict[str, int]:

@@ -23,10 +23,9 @@ from typing import Any
 
 import pytest
 from fixtures.broker_process import BrokerProcess, free_port
-from operating import apply, cr, events, get, table
+from operating import apply, cr, drain, events, get, publish, table, workload
 
 from ferry.broker.client import BrokerClient
-from ferry.broker.models import OutgoingMessage
 from ferry.operator.reconcile import autoscaling
 from ferry.operator.reconcile.specs import Autoscaling, Owner
 from kubeplane import ControlPlane, aggregation
@@ -50,21 +49,6 @@ def _broker_call(url: str, call: Callable[[BrokerClient], Any]) -> Any:
         async with BrokerClient(url) as client:
             return await call(client)
     return asyncio.run(run())
-
-
-def _publish(url: str, count: int) -> None:
-    messages = [OutgoingMessage(body={"n": n}) for n in range(count)]
-    _broker_call(url, lambda c: c.publish(QUEUE, messages))
-
-
-def _drain(url: str) -> int:
-    async def drain(client: BrokerClient) -> int:
-        done = 0
-        while deliveries := await client.receive(QUEUE, CONSUMERS, "drainer", max=100):
-            await client.ack(QUEUE, CONSUMERS, [d.receipt for d in deliveries])
-            done += len(deliveries)
-        return done
-    return int(_broker_call(url, drain))
 
 
 @contextmanager
@@ -129,7 +113,7 @@ def _lag_through_the_aggregator(control_plane: ControlPlane, namespace: str,
 def test_kubectl_reads_the_groups_lag_through_the_aggregation_layer(
         control_plane: ControlPlane, metrics_api: MetricsApi, broker: BrokerProcess) -> None:
     ns = metrics_api.namespace
-    _publish(broker.url, 7)
+    publish(broker.url, QUEUE, 7)
     answer = _lag_through_the_aggregator(control_plane, ns)
     assert answer["kind"] == "ExternalMetricValueList"
     assert [(i["metricName"], i["metricLabels"], i["value"]) for i in answer["items"]] == [
@@ -148,23 +132,11 @@ def test_a_bad_selector_comes_back_as_the_servers_400(
     assert "unbalanced parentheses" in out.stderr
 
 
-def _deployment(namespace: str, replicas: int = 1) -> dict[str, Any]:
-    labels = {"app": CONSUMERS}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": CONSUMERS, "namespace": namespace},
-        "spec": {
-            "replicas": replicas, "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [
-                {"name": "worker", "image": "registry.k8s.io/pause:3.10"}]}},
-        },
-    }
-
-
 def _hpa(namespace: str) -> dict[str, Any]:
     """The HPA exactly as the operator builds it for a ConsumerGroup `workers` on `jobs`,
     without the owner reference (no ConsumerGroup object exists in this test)."""
     spec = Autoscaling.model_validate({
+        "provider": "Ferry", "pollingInterval": "10s",
         "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": CONSUMERS},
         "minReplicas": 1, "maxReplicas": 5, "lagPerReplica": 10,
         "scaleUpStabilization": "0s", "scaleDownStabilization": "1s", "idleAfter": "5m"})
@@ -179,7 +151,7 @@ def test_the_hpa_controller_scales_a_deployment_with_the_lag(
         control_plane: ControlPlane, metrics_api: MetricsApi, broker: BrokerProcess,
         eventually: Eventually) -> None:
     ns = metrics_api.namespace
-    control_plane.kubectl("apply", "-f", "-", input=json.dumps(_deployment(ns)))
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(workload(ns, CONSUMERS)))
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(_hpa(ns)))
 
     def replicas() -> int:
@@ -187,18 +159,18 @@ def test_the_hpa_controller_scales_a_deployment_with_the_lag(
         return int(found["spec"]["replicas"])
 
     # 35 messages at 10 per replica: ceil(35 / 10) = 4 replicas.
-    _publish(broker.url, 35)
+    publish(broker.url, QUEUE, 35)
     eventually(lambda: replicas() == 4, "4 replicas for a lag of 35 at 10 per replica")
     hpa = control_plane.kubectl_json("get", "hpa", CONSUMERS, "-n", ns)
     assert hpa["status"]["currentMetrics"][0]["external"]["metric"]["name"] == (
         "ferry_consumergroup_lag")
 
     # 135 messages would want 14: maxReplicas bounds it at 5.
-    _publish(broker.url, 100)
+    publish(broker.url, QUEUE, 100)
     eventually(lambda: replicas() == 5, "the maximum of 5 replicas for a lag of 135")
 
     # Drained, the group has no lag: back to minReplicas.
-    assert _drain(broker.url) == 135
+    assert drain(broker.url, QUEUE, CONSUMERS) == 135
     eventually(lambda: replicas() == 1, "back to 1 replica once the lag is worked off")
     hpa = control_plane.kubectl_json("get", "hpa", CONSUMERS, "-n", ns)
     assert hpa["status"]["desiredReplicas"] == 1
@@ -237,7 +209,7 @@ def test_a_consumergroup_scales_its_workers_with_lag_and_to_zero_when_idle(
         control_plane: ControlPlane, namespace: str, broker: BrokerProcess,
         run_operator: Any, tmp_path: Path, eventually: Eventually) -> None:
     run_operator(broker_url=broker.url)
-    control_plane.kubectl("apply", "-f", "-", input=json.dumps(_deployment(namespace)))
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(workload(namespace, CONSUMERS)))
     apply(control_plane, namespace, cr("Queue", QUEUE, {}))
     apply(control_plane, namespace, cr("ConsumerGroup", CONSUMERS, {
         "queue": QUEUE,
@@ -267,7 +239,7 @@ def test_a_consumergroup_scales_its_workers_with_lag_and_to_zero_when_idle(
 
         # The first messages wake it (0 -> 1, the operator), the HPA takes it on to
         # ceil(25 / 10) = 3.
-        _publish(broker.url, 25)
+        publish(broker.url, QUEUE, 25)
         answer = _lag_through_the_aggregator(control_plane, namespace, f"group={CONSUMERS}")
         assert [(i["metricLabels"], i["value"]) for i in answer["items"]] == [
             ({"namespace": namespace, "queue": QUEUE, "group": CONSUMERS}, "25")]
@@ -276,7 +248,7 @@ def test_a_consumergroup_scales_its_workers_with_lag_and_to_zero_when_idle(
         assert "Activated" in [r for _, r, _ in events(control_plane, namespace, CONSUMERS)]
 
         # Drained: the HPA goes back to 1, then idleAfter later the operator to 0.
-        assert _drain(broker.url) == 25
+        assert drain(broker.url, QUEUE, CONSUMERS) == 25
         eventually(lambda: replicas() == 0, "back to zero once the backlog is worked off")
 
 

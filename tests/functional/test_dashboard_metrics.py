@@ -109,5 +109,6 @@ def _up(url: str) -> bool:
 
 
 def test_dashboard_is_shipped_with_the_kustomize_base() -> None:
-    kustomization = (ROOT / "manifests" / "kustomization.yaml").read_text()
-    assert "grafana/ferry-dashboard.json" in kustomization
+    kustomization = (ROOT / "manifests" / "grafana" / "kustomization.yaml").read_text()
+    assert "ferry-dashboard.json" in kustomization
+    assert "../grafana" in (ROOT / "manifests" / "core" / "kustomization.yaml").read_text()

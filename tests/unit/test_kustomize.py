@@ -107,8 +107,39 @@ def test_the_image_knob_moves_every_workload(tmp_path: Path) -> None:
 def test_nothing_is_namespaced_outside_ferrys_namespace() -> None:
     """A kustomize `namespace:` moves every namespaced object: one that has to live in
     kube-system (or anywhere else) would silently be moved out of it."""
-    for path in sorted((ROOT / "manifests").glob("*.yaml")):
+    for path in sorted((ROOT / "manifests").rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") != "Kustomization":
+            if doc and doc.get("kind") not in ("Kustomization", "Component"):
                 namespace = doc["metadata"].get("namespace", "ferry-system")
                 assert namespace == "ferry-system", f"{path.name}: {doc['metadata']['name']}"
+
+
+def _metrics_api_objects(docs: list[dict[str, Any]]) -> set[str]:
+    return {f"{d['kind']}/{d['metadata']['name']}" for d in docs
+            if "metrics" in d["metadata"]["name"] or d["kind"] == "APIService"}
+
+
+def test_the_metrics_api_is_an_optional_component() -> None:
+    """core/ is Ferry without its metrics API (for clusters where KEDA or another adapter
+    holds v1beta1.external.metrics.k8s.io); manifests/ adds the component."""
+    core = kustomize(ROOT / "manifests" / "core")
+    full = kustomize(ROOT / "manifests")
+    assert _metrics_api_objects(core) == set()
+    assert {"APIService/v1beta1.external.metrics.k8s.io", "Deployment/ferry-metrics-api",
+            "Service/ferry-metrics-api"} <= _metrics_api_objects(full)
+    names = {f"{d['kind']}/{d['metadata']['name']}" for d in full}
+    assert names - _metrics_api_objects(full) == {f"{d['kind']}/{d['metadata']['name']}"
+                                                  for d in core}
+
+
+def test_an_overlay_can_add_the_component_to_core(tmp_path: Path) -> None:
+    body = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+            "namespace": "queues",
+            "resources": [os.path.relpath(ROOT / "manifests" / "core", tmp_path)],
+            "components": [os.path.relpath(ROOT / "manifests" / "components" / "metrics-api",
+                                           tmp_path)]}
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(body))
+    docs = kustomize(tmp_path)
+    (apiservice,) = [d for d in docs if d["kind"] == "APIService"]
+    assert apiservice["spec"]["service"] == {"name": "ferry-metrics-api", "namespace": "queues",
+                                             "port": 443}
