@@ -55,9 +55,9 @@ envtest: venv ## build the envtest control plane once (cached) and print its ver
 # folder tests/envtest/tools/<name>/ into ${FERRY_CACHE:-.cache}/<name>/<version>/ once.
 # Argo CD needs Go 1.27: its go.mod's toolchain line makes the go command fetch go1.27.3
 # from the module proxy (GOTOOLCHAIN is set by the build script, nothing else to do).
-TOOLS := argocd kustomize kstatus
+TOOLS := argocd kustomize kstatus keda
 
-tools: venv ## build the peer tools once (cached): Argo CD, kustomize, kstatus
+tools: venv ## build the peer tools once (cached): Argo CD, kustomize, kstatus, KEDA
 	$(BIN)/python scripts/controlplane tools $(TOOLS)
 
 # pytest exits 5 when it collected nothing: make treats that as a failure too,

@@ -5,8 +5,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-# Real-process fixtures (broker, operator, PostgreSQL) shared by the functional and envtest tiers.
-pytest_plugins = ["fixtures.brokers", "fixtures.operators", "fixtures.postgres"]
+# Real-process fixtures (broker, operator, PostgreSQL, KEDA) shared by the functional and
+# envtest tiers.
+pytest_plugins = ["fixtures.brokers", "fixtures.operators", "fixtures.postgres", "fixtures.keda"]
 
 
 @pytest.fixture(autouse=True)

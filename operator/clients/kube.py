@@ -26,6 +26,7 @@ SCALE_MANAGER = "ferry-autoscaler"  # the 0 <-> 1 step of scale-to-zero
 PLURALS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Service"): "services",
+    ("v1", "Pod"): "pods",
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("apps/v1", "Deployment"): "deployments",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
@@ -156,6 +157,14 @@ class KubeClient:
         except KubeNotFound:
             return False
         return True
+
+    async def annotate(self, api_version: str, kind: str, namespace: str, name: str,
+                       annotations: dict[str, str]) -> None:
+        """Set annotations with a merge patch (the rest of the object is someone else's)."""
+        await self._call("PATCH", path(api_version, kind, namespace, name),
+                         query={"fieldManager": FIELD_MANAGER},
+                         body={"metadata": {"annotations": annotations}},
+                         content_type="application/merge-patch+json")
 
     async def replicas(self, api_version: str, kind: str, namespace: str,
                        name: str) -> int | None:

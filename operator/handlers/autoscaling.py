@@ -15,7 +15,7 @@ import kopf
 from ferry.broker.models import GroupStats
 from ferry.operator.clients.errors import KubeError
 from ferry.operator.handlers.common import Runtime
-from ferry.operator.reconcile import keda
+from ferry.operator.reconcile import keda, scalein
 from ferry.operator.reconcile.autoscaling import (
     IdleState,
     decide_idle_scaling,
@@ -25,6 +25,27 @@ from ferry.operator.reconcile.autoscaling import (
 from ferry.operator.reconcile.specs import Autoscaling, Owner, Provider
 
 HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
+
+
+async def keep_deletion_costs(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
+                              stats: GroupStats) -> None:
+    """Each pod of the target gets the leases its consumers hold as its deletion cost, so
+    a scale-in (the HPA's or KEDA's) removes idle consumers first."""
+    target = spec.target
+    try:
+        workload = await rt.kube.get(target.api_version, target.kind, owner.namespace,
+                                     target.name)
+        selector = scalein.selector_of(workload) if workload else None
+        if selector is None:
+            return
+        pods = await rt.kube.list("v1", "Pod", owner.namespace, selector)
+        for pod, cost in scalein.cost_changes(scalein.live_costs(pods), stats.consumers).items():
+            await rt.kube.annotate("v1", "Pod", owner.namespace, pod,
+                                   {scalein.DELETION_COST: cost})
+    except KubeError as e:
+        kopf.warn(body, reason="DeletionCostFailed",
+                  message=f"cannot keep the pods' deletion costs of {target.kind}/"
+                          f"{target.name}: {e}")
 
 
 async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,

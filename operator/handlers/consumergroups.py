@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from ferry.operator.clients.errors import BrokerTrouble
-from ferry.operator.handlers.autoscaling import autoscale
+from ferry.operator.handlers.autoscaling import autoscale, keep_deletion_costs
 from ferry.operator.handlers.common import (
     Runtime,
     apply_or_degrade,
@@ -77,6 +77,8 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
         if spec.autoscaling is not None and scaling is not None:
             status.update(await autoscale(rt, body, owner, spec.autoscaling, stats,
                                           scaling.provider))
+            if stats is not None:
+                await keep_deletion_costs(rt, body, owner, spec.autoscaling, stats)
         patch["status"] = status
         RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()
 

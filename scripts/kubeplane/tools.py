@@ -33,4 +33,18 @@ KSTATUS = GoTool(name="kstatus", module_dir=TOOLS_DIR / "kstatus",
                  key_module="sigs.k8s.io/cli-utils",
                  packages={"kstatus": "ferry.dev/tools/kstatus"})
 
-TOOLS = {tool.name: tool for tool in (ARGOCD, KUSTOMIZE, KSTATUS)}
+
+def _keda_ldflags(version: str) -> list[str]:
+    # KEDA logs this as its version at start (default "main").
+    return ["-s", "-w", f"-X github.com/kedacore/keda/v2/version.Version={version}"]
+
+
+# KEDA's operator (scaling loop, ScaledObject controller, gRPC metrics service) and its
+# metrics API server (keda-adapter); the CRDs come from the same module's config/crd.
+KEDA = GoTool(name="keda", module_dir=TOOLS_DIR / "keda", key_module="github.com/kedacore/keda/v2",
+              packages={"keda-operator": "github.com/kedacore/keda/v2/cmd/operator",
+                        "keda-adapter": "github.com/kedacore/keda/v2/cmd/adapter"},
+              ldflags=_keda_ldflags, renames={"operator": "keda-operator",
+                                              "adapter": "keda-adapter"})
+
+TOOLS = {tool.name: tool for tool in (ARGOCD, KUSTOMIZE, KSTATUS, KEDA)}
