@@ -15,3 +15,10 @@ BROKER_FAILURES = Counter("ferry_operator_broker_failures_total",
                           "Broker calls that failed, by problem", ["problem"], registry=REGISTRY)
 READY = Gauge("ferry_operator_ready", "1 once the operator watches its resources",
               registry=REGISTRY)
+# Replicas against lag, for both providers (the dashboard's "Replicas against backlog").
+SCALED_REPLICAS = Gauge("ferry_operator_consumergroup_replicas",
+                        "Current replicas of an autoscaled ConsumerGroup's target",
+                        ["namespace", "group", "provider"], registry=REGISTRY)
+SCALED_BACKLOG = Gauge("ferry_operator_consumergroup_backlog",
+                       "Backlog (ready + in flight) an autoscaled ConsumerGroup scales on",
+                       ["namespace", "group"], registry=REGISTRY)

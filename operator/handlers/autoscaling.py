@@ -7,6 +7,7 @@ current/desired replicas. Runs on the stats timer, so it reacts within --stats-s
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ import kopf
 from ferry.broker.models import GroupStats
 from ferry.operator.clients.errors import KubeError
 from ferry.operator.handlers.common import Runtime
+from ferry.operator.metrics import SCALED_BACKLOG, SCALED_REPLICAS
 from ferry.operator.reconcile import keda, scalein
 from ferry.operator.reconcile.autoscaling import (
     IdleState,
@@ -25,6 +27,19 @@ from ferry.operator.reconcile.autoscaling import (
 from ferry.operator.reconcile.specs import Autoscaling, Owner, Provider
 
 HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
+
+
+def _record(owner: Owner, provider: Provider | None, replicas: int,
+            stats: GroupStats | None) -> None:
+    """Replicas against backlog for the dashboard, under the provider that scales now."""
+    name = provider.value if provider else "None"
+    for other in [*(p.value for p in Provider), "None"]:
+        if other != name:
+            with contextlib.suppress(KeyError):
+                SCALED_REPLICAS.remove(owner.namespace, owner.name, other)
+    SCALED_REPLICAS.labels(owner.namespace, owner.name, name).set(replicas)
+    if stats is not None:
+        SCALED_BACKLOG.labels(owner.namespace, owner.name).set(metric_value(stats))
 
 
 async def keep_deletion_costs(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
@@ -65,6 +80,7 @@ async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
         return {}
     if replicas is None:
         return {}
+    _record(owner, provider, replicas, stats)
     if provider is not Provider.FERRY:
         hpa = None
         if provider is Provider.KEDA:

@@ -29,6 +29,14 @@ def test_operator_panels_query_exported_metrics(control_plane: Any, namespace: s
     lost = {"apiVersion": "ferry.dev/v1alpha1", "kind": "Queue", "metadata": {"name": "lost"},
             "spec": {"broker": {"url": f"http://127.0.0.1:{free_port()}"}}}
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(lost))
+    # An autoscaled group (its target need not exist for the figures to be exported).
+    workers = {"apiVersion": "ferry.dev/v1alpha1", "kind": "ConsumerGroup",
+               "metadata": {"name": "workers"},
+               "spec": {"queue": "orders", "autoscaling": {"target": {"name": "workers"},
+                                                           "maxReplicas": 3}}}
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(workers))
+    control_plane.kubectl("create", "deployment", "workers", "-n", namespace,
+                          "--image=registry.k8s.io/pause:3.10")
     queried = {m for m in queried_metrics() if m.startswith("ferry_operator_")}
     assert queried, "the dashboard has no operator panels"
 
