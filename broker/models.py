@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 CONSUMER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+MAX_WAIT_MS = 60_000  # longest long poll (receive, group stats with wait_ms)
 
 DAY_MS = 24 * 3600 * 1000
 # Retention, delays and backoff: ten years is "forever" for a queue, and keeps
@@ -178,7 +179,7 @@ class PublishResponse(Model):
 class ReceiveRequest(Model):
     consumer: ConsumerName
     max: Annotated[int, Field(ge=1, le=1000)] = 1
-    wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    wait_ms: Annotated[int, Field(ge=0, le=MAX_WAIT_MS)] = 0
     visibility_timeout_ms: LeaseMillis | None = None
 
 

@@ -123,8 +123,12 @@ class BrokerClient:
     async def delete_group(self, queue: str, group: str) -> None:
         await self._send("DELETE", _g(queue, group))
 
-    async def group_stats(self, queue: str, group: str) -> GroupStats:
-        return await self._request("GET", _g(queue, group), None, GroupStats)
+    async def group_stats(self, queue: str, group: str, *, wait_ms: int = 0) -> GroupStats:
+        """The group's stats; with wait_ms, once it has a backlog or after wait_ms."""
+        params = {"wait_ms": str(wait_ms)} if wait_ms else None
+        within = self.timeout + wait_ms / 1000  # a long poll may take wait_ms to answer
+        return await self._request("GET", _g(queue, group), None, GroupStats, params=params,
+                                   within=within)
 
     async def health(self) -> bool:
         """Whether the broker answers GET /readyz with 2xx now (one attempt, no retries)."""

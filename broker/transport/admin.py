@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from ferry.broker.models import GroupSettings, QueueList, QueueSettings, parse
-from ferry.broker.transport.runtime import RUNTIME, now_ms
+from ferry.broker.models import MAX_WAIT_MS, GroupSettings, QueueList, QueueSettings, parse
+from ferry.broker.transport.runtime import RUNTIME, now_ms, queue_key
 from ferry.broker.transport.views import (
     group_stats,
+    int_query,
     json_response,
     name_param,
     queue_stats,
@@ -66,9 +69,21 @@ async def put_group(request: web.Request) -> web.Response:
 
 @routes.get("/v1/queues/{queue}/groups/{group}")
 async def get_group(request: web.Request) -> web.Response:
+    """The group's stats; with ?wait_ms=N, answered when the group has a backlog (ready or
+    in flight) or after N ms: an autoscaler waiting at zero replicas learns of the first
+    message as it is published, not on its next poll."""
     rt = request.app[RUNTIME]
-    g = rt.core.group(name_param(request, "queue"), name_param(request, "group"))
-    return json_response(group_stats(g, now_ms()))
+    queue, group = name_param(request, "queue"), name_param(request, "group")
+    wait_ms = int_query(request, "wait_ms", 0, 0, MAX_WAIT_MS)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_ms / 1000
+    while True:
+        g = rt.core.group(queue, group)
+        stats = group_stats(g, now_ms())
+        left = deadline - loop.time()
+        if stats.backlog > 0 or left <= 0 or rt.draining:
+            return json_response(stats)
+        await rt.signals.wait((queue_key(g.queue.qid),), left)
 
 
 @routes.delete("/v1/queues/{queue}/groups/{group}")

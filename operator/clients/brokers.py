@@ -59,9 +59,11 @@ class Brokers:
         async with _translated(url):
             return await self._client(url).queue_stats(queue)
 
-    async def group_stats(self, url: str, queue: str, group: str) -> GroupStats:
+    async def group_stats(self, url: str, queue: str, group: str, *,
+                          wait_ms: int = 0) -> GroupStats:
+        """With wait_ms, a long poll: answered once the group has a backlog (or after it)."""
         async with _translated(url):
-            return await self._client(url).group_stats(queue, group)
+            return await self._client(url).group_stats(queue, group, wait_ms=wait_ms)
 
     async def delete_queue(self, url: str, queue: str) -> None:
         async with _translated(url):

@@ -19,10 +19,12 @@ from ferry.operator.handlers.common import Runtime
 from ferry.operator.metrics import SCALED_BACKLOG, SCALED_REPLICAS
 from ferry.operator.reconcile import keda, scalein
 from ferry.operator.reconcile.autoscaling import (
+    IdleReason,
     IdleState,
     decide_idle_scaling,
     metric_value,
     replica_status,
+    should_wake,
 )
 from ferry.operator.reconcile.specs import Autoscaling, Owner, Provider
 
@@ -61,6 +63,35 @@ async def keep_deletion_costs(rt: Runtime, body: Any, owner: Owner, spec: Autosc
         kopf.warn(body, reason="DeletionCostFailed",
                   message=f"cannot keep the pods' deletion costs of {target.kind}/"
                           f"{target.name}: {e}")
+
+
+WAKE_POLL_MS = 20_000  # one long poll per group at zero; the broker answers at the publish
+
+
+async def wake_on_first_message(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
+                                url: str, queue: str) -> bool:
+    """While the target sits at zero, long-poll the broker for the group's backlog and
+    take the 0 -> 1 step the moment a message arrives, for either provider (KEDA would
+    otherwise wait for its next pollingInterval, the operator for its stats timer).
+
+    True when the target is still at zero and nothing came: poll again at once.
+    """
+    target = spec.target
+    replicas = await rt.kube.replicas(target.api_version, target.kind, owner.namespace,
+                                      target.name)
+    if not should_wake(spec, replicas):
+        return False
+    stats = await rt.brokers.group_stats(url, queue, owner.name, wait_ms=WAKE_POLL_MS)
+    # Read again: the stats timer, KEDA or a person may have moved it meanwhile.
+    replicas = await rt.kube.replicas(target.api_version, target.kind, owner.namespace,
+                                      target.name)
+    if metric_value(stats) == 0 or not should_wake(spec, replicas):
+        return should_wake(spec, replicas)
+    await rt.kube.scale(target.api_version, target.kind, owner.namespace, target.name, 1)
+    kopf.info(body, reason=IdleReason.ACTIVATED.value,
+              message=f"scaled {target.kind}/{target.name} from 0 to 1: the broker reported "
+                      f"a backlog of {metric_value(stats)}")
+    return False
 
 
 async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,

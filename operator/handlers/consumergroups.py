@@ -6,9 +6,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
-from ferry.operator.clients.errors import BrokerTrouble
-from ferry.operator.handlers.autoscaling import autoscale, keep_deletion_costs
+from ferry.operator.clients.errors import BrokerTrouble, KubeError
+from ferry.operator.handlers.autoscaling import (
+    autoscale,
+    keep_deletion_costs,
+    wake_on_first_message,
+)
 from ferry.operator.handlers.common import (
     Runtime,
     apply_or_degrade,
@@ -16,16 +21,18 @@ from ferry.operator.handlers.common import (
     owner_of,
     parse_spec,
     register_kind,
+    runtime,
     settle_deletion,
 )
 from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from ferry.operator.reconcile import consumergroups, deletion, keda, providers, queues
-from ferry.operator.reconcile.metadata import API_VERSION
+from ferry.operator.reconcile.metadata import API_VERSION, GROUP, VERSION
 from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import Autoscaling, ConsumerGroupSpec, QueueSpec
 from ferry.operator.settings import OperatorSettings
 
 PLURAL = "consumergroups"
+WAKER_RETRY_SECONDS = 2.0
 PRUNE = [("autoscaling/v2", "HorizontalPodAutoscaler"), (keda.API_VERSION, keda.KIND)]
 
 
@@ -100,5 +107,35 @@ async def finalize(rt: Runtime, body: Any, retry: int) -> None:
     await settle_deletion(rt.settings, body, what, failure, retry)
 
 
+async def waker(rt: Runtime, body: Any, stopped: kopf.DaemonStopped) -> None:
+    """Wake on the first message: long polls on the broker while the target sits at 0.
+
+    Otherwise (and after a broker or API server failure) it looks again every stats
+    period; the stats timer's own 0 -> 1 step stays as the fallback.
+    """
+    while not stopped:
+        again = False
+        try:
+            spec = ConsumerGroupSpec.model_validate(body["spec"])
+            if spec.autoscaling is not None:
+                owner = owner_of(body)
+                url = await queue_endpoint(rt, owner.namespace, spec.queue)
+                if url is not None:
+                    again = await wake_on_first_message(rt, body, owner, spec.autoscaling,
+                                                        url, spec.queue)
+        except (ValidationError, KubeError, BrokerTrouble):
+            # The group may not be on its broker yet: try again soon.
+            await stopped.wait(min(rt.settings.stats_seconds, WAKER_RETRY_SECONDS))
+            continue
+        if not again:
+            await stopped.wait(rt.settings.stats_seconds)
+
+
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     register_kind(registry, settings, PLURAL, reconcile, finalize)
+
+    @kopf.daemon(GROUP, VERSION, PLURAL, id="waker", cancellation_timeout=1.0,
+                 registry=registry)
+    async def wake(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo,
+                   **_: Any) -> None:
+        await waker(runtime(memo), body, stopped)

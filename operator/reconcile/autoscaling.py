@@ -167,6 +167,11 @@ def decide_idle_scaling(*, spec: Autoscaling, lag: int | None, replicas: int,
                                         scaled_to_zero=state.scaled_to_zero and replicas == 0))
 
 
+def should_wake(spec: Autoscaling, replicas: int | None) -> bool:
+    """Whether to wait on the broker for the first message: the target sits at zero."""
+    return scales_to_zero(spec) and replicas == 0
+
+
 class ReplicaStatus(_Model):
     current: int = Field(alias="currentReplicas")
     desired: int = Field(alias="desiredReplicas")
