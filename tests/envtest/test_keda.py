@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fixtures.broker_process import BrokerProcess
 from fixtures.keda import Keda
 from operating import apply, condition, cr, drain, get, publish, table, workload
 
 pytestmark = [pytest.mark.envtest, pytest.mark.keda]
 
+ROOT = Path(__file__).resolve().parents[2]
 QUEUE, CONSUMERS = "jobs", "workers"
 Eventually = Callable[..., Any]
 
@@ -105,6 +108,14 @@ def test_beside_keda_ferry_never_takes_the_metrics_api_and_auto_falls_back(
     assert f"{namespace}/keda-metrics" in message
     eventually(lambda: get(control_plane, namespace, "scaledobject", CONSUMERS) is None,
                "the ScaledObject is pruned once KEDA is no longer the provider")
+
+    # Installing Ferry's metrics API now stops with a conflict instead of taking it over.
+    rendered = control_plane.kubectl("kustomize", str(ROOT / "manifests")).stdout
+    (ours,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "APIService"]
+    refused = control_plane.kubectl("apply", "--server-side", "-f", "-",
+                                    input=json.dumps(ours), check=False)
+    assert refused.returncode != 0
+    assert "conflict" in refused.stderr.lower()
     apiservice = control_plane.kubectl_json("get", "apiservice",
                                             "v1beta1.external.metrics.k8s.io")
     assert apiservice["spec"]["service"]["name"] == "keda-metrics"
