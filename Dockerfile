@@ -1,5 +1,5 @@
 # One image for every Ferry process; the command picks the process:
-#   ferry-broker --data-dir /var/lib/ferry --port 8080
+#   ferry-broker --data-dir /var/lib/ferry              (listens on 7070)
 #   ferry-operator
 #   ferry-streamer / ferry-collector / ferry-api   (telemetry pipeline)
 #   ferry ...                                      (CLI)
@@ -18,6 +18,7 @@ COPY pyproject.toml setup.py README.md ./
 COPY broker/ broker/
 COPY operator/ operator/
 COPY telemetry/ telemetry/
+COPY kit/ kit/
 RUN /opt/ferry/bin/pip install --no-cache-dir . \
     && /opt/ferry/bin/python -m compileall -q /opt/ferry
 
@@ -44,5 +45,5 @@ ENV PATH=/opt/ferry/bin:$PATH \
 WORKDIR /var/lib/ferry
 VOLUME ["/var/lib/ferry", "/tmp"]
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 7070
 CMD ["ferry", "--help"]

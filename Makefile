@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Strict editable installs link files one by one, so a new module needs the
 # install re-run: the stamp depends on every Python file and on the metadata.
-SOURCES := $(shell find broker operator telemetry -name '*.py' -o -name 'py.typed' 2>/dev/null)
+SOURCES := $(shell find broker operator telemetry kit -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
 .PHONY: help venv lint typecheck imports postgres envtest tools test unit demo bench bench-servers clean
@@ -31,7 +31,7 @@ lint: venv ## ruff, and hadolint for the Dockerfile
 	$(BIN)/hadolint --no-color --failure-threshold style Dockerfile
 
 typecheck: venv ## mypy --strict over every ferry package, the bench harness and the control plane
-	$(BIN)/mypy -p ferry.broker -p ferry.operator -p ferry.telemetry -p kubeplane -p ferrydemo
+	$(BIN)/mypy -p ferry.kit -p ferry.broker -p ferry.operator -p ferry.telemetry -p kubeplane -p ferrydemo -p testsupport
 	$(BIN)/mypy bench
 
 imports: venv ## import-linter layer contracts

@@ -1,4 +1,4 @@
-"""Map broker/, operator/ and telemetry/ onto the ferry.* namespace.
+"""Map broker/, operator/, telemetry/ and kit/ onto the ferry.* namespace.
 
 Only the package list is computed here (so a new subpackage needs no edit);
 everything else lives in pyproject.toml.
@@ -8,7 +8,8 @@ from pathlib import Path
 
 from setuptools import setup
 
-ROOTS = {"broker": "ferry.broker", "operator": "ferry.operator", "telemetry": "ferry.telemetry"}
+ROOTS = {"broker": "ferry.broker", "operator": "ferry.operator", "telemetry": "ferry.telemetry",
+         "kit": "ferry.kit"}
 
 
 def _packages() -> dict[str, str]:

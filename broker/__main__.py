@@ -7,18 +7,17 @@ import asyncio
 import gc
 import logging
 import os
-import signal
 import socket
 import sys
 import time
 from pathlib import Path
 
-from aiohttp import web
-
-from ferry.broker import logs
 from ferry.broker.store import StoreError
 from ferry.broker.store.postgres.schema import DEFAULT_SCHEMA, check_schema
 from ferry.broker.transport import Runtime, build_app, open_postgres, open_runtime
+from ferry.kit import logs
+from ferry.kit.config import DEFAULT_BROKER_PORT, add_log_level, port_number
+from ferry.kit.serving import serve
 
 log = logging.getLogger("ferry.broker")
 
@@ -43,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME", help=f"the queue set: a PostgreSQL schema (env FERRY_POSTGRES_SCHEMA; "
                              f"default {DEFAULT_SCHEMA})",
     )
-    p.add_argument("--port", type=int, default=7070, help="TCP port (default 7070)")
+    p.add_argument("--port", type=port_number, default=DEFAULT_BROKER_PORT,
+                   help=f"TCP port (default {DEFAULT_BROKER_PORT}; 0: any free port, logged)")
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     p.add_argument(
         "--token-file",
@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
              "whose first non-blank character is # is a comment); when set, every route but "
              "/healthz and /readyz requires `Authorization: Bearer <token>`",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_level(p)
     p.add_argument(
         "--drain-seconds", type=float, default=10.0,
         help="on SIGTERM, how long in-flight requests may take to finish (default 10)",
@@ -93,7 +93,7 @@ def read_tokens(path: str) -> frozenset[str]:
     return tokens
 
 
-async def serve(args: argparse.Namespace, tokens: frozenset[str] | None) -> None:
+async def run(args: argparse.Namespace, tokens: frozenset[str] | None) -> None:
     loop = asyncio.get_running_loop()
     t0 = time.perf_counter()
     try:
@@ -106,32 +106,29 @@ async def serve(args: argparse.Namespace, tokens: frozenset[str] | None) -> None
     except StoreError as e:
         raise SystemExit(f"ferry-broker: {e}") from e
     rt.tokens = tokens
-    app = build_app(rt)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=args.drain_seconds)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port, backlog=1024, reuse_address=True)
+
+    def started(port: int) -> None:
+        tune_gc()
+        log.info(
+            "serving", extra={"host": args.host, "port": port, "engine": rt.store.name,
+                              "role": rt.role.value, "queues": len(rt.core.queues),
+                              "startup_s": round(time.perf_counter() - t0, 3),
+                              "auth": tokens is not None},
+        )
+
+    def draining() -> None:
+        log.info("draining", extra={"timeout_s": args.drain_seconds})
+        rt.draining = True
+        rt.signals.notify_all()
+
     try:
-        await site.start()
+        await serve(build_app(rt), args.host, args.port, started=started, stopping=draining,
+                    until=lambda stop: _until_stopped_or_lost(rt, stop),
+                    drain_seconds=args.drain_seconds, backlog=1024)
     except OSError as e:
-        await runner.cleanup()
-        await rt.store.aclose()
         raise SystemExit(f"ferry-broker: cannot listen on {args.host}:{args.port}: {e}") from e
-    tune_gc()
-    log.info(
-        "serving", extra={"host": args.host, "port": args.port, "engine": rt.store.name,
-                          "role": rt.role.value, "queues": len(rt.core.queues),
-                          "startup_s": round(time.perf_counter() - t0, 3),
-                          "auth": tokens is not None},
-    )
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await _until_stopped_or_lost(rt, stop)
-    log.info("draining", extra={"timeout_s": args.drain_seconds})
-    rt.draining = True
-    rt.signals.notify_all()
-    await runner.cleanup()
-    await rt.store.aclose()
+    finally:
+        await rt.store.aclose()
     log.info("stopped", extra={"commits": rt.store.writer.batches,
                                "writes": rt.store.writer.items})
 
@@ -163,14 +160,14 @@ _ARGV: list[str] = []
 def main(argv: list[str] | None = None) -> int:
     _ARGV[:] = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    logs.setup(args.log_level)
+    logs.setup("ferry-broker", args.log_level)
     tokens = read_tokens(args.token_file) if args.token_file else None
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep working without it
-        asyncio.run(serve(args, tokens))
+        asyncio.run(run(args, tokens))
     else:
-        uvloop.run(serve(args, tokens))
+        uvloop.run(run(args, tokens))
     return 0
 
 

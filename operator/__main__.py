@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import random
@@ -12,22 +11,12 @@ import sys
 
 from pydantic import ValidationError
 
+from ferry.kit import logs
+from ferry.kit.config import BROKER_URL_ENV, add_log_level, add_metrics_address, env
 from ferry.operator.settings import OperatorSettings
 
 
-class JsonLines(logging.Formatter):
-    """One JSON object per log line (structured logs for cluster log collectors)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record), "level": record.levelname,
-                 "logger": record.name, "message": record.getMessage()}
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
 def parser() -> argparse.ArgumentParser:
-    env = os.environ.get
     p = argparse.ArgumentParser(
         prog="ferry-operator",
         description="Reconcile Ferry's Queue, ConsumerGroup and TelemetryPipeline resources "
@@ -36,23 +25,24 @@ def parser() -> argparse.ArgumentParser:
                    help="watch only this namespace (repeatable; default: cluster-wide; "
                    "env FERRY_NAMESPACES, comma-separated)")
     p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig file")
-    p.add_argument("--peering", default=env("FERRY_PEERING", "ferry"),
-                   help="kopf peering object shared by replicas (default: ferry)")
+    p.add_argument("--peering", default=env("FERRY_PEERING"),
+                   help="kopf peering object shared by replicas (default: ferry, or "
+                   "standalone with a warning when kopf's peering CRDs are not installed; "
+                   "given explicitly, the operator waits for them); env FERRY_PEERING")
     p.add_argument("--priority", type=int, default=None,
                    help="peering priority; the highest acts and the others wait as hot "
                    "standbys (kopf pauses equal priorities), so the default is random")
     p.add_argument("--standalone", action="store_true",
                    help="run without peering (only one replica may run)")
-    p.add_argument("--broker-url", default=env("FERRY_BROKER_URL"),
+    p.add_argument("--broker-url", default=env(BROKER_URL_ENV),
                    help="talk to this broker for Queues without spec.broker.url, for control "
-                   "planes whose pods never run (envtest, make demo); env FERRY_BROKER_URL")
-    p.add_argument("--metrics-host", default=env("FERRY_METRICS_HOST", "0.0.0.0"))
-    p.add_argument("--metrics-port", type=int, default=int(env("FERRY_METRICS_PORT", "8081")),
-                   help="port of /metrics and /healthz (default 8081)")
+                   f"planes whose pods never run (envtest, make demo); env {BROKER_URL_ENV}")
+    add_metrics_address(p, port=8081)
     p.add_argument("--resync-seconds", type=float,
                    default=float(env("FERRY_RESYNC_SECONDS", "30")),
                    help="re-apply children this often, repairing drift (default 30)")
-    p.add_argument("--stats-seconds", type=float, default=float(env("FERRY_STATS_SECONDS", "10")),
+    p.add_argument("--stats-seconds", type=float,
+                   default=float(env("FERRY_STATS_SECONDS", "10")),
                    help="poll broker stats into status this often (default 10)")
     p.add_argument("--delete-attempts", type=int,
                    default=int(env("FERRY_DELETE_ATTEMPTS", "5")),
@@ -60,8 +50,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-base-seconds", type=float,
                    default=float(env("FERRY_RETRY_BASE_SECONDS", "2")),
                    help="first retry delay of a failed deletion, doubling each time (default 2)")
-    p.add_argument("--log-level", default=env("FERRY_LOG_LEVEL", "info"),
-                   choices=["debug", "info", "warning", "error"])
+    add_log_level(p)
     return p
 
 
@@ -71,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         n for n in os.environ.get("FERRY_NAMESPACES", "").split(",") if n]
     try:
         settings = OperatorSettings(
-            namespaces=namespaces, peering=None if args.standalone else args.peering,
+            namespaces=namespaces, peering=None if args.standalone else args.peering or "ferry",
+            peering_required=args.peering is not None,
             priority=random.randrange(1, 2**31) if args.priority is None else args.priority,
             broker_url=args.broker_url, kubeconfig=args.kubeconfig,
             metrics_host=args.metrics_host, metrics_port=args.metrics_port,
@@ -80,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as e:
         print(f"ferry-operator: invalid settings:\n{e}", file=sys.stderr)
         return 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLines())
-    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    logs.setup("ferry-operator", args.log_level)
     if args.log_level != "debug":  # kopf logs every successful timer run at INFO
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     from ferry.operator.running import run  # kopf is heavy: not needed for --help

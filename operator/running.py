@@ -7,8 +7,10 @@ import logging
 
 import kopf
 
+from ferry.kit.serving import listening
 from ferry.operator import handlers, serving
 from ferry.operator.clients.brokers import Brokers
+from ferry.operator.clients.errors import KubeError
 from ferry.operator.clients.kube import KubeClient, load_credentials
 from ferry.operator.handlers.common import Runtime
 from ferry.operator.metrics import READY
@@ -34,37 +36,74 @@ def kopf_settings() -> kopf.OperatorSettings:
     return s
 
 
+def peering_resource(settings: OperatorSettings) -> str:
+    """The kopf peering resource this operator would use (cluster-wide or namespaced)."""
+    return "kopfpeerings" if settings.namespaces else "clusterkopfpeerings"
+
+
+def peering_plan(settings: OperatorSettings, installed: bool) -> tuple[str | None, str | None]:
+    """(peering name or None for standalone, a warning to log) - no side effects.
+
+    Without kopf's peering CRDs kopf would wait silently forever: say so, and run
+    standalone unless peering was asked for explicitly.
+    """
+    if settings.peering is None or installed:
+        return settings.peering, None
+    crd = f"{peering_resource(settings)}.kopf.dev"
+    if settings.peering_required:
+        return settings.peering, (
+            f"waiting for the CRD {crd} (kopf peering {settings.peering!r} was asked for); "
+            "install it with: kubectl apply -f manifests/operator/peering-crds.yaml")
+    return None, (
+        f"kopf's peering CRD {crd} is not installed: running standalone, so only one "
+        "replica may run; kubectl apply -f manifests/operator/peering-crds.yaml "
+        "-f manifests/operator/peering.yaml to run more as hot standbys")
+
+
 async def run(settings: OperatorSettings) -> None:
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     kube = KubeClient(load_credentials(settings.kubeconfig))
     brokers = Brokers()
+    peering, warning = peering_plan(settings, await _peering_installed(kube, settings))
+    if warning:
+        log.warning(warning)
     ready, stop = asyncio.Event(), asyncio.Event()
     operator = asyncio.create_task(kopf.operator(
         registry=registry,
         settings=kopf_settings(),
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
-        standalone=settings.peering is None,
-        peering_name=settings.peering,
+        standalone=peering is None,
+        peering_name=peering,
         priority=settings.priority,
         ready_flag=ready,
         stop_flag=stop,
         memo=kopf.Memo(runtime=Runtime(settings=settings, kube=kube, brokers=brokers)),
     ), name="kopf")
-    server = await serving.start(settings.metrics_host, settings.metrics_port, ready, operator)
     watcher = asyncio.create_task(_mark_ready(ready), name="ready-gauge")
-    log.info("ferry-operator serving /metrics and /healthz on %s:%d (%s)",
-             settings.metrics_host, settings.metrics_port,
-             ", ".join(settings.namespaces) or "cluster-wide")
     try:
-        await operator
+        async with listening(serving.app(ready, operator), settings.metrics_host,
+                             settings.metrics_port) as port:
+            log.info("serving /metrics and /healthz", extra={
+                "host": settings.metrics_host, "port": port,
+                "namespaces": settings.namespaces or "cluster-wide",
+                "peering": peering or "standalone"})
+            await operator
     finally:
         watcher.cancel()
-        await server.cleanup()
         await brokers.close()
         await kube.close()
         log.info("ferry-operator stopped")
+
+
+async def _peering_installed(kube: KubeClient, settings: OperatorSettings) -> bool:
+    if settings.peering is None:
+        return False
+    try:
+        return await kube.serves("kopf.dev/v1", peering_resource(settings))
+    except KubeError:  # kopf itself retries an API server that does not answer yet
+        return True
 
 
 async def _mark_ready(ready: asyncio.Event) -> None:

@@ -5,30 +5,22 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ferry.kit.health import health, metrics_handler
 from ferry.operator.metrics import REGISTRY
 
 
 def app(ready: asyncio.Event, operator: asyncio.Task[None]) -> web.Application:
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(REGISTRY),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     async def healthz(_: web.Request) -> web.Response:
         # Healthy while kopf runs and once it watches its resources.
-        ok = ready.is_set() and not operator.done()
-        return web.json_response({"ok": ok, "ready": ready.is_set()}, status=200 if ok else 503)
+        problem = None
+        if operator.done():
+            problem = "the operator stopped"
+        elif not ready.is_set():
+            problem = "starting: not watching its resources yet"
+        return health(problem, ready=ready.is_set())
 
     application = web.Application()
-    application.router.add_get("/metrics", metrics)
+    application.router.add_get("/metrics", metrics_handler(REGISTRY))
     application.router.add_get("/healthz", healthz)
     return application
-
-
-async def start(host: str, port: int, ready: asyncio.Event,
-                operator: asyncio.Task[None]) -> web.AppRunner:
-    runner = web.AppRunner(app(ready, operator), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner

@@ -10,6 +10,9 @@ class OperatorSettings(BaseModel):
 
     namespaces: list[str] = Field(default_factory=list, description="empty: cluster-wide")
     peering: str | None = Field("ferry", description="kopf peering name; None: standalone")
+    peering_required: bool = Field(
+        False, description="wait for kopf's peering CRDs instead of running standalone "
+        "when they are not installed")
     priority: int = Field(
         0, description="peering priority: the highest acts, the others wait as hot standbys")
     broker_url: str | None = Field(

@@ -6,8 +6,20 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-EPILOG = f"Environment: FERRY_URL (default {DEFAULT_URL}), FERRY_TOKEN."
+from ferry.kit.config import (
+    BROKER_TOKEN_ENV,
+    BROKER_URL_ENV,
+    DEFAULT_BROKER_URL,
+    env,
+    int_between,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    renamed,
+)
+
+EPILOG = f"Environment: {BROKER_URL_ENV} (default {DEFAULT_BROKER_URL}), {BROKER_TOKEN_ENV}."
+PRIORITY = int_between(0, 9)
 
 
 @dataclass(frozen=True)
@@ -36,11 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def connection(args: argparse.Namespace, env: Mapping[str, str]) -> Connection:
-    """Flags win over the environment, the environment over the defaults."""
+def connection(args: argparse.Namespace, environ: Mapping[str, str]) -> Connection:
+    """Flags win over the environment, the environment over the defaults.
+
+    FERRY_URL and FERRY_TOKEN are the deprecated names of FERRY_BROKER_URL/_TOKEN.
+    """
     return Connection(
-        url=args.url or env.get("FERRY_URL") or DEFAULT_URL,
-        token=args.token or env.get("FERRY_TOKEN") or None,
+        url=args.url or env(BROKER_URL_ENV, old="FERRY_URL", environ=environ)
+        or DEFAULT_BROKER_URL,
+        token=args.token or env(BROKER_TOKEN_ENV, old="FERRY_TOKEN", environ=environ) or None,
         timeout=args.timeout,
         retries=args.retries,
     )
@@ -54,18 +70,20 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection and output")
     sup = argparse.SUPPRESS
-    group.add_argument("--url", default=sup, help=f"broker URL (env FERRY_URL; {DEFAULT_URL})")
-    group.add_argument("--token", default=sup, help="bearer token (env FERRY_TOKEN)")
+    renamed(group, "--broker-url", "--url", dest="url", default=sup, metavar="URL",
+            help=f"broker URL (env {BROKER_URL_ENV}; {DEFAULT_BROKER_URL})")
+    renamed(group, "--broker-token", "--token", dest="token", default=sup, metavar="TOKEN",
+            help=f"bearer token (env {BROKER_TOKEN_ENV})")
     group.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=sup,
         metavar="SECONDS",
         help="per-request timeout (default 30)",
     )
     group.add_argument(
         "--retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         metavar="N",
         default=sup,
         help="retries on connection errors and 5xx (default 2)",
@@ -100,16 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     queues = queue.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = sub(queues, "create", "create a queue, or update its settings")
     create.add_argument("queue")
-    create.add_argument("--max-message-bytes", type=_positive_int, metavar="BYTES")
-    create.add_argument("--retention-ms", type=_positive_int, metavar="MS")
-    create.add_argument("--visibility-timeout-ms", type=_positive_int, metavar="MS")
+    create.add_argument("--max-message-bytes", type=positive_int, metavar="BYTES")
+    create.add_argument("--retention-ms", type=positive_int, metavar="MS")
+    create.add_argument("--visibility-timeout-ms", type=positive_int, metavar="MS")
     create.add_argument(
         "--max-deliveries",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="deliveries before a message is dead-lettered",
     )
-    create.add_argument("--dedup-window-ms", type=_non_negative_int, metavar="MS")
+    create.add_argument("--dedup-window-ms", type=non_negative_int, metavar="MS")
     create.add_argument(
         "--fair", action="store_true", default=None, help="deliver round-robin across message keys"
     )
@@ -126,22 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["earliest", "latest"],
         help="earliest: every stored message; latest: only new ones",
     )
-    gcreate.add_argument("--visibility-timeout-ms", type=_positive_int, metavar="MS")
-    gcreate.add_argument("--max-deliveries", type=_positive_int, metavar="N")
+    gcreate.add_argument("--visibility-timeout-ms", type=positive_int, metavar="MS")
+    gcreate.add_argument("--max-deliveries", type=positive_int, metavar="N")
     gcreate.add_argument(
         "--backoff-initial-ms",
-        type=_non_negative_int,
+        type=non_negative_int,
         metavar="MS",
         help="nack backoff: first delay",
     )
     gcreate.add_argument(
         "--backoff-multiplier",
-        type=_positive_float,
+        type=positive_float,
         metavar="X",
         help="nack backoff: growth per delivery",
     )
     gcreate.add_argument(
-        "--backoff-max-ms", type=_non_negative_int, metavar="MS", help="nack backoff: cap"
+        "--backoff-max-ms", type=non_negative_int, metavar="MS", help="nack backoff: cap"
     )
     _queue_group(sub(groups, "delete", "delete a consumer group"))
     _queue_group(sub(groups, "stats", "a group's figures and consumers"))
@@ -155,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--text", action="store_true", help="every line is a text body, even if it parses as JSON"
     )
     publish.add_argument("--key", help="message key (fair delivery, ordering per key)")
-    publish.add_argument("--priority", type=_priority, default=0, help="0-9, higher first")
-    publish.add_argument("--delay-ms", type=_non_negative_int, metavar="MS", default=0)
+    publish.add_argument("--priority", type=PRIORITY, default=0, help="0-9, higher first")
+    publish.add_argument("--delay-ms", type=non_negative_int, metavar="MS", default=0)
     publish.add_argument(
         "--header",
         action="append",
@@ -165,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="add a header (repeatable)",
     )
-    publish.add_argument("--batch-size", type=_positive_int, default=500, metavar="N")
+    publish.add_argument("--batch-size", type=positive_int, default=500, metavar="N")
     publish.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -177,11 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     _queue_group(consume)
     consume.add_argument("--consumer", default=None, help="consumer name (default ferry-cli-PID)")
     consume.add_argument(
-        "--max", type=_positive_int, metavar="N", help="stop after this many messages"
+        "--max", type=positive_int, metavar="N", help="stop after this many messages"
     )
     consume.add_argument(
         "--idle",
-        type=_positive_float,
+        type=positive_float,
         metavar="SECONDS",
         help="stop when no message came for this long",
     )
@@ -197,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     deads = dead.add_subparsers(dest="action", metavar="ACTION", required=True)
     dlist = sub(deads, "list", "list dead letters")
     _queue_group(dlist)
-    dlist.add_argument("--limit", type=_positive_int, default=100, metavar="N")
+    dlist.add_argument("--limit", type=positive_int, default=100, metavar="N")
     dlist.add_argument("--cursor", help="next_cursor of a previous page")
     redrive = sub(deads, "redrive", "move dead letters back to the group")
     _queue_group(redrive)
@@ -207,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     message.add_argument("queue")
     message.add_argument("id")
     message.add_argument(
-        "--priority", type=_priority, metavar="N",
+        "--priority", type=PRIORITY, metavar="N",
         help="first change its priority (0-9) for deliveries still to come",
     )
     return parser
@@ -216,44 +234,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _queue_group(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("queue")
     parser.add_argument("group")
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _priority(text: str) -> int:
-    value = _int(text)
-    if not 0 <= value <= 9:
-        raise argparse.ArgumentTypeError(f"must be 0-9, got {value}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def _header(text: str) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from ferry.broker.cli.args import connection, parse_args
 
 EXIT_FAILED = 1  # the broker refused: unknown queue, bad settings, ...
 EXIT_USAGE = 2  # argparse's own code for bad arguments
-EXIT_UNREACHABLE = 3  # no broker answered at --url
+EXIT_UNREACHABLE = 3  # no broker answered at --broker-url
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_TERMINATED = 143  # SIGTERM
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ferry: error: {e.message}", file=sys.stderr)
         if e.status == 0:
             print(
-                f"ferry: is a broker running at {conn.url}? (set --url or FERRY_URL)",
+                f"ferry: is a broker running at {conn.url}? (set --broker-url or FERRY_BROKER_URL)",
                 file=sys.stderr,
             )
         return EXIT_UNREACHABLE

@@ -1,6 +1,6 @@
 """Async client of the Ferry broker: the only way the rest of Ferry talks to a broker.
 
-async with BrokerClient("http://127.0.0.1:8080") as client:
+async with BrokerClient("http://127.0.0.1:7070") as client:
     await client.put_queue("jobs")
     await client.put_group("jobs", "workers")
     await client.publish("jobs", [OutgoingMessage(body={"n": 1})])

@@ -26,11 +26,11 @@ import sqlite3
 import sys
 import time
 
-from ferry.broker import logs
 from ferry.broker.store.applying import Wire, apply
 from ferry.broker.store.checkpoints import CHECKPOINT_S, Checkpointer
 from ferry.broker.store.frames import Decoder, encode
 from ferry.broker.store.schema import connect
+from ferry.kit import logs
 
 log = logging.getLogger("ferry.broker.store")
 
@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
     # over its last writes and closes the pipe, which is what ends this process.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logs.setup(argv[2] if len(argv) > 2 else "info")
+    logs.setup("ferry-broker-committer", argv[2] if len(argv) > 2 else "info")
     path = argv[1]
     conn = connect(path)
     # Checkpoints run on their own thread, never inside a commit.

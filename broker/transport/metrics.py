@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ferry.broker.transport.errors import Handler
 from ferry.broker.transport.runtime import Runtime, now_ms
-
-routes = web.RouteTableDef()
-REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
-REQUESTS = web.AppKey("metrics_requests", Counter)
-LATENCY = web.AppKey("metrics_latency", Histogram)
+from ferry.kit.health import metrics_handler, request_metrics
 
 
 class BrokerCollector(Collector):
@@ -75,40 +69,12 @@ class BrokerCollector(Collector):
 def install(app: web.Application, rt: Runtime) -> None:
     registry = CollectorRegistry()
     registry.register(BrokerCollector(rt))
-    app[REGISTRY] = registry
-    app[REQUESTS] = Counter(
-        "ferry_http_requests", "HTTP requests", ["route", "method", "status"], registry=registry
-    )
-    app[LATENCY] = Histogram(
-        "ferry_http_request_duration_seconds", "HTTP request latency", ["route"],
-        registry=registry,
-        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 60),
-    )
     commit = Histogram(
         "ferry_store_commit_seconds", "one group commit in the committer: SQL and fsync",
         registry=registry, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
     )
     rt.store.writer.on_batch = lambda _items, seconds: commit.observe(seconds)
-    app.middlewares.append(metrics_middleware)
-    app.add_routes(routes)
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    t0 = time.perf_counter()
-    status = 500
-    try:
-        resp = await handler(request)
-        status = resp.status
-        return resp
-    finally:
-        info = request.match_info.route.resource
-        route = info.canonical if info is not None else "unmatched"
-        request.app[REQUESTS].labels(route, request.method, str(status)).inc()
-        request.app[LATENCY].labels(route).observe(time.perf_counter() - t0)
-
-
-@routes.get("/metrics")
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY])
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+    app.middlewares.append(request_metrics(
+        registry, "ferry_http",
+        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 60)))
+    app.router.add_get("/metrics", metrics_handler(registry))

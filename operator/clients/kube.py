@@ -121,6 +121,14 @@ class KubeClient:
         except aiohttp.ClientError as e:
             raise KubeError(0, "Unreachable", f"{method} {url_path}: {e}") from e
 
+    async def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves this resource now (e.g. its CRD is installed)."""
+        try:
+            found = await self._call("GET", f"/apis/{api_version}")
+        except KubeNotFound:
+            return False
+        return any(r.get("name") == plural for r in found.get("resources", []))
+
     async def apply(self, manifest: Obj) -> Obj:
         """Server-side apply as `ferry-operator`, taking over conflicting fields (force)."""
         meta = manifest["metadata"]

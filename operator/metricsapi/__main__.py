@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from ferry.broker.client import BrokerClient, BrokerError
+from ferry.kit import logs
+from ferry.kit.config import add_log_level, port_number
+from ferry.kit.serving import serve
 from ferry.operator.clients.kubereads import (
     AccessReviewer,
     KubeReader,
@@ -35,19 +36,6 @@ from ferry.operator.metricsapi.lags import (
 from ferry.operator.metricsapi.routes import make_app
 
 log = logging.getLogger("ferry.metricsapi")
-_STANDARD = set(vars(logging.makeLogRecord({})))
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line; `extra=` fields become keys."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname,
-                                "logger": record.name, "message": record.getMessage()}
-        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
         description="Serve external.metrics.k8s.io/v1beta1 (ferry_consumergroup_lag) for "
                     "HorizontalPodAutoscalers, behind the API server's aggregation layer.")
     p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on")
-    p.add_argument("--secure-port", type=int, default=6443, help="HTTPS port (default 6443)")
+    p.add_argument("--secure-port", type=port_number, default=6443,
+                   help="HTTPS port (default 6443)")
     p.add_argument("--tls-cert-file", help="serving certificate (PEM); without it a "
                    "self-signed one is made at start")
     p.add_argument("--tls-private-key-file", help="key of --tls-cert-file")
@@ -81,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds a broker's figure is reused (default 2)")
     p.add_argument("--broker-timeout", type=float, default=3.0,
                    help="seconds to wait for a broker's stats (default 3)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(p)
     return p
 
 
@@ -139,25 +128,32 @@ async def _build(
     return make_app(lags, cache, auth, authorizer), auth
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    logging.basicConfig(level=args.log_level, handlers=[handler])
+async def run(args: argparse.Namespace) -> int:
+    """Build the app and serve it on the same event loop (its clients belong to that loop)."""
     try:
         if args.group:
             StaticDirectory.parse(args.group)
         cert, key = _serving_pair(args)
-        app, auth = asyncio.run(_build(args))
+        app, auth = await _build(args)
         context = frontproxy.server_context(cert, key, auth)
     except (ValueError, OSError, KubernetesReadError) as error:
         print(f"ferry-metrics-api: {error}", file=sys.stderr)
         return 2
-    log.info("serving", extra={"address": args.bind_address, "port": args.secure_port})
-    # run_app handles SIGTERM/SIGINT: stops accepting, finishes requests, closes clients.
-    web.run_app(app, host=args.bind_address, port=args.secure_port, ssl_context=context,
-                access_log=None, print=None, shutdown_timeout=10.0)
+    try:
+        await serve(app, args.bind_address, args.secure_port, ssl_context=context,
+                    started=lambda port: log.info(
+                        "serving", extra={"address": args.bind_address, "port": port}))
+    except OSError as error:
+        print(f"ferry-metrics-api: cannot listen on {args.bind_address}:{args.secure_port}: "
+              f"{error}", file=sys.stderr)
+        return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.setup("ferry-metrics-api", args.log_level)
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ferry.kit.health import health_handler, metrics_handler
 from ferry.operator.metricsapi import documents, frontproxy, selectors
 from ferry.operator.metricsapi.access import Authorizer, ReviewUnavailableError
 from ferry.operator.metricsapi.lags import (
@@ -29,7 +29,6 @@ READER = web.AppKey("reader", LagReader)
 CACHE = web.AppKey("cache", StatsCache)
 AUTH = web.AppKey("auth", frontproxy.RequestHeaderConfig)
 AUTHORIZER = web.AppKey("authorizer", Authorizer)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
 REQUESTS = web.AppKey("requests", Counter)
 USER = web.RequestKey("user", frontproxy.User)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics"})
@@ -58,15 +57,6 @@ async def _errors_and_auth(request: web.Request, handler: Handler) -> web.Stream
         response = _failure(405, "MethodNotAllowed", f"{request.method} is not supported here")
     app[REQUESTS].labels(code=str(response.status)).inc()
     return response
-
-
-async def _ok(request: web.Request) -> web.Response:
-    return web.Response(text="ok")
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(request.app[REGISTRY]),
-                        headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def _api_group_list(request: web.Request) -> web.Response:
@@ -114,7 +104,7 @@ def make_app(reader: LagReader, cache: StatsCache, auth: frontproxy.RequestHeade
              authorizer: Authorizer) -> web.Application:
     app = web.Application(middlewares=[_errors_and_auth])
     registry = CollectorRegistry()
-    app[READER], app[CACHE], app[AUTH], app[REGISTRY] = reader, cache, auth, registry
+    app[READER], app[CACHE], app[AUTH] = reader, cache, auth
     app[AUTHORIZER] = authorizer
     app[REQUESTS] = Counter("ferry_metrics_api_requests", "requests answered, by HTTP status",
                             ["code"], registry=registry)
@@ -124,10 +114,9 @@ def make_app(reader: LagReader, cache: StatsCache, auth: frontproxy.RequestHeade
     hits = Gauge("ferry_metrics_api_cache_hits", "values served without a broker read",
                  registry=registry)
     hits.set_function(lambda: cache.hits)
-    app.router.add_get("/healthz", _ok)
-    app.router.add_get("/livez", _ok)
-    app.router.add_get("/readyz", _ok)
-    app.router.add_get("/metrics", _metrics)
+    for probe in ("/healthz", "/livez", "/readyz"):
+        app.router.add_get(probe, health_handler())
+    app.router.add_get("/metrics", metrics_handler(registry))
     app.router.add_get("/apis", _api_group_list)
     app.router.add_get(f"/apis/{documents.GROUP}", _api_group)
     app.router.add_get(BASE, _api_resources)

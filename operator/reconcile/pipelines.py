@@ -107,9 +107,9 @@ def _database_env(spec: TelemetryPipelineSpec) -> Manifest:
     storage = spec.collector.storage
     if storage.secret_key_ref is not None:
         ref: KeyRef = storage.secret_key_ref
-        return {"name": "FERRY_DATABASE_URL",
+        return {"name": "FERRY_STORAGE",
                 "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-    return {"name": "FERRY_DATABASE_URL", "value": storage.url or SQLITE_URL}
+    return {"name": "FERRY_STORAGE", "value": storage.url or SQLITE_URL}
 
 
 def _scratch_volumes() -> tuple[list[Manifest], list[Manifest]]:
@@ -144,7 +144,7 @@ def _streamer(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Man
     name, streamer = streamer_name(owner), spec.streamer
     path, src_volumes, src_mounts = _source(spec)
     volumes, mounts = _scratch_volumes()
-    args = ["--broker", broker_url, "--queue", queue_name(owner),
+    args = ["--broker-url", broker_url, "--queue", queue_name(owner),
             "--instance-index", "$(FERRY_INSTANCE_INDEX)",
             "--instance-count", str(streamer.replicas)]
     if streamer.rate_per_second > 0:  # 0 means unlimited: the streamer's default
@@ -188,9 +188,8 @@ def _collector(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Ma
         "name": "collector",
         "image": collector.image or spec.image,
         "command": ["ferry-collector"],
-        "args": ["--broker", broker_url, "--queue", queue_name(owner),
-                 "--group", group_name(owner), "--storage", "$(FERRY_DATABASE_URL)",
-                 "--http-port", str(METRICS_PORT)],
+        "args": ["--broker-url", broker_url, "--queue", queue_name(owner),
+                 "--group", group_name(owner), "--metrics-port", str(METRICS_PORT)],
         "ports": [_metrics_port()],
         "env": [_database_env(spec)],
         "resources": resources(collector.resources),
@@ -216,7 +215,7 @@ def _api(owner: Owner, spec: TelemetryPipelineSpec) -> Manifest:
         "name": "api",
         "image": spec.api.image or spec.image,
         "command": ["ferry-api"],
-        "args": ["--storage", "$(FERRY_DATABASE_URL)", "--port", str(API_PORT)],
+        "args": ["--port", str(API_PORT)],
         "env": [_database_env(spec)],
         "ports": [{"name": "http", "containerPort": API_PORT}],
         "readinessProbe": http_probe("/healthz", 5),

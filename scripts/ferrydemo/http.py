@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
-import time
-import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from testsupport.waiting import GaveUpError, answers, eventually
 
 
 def get_json(url: str, timeout: float = 5.0) -> Any:
@@ -22,27 +15,19 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
         return json.load(response)
 
 
-def get_text(url: str, timeout: float = 5.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        body: bytes = response.read()
-        return body.decode()
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2.0) as response:
-            return bool(200 <= response.status < 300)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def wait_until_answers(url: str, timeout: float, check: Any = None) -> bool:
+def wait_until_answers(url: str, timeout: float,
+                       check: Callable[[], None] | None = None) -> bool:
     """Poll `url` until it answers 2xx; `check()` runs between tries (to fail fast)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def probe() -> bool:
         if answers(url):
             return True
         if check is not None:
             check()
-        time.sleep(0.2)
-    return False
+        return False
+
+    try:
+        eventually(probe, f"{url} to answer", timeout)
+    except GaveUpError:
+        return False
+    return True

@@ -30,8 +30,9 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from testsupport.ports import free_port
+from testsupport.waiting import answers
 
-from ferrydemo.http import answers, free_port
 from ferrydemo.pods import Node, local_pod
 from ferrydemo.supervising import Child, Supervisor
 
@@ -59,7 +60,7 @@ def _loopback(argv: list[str]) -> list[str]:
     optional metrics port that would default to the same number in every pod a free one."""
     flags = _flags(argv[0])
     extra: list[str] = []
-    for flag in ("--host", "--http-host", "--bind-address"):
+    for flag in ("--host", "--http-host", "--metrics-host", "--bind-address"):
         if flag in flags and flag not in argv:
             extra += [flag, "127.0.0.1"]
     if "--http-port" in flags and "--http-port" not in argv:

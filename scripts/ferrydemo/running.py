@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import yaml
 from kubernetes import client, config
+from testsupport.ports import free_port
 
 from ferry.operator.reconcile.pipelines import API_PORT, group_name, queue_name
 from ferry.operator.reconcile.queues import BROKER_PORT, broker_name
@@ -22,7 +23,7 @@ from ferry.operator.reconcile.specs import Owner
 from ferry.telemetry.storage.opening import store_for
 from ferrydemo import checking, postgres
 from ferrydemo.display import Console, Progress, Summary
-from ferrydemo.http import free_port, wait_until_answers
+from ferrydemo.http import wait_until_answers
 from ferrydemo.kubelet import Kubelet
 from ferrydemo.supervising import Child, ProcessFailedError, Supervisor, tail
 from kubeplane import ControlPlane, ControlPlaneError, ensure_built

@@ -8,7 +8,6 @@ itself dies, so no run can leave a process behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
+from testsupport.processes import die_with_parent
 
 
 class ProcessFailedError(RuntimeError):
@@ -33,11 +32,6 @@ def tail(log: Path, lines: int = 20) -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def _die_with_parent() -> None:
-    # Between fork and exec: the kernel SIGKILLs the child when the demo dies.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -64,7 +58,7 @@ class Supervisor:
             proc = subprocess.Popen(
                 list(argv), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})}, start_new_session=True, close_fds=True,
-                preexec_fn=_die_with_parent, user=user, cwd=cwd,
+                preexec_fn=die_with_parent(), user=user, cwd=cwd,
             )
         child = Child(name, proc, log)
         self.children.append(child)

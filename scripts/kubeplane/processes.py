@@ -7,7 +7,6 @@ signals what this module started, even if the pid was reused since.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
+from testsupport.processes import die_with_parent as dying_with_parent
 
 # Servers this process started, kept so they are reaped (no zombies, no ResourceWarning).
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -29,13 +28,6 @@ class Running:
     log: Path
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: if the test process dies (even by
-    # SIGKILL), the kernel kills the server too, so a crashed run leaves nothing behind.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def spawn(name: str, argv: Sequence[str], run_dir: Path, log_dir: Path, *,
           die_with_parent: bool) -> Running:
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -45,7 +37,7 @@ def spawn(name: str, argv: Sequence[str], run_dir: Path, log_dir: Path, *,
         proc = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True,
-            preexec_fn=_die_with_parent if die_with_parent else None)
+            preexec_fn=dying_with_parent() if die_with_parent else None)
     (run_dir / f"{name}.pid").write_text(f"{proc.pid}\n{Path(argv[0]).resolve()}\n")
     _children[proc.pid] = proc
     return Running(name=name, pid=proc.pid, log=log)

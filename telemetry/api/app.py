@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
 
+from ferry.kit.health import health_handler, metrics_handler, request_metrics
 from ferry.telemetry.api import paging
 from ferry.telemetry.api.models import (
     ErrorBody,
@@ -24,16 +24,12 @@ from ferry.telemetry.api.models import (
 )
 from ferry.telemetry.api.openapi import document
 from ferry.telemetry.parsing.rows import describe
-from ferry.telemetry.runtime.serving import health_handler, metrics_handler
 from ferry.telemetry.storage.base import StorageError, Store
 from ferry.telemetry.storage.records import Position, SampleQuery
 
 log = logging.getLogger("ferry.telemetry.api")
 
 STORE = web.AppKey("store", Store)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
-REQUESTS = web.AppKey("requests", Counter)
-LATENCY = web.AppKey("latency", Histogram)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -75,17 +71,6 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
     except web.HTTPNotFound:
         return _error(404, ErrorCode.NOT_FOUND, f"no route {request.path}")
-
-
-@web.middleware
-async def measured(request: web.Request, handler: Handler) -> web.StreamResponse:
-    route = request.match_info.route.resource
-    name = route.canonical if route is not None else "unmatched"
-    start = time.perf_counter()
-    response = await handler(request)
-    request.app[LATENCY].labels(name).observe(time.perf_counter() - start)
-    request.app[REQUESTS].labels(name, request.method, str(response.status)).inc()
-    return response
 
 
 async def list_gpus(request: web.Request) -> web.Response:
@@ -153,16 +138,9 @@ def _version() -> str:
 
 def create_app(store: Store, *, own_store: bool = True) -> web.Application:
     """The API over `store`; with own_store the app opens and closes it."""
-    app = web.Application(middlewares=[measured, errors])
     registry = CollectorRegistry()
+    app = web.Application(middlewares=[request_metrics(registry, "ferry_api"), errors])
     app[STORE] = store
-    app[REGISTRY] = registry
-    app[REQUESTS] = Counter(
-        "ferry_api_requests", "API requests", ["route", "method", "status"], registry=registry
-    )
-    app[LATENCY] = Histogram(
-        "ferry_api_request_seconds", "API request latency", ["route"], registry=registry
-    )
     openapi = document(_version())
 
     async def openapi_json(_: web.Request) -> web.Response:

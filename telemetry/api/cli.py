@@ -7,10 +7,11 @@ import asyncio
 import logging
 import sys
 
+from ferry.kit import logs
+from ferry.kit.config import add_log_level, port_number
+from ferry.kit.serving import serve
 from ferry.telemetry.api.app import create_app
-from ferry.telemetry.runtime import logs
-from ferry.telemetry.runtime.arguments import add_log_level, add_storage
-from ferry.telemetry.runtime.serving import bound_port, start_site, stop_event
+from ferry.telemetry.runtime.arguments import add_storage
 from ferry.telemetry.storage.base import StorageError
 from ferry.telemetry.storage.opening import store_for
 
@@ -25,36 +26,35 @@ def parser() -> argparse.ArgumentParser:
     )
     add_storage(p)
     p.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
-    p.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    p.add_argument("--port", type=port_number, default=8080,
+                   help="listen port (default 8080; 0: any free port, logged)")
     add_log_level(p)
     return p
 
 
-async def serve(args: argparse.Namespace) -> int:
-    stop = stop_event()
+async def run(args: argparse.Namespace) -> int:
     try:
         store = store_for(args.storage)
     except ValueError as e:
         print(f"ferry-api: {e}", file=sys.stderr)
         return 2
+
+    def started(port: int) -> None:
+        log.info("serving", extra={"host": args.host, "port": port, "engine": store.engine})
+
     try:
-        runner = await start_site(create_app(store), args.host, args.port)
+        await serve(create_app(store), args.host, args.port, started=started,
+                    stopping=lambda: log.info("stopping"))
     except (StorageError, OSError) as e:
         print(f"ferry-api: cannot start: {e}", file=sys.stderr)
         return 1
-    log.info(
-        "serving", extra={"host": args.host, "port": bound_port(runner), "engine": store.engine}
-    )
-    await stop.wait()
-    log.info("stopping")
-    await runner.cleanup()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logs.setup("ferry-api", args.log_level)
-    return asyncio.run(serve(args))
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":

@@ -13,17 +13,12 @@ from aiohttp import web
 
 from ferry.broker.client import BrokerClient, BrokerError, NotFound
 from ferry.broker.models import GroupSettings
+from ferry.kit import logs
+from ferry.kit.config import add_log_level, add_metrics_address, positive_float, positive_int
+from ferry.kit.health import health_handler, metrics_handler
+from ferry.kit.serving import listening, stop_event
 from ferry.telemetry.collector.collecting import Collector, Metrics, Settings
-from ferry.telemetry.runtime import logs
-from ferry.telemetry.runtime.arguments import (
-    add_broker,
-    add_log_level,
-    add_storage,
-    positive_float,
-    positive_int,
-    require_broker,
-)
-from ferry.telemetry.runtime.serving import health_handler, metrics_handler, start_site, stop_event
+from ferry.telemetry.runtime.arguments import add_broker, add_storage, require_broker
 from ferry.telemetry.storage.base import StorageError
 from ferry.telemetry.storage.opening import store_for
 
@@ -69,8 +64,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--visibility-timeout-ms", type=positive_int, help="lease length (default: the group's)"
     )
-    p.add_argument("--http-host", default="0.0.0.0", help="/metrics and /healthz address")
-    p.add_argument("--http-port", type=int, default=9102, help="/metrics and /healthz port")
+    # Port 0 by default: two collectors on one machine must not collide (pods set theirs).
+    add_metrics_address(p, "--http-port", port=0)
     add_log_level(p)
     return p
 
@@ -111,7 +106,7 @@ async def collect(args: argparse.Namespace) -> int:
         print(f"ferry-collector: {e}", file=sys.stderr)
         return 1
     try:
-        async with BrokerClient(args.broker, token=args.token) as client:
+        async with BrokerClient(args.broker_url, token=args.broker_token) as client:
             collector = Collector(settings, client, store, stop, metrics=metrics)
 
             async def healthy() -> str | None:
@@ -122,8 +117,7 @@ async def collect(args: argparse.Namespace) -> int:
             app = web.Application()
             app.router.add_get("/metrics", metrics_handler(metrics.registry))
             app.router.add_get("/healthz", health_handler(healthy))
-            runner = await start_site(app, args.http_host, args.http_port)
-            try:
+            async with listening(app, args.metrics_host, args.metrics_port) as port:
                 if args.create:
                     await ensure(client, args)
                 log.info(
@@ -133,11 +127,10 @@ async def collect(args: argparse.Namespace) -> int:
                         "group": args.group,
                         "consumer": args.consumer,
                         "engine": store.engine,
+                        "metrics_port": port,
                     },
                 )
                 await collector.run()
-            finally:
-                await runner.cleanup()
     except BrokerError as e:
         print(f"ferry-collector: broker: {e}", file=sys.stderr)
         return 1

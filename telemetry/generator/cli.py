@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from ferry.kit.config import positive_int
 from ferry.telemetry.generator.corrupting import broken
 from ferry.telemetry.generator.fleet import samples
 from ferry.telemetry.parsing.rows import COLUMNS, to_csv_record
-from ferry.telemetry.runtime.arguments import positive_int
 
 DEFAULT_START = "2026-11-23T10:00:00Z"
 

@@ -7,27 +7,24 @@ import asyncio
 import json
 import logging
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 from aiohttp import web
 
 from ferry.broker.client import BrokerClient, BrokerError, NotFound
-from ferry.telemetry.parsing.pacing import Pace
-from ferry.telemetry.runtime import logs
-from ferry.telemetry.runtime.arguments import (
-    add_broker,
+from ferry.kit import logs
+from ferry.kit.config import (
     add_log_level,
     non_negative_int,
+    port_number,
     positive_float,
     positive_int,
-    require_broker,
 )
-from ferry.telemetry.runtime.serving import (
-    health_handler,
-    metrics_handler,
-    start_site,
-    stop_event,
-)
+from ferry.kit.health import health_handler, metrics_handler
+from ferry.kit.serving import listening, stop_event
+from ferry.telemetry.parsing.pacing import Pace
+from ferry.telemetry.runtime.arguments import add_broker, require_broker
 from ferry.telemetry.streamer.checkpoints import CheckpointError
 from ferry.telemetry.streamer.reading import InputError
 from ferry.telemetry.streamer.streaming import Metrics, Settings, Streamer
@@ -86,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--http-port",
-        type=int,
+        type=port_number,
         help="serve /metrics, /healthz and POST /api/v1/upload (text/csv) on this port",
     )
     p.add_argument("--http-host", default="0.0.0.0", help="address for --http-port")
@@ -125,30 +122,26 @@ async def stream(args: argparse.Namespace, settings: Settings | None) -> int:
     stop = stop_event()
     metrics = Metrics()
     try:
-        async with BrokerClient(args.broker, token=args.token) as client:
-            runner = None
+        async with (BrokerClient(args.broker_url, token=args.broker_token) as client,
+                    AsyncExitStack() as serving):
             if args.http_port is not None:
-                runner = await start_site(
-                    _app(client, args.queue, metrics), args.http_host, args.http_port
-                )
-            try:
-                if args.create_queue:
-                    try:
-                        await client.queue_stats(args.queue)
-                    except NotFound:
-                        await client.put_queue(args.queue)
-                if settings is None:
-                    log.info("serving uploads until SIGTERM", extra={"port": args.http_port})
-                    await stop.wait()
-                    return 0
-                summary = await Streamer(settings, client, stop, metrics=metrics).run()
-                print(json.dumps(summary.model_dump()), flush=True)
-                if args.stay and summary.complete:
-                    log.info("done; staying up until SIGTERM")
-                    await stop.wait()
-            finally:
-                if runner is not None:
-                    await runner.cleanup()
+                port = await serving.enter_async_context(listening(
+                    _app(client, args.queue, metrics), args.http_host, args.http_port))
+                log.info("serving /metrics, /healthz and uploads", extra={"port": port})
+            if args.create_queue:
+                try:
+                    await client.queue_stats(args.queue)
+                except NotFound:
+                    await client.put_queue(args.queue)
+            if settings is None:
+                log.info("serving uploads until SIGTERM")
+                await stop.wait()
+                return 0
+            summary = await Streamer(settings, client, stop, metrics=metrics).run()
+            print(json.dumps(summary.model_dump()), flush=True)
+            if args.stay and summary.complete:
+                log.info("done; staying up until SIGTERM")
+                await stop.wait()
     except (InputError, CheckpointError) as e:
         print(f"ferry-streamer: {e}", file=sys.stderr)
         return 2
@@ -162,12 +155,9 @@ async def stream(args: argparse.Namespace, settings: Settings | None) -> int:
 
 
 def _app(client: BrokerClient, queue: str, metrics: Metrics) -> web.Application:
-    async def healthy() -> str | None:
-        return None
-
     app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
     app.router.add_get("/metrics", metrics_handler(metrics.registry))
-    app.router.add_get("/healthz", health_handler(healthy))
+    app.router.add_get("/healthz", health_handler())
     app.router.add_post("/api/v1/upload", upload_handler(client, queue, metrics))
     return app
 

@@ -10,13 +10,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from testsupport.waiting import eventually
 
 from ferrydemo.checking import compare, read_sample, stored_keys
 
@@ -27,14 +27,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _eventually(probe: Callable[[], Any], what: str, timeout: float = 600) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"never happened: {what}")
-        time.sleep(2)
+    return eventually(lambda: probe() or None, what, timeout, interval=2)
 
 
 def _overlay(tmp_path: Path, image: str) -> Path:
@@ -101,11 +94,11 @@ def test_install_run_scale_and_clean_up(kind_cluster: Any, ferry_image: str,
     # Publish through the broker Service; the example workers ack everything.
     with kind_cluster.port_forward("service/orders-broker", 7070, "-n", NS) as port:
         url = f"http://127.0.0.1:{port}"
-        subprocess.run([FERRY, "--url", url, "publish", "orders"],
+        subprocess.run([FERRY, "--broker-url", url, "publish", "orders"],
                        input="\n".join(f'{{"order": {i}}}' for i in range(200)), text=True,
                        check=True, capture_output=True)
         def drained() -> bool:
-            out = subprocess.run([FERRY, "--url", url, "--json", "group", "stats", "orders",
+            out = subprocess.run([FERRY, "--broker-url", url, "--json", "group", "stats", "orders",
                                   "orders-workers"], capture_output=True, text=True, check=True)
             return int(json.loads(out.stdout).get("lag", -1)) == 0
         _eventually(drained, "the orders workers acked every message")

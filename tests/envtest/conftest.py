@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from testsupport import waiting
 
 from kubeplane import ControlPlane, ControlPlaneError, start, stop
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -81,17 +79,6 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
         api.close()
 
 
-def _eventually(probe: Callable[[], T | None], what: str, timeout: float = 120.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"never happened: {what}")
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def eventually() -> Callable[..., Any]:
-    return _eventually
+    return waiting.eventually

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from fixtures.dashboards import exported, queried_metrics
-from fixtures.processes import free_port
 from operating import condition, get
+from testsupport.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.envtest

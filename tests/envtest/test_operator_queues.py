@@ -121,7 +121,7 @@ def test_retain_keeps_the_data(control_plane: Any, namespace: str, broker: Any,
 def test_a_gone_broker_does_not_hold_deletion_forever(control_plane: Any, namespace: str,
                                                       run_operator: Any,
                                                       eventually: Any) -> None:
-    from fixtures.processes import free_port
+    from testsupport.ports import free_port
     run_operator()
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     apply(control_plane, namespace, cr("Queue", "lost", {"broker": {"url": dead}}))

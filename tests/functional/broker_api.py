@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import IO, Any
 
 import aiohttp
+from testsupport.waiting import eventually_async
 
 
 class Api:
@@ -45,6 +46,16 @@ class Api:
             {"consumer": consumer, "max": max, "wait_ms": wait_ms, **extra},
         )
         return list(doc["messages"])
+
+    async def seen(self, queue: str, group: str, *consumers: str) -> None:
+        """Until the group lists these consumers: the broker took their receive in, so a
+        long poll of theirs that found nothing is parked (nothing awaits in between)."""
+
+        async def listed() -> bool:
+            doc = await self.ok("GET", f"/v1/queues/{queue}/groups/{group}")
+            return set(consumers) <= {c["name"] for c in doc["consumers"]}
+
+        await eventually_async(listed, f"{consumers} to be seen by {queue}/{group}")
 
     async def settle(self, op: str, queue: str, group: str, receipts: list[str],
                      **extra: Any) -> list[str]:

@@ -96,8 +96,8 @@ async def test_fan_out_and_competing_consumers(api: Api) -> None:
 async def test_long_poll_is_woken_by_a_publish(api: Api) -> None:
     await api.ok("PUT", "/v1/queues/jobs")
     await api.ok("PUT", "/v1/queues/jobs/groups/w")
-    waiting = asyncio.create_task(api.receive("jobs", "w", wait_ms=30_000))
-    await asyncio.sleep(0.2)
+    waiting = asyncio.create_task(api.receive("jobs", "w", consumer="sleeper", wait_ms=30_000))
+    await api.seen("jobs", "w", "sleeper")
     assert not waiting.done()
     (mid,) = await api.publish("jobs", {"body": "wake"})
     got = await waiting

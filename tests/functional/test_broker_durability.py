@@ -111,8 +111,9 @@ async def test_sigterm_drains_long_polls_and_exits_cleanly(broker: BrokerProcess
         await api.ok("PUT", "/v1/queues/jobs/groups/w")
         (mid,) = await api.publish("jobs", {"body": "kept"})
         await api.receive("jobs", "w", consumer="x")  # leased; the lease is not durable
-        polls = [asyncio.create_task(api.receive("jobs", "w", wait_ms=60_000)) for _ in range(3)]
-        await asyncio.sleep(0.3)
+        polls = [asyncio.create_task(api.receive("jobs", "w", consumer=f"p{i}", wait_ms=60_000))
+                 for i in range(3)]
+        await api.seen("jobs", "w", "p0", "p1", "p2")
         loop = asyncio.get_running_loop()
         code = await loop.run_in_executor(None, broker.stop)
         assert code == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testsupport.ports import free_port
 
 pytestmark = pytest.mark.functional
 
@@ -20,8 +20,8 @@ FERRY = shutil.which("ferry", path=str(Path(sys.executable).parent)) or "ferry"
 
 
 def ferry(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FERRY_URL": url}
-    env.pop("FERRY_TOKEN", None)
+    env = {**os.environ, "FERRY_BROKER_URL": url}
+    env.pop("FERRY_BROKER_TOKEN", None)
     return subprocess.run(
         [FERRY, *args], input=stdin, capture_output=True, text=True, env=env, timeout=120
     )
@@ -144,9 +144,6 @@ def test_failures_exit_non_zero_with_a_clear_message(broker: Any, q: str, tmp_pa
     usage = ferry(url, "consume", q)
     assert usage.returncode == 2 and "required: group" in usage.stderr
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    down = ferry(f"http://127.0.0.1:{port}", "queue", "list", "--retries", "0")
+    down = ferry(f"http://127.0.0.1:{free_port()}", "queue", "list", "--retries", "0")
     assert down.returncode == 3
     assert "unreachable" in down.stderr and "is a broker running" in down.stderr

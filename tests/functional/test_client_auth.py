@@ -61,17 +61,17 @@ async def test_with_the_token_publish_and_stream_work(guarded: Any) -> None:
 
 
 def test_the_cli_takes_the_token_from_flag_or_environment(guarded: Any) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "FERRY_TOKEN"}
-    env["FERRY_URL"] = guarded.url
+    env = {k: v for k, v in os.environ.items() if k != "FERRY_BROKER_TOKEN"}
+    env["FERRY_BROKER_URL"] = guarded.url
 
     def ferry(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-        run_env = env | ({"FERRY_TOKEN": token} if token else {})
+        run_env = env | ({"FERRY_BROKER_TOKEN": token} if token else {})
         return subprocess.run(
             [FERRY, *args], capture_output=True, text=True, env=run_env, timeout=120
         )
 
     refused = ferry("queue", "list")
     assert refused.returncode == 1 and "unauthorized" in refused.stderr
-    assert ferry("queue", "create", "jobs", "--token", "s3cret").returncode == 0
+    assert ferry("queue", "create", "jobs", "--broker-token", "s3cret").returncode == 0
     listed = ferry("queue", "list", token="s3cret")
     assert listed.returncode == 0 and listed.stdout.splitlines()[1].startswith("jobs")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from testsupport.ports import free_port
 
 from ferry.broker.client import BrokerClient, BrokerError, NotFound, Unavailable
 from ferry.broker.models import (
@@ -32,10 +32,7 @@ def q() -> str:
 @pytest.fixture
 def unused_url() -> str:
     """A loopback URL nobody listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture(params=["websocket", "http"])

@@ -13,11 +13,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from fixtures.broker_process import BrokerProcess
 
 from ferry.broker.client import BrokerClient, BrokerError
 from ferry.broker.models import OutgoingMessage
+from ferry.kit.serving import listening
 from ferry.operator.metricsapi import certificates, frontproxy
 from ferry.operator.metricsapi.access import AllowAuthenticated
 from ferry.operator.metricsapi.lags import (
@@ -79,14 +79,8 @@ async def serving(pki: Pki, directory: StaticDirectory, cache: StatsCache) -> As
     app = make_app(LagReader(directory, cache, errors=(BrokerError,)), cache, pki.requestheader,
                    AllowAuthenticated())
     context = frontproxy.server_context(str(pki.server[0]), str(pki.server[1]), pki.requestheader)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    try:
-        yield f"https://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with listening(app, "127.0.0.1", 0, ssl_context=context) as port:
+        yield f"https://127.0.0.1:{port}"
 
 
 @pytest.fixture
@@ -160,7 +154,7 @@ async def test_the_front_proxy_must_name_the_user(server: str, pki: Pki) -> None
 async def test_probes_answer_without_a_certificate(server: str, pki: Pki) -> None:
     async with aiohttp.ClientSession() as session, session.get(
             server + "/readyz", ssl=_context(pki, None)) as response:
-        assert (response.status, await response.text()) == (200, "ok")
+        assert (response.status, await response.json()) == (200, {"status": "ok"})
 
 
 async def test_unknown_metric_is_a_not_found_status(server: str, pki: Pki) -> None:

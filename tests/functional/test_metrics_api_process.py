@@ -4,17 +4,17 @@ broker, graceful exit on SIGTERM."""
 from __future__ import annotations
 
 import signal
-import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests  # type: ignore[import-untyped]
 from cryptography import x509
+from testsupport.ports import free_port
+from testsupport.waiting import eventually
 
 from ferry.operator.metricsapi import certificates
 
@@ -23,12 +23,6 @@ pytestmark = pytest.mark.functional
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
 # The console script runs exactly this module.
 EXE = [sys.executable, "-m", "ferry.operator.metricsapi"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -69,7 +63,7 @@ def test_half_a_serving_certificate_is_refused(pki: dict[str, Path]) -> None:
 
 @pytest.fixture
 def server(pki: dict[str, Path]) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port, dead_broker = _free_port(), _free_port()
+    port, dead_broker = free_port(), free_port()
     process = subprocess.Popen(
         [*EXE, "--bind-address", "127.0.0.1", "--secure-port", str(port),
          "--tls-cert-file", str(pki["server_cert"]),
@@ -81,15 +75,15 @@ def server(pki: dict[str, Path]) -> Iterator[tuple[subprocess.Popen[str], str]]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"https://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def listening() -> bool:
             try:
                 requests.get(url + "/readyz", verify=str(pki["serving_ca"]), timeout=2)
-                break
             except requests.ConnectionError:
                 assert process.poll() is None, process.communicate()[1]
-                assert time.monotonic() < deadline, "ferry-metrics-api never listened"
-                time.sleep(0.1)
+                return False
+            return True
+
+        eventually(listening, "ferry-metrics-api to listen", 60, interval=0.1)
         yield process, url
     finally:
         if process.poll() is None:
@@ -120,22 +114,21 @@ def test_sigterm_stops_it_cleanly(server: tuple[subprocess.Popen[str], str]) -> 
 
 
 def test_self_signed_certificate_names_the_service(pki: dict[str, Path]) -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [*EXE, "--bind-address", "127.0.0.1", "--secure-port", str(port),
          "--service", "lag", "--namespace", "ops",
          "--requestheader-client-ca-file", str(pki["ca"]), "--group", "a/b/c=http://x"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def certificate() -> str | None:
             try:
-                pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=2)
-                break
+                return ssl.get_server_certificate(("127.0.0.1", port), timeout=2)
             except OSError:
                 assert process.poll() is None, process.communicate()[1]
-                assert time.monotonic() < deadline, "ferry-metrics-api never listened"
-                time.sleep(0.1)
+                return None
+
+        pem = eventually(certificate, "ferry-metrics-api to listen", 60, interval=0.1)
     finally:
         process.terminate()
         process.communicate(timeout=30)

@@ -2,15 +2,16 @@
 
 import pytest
 
-from ferry.broker.cli.args import DEFAULT_URL, build_parser, connection, parse_args
+from ferry.broker.cli.args import build_parser, connection, parse_args
+from ferry.kit.config import DEFAULT_BROKER_URL
 
 pytestmark = pytest.mark.unit
 
 
 def test_connection_options_work_before_or_after_the_command() -> None:
     parser = build_parser()
-    before = parser.parse_args(["--url", "http://a:1", "--json", "queue", "list"])
-    after = parser.parse_args(["queue", "list", "--url", "http://a:1", "--json"])
+    before = parser.parse_args(["--broker-url", "http://a:1", "--json", "queue", "list"])
+    after = parser.parse_args(["queue", "list", "--broker-url", "http://a:1", "--json"])
     for args in (before, after):
         assert args.url == "http://a:1"
         assert args.json is True
@@ -18,13 +19,26 @@ def test_connection_options_work_before_or_after_the_command() -> None:
 
 
 def test_flags_win_over_the_environment_which_wins_over_defaults() -> None:
-    env = {"FERRY_URL": "http://env:2", "FERRY_TOKEN": "t0k"}
+    env = {"FERRY_BROKER_URL": "http://env:2", "FERRY_BROKER_TOKEN": "t0k"}
     defaults = connection(parse_args(["queue", "list"]), {})
-    assert (defaults.url, defaults.token, defaults.retries) == (DEFAULT_URL, None, 2)
+    assert (defaults.url, defaults.token, defaults.retries) == (DEFAULT_BROKER_URL, None, 2)
     from_env = connection(parse_args(["queue", "list"]), env)
     assert (from_env.url, from_env.token) == ("http://env:2", "t0k")
-    flag = connection(parse_args(["queue", "list", "--url", "http://f:3"]), env)
+    flag = connection(parse_args(["queue", "list", "--broker-url", "http://f:3"]), env)
     assert flag.url == "http://f:3"
+
+
+def test_the_old_names_still_work_for_one_release_and_say_so(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    old_env = {"FERRY_URL": "http://env:2", "FERRY_TOKEN": "t0k"}
+    from_env = connection(parse_args(["queue", "list"]), old_env)
+    assert (from_env.url, from_env.token) == ("http://env:2", "t0k")
+    flags = parse_args(["queue", "list", "--url", "http://f:3", "--token", "x"])
+    assert (flags.url, flags.token) == ("http://f:3", "x")
+    err = capsys.readouterr().err
+    for old, new in (("FERRY_URL", "FERRY_BROKER_URL"), ("FERRY_TOKEN", "FERRY_BROKER_TOKEN"),
+                     ("--url", "--broker-url"), ("--token", "--broker-token")):
+        assert f"{old} is deprecated and goes in the next release; use {new}" in err
 
 
 def test_every_command_sees_the_common_options_even_when_not_given() -> None:

@@ -54,7 +54,7 @@ def test_streamer_replicas_split_the_example_input(tmp_path: Path) -> None:
         argv = pod.argv
         assert argv[0] == "ferry-streamer"
         assert argv[argv.index("--instance-index") + 1] == str(i)
-        assert argv[argv.index("--broker") + 1] == "http://127.0.0.1:17070"
+        assert argv[argv.index("--broker-url") + 1] == "http://127.0.0.1:17070"
         assert Path(argv[-1]) == ROOT / "examples" / "data" / "dcgm_sample.csv"
         assert Path(argv[-1]).is_file()
 
@@ -63,7 +63,7 @@ def test_collector_gets_the_database_from_the_secret(tmp_path: Path) -> None:
     template = _example_children()["Deployment/gpu-telemetry-collector"]["spec"]["template"]
     pod = local_pod(template, workload="gpu-telemetry-collector", namespace="ferry-demo",
                     index=0, node=_node(tmp_path))
-    assert "postgresql://ferry:pw@127.0.0.1:15432/telemetry" in pod.argv
+    assert pod.env["FERRY_STORAGE"] == "postgresql://ferry:pw@127.0.0.1:15432/telemetry"
     assert IN_CLUSTER not in " ".join(pod.argv)
 
 

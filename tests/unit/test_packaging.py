@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("name", ["ferry.broker", "ferry.operator", "ferry.telemetry"])
+@pytest.mark.parametrize("name", ["ferry.broker", "ferry.operator", "ferry.telemetry", "ferry.kit"])
 def test_namespace_imports(name: str) -> None:
     module = importlib.import_module(name)
     assert module.__name__ == name

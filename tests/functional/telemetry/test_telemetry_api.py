@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ferry.kit.serving import listening
 from ferry.telemetry.api.app import create_app
 from ferry.telemetry.parsing.rows import TelemetryRow, row_id
-from ferry.telemetry.runtime.serving import bound_port, start_site
 from ferry.telemetry.storage.base import Store
 from ferry.telemetry.storage.records import Sample
 
@@ -25,11 +25,8 @@ async def api(store: Store, sample_rows: list[TelemetryRow]) -> AsyncIterator[st
     await store.write(
         [Sample(row_id=row_id(r), message_id=f"m{i}", row=r) for i, r in enumerate(sample_rows)]
     )
-    runner = await start_site(create_app(store, own_store=False), "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{bound_port(runner)}"
-    finally:
-        await runner.cleanup()
+    async with listening(create_app(store, own_store=False), "127.0.0.1", 0) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 async def get(url: str) -> tuple[int, Any]:

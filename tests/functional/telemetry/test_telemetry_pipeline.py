@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from testsupport.ports import free_port
+from testsupport.waiting import eventually_async
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import Backoff, GroupSettings, OutgoingMessage
@@ -79,7 +80,7 @@ class Procs:
         return self.start(
             "ferry-streamer",
             str(source),
-            "--broker",
+            "--broker-url",
             self.broker_url,
             "--queue",
             QUEUE,
@@ -92,7 +93,7 @@ class Procs:
         port = free_port()
         return self.start(
             "ferry-collector",
-            "--broker",
+            "--broker-url",
             self.broker_url,
             "--queue",
             QUEUE,
@@ -100,9 +101,9 @@ class Procs:
             GROUP,
             "--storage",
             storage,
-            "--http-host",
+            "--metrics-host",
             "127.0.0.1",
-            "--http-port",
+            "--metrics-port",
             str(port),
             "--consumer",
             f"collector-{len(self.started)}",
@@ -119,19 +120,8 @@ class Procs:
             p.popen.wait()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PATIENCE
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await asyncio.sleep(0.1)
+    await eventually_async(check, what, PATIENCE)
 
 
 async def until_healthy(session: aiohttp.ClientSession, port: int, what: str) -> None:
@@ -428,7 +418,7 @@ def test_streamer_and_collector_refuse_bad_arguments(tmp_path: Path) -> None:
     out = run(
         "ferry-streamer",
         str(SAMPLE),
-        "--broker",
+        "--broker-url",
         "http://127.0.0.1:1",
         "--instance-index",
         "2",
@@ -436,11 +426,11 @@ def test_streamer_and_collector_refuse_bad_arguments(tmp_path: Path) -> None:
         "2",
     )
     assert out.returncode == 2 and "must be below --instance-count" in out.stderr
-    out = run("ferry-streamer", str(tmp_path / "missing.csv"), "--broker", "http://127.0.0.1:1")
+    out = run("ferry-streamer", str(tmp_path / "missing.csv"), "--broker-url", "http://127.0.0.1:1")
     assert out.returncode == 2 and "no such file or directory" in out.stderr
-    out = run("ferry-streamer", str(SAMPLE), "--broker", "http://127.0.0.1:1", "--rate", "-5")
+    out = run("ferry-streamer", str(SAMPLE), "--broker-url", "http://127.0.0.1:1", "--rate", "-5")
     assert out.returncode == 2 and "positive" in out.stderr
-    out = run("ferry-collector", "--broker", "http://127.0.0.1:1", "--storage", "mysql://x")
+    out = run("ferry-collector", "--broker-url", "http://127.0.0.1:1", "--storage", "mysql://x")
     assert out.returncode == 2 and "unknown storage scheme" in out.stderr
 
 
@@ -476,7 +466,7 @@ async def test_an_uploaded_csv_is_validated_published_and_stored_once(
     port = free_port()
     uploader = procs.start(
         "ferry-streamer",
-        "--broker",
+        "--broker-url",
         procs.broker_url,
         "--queue",
         QUEUE,
@@ -500,3 +490,26 @@ async def test_an_uploaded_csv_is_validated_published_and_stored_once(
     await all_done(client, storage, 320)
     assert len(await stored(storage)) == 320
     await stop(collector, uploader)
+
+
+async def test_two_collectors_on_one_machine_do_not_collide_on_the_metrics_port(
+    procs: Procs, client: BrokerClient, tmp_path: Path
+) -> None:
+    """Without --metrics-port each takes a free port and logs it (it was 9102 for both)."""
+    storage = f"sqlite://{tmp_path / 'telemetry.db'}"
+    pair = [
+        procs.start("ferry-collector", "--broker-url", procs.broker_url, "--queue", QUEUE,
+                    "--group", GROUP, "--storage", storage, "--metrics-host", "127.0.0.1",
+                    "--consumer", f"c{n}")
+        for n in range(2)
+    ]
+
+    async def both_collecting() -> bool:
+        assert all(p.popen.poll() is None for p in pair), [p.err.read_text() for p in pair]
+        return all(p.logs("collecting") for p in pair)
+
+    await eventually(both_collecting, "both collectors to log 'collecting'")
+    for p in pair:
+        p.http_port = int(p.logs("collecting")[0]["metrics_port"])
+        await healthy(p)
+    assert pair[0].http_port != pair[1].http_port

@@ -73,7 +73,7 @@ def test_database_from_secret_and_api_toggle(defaulted: Defaulted) -> None:
     kids = by_key(pipelines.children(OWNER, s, "http://b"))
     assert "Deployment/gpu-api" not in kids and "Service/gpu-api" not in kids
     env = kids["Deployment/gpu-collector"]["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env == [{"name": "FERRY_DATABASE_URL",
+    assert env == [{"name": "FERRY_STORAGE",
                     "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}]
 
 

@@ -41,7 +41,7 @@ def test_generator_rejects_bad_arguments_clearly() -> None:
     assert "lacks a timezone" in out.stderr
     out = _run("ferry-telemetry", "generate", "--hosts", "0")
     assert out.returncode == 2
-    assert "must be >= 1" in out.stderr
+    assert "must be at least 1" in out.stderr
 
 
 @pytest.mark.parametrize(

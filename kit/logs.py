@@ -1,12 +1,19 @@
-"""Structured logs: one JSON object per line on stderr, extra fields kept as keys."""
+"""Structured logs: one JSON object per line on stderr, the same schema in every program.
+
+    {"ts": "2026-11-30T15:46:46.123Z", "level": "info", "service": "ferry-broker",
+     "logger": "ferry.broker", "msg": "serving", ...fields passed with extra=...}
+
+A failure adds "exc" (the formatted traceback).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from typing import Any
+
+import orjson
 
 # Attributes every LogRecord has; anything else was passed via `extra=` and is data.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -26,13 +33,16 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        out.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        out.update(
+            (k, v) for k, v in record.__dict__.items() if k not in _STANDARD and k[0] != "_"
+        )
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return orjson.dumps(out, default=str).decode()
 
 
 def setup(service: str, level: str = "info") -> None:
+    """Send every logger's records to stderr as JSON lines, at `level` and above."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()

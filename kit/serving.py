@@ -1,0 +1,68 @@
+"""One way to run an aiohttp app: bind (port 0 picks a free one and is reported back),
+serve until SIGTERM or SIGINT, then drain in-flight requests and clean up."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+DRAIN_SECONDS = 10.0
+
+
+def stop_event() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (Kubernetes sends SIGTERM, a terminal SIGINT)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    for addr in runner.addresses:
+        return int(addr[1])
+    raise RuntimeError("the site is not listening")
+
+
+@asynccontextmanager
+async def listening(app: web.Application, host: str, port: int, *,
+                    ssl_context: ssl.SSLContext | None = None,
+                    drain_seconds: float = DRAIN_SECONDS,
+                    backlog: int = 128) -> AsyncIterator[int]:
+    """Serve `app` inside the block, which receives the bound port (port 0: any free one).
+
+    Leaving the block stops accepting, gives in-flight requests `drain_seconds` to finish
+    and runs the app's cleanup. An address in use raises OSError before the block.
+    """
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=drain_seconds)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=backlog,
+                          reuse_address=True).start()
+        yield bound_port(runner)
+    finally:
+        await runner.cleanup()
+
+
+async def serve(app: web.Application, host: str, port: int, *,
+                started: Callable[[int], None] = lambda _port: None,
+                stopping: Callable[[], None] = lambda: None,
+                until: Callable[[asyncio.Event], Awaitable[object]] = asyncio.Event.wait,
+                ssl_context: ssl.SSLContext | None = None,
+                drain_seconds: float = DRAIN_SECONDS, backlog: int = 128) -> None:
+    """Serve until SIGTERM/SIGINT: `started(port)` once listening, `stopping()` before the drain.
+
+    `until(stop)` is what is awaited while serving: by default the signal itself; a
+    service that may also have to stop for its own reasons waits for either.
+    """
+    stop = stop_event()
+    async with listening(app, host, port, ssl_context=ssl_context,
+                         drain_seconds=drain_seconds, backlog=backlog) as bound:
+        started(bound)
+        await until(stop)
+        stopping()

@@ -1,0 +1,6 @@
+"""What tests, `make demo` and the envtest control plane share to run local processes:
+free loopback ports, waiting for a condition, child processes that die with their parent.
+
+Waits poll a condition with a generous deadline (a liveness bound on a loaded machine,
+never a timing assertion); nothing here sleeps for synchronisation.
+"""
