@@ -81,6 +81,22 @@ class ErrorBody(Model):
     error: ErrorDetail
 
 
+# The HTTP status of every code: the server answers with it, and the client gives a
+# WebSocket reply (a code, no status) the status HTTP would have had.
+STATUS_OF_CODE: dict[ErrorCode, int] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.INVALID_NAME: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.QUEUE_NOT_FOUND: 404,
+    ErrorCode.GROUP_NOT_FOUND: 404,
+    ErrorCode.MESSAGE_NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.MESSAGE_TOO_LARGE: 413,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.UNAVAILABLE: 503,
+}
+
+
 # --- queues and groups ------------------------------------------------------
 
 

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from ferry.broker.models import ErrorBody, ErrorCode, ErrorDetail
+from ferry.broker.models import STATUS_OF_CODE, ErrorBody, ErrorCode, ErrorDetail
 
 _NOT_FOUND_CODES = frozenset(
     {ErrorCode.QUEUE_NOT_FOUND, ErrorCode.GROUP_NOT_FOUND, ErrorCode.MESSAGE_NOT_FOUND}
 )
-# WebSocket replies carry a code but no HTTP status: give them the one HTTP would have.
-_STATUS_FOR_CODE = {
-    ErrorCode.BAD_REQUEST: 400,
-    ErrorCode.INVALID_NAME: 400,
-    ErrorCode.UNAUTHORIZED: 401,
-    ErrorCode.QUEUE_NOT_FOUND: 404,
-    ErrorCode.GROUP_NOT_FOUND: 404,
-    ErrorCode.MESSAGE_NOT_FOUND: 404,
-    ErrorCode.CONFLICT: 409,
-    ErrorCode.MESSAGE_TOO_LARGE: 413,
-    ErrorCode.PAYLOAD_TOO_LARGE: 413,
-    ErrorCode.UNAVAILABLE: 503,
-}
 
 
 class BrokerError(Exception):
@@ -45,18 +32,10 @@ class Unavailable(BrokerError):  # noqa: N818 - the contract's name
     """The broker could not be reached or kept failing after every retry."""
 
 
-class TransientError(Exception):
-    """Internal: one attempt failed in a way worth retrying (connection, timeout, 5xx)."""
-
-    def __init__(self, error: BrokerError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 def error_for(status: int | None, detail: ErrorDetail) -> BrokerError:
     """The exception for an error the server answered with; `status` is None on WebSocket."""
     if status is None:
-        status = _STATUS_FOR_CODE.get(detail.code, 400)
+        status = STATUS_OF_CODE.get(detail.code, 400)
     if status == 404 or detail.code in _NOT_FOUND_CODES:
         return NotFound(status, detail.code, detail.message)
     if status == 503 or detail.code == ErrorCode.UNAVAILABLE:

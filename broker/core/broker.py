@@ -147,7 +147,7 @@ class Broker:
                     ids.append(rowid(qid, seq))
                     continue
             not_before = now + m.delay_ms
-            seq = q.append(m.priority, now, not_before, m.key, None)
+            seq = q.append(m.priority, now, not_before, m.key)
             rid = rowid(qid, seq)
             ids.append(rid)
             rows.append((rid, m.priority, not_before, now, m.key, h, m.payload))
@@ -212,17 +212,6 @@ class Broker:
             if status is ReceiptStatus.OK:
                 g.extend(seq, vt_ms, now)
         return [status for status, _ in resolved]
-
-    def release_consumer(self, queue: str, group: str, consumer: str, now: int) -> int:
-        """Hand back every lease a consumer holds (its connection closed)."""
-        q = self.queues.get(queue)
-        g = q.groups.get(group) if q else None
-        if g is None:
-            return 0
-        mine = [s for s, lease in g.inflight.items() if lease.consumer == consumer]
-        for s in mine:
-            g.give_back(s, 0, now, self._writes, "consumer left")
-        return len(mine)
 
     # --- time ------------------------------------------------------------------------------
 

@@ -98,10 +98,7 @@ class Queue:
             self.key_names.append(key)
         return kid
 
-    def append(
-        self, priority: int, published_ms: int, not_before_ms: int, key: str | None,
-        dedup_hash: int | None,
-    ) -> int:
+    def append(self, priority: int, published_ms: int, not_before_ms: int, key: str | None) -> int:
         seq = self.next_seq
         self.next_seq = seq + 1
         self.prio.append(priority)
@@ -111,8 +108,6 @@ class Queue:
         (self.tail if self.loading else self.ready)[priority].append(seq)
         if not_before_ms > published_ms:
             self.not_before[seq] = not_before_ms
-        if dedup_hash is not None:
-            self.dedup.add(dedup_hash, seq, published_ms)
         self.live += 1
         return seq
 
@@ -190,16 +185,6 @@ class Queue:
         """Put the stored dedup ids (older) under those published since the start."""
         self.dedup.restore(stored)
         self.dedup_ready = True
-
-    def _fill_gone(self, seq: int) -> None:
-        gap = seq - self.next_seq
-        if gap <= 0:
-            return
-        self.prio.extend(array("b", bytes(gap)))
-        self.published.extend(array("q", bytes(8 * gap)))
-        self.key_id.extend(array("i", bytes(4 * gap)))
-        self.gone.extend(b"\x01" * gap)
-        self.next_seq = seq
 
     # --- lookups -------------------------------------------------------------
 

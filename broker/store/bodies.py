@@ -104,17 +104,6 @@ class Bodies(DocumentCache):
                 out[rid] = doc
         return out
 
-    async def published_at(self, rid: int) -> int | None:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._published_at, rid)
-
-    def _published_at(self, rid: int) -> int | None:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = connect(self._path)
-        row = conn.execute("SELECT published_ms FROM messages WHERE id=?", (rid,)).fetchone()
-        return None if row is None else int(row[0])
-
     def close(self) -> None:
         def _close() -> None:
             conn = getattr(self._local, "conn", None)

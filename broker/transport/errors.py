@@ -11,23 +11,10 @@ from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from ferry.broker.core import CoreError
-from ferry.broker.models import ErrorCode
+from ferry.broker.models import STATUS_OF_CODE, ErrorCode
 from ferry.broker.store import StoreError
 
 log = logging.getLogger("ferry.broker.transport")
-
-_STATUS = {
-    ErrorCode.BAD_REQUEST: 400,
-    ErrorCode.INVALID_NAME: 400,
-    ErrorCode.QUEUE_NOT_FOUND: 404,
-    ErrorCode.GROUP_NOT_FOUND: 404,
-    ErrorCode.MESSAGE_NOT_FOUND: 404,
-    ErrorCode.MESSAGE_TOO_LARGE: 413,
-    ErrorCode.PAYLOAD_TOO_LARGE: 413,
-    ErrorCode.CONFLICT: 409,
-    ErrorCode.UNAUTHORIZED: 401,
-    ErrorCode.UNAVAILABLE: 503,
-}
 
 _HTTP_CODES = {
     401: ErrorCode.UNAUTHORIZED,
@@ -53,7 +40,7 @@ def error_body(code: ErrorCode, message: str) -> bytes:
 
 def error_response(code: ErrorCode, message: str, status: int | None = None) -> web.Response:
     return web.Response(
-        body=error_body(code, message), status=status or _STATUS[code],
+        body=error_body(code, message), status=status or STATUS_OF_CODE[code],
         content_type="application/json",
     )
 

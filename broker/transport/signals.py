@@ -42,6 +42,3 @@ class Signals:
     def notify_all(self) -> None:
         for key in list(self._waiters):
             self.notify(key)
-
-    def __len__(self) -> int:
-        return sum(len(v) for v in self._waiters.values())

@@ -58,10 +58,6 @@ def is_ready(obj: Mapping[str, Any]) -> bool:
     return True  # Services, ConfigMaps, budgets: existing is being ready
 
 
-def ready_count(objects: Sequence[Mapping[str, Any] | None]) -> int:
-    return sum(1 for o in objects if o is not None and is_ready(o))
-
-
 def stuck(pods: Sequence[Mapping[str, Any]]) -> str | None:
     """The first pod whose container cannot start or keeps failing, and why; None if none."""
     for pod in pods:
