@@ -110,7 +110,7 @@ def test_sigterm_stops_it_cleanly(server: tuple[subprocess.Popen[str], str]) -> 
     process.send_signal(signal.SIGTERM)
     _, logs = process.communicate(timeout=30)
     assert process.returncode == 0, logs
-    assert '"message": "serving"' in logs
+    assert '"msg":"serving"' in logs
 
 
 def test_self_signed_certificate_names_the_service(pki: dict[str, Path]) -> None:
