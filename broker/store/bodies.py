@@ -74,10 +74,6 @@ class DocumentCache(abc.ABC):
     async def _fetch(self, rids: list[int]) -> dict[int, bytes]:
         """Stored documents by id, from the engine."""
 
-    @abc.abstractmethod
-    async def published_at(self, rid: int) -> int | None: ...
-
-
 class Bodies(DocumentCache):
     """SQLite: misses are read on one reader thread."""
 

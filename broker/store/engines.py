@@ -33,8 +33,6 @@ class Documents(Protocol):
 
     async def get(self, rids: list[int]) -> dict[int, bytes]: ...
 
-    async def published_at(self, rid: int) -> int | None: ...
-
 
 @dataclass(frozen=True)
 class Leader:

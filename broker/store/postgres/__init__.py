@@ -47,12 +47,6 @@ class PgBodies(DocumentCache):
         rows = await pool.fetch("SELECT id, doc FROM messages WHERE id = ANY($1::bigint[])", rids)
         return {r[0]: r[1] for r in rows}
 
-    async def published_at(self, rid: int) -> int | None:
-        pool = await self._store.pool()
-        v = await pool.fetchval("SELECT published_ms FROM messages WHERE id = $1", rid)
-        return None if v is None else int(v)
-
-
 class PgStore:
     name = "postgres"
 
