@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ferry.broker.client.errors import BrokerError, is_retryable
+from ferry.kit.backoff import ceiling
 
 T = TypeVar("T")
 
@@ -28,7 +29,7 @@ class RetryPolicy:
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait before retry number `attempt` (0-based)."""
-        return min(self.cap, self.base * 2.0**attempt)
+        return ceiling(attempt, self.base, self.cap)
 
     def delays(self, rng: random.Random | None = None) -> list[float]:
         """One wait per retry; no side effects beyond drawing from `rng`."""

@@ -19,36 +19,31 @@ from ferry.broker.transport.auth import auth_middleware
 from ferry.broker.transport.errors import Handler, error_response, errors_middleware
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
 from ferry.broker.transport.runtime import RUNTIME, Role, Runtime, now_ms, queue_key
+from ferry.kit import health as kit_health
 
 log = logging.getLogger("ferry.broker")
 
 TICK_S = 0.05  # lease expiry and retry resolution
 COMPACT_EVERY = 20  # ticks: retention, dedup window, freeing acked messages
 
-health = web.RouteTableDef()
+probes = web.RouteTableDef()
+probes.get("/healthz")(kit_health.health_handler())
 
 
-@health.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-@health.get("/readyz")
+@probes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     role = {"role": rt.role.value, "engine": rt.store.name}
     if rt.role is Role.STANDBY:
         leader = await rt.store.leader()
-        return web.json_response(
-            {"status": "standby", **role, "leader": None if leader is None else asdict(leader)},
-            status=503,
-        )
+        return kit_health.health("standby: the leader serves the queues", **role,
+                      leader=None if leader is None else asdict(leader))
     if rt.draining:
-        return web.json_response({"status": "draining", **role}, status=503)
+        return kit_health.health("draining", **role)
     if rt.store.writer.failed:
-        return web.json_response({"status": "store failing", **role}, status=503)
+        return kit_health.health("store failing", **role)
     # Serving already while a restart still reads stored messages in (oldest first).
-    return web.json_response({"status": "ready", **role, "restoring": not rt.loaded.is_set()})
+    return kit_health.health(None, **role, restoring=not rt.loaded.is_set())
 
 
 # What a standby answers besides its health: nothing of the queues (it has none loaded).
@@ -99,7 +94,7 @@ def build_app(rt: Runtime) -> web.Application:
     app[RUNTIME] = rt
     metrics.install(app, rt)  # outermost middleware: sees every final status
     app.middlewares.extend([errors_middleware, standby_middleware, auth_middleware])
-    app.add_routes(health)
+    app.add_routes(probes)
     app.add_routes(admin.routes)
     app.add_routes(messaging.routes)
     app.add_routes(streaming.routes)

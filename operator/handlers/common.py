@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import kopf
 from pydantic import BaseModel, ValidationError
 
+from ferry.kit import backoff
 from ferry.operator.clients.brokers import Brokers
 from ferry.operator.clients.errors import BrokerTrouble, KubeError, KubeNotFound
 from ferry.operator.clients.kube import KubeClient
@@ -109,7 +110,7 @@ async def settle_deletion(settings: OperatorSettings, body: Any, what: str,
         kopf.info(body, reason="Deleted", message=f"deleted {what}")
     elif step is deletion.Step.RETRY:
         assert failure is not None
-        delay = deletion.backoff_seconds(retry, settings.retry_base_seconds,
+        delay = backoff.ceiling(retry, settings.retry_base_seconds,
                                          settings.retry_cap_seconds)
         kopf.warn(body, reason="DeleteFailed",
                   message=f"deleting {what} failed (attempt {retry + 1} of "

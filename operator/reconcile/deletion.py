@@ -25,6 +25,3 @@ def after(failure: Failure | None, attempt: int, max_attempts: int) -> Step:
         return Step.RELEASE  # already gone is as good as deleted
     return Step.RETRY if attempt + 1 < max_attempts else Step.GIVE_UP
 
-
-def backoff_seconds(attempt: int, base: float, cap: float) -> float:
-    return float(min(cap, base * 2**attempt))

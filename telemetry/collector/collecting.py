@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ferry.broker.client import BrokerClient, Consumer
 from ferry.broker.models import Delivery
+from ferry.kit.backoff import ceiling
 from ferry.telemetry.parsing.messages import row_of
 from ferry.telemetry.parsing.rows import RowError, row_id
 from ferry.telemetry.storage.base import StorageError, Store
@@ -184,12 +185,14 @@ class Collector:
 
     async def _write(self, samples: list[Sample]) -> int | None:
         """Write until it commits; None if asked to stop before it could."""
-        wait = STORAGE_BACKOFF[0]
+        failures = 0
         while True:
             try:
                 with self.metrics.write_seconds.time():
                     inserted = await self.store.write(samples)
             except StorageError as e:
+                wait = ceiling(failures, *STORAGE_BACKOFF)
+                failures += 1
                 self.storage_problem = str(e)
                 self.metrics.storage_up.set(0)
                 log.error("storage write failed; retrying", extra={"error": str(e), "wait_s": wait})
@@ -197,7 +200,6 @@ class Collector:
                     await asyncio.wait_for(self.stop.wait(), wait)
                 if self.stop.is_set():
                     return None
-                wait = min(wait * 2, STORAGE_BACKOFF[1])
                 continue
             self.storage_problem = None
             self.metrics.storage_up.set(1)

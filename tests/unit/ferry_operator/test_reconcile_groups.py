@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ferry.broker.models import Backoff, GroupSettings, GroupStats, StartAt
+from ferry.kit import backoff
 from ferry.operator.reconcile import consumergroups, deletion, durations
 from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import ConsumerGroupSpec, DeletionPolicy, Owner
@@ -101,7 +102,7 @@ def test_finalizer_retries_are_bounded(problem: Problem | None, attempt: int,
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    assert [deletion.backoff_seconds(a, 1.0, 5.0) for a in range(5)] == [1, 2, 4, 5, 5]
+    assert [backoff.ceiling(a, 1.0, 5.0) for a in range(5)] == [1, 2, 4, 5, 5]
 
 
 @pytest.mark.parametrize(("text", "ms"), [("250ms", 250), ("30s", 30_000), ("1.5s", 1500),
