@@ -1,6 +1,6 @@
 """The bounds of every number and list a client sends, read from the request models.
 
-`python -m ferry.broker.bounds` prints them as the Markdown table the README
+`python -m ferry.broker.bounds` prints them as the Markdown table docs/broker.md
 carries (a unit test keeps the two equal), so the documentation cannot drift
 from what the broker enforces.
 """

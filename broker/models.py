@@ -7,7 +7,7 @@ Names: queue and group names are DNS-label-like (they become Kubernetes
 object names too). Durations on the wire are integer milliseconds.
 
 Every number a client sends has a bound here, checked before anything reaches
-the core or the store (the README's table of bounds is generated from these
+the core or the store (docs/broker.md's table of bounds is generated from these
 models: `python -m ferry.broker.bounds`). Requests are parsed strictly (`parse`):
 "5" is not an int, "yes" not a bool, and NaN/Infinity are refused.
 """
