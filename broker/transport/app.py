@@ -33,11 +33,11 @@ probes.get("/healthz")(kit_health.health_handler())
 @probes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    role = {"role": rt.role.value, "engine": rt.store.name}
+    leader = await rt.store.leader()  # who leads the queue set (None: the embedded engine)
+    role = {"role": rt.role.value, "engine": rt.store.name,
+            "leader": None if leader is None else asdict(leader)}
     if rt.role is Role.STANDBY:
-        leader = await rt.store.leader()
-        return kit_health.health("standby: the leader serves the queues", **role,
-                      leader=None if leader is None else asdict(leader))
+        return kit_health.health("standby: the leader serves the queues", **role)
     if rt.draining:
         return kit_health.health("draining", **role)
     if rt.store.writer.failed:

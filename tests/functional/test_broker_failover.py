@@ -16,8 +16,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
+from broker_api import Api
 from fixtures.broker_process import BrokerProcess
 from fixtures.postgres import Replicated, replicated
 from fixtures.services import ReadyService
@@ -187,6 +189,38 @@ class Load:
 async def leader_of(brokers: Brokers, service: ReadyService) -> BrokerProcess:
     port = await service.ready_port()
     return next(b for b in brokers.all if b.port == port)
+
+
+async def test_standby_answers_health_only_names_the_leader_and_takes_over_on_sigterm(
+    brokers: Brokers,
+) -> None:
+    leader, standby = brokers.all
+    async with aiohttp.ClientSession() as s:
+        status, doc = await Api(s, leader.url).call("GET", "/readyz")
+        assert (status, doc["role"], doc["engine"]) == (200, "leader", "postgres")
+        assert doc["leader"]["holder"].endswith(f":{leader.port}")
+        epoch = doc["leader"]["epoch"]
+        sapi = Api(s, standby.url)
+        assert (await sapi.call("GET", "/healthz"))[0] == 200
+        status, doc = await sapi.call("GET", "/readyz")
+        assert (status, doc["role"]) == (503, "standby")
+        assert doc["leader"]["holder"].endswith(f":{leader.port}")
+        status, doc = await sapi.call("PUT", "/v1/queues/jobs")
+        assert (status, doc["error"]["code"]) == (503, "unavailable")
+
+        assert leader.stop() == 0  # a graceful stop hands the lock over at once
+        await eventually_ready(sapi)
+        status, doc = await sapi.call("GET", "/readyz")
+        assert doc["role"] == "leader" and doc["leader"]["epoch"] == epoch + 1
+
+
+async def eventually_ready(api: Api) -> None:
+    deadline = time.monotonic() + EVENTUALLY_S
+    while time.monotonic() < deadline:
+        if (await api.call("GET", "/readyz"))[0] == 200:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{api.url} never became ready")
 
 
 async def test_leader_kill_9_under_load_again_and_again(

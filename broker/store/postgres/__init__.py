@@ -62,6 +62,7 @@ class PgStore:
         self._watchdog: asyncio.Task[None] | None = None
         self._lost: asyncio.Future[str] | None = None
         self.epoch = 0
+        self._me: Leader | None = None  # set once this broker leads
 
     async def pool(self) -> asyncpg.Pool[Any]:
         if self._pool is None:
@@ -86,7 +87,7 @@ class PgStore:
                 # session alive, so a standby never waits on a dead connection.
                 while not await electing.try_lock(conn, self.schema):  # noqa: ASYNC110
                     await asyncio.sleep(electing.POLL_S)
-                self.epoch = await electing.take_over(conn, self.holder)
+                self.epoch, since_ms = await electing.take_over(conn, self.holder)
                 writer = await connect(self.dsn, self.schema, **electing.WRITER_SESSION)
             except ERRORS as e:
                 log.warning("election: PostgreSQL unreachable, retrying",
@@ -98,6 +99,7 @@ class PgStore:
                 continue
             break
         self._lock_conn, self._writer_conn = conn, writer
+        self._me = Leader(self.holder, self.epoch, since_ms)
         conn.add_termination_listener(lambda _c: self._lose("the leader lock's session ended"))
         self._watchdog = asyncio.create_task(self._ping(conn), name="ferry-store-pg-lease")
         log.info("elected", extra={"holder": self.holder, "epoch": self.epoch})
@@ -112,6 +114,9 @@ class PgStore:
                 return
 
     async def leader(self) -> Leader | None:
+        """This broker once it leads; else the leader the database names (None: unknown)."""
+        if self._me is not None:
+            return self._me
         try:
             pool = await self.pool()
             row = await pool.fetchrow("SELECT holder, epoch, since_ms FROM leader WHERE id = 1")

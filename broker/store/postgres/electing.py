@@ -46,10 +46,12 @@ async def try_lock(conn: asyncpg.Connection[Any], schema: str) -> bool:
     return bool(await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock_name(schema)))
 
 
-async def take_over(conn: asyncpg.Connection[Any], holder: str) -> int:
-    """Raise the epoch (holding the lock): every write of an earlier leader is fenced off."""
+async def take_over(conn: asyncpg.Connection[Any], holder: str) -> tuple[int, int]:
+    """Raise the epoch (holding the lock): every write of an earlier leader is fenced off.
+    Returns the new epoch and since when (ms)."""
+    since_ms = time.time_ns() // 1_000_000
     epoch: int = await conn.fetchval(
         "UPDATE leader SET epoch = epoch + 1, holder = $1, since_ms = $2 WHERE id = 1"
-        " RETURNING epoch", holder, time.time_ns() // 1_000_000,
+        " RETURNING epoch", holder, since_ms,
     )
-    return epoch
+    return epoch, since_ms
