@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +23,7 @@ import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
 from fixtures.postgres import Replicated, replicated
+from fixtures.processes import Process
 from fixtures.services import ReadyService
 
 from ferry.broker.client import BrokerClient
@@ -36,10 +38,11 @@ RETRIES = 20  # generous: each takeover must finish while a call's retries last
 EVENTUALLY_S = 120.0  # a liveness bound on a loaded machine, not a timing assertion
 
 
-async def eventually(check: Callable[[], bool], what: str) -> None:
+async def eventually(check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
     deadline = time.monotonic() + EVENTUALLY_S
     while time.monotonic() < deadline:
-        if check():
+        result = check()
+        if await result if inspect.isawaitable(result) else result:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"never happened: {what}")
@@ -215,12 +218,10 @@ async def test_standby_answers_health_only_names_the_leader_and_takes_over_on_si
 
 
 async def eventually_ready(api: Api) -> None:
-    deadline = time.monotonic() + EVENTUALLY_S
-    while time.monotonic() < deadline:
-        if (await api.call("GET", "/readyz"))[0] == 200:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{api.url} never became ready")
+    async def ready() -> bool:
+        return (await api.call("GET", "/readyz"))[0] == 200
+
+    await eventually(ready, f"{api.url} ready")
 
 
 async def test_leader_kill_9_under_load_again_and_again(
@@ -307,3 +308,30 @@ async def test_postgres_primary_killed_and_standby_promoted_under_load(
             await svc.close()
     finally:
         bs.stop()
+
+
+async def test_the_cli_rides_through_a_takeover(
+    tmp_path: Path, brokers: Brokers, service: ReadyService
+) -> None:
+    """`ferry publish` keeps going across a leader kill -9: every line stored, once."""
+    lines = 20_000
+    source = tmp_path / "lines.txt"
+    source.write_text("".join(f'{{"n": {n}}}\n' for n in range(lines)))
+    async with BrokerClient(service.url, retries=RETRIES) as admin:
+        await admin.put_queue("cli")
+        cli = Process(["ferry", "--url", service.url, "--retries", str(RETRIES), "publish", "cli",
+                       "--file", str(source), "--batch-size", "100"], tmp_path / "cli.log")
+        cli.start()
+        try:
+            async def started() -> bool:  # kill once the first batches are stored
+                return not cli.alive() or (await admin.queue_stats("cli")).messages > 0
+
+            await eventually(started, "the first batches stored")
+            leader = await leader_of(brokers, service)
+            leader.kill()
+            assert cli.alive(), "the CLI finished before the kill: raise `lines`"
+            await eventually(lambda: not cli.alive(), "the CLI finishes")
+        finally:
+            cli.stop()
+        assert cli.proc is not None and cli.proc.returncode == 0, cli.tail()
+        assert (await admin.queue_stats("cli")).messages == lines
