@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -23,8 +22,9 @@ import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
 from fixtures.postgres import Replicated, replicated
-from fixtures.processes import Process
 from fixtures.services import ReadyService
+from testsupport.processes import Process
+from testsupport.waiting import eventually_async
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.core import Incoming
@@ -35,17 +35,6 @@ pytestmark = pytest.mark.functional
 
 KILLS = 10
 RETRIES = 20  # generous: each takeover must finish while a call's retries last
-EVENTUALLY_S = 120.0  # a liveness bound on a loaded machine, not a timing assertion
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + EVENTUALLY_S
-    while time.monotonic() < deadline:
-        result = check()
-        if await result if inspect.isawaitable(result) else result:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 class Brokers:
@@ -156,11 +145,11 @@ class Load:
         """Wait for this many more answered publishes and acks."""
         p, a = len(self.answered) + publishes, len(self.acked) + acks
 
-        def grown() -> bool:
+        async def grown() -> bool:
             self.check()
             return len(self.answered) >= p and len(self.acked) >= a
 
-        await eventually(grown, f"{publishes} more publishes and {acks} more acks")
+        await eventually_async(grown, f"{publishes} more publishes and {acks} more acks")
 
     async def finish(self) -> None:
         """Stop publishing; consume until every answered publish was delivered."""
@@ -169,11 +158,11 @@ class Load:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
 
-        def drained() -> bool:
+        async def drained() -> bool:
             self.check()
             return set(self.answered.values()) <= set(self.delivered)
 
-        await eventually(drained, "every answered publish delivered")
+        await eventually_async(drained, "every answered publish delivered")
         self._consuming = False
 
     def verify(self) -> None:
@@ -221,7 +210,7 @@ async def eventually_ready(api: Api) -> None:
     async def ready() -> bool:
         return (await api.call("GET", "/readyz"))[0] == 200
 
-    await eventually(ready, f"{api.url} ready")
+    await eventually_async(ready, f"{api.url} ready")
 
 
 async def test_leader_kill_9_under_load_again_and_again(
@@ -270,7 +259,10 @@ async def test_a_deposed_leader_cannot_write(postgres: str) -> None:
             # The old leader wakes up and commits a publish it was holding.
             core.publish("jobs", [Incoming(0, 0, None, None, b'{"body":1}')], 1)
             late = old.writer.submit(core.take_writes())
-            await eventually(lambda: old.writer.failed, "the late commit fails")
+            async def failed() -> bool:
+                return old.writer.failed
+
+            await eventually_async(failed, "the late commit fails")
             assert old.writer.failure is not None and "fenced" in old.writer.failure
             assert late is not None and not late.done(), "a fenced write was answered"
             stored = await conn.fetchval(f'SELECT count(*) FROM "{schema}".messages')
@@ -326,11 +318,14 @@ async def test_the_cli_rides_through_a_takeover(
             async def started() -> bool:  # kill once the first batches are stored
                 return not cli.alive() or (await admin.queue_stats("cli")).messages > 0
 
-            await eventually(started, "the first batches stored")
+            await eventually_async(started, "the first batches stored")
             leader = await leader_of(brokers, service)
             leader.kill()
             assert cli.alive(), "the CLI finished before the kill: raise `lines`"
-            await eventually(lambda: not cli.alive(), "the CLI finishes")
+            async def finished() -> bool:
+                return not cli.alive()
+
+            await eventually_async(finished, "the CLI finishes")
         finally:
             cli.stop()
         assert cli.proc is not None and cli.proc.returncode == 0, cli.tail()
