@@ -21,7 +21,8 @@ def test_crds_are_established_and_explained(control_plane: Any, ferry_crds: None
         crd = control_plane.kubectl_json("get", "crd", f"{plural}.ferry.dev")
         conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
         assert conditions["Established"] == "True"
-    explained = control_plane.kubectl("explain", "queue.spec.deletionPolicy").stdout
+    explained = " ".join(control_plane.kubectl("explain", "queue.spec.deletionPolicy")
+                         .stdout.split())
     assert "Retain leaves the broker data untouched" in explained
     names = control_plane.kubectl("api-resources", "--categories=ferry", "-o", "name").stdout
     assert set(names.split()) == {"queues.ferry.dev", "consumergroups.ferry.dev",
