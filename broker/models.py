@@ -70,6 +70,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     UNAUTHORIZED = "unauthorized"
     UNAVAILABLE = "unavailable"
+    QUEUE_FULL = "queue_full"
 
 
 class ErrorDetail(Model):
@@ -94,6 +95,7 @@ STATUS_OF_CODE: dict[ErrorCode, int] = {
     ErrorCode.MESSAGE_TOO_LARGE: 413,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.QUEUE_FULL: 429,
 }
 
 
@@ -105,6 +107,11 @@ class StartAt(StrEnum):
     LATEST = "latest"
 
 
+class Overflow(StrEnum):
+    REJECT_PUBLISH = "reject_publish"
+    DROP_OLDEST = "drop_oldest"
+
+
 class QueueSettings(Model):
     """PUT /v1/queues/{queue}. Every field has a default, so `{}` is valid."""
 
@@ -114,6 +121,12 @@ class QueueSettings(Model):
     max_deliveries: Annotated[int, Field(ge=1, le=1000)] = 5
     dedup_window_ms: Annotated[int, Field(ge=0, le=MAX_DEDUP_WINDOW_MS)] = 5 * 60 * 1000
     fair: bool = Field(False, description="round-robin delivery across message keys")
+    max_depth: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = Field(
+        None, description="most messages stored at once; unbounded when unset")
+    overflow: Overflow = Field(
+        Overflow.REJECT_PUBLISH,
+        description="at max_depth: reject_publish (429 queue_full, nothing stored) or "
+                    "drop_oldest (the oldest stored messages make room, counted)")
 
 
 class Backoff(Model):

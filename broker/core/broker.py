@@ -14,6 +14,7 @@ from ferry.broker.core.errors import (
     ConflictError,
     GroupNotFoundError,
     MessageNotFoundError,
+    QueueFullError,
     QueueNotFoundError,
     UnavailableError,
 )
@@ -23,6 +24,7 @@ from ferry.broker.core.writes import Kind, Row, Writes
 from ferry.broker.models import (
     GroupSettings,
     MessageGroupState,
+    Overflow,
     QueueSettings,
     ReceiptStatus,
     StartAt,
@@ -131,12 +133,25 @@ class Broker:
     # --- publishing ------------------------------------------------------------------
 
     def publish(self, queue: str, items: list[Incoming], now: int) -> list[int]:
-        """Append messages; returns their ids (a known dedup id gives the original id)."""
+        """Append messages; returns their ids (a known dedup id gives the original id).
+
+        At `max_depth` the queue's overflow policy applies: reject_publish refuses the
+        whole batch before anything changes; drop_oldest stores it and lets the oldest
+        stored messages go (for every group, as retention does), counted in dropped_total.
+        """
         q = self.queue(queue)
         ids: list[int] = []
         rows: list[Row] = []
         qid = q.qid
         cutoff = now - q.settings.dedup_window_ms
+        limit = q.settings.max_depth
+        if limit is not None and q.settings.overflow is Overflow.REJECT_PUBLISH:
+            new = sum(1 for m in items if m.dedup_id is None
+                      or q.dedup.get(dedup_hash(m.dedup_id), cutoff) is None)
+            if new and q.live + new > limit:
+                raise QueueFullError(
+                    f"queue {queue} holds {q.live} of at most {limit} messages (maxDepth); "
+                    f"{new} more do not fit: retry once consumers have caught up")
         for m in items:
             h = None
             if m.dedup_id is not None:
@@ -154,7 +169,22 @@ class Broker:
             q.published_total += 1
         self._writes.extend(Kind.MESSAGE, rows)
         self._writes.totals[qid] = (q.published_total, q.next_seq)
+        if limit is not None and q.settings.overflow is Overflow.DROP_OLDEST and q.live > limit:
+            self._drop_oldest(q, q.live - limit)
         return ids
+
+    def _drop_oldest(self, q: Queue, n: int) -> None:
+        """drop_oldest overflow: the n oldest stored messages go for every group."""
+        dropped = q.drop_oldest(n)
+        self._let_go(q, dropped)
+        q.dropped_total += len(dropped)
+
+    def _let_go(self, q: Queue, seqs: list[int]) -> None:
+        """Messages gone before every group finished them (retention, overflow)."""
+        for s in seqs:
+            for g in q.groups.values():
+                g.forget(s)
+            self._writes.add(Kind.CONSUMED, (rowid(q.qid, s),))
 
     def mark_durable(self, qid: int, next_seq: int) -> bool:
         """Everything below next_seq is fsynced: deliverable. True if that moved."""
@@ -231,10 +261,7 @@ class Broker:
         """Retention, dedup window, messages every group is done with, idle consumers."""
         w = self._writes
         for q in self.queues.values():
-            for s in q.expire_before(now - q.settings.retention_ms):
-                for g in q.groups.values():
-                    g.forget(s)
-                w.add(Kind.CONSUMED, (rowid(q.qid, s),))
+            self._let_go(q, q.expire_before(now - q.settings.retention_ms))
             w.extend(Kind.CONSUMED, [(rowid(q.qid, s),) for s in q.advance_base()])
             purge = q.expire_dedup(now - q.settings.dedup_window_ms)
             if purge > q.purged:

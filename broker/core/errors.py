@@ -31,6 +31,12 @@ class MessageNotFoundError(CoreError):
 
 
 
+class QueueFullError(CoreError):
+    """The queue holds max_depth messages and its overflow policy rejects publishes."""
+
+    code = ErrorCode.QUEUE_FULL
+
+
 class ConflictError(CoreError):
     code = ErrorCode.CONFLICT
 

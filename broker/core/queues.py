@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,7 @@ class Queue:
         self.created_ms = created_ms
         self.groups: dict[str, Group] = {}
         self.published_total = 0
+        self.dropped_total = 0  # let go by the drop_oldest overflow policy (since start)
         self.live = 0  # stored: not yet gone for every group
         # Sequences [base, next_seq) are described by the arrays below, at index seq - arr_base.
         self.next_seq = 1
@@ -257,10 +259,19 @@ class Queue:
 
     def expire_before(self, cutoff_ms: int) -> list[int]:
         """Retention: seqs published at or before cutoff become gone (for every group)."""
+        ab = self.arr_base
+        return self._release_prefix(lambda seq, _: self.published[seq - ab] <= cutoff_ms)
+
+    def drop_oldest(self, n: int) -> list[int]:
+        """Overflow drop_oldest: the n oldest stored seqs become gone (for every group)."""
+        return self._release_prefix(lambda _, freed: freed < n)
+
+    def _release_prefix(self, more: Callable[[int, int], bool]) -> list[int]:
+        """From base on, while more(seq, freed so far): seqs become gone; base moves past."""
         freed: list[int] = []
         end = self.loaded_next if self.loading else self.next_seq
         seq, ab = self.base, self.arr_base
-        while seq < end and self.published[seq - ab] <= cutoff_ms:
+        while seq < end and more(seq, len(freed)):
             if not self.gone[seq - ab]:
                 self.gone[seq - ab] = 1
                 self.live -= 1

@@ -38,10 +38,16 @@ def error_body(code: ErrorCode, message: str) -> bytes:
     return orjson.dumps({"error": {"code": code.value, "message": message}})
 
 
+# A full queue (maxDepth, overflow reject_publish) asks publishers to come back later.
+RETRY_AFTER_SECONDS = {ErrorCode.QUEUE_FULL: 1}
+
+
 def error_response(code: ErrorCode, message: str, status: int | None = None) -> web.Response:
+    retry = RETRY_AFTER_SECONDS.get(code)
     return web.Response(
         body=error_body(code, message), status=status or STATUS_OF_CODE[code],
         content_type="application/json",
+        headers={"Retry-After": str(retry)} if retry is not None else None,
     )
 
 

@@ -26,6 +26,9 @@ class BrokerCollector(Collector):
         published = CounterMetricFamily(
             "ferry_messages_published", "messages stored by publishes", labels=q_labels)
         stored = GaugeMetricFamily("ferry_queue_messages", "messages stored", labels=q_labels)
+        dropped = CounterMetricFamily(
+            "ferry_messages_dropped", "messages let go at maxDepth (overflow drop_oldest)",
+            labels=q_labels)
         acked = CounterMetricFamily("ferry_messages_acked", "acks per group", labels=g_labels)
         gauges = {
             name: GaugeMetricFamily(f"ferry_group_{name}", doc, labels=g_labels)
@@ -42,6 +45,7 @@ class BrokerCollector(Collector):
         for qname, q in self.rt.core.queues.items():
             published.add_metric([qname], q.published_total)
             stored.add_metric([qname], q.live)
+            dropped.add_metric([qname], q.dropped_total)
             for gname, g in q.groups.items():
                 f = g.figures(now)
                 acked.add_metric([qname, gname], g.acked_total)
@@ -63,7 +67,7 @@ class BrokerCollector(Collector):
             "ferry_store_document_reads", "documents read for deliveries", labels=["source"])
         cache.add_metric(["cache"], bodies.hits)
         cache.add_metric(["disk"], bodies.misses)
-        yield from (published, stored, acked, *gauges.values(), commits, writes, cache)
+        yield from (published, stored, dropped, acked, *gauges.values(), commits, writes, cache)
 
 
 def install(app: web.Application, rt: Runtime) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from ferry.broker.models import Overflow as BrokerOverflow
 from ferry.broker.models import QueueSettings, QueueStats
 from ferry.operator.reconcile import durations
 from ferry.operator.reconcile.conditions import (
@@ -19,7 +20,7 @@ from ferry.operator.reconcile.conditions import (
 )
 from ferry.operator.reconcile.metadata import QUEUE, Manifest, child_metadata, selector_labels
 from ferry.operator.reconcile.observations import Failure, Problem
-from ferry.operator.reconcile.specs import Owner, QueueSpec
+from ferry.operator.reconcile.specs import Overflow, Owner, QueueSpec
 from ferry.operator.reconcile.workloads import (
     container_security,
     http_probe,
@@ -75,6 +76,9 @@ def broker_settings(spec: QueueSpec) -> QueueSettings:
         max_deliveries=spec.max_deliveries,
         dedup_window_ms=durations.to_ms(spec.dedup_window),
         fair=spec.fair,
+        max_depth=spec.max_depth,
+        overflow=(BrokerOverflow.DROP_OLDEST if spec.overflow is Overflow.DROP_OLDEST
+                  else BrokerOverflow.REJECT_PUBLISH),
     )
 
 

@@ -45,6 +45,11 @@ class Broker(Spec):
     resources: Resources
 
 
+class Overflow(StrEnum):
+    REJECT_PUBLISH = "RejectPublish"
+    DROP_OLDEST = "DropOldest"
+
+
 class QueueSpec(Spec):
     retention: str
     max_message_bytes: int
@@ -52,6 +57,8 @@ class QueueSpec(Spec):
     max_deliveries: int
     dedup_window: str
     fair: bool
+    max_depth: int | None = None
+    overflow: Overflow = Overflow.REJECT_PUBLISH
     storage: Storage
     broker: Broker
     deletion_policy: DeletionPolicy

@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from ferry.broker.core import Broker, Incoming, Leased, split_rowid
+from ferry.broker.core.errors import QueueFullError
 from ferry.broker.models import (
     MAX_DURATION_MS,
     Backoff,
     GroupSettings,
+    Overflow,
     QueueSettings,
     ReceiptStatus,
 )
@@ -59,7 +61,9 @@ class BrokerMachine(RuleBasedStateMachine):
         )
     )
     def publish(self, batch: list[tuple[int, int, str | None, str | None]]) -> None:
-        items = [Incoming(p, d, k, dd, None) for p, d, k, dd in batch]
+        self.publish_items([Incoming(p, d, k, dd, None) for p, d, k, dd in batch])
+
+    def publish_items(self, items: list[Incoming]) -> None:
         ids = self.b.publish("q", items, self.now)
         q = self.b.queue("q")
         self.b.mark_durable(q.qid, q.next_seq)
@@ -146,6 +150,51 @@ class BrokerMachine(RuleBasedStateMachine):
         delay = self.b.group("q", group).backoff_ms(deliveries)
         assert 0 <= delay <= most
         self.longest_backoff = max(self.longest_backoff, most)
+
+    @rule(
+        limit=st.integers(1, 6),
+        overflow=st.sampled_from(list(Overflow)),
+        count=st.integers(1, 4),
+        dedup=st.sampled_from([None, "d1", "d3"]),
+    )
+    def publish_at_max_depth(self, limit: int, overflow: Overflow, count: int,
+                             dedup: str | None) -> None:
+        """maxDepth: reject_publish refuses a batch that does not fit and changes nothing;
+        drop_oldest stores it and lets the oldest stored messages go for every group."""
+        bounded = QueueSettings(visibility_timeout_ms=VT, max_deliveries=MAX_DELIVERIES,
+                                max_depth=limit, overflow=overflow)
+        self.b.put_queue("q", bounded, self.now)
+        q = self.b.queue("q")
+        known = set(self.published)
+        stored = {s for s in known if q.exists(s)}
+        before = (q.live, q.published_total, q.next_seq, q.dropped_total)
+        items = [Incoming(0, 0, None, dedup if i == 0 else None, None) for i in range(count)]
+        try:
+            self.publish_items(items)
+        except QueueFullError:
+            assert overflow is Overflow.REJECT_PUBLISH
+            assert (q.live, q.published_total, q.next_seq, q.dropped_total) == before
+        else:
+            assert q.live <= limit or (overflow is Overflow.REJECT_PUBLISH and q.live <= before[0])
+            candidates = stored | (set(self.published) - known)
+            dropped = {s for s in candidates if not q.exists(s)}
+            assert len(dropped) == q.dropped_total - before[3]
+            if overflow is Overflow.REJECT_PUBLISH:
+                assert not dropped
+            kept = candidates - dropped
+            assert all(s < min(kept, default=q.next_seq) for s in dropped), "oldest go first"
+            self.forget(dropped)
+        finally:
+            unbounded = QueueSettings(visibility_timeout_ms=VT, max_deliveries=MAX_DELIVERIES)
+            self.b.put_queue("q", unbounded, self.now)
+
+    def forget(self, dropped: set[int]) -> None:
+        """Messages let go by drop_oldest are out of every group's flow."""
+        for seq in dropped:
+            del self.published[seq]
+            for g in GROUPS:
+                self.leases[g].pop(seq, None)
+                self.acked[g].discard(seq)
 
     @rule(ms=st.sampled_from([1, 10, 100, 999, 1000, 2500]))
     def advance(self, ms: int) -> None:

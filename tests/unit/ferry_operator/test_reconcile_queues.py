@@ -6,7 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ferry.broker.models import ConsumerInfo, GroupSettings, GroupStats, QueueSettings, QueueStats
+from ferry.broker.models import (
+    ConsumerInfo,
+    GroupSettings,
+    GroupStats,
+    Overflow,
+    QueueSettings,
+    QueueStats,
+)
 from ferry.operator.reconcile import queues
 from ferry.operator.reconcile.metadata import OWNER_UID
 from ferry.operator.reconcile.observations import Failure, Problem
@@ -162,3 +169,11 @@ def test_the_broker_volume_outlives_its_queue_unless_asked(
                if c["kind"] == "StatefulSet")
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
         "whenDeleted": when_deleted, "whenScaled": "Retain"}
+
+
+
+def test_max_depth_and_overflow_reach_the_broker(defaulted: Defaulted) -> None:
+    unbounded = queues.broker_settings(spec(defaulted))
+    assert (unbounded.max_depth, unbounded.overflow) == (None, Overflow.REJECT_PUBLISH)
+    bounded = queues.broker_settings(spec(defaulted, maxDepth=5000, overflow="DropOldest"))
+    assert (bounded.max_depth, bounded.overflow) == (5000, Overflow.DROP_OLDEST)
