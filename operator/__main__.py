@@ -37,6 +37,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--broker-url", default=env(BROKER_URL_ENV),
                    help="talk to this broker for Queues without spec.broker.url, for control "
                    f"planes whose pods never run (envtest, make demo); env {BROKER_URL_ENV}")
+    p.add_argument("--external-broker-namespaces",
+                   default=env("FERRY_EXTERNAL_BROKER_NAMESPACES", ""),
+                   help="comma-separated namespaces whose Queues may name an external broker "
+                   "(spec.broker.url), or '*' for every namespace; default: none, so a tenant "
+                   "cannot point the operator at another namespace's broker or at arbitrary "
+                   "addresses; env FERRY_EXTERNAL_BROKER_NAMESPACES")
     add_metrics_address(p, port=8081)
     p.add_argument("--resync-seconds", type=float,
                    default=float(env("FERRY_RESYNC_SECONDS", "30")),
@@ -64,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             peering_required=args.peering is not None,
             priority=random.randrange(1, 2**31) if args.priority is None else args.priority,
             broker_url=args.broker_url, kubeconfig=args.kubeconfig,
+            external_broker_namespaces=frozenset(
+                n.strip() for n in args.external_broker_namespaces.split(",") if n.strip()),
             metrics_host=args.metrics_host, metrics_port=args.metrics_port,
             resync_seconds=args.resync_seconds, stats_seconds=args.stats_seconds,
             delete_attempts=args.delete_attempts, retry_base_seconds=args.retry_base_seconds)

@@ -18,6 +18,8 @@ class OperatorSettings(BaseModel):
     broker_url: str | None = Field(
         None, description="talk to this broker for Queues without spec.broker.url "
         "(control planes whose pods never run: envtest, make demo)")
+    external_broker_namespaces: frozenset[str] = Field(
+        frozenset(), description="namespaces whose Queues may use broker.url ('*': all)")
     kubeconfig: str | None = None
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8081

@@ -5,9 +5,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-# Real-process fixtures (broker, operator, PostgreSQL, KEDA) shared by the functional and
-# envtest tiers.
-pytest_plugins = ["fixtures.brokers", "fixtures.operators", "fixtures.postgres", "fixtures.keda"]
+# Real-process fixtures (broker, operator, PostgreSQL, KEDA, the process kubelet) shared by
+# the functional and envtest tiers.
+pytest_plugins = ["fixtures.brokers", "fixtures.operators", "fixtures.postgres", "fixtures.keda",
+                  "fixtures.kubelets"]
 
 
 @pytest.fixture(autouse=True)

@@ -394,6 +394,9 @@ class BrokerClient:
                 params=params,
                 headers=_JSON if data is not None else None,
                 timeout=aiohttp.ClientTimeout(total=within or self.timeout),
+                # A broker never redirects: following one would send the token, and the
+                # operator's calls, to wherever the far end points.
+                allow_redirects=False,
             ) as response:
                 raw = await response.read()
                 status, reason = response.status, response.reason or ""

@@ -1,7 +1,10 @@
-"""Broker admin calls for the operator, one pooled client per broker URL.
+"""Broker admin calls for the operator, one pooled client per broker URL and token.
 
-Failures come out as `BrokerTrouble` with a problem the reconcilers judge: missing
-(404), unreachable (connection refused, timeouts) or rejected (any other answer).
+Failures come out as `BrokerTrouble` with a problem the reconcilers judge: missing (404),
+unreachable (connection refused, timeouts), unauthorized (401/403) or rejected (any other
+answer). The message is ours, never the remote end's: a broker URL is user input, so what
+the far side says (or how a connection failed) must not reach a status a tenant can read.
+Only the HTTP status and, when it is one of Ferry's, the error code are kept.
 """
 
 from __future__ import annotations
@@ -10,10 +13,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from ferry.broker.client import BrokerClient, BrokerError, NotFound, Unavailable
-from ferry.broker.models import GroupSettings, GroupStats, QueueSettings, QueueStats
+from ferry.broker.models import ErrorCode, GroupSettings, GroupStats, QueueSettings, QueueStats
 from ferry.operator.clients.errors import BrokerTrouble
 
-MISSING, UNREACHABLE, REJECTED = "missing", "unreachable", "rejected"
+MISSING, UNREACHABLE, REJECTED, UNAUTHORIZED = "missing", "unreachable", "rejected", "unauthorized"
+_KNOWN_CODES = frozenset(c.value for c in ErrorCode)
+
+
+def _answer(e: BrokerError) -> str:
+    code = str(getattr(e.code, "value", e.code))
+    return f"HTTP {e.status}" + (f" {code}" if code in _KNOWN_CODES else "")
 
 
 @asynccontextmanager
@@ -21,54 +30,61 @@ async def _translated(url: str) -> AsyncIterator[None]:
     try:
         yield
     except NotFound as e:
-        raise BrokerTrouble(MISSING, f"{url}: {e.message}") from e
+        raise BrokerTrouble(MISSING, f"{url}: not found on the broker ({_answer(e)})") from e
     except Unavailable as e:
-        raise BrokerTrouble(UNREACHABLE, f"{url}: {e.message}") from e
+        why = f" ({_answer(e)})" if e.status else ""
+        raise BrokerTrouble(UNREACHABLE, f"{url}: the broker did not answer{why}") from e
     except BrokerError as e:
-        raise BrokerTrouble(REJECTED, f"{url}: {e}") from e
+        if e.status in (401, 403):
+            raise BrokerTrouble(UNAUTHORIZED,
+                                f"{url}: the broker refused the token ({_answer(e)})") from e
+        raise BrokerTrouble(REJECTED, f"{url}: the broker refused the call ({_answer(e)})") from e
 
 
 class Brokers:
-    """Clients by URL; short timeouts and few retries, since a timer tries again anyway."""
+    """Clients by URL and token; short timeouts and few retries, since a timer tries again."""
 
     def __init__(self, *, timeout: float = 5.0, retries: int = 1) -> None:
         self._timeout, self._retries = timeout, retries
-        self._clients: dict[str, BrokerClient] = {}
+        self._clients: dict[tuple[str, str | None], BrokerClient] = {}
 
-    def _client(self, url: str) -> BrokerClient:
-        if url not in self._clients:
-            self._clients[url] = BrokerClient(url, timeout=self._timeout, retries=self._retries)
-        return self._clients[url]
+    def _client(self, url: str, token: str | None) -> BrokerClient:
+        found = self._clients.get((url, token))
+        if found is None:
+            found = self._clients[(url, token)] = BrokerClient(
+                url, token=token, timeout=self._timeout, retries=self._retries, websocket=False)
+        return found
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.close()
 
-    async def ensure_queue(self, url: str, queue: str, settings: QueueSettings) -> QueueStats:
+    async def ensure_queue(self, url: str, token: str | None, queue: str,
+                           settings: QueueSettings) -> QueueStats:
         """PUT is idempotent: creates the queue, or brings its settings back to the spec."""
         async with _translated(url):
-            return await self._client(url).put_queue(queue, settings)
+            return await self._client(url, token).put_queue(queue, settings)
 
-    async def ensure_group(self, url: str, queue: str, group: str,
+    async def ensure_group(self, url: str, token: str | None, queue: str, group: str,
                            settings: GroupSettings) -> GroupStats:
         async with _translated(url):
-            return await self._client(url).put_group(queue, group, settings)
+            return await self._client(url, token).put_group(queue, group, settings)
 
-    async def queue_stats(self, url: str, queue: str) -> QueueStats:
+    async def queue_stats(self, url: str, token: str | None, queue: str) -> QueueStats:
         async with _translated(url):
-            return await self._client(url).queue_stats(queue)
+            return await self._client(url, token).queue_stats(queue)
 
-    async def group_stats(self, url: str, queue: str, group: str, *,
+    async def group_stats(self, url: str, token: str | None, queue: str, group: str, *,
                           wait_ms: int = 0) -> GroupStats:
         """With wait_ms, a long poll: answered once the group has a backlog (or after it)."""
         async with _translated(url):
-            return await self._client(url).group_stats(queue, group, wait_ms=wait_ms)
+            return await self._client(url, token).group_stats(queue, group, wait_ms=wait_ms)
 
-    async def delete_queue(self, url: str, queue: str) -> None:
+    async def delete_queue(self, url: str, token: str | None, queue: str) -> None:
         async with _translated(url):
-            await self._client(url).delete_queue(queue)
+            await self._client(url, token).delete_queue(queue)
 
-    async def delete_group(self, url: str, queue: str, group: str) -> None:
+    async def delete_group(self, url: str, token: str | None, queue: str, group: str) -> None:
         async with _translated(url):
-            await self._client(url).delete_group(queue, group)
+            await self._client(url, token).delete_group(queue, group)

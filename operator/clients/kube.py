@@ -1,7 +1,10 @@
 """A small async Kubernetes client: server-side apply, get, list, delete.
 
 aiohttp with the credentials of a kubeconfig (or the pod's service account), so the
-operator's Kubernetes I/O never blocks the event loop that kopf shares with it.
+operator's Kubernetes I/O never blocks the event loop that kopf shares with it. One
+session and one TLS context for the client's life: aiohttp pools connections per SSL
+context, so a context built per call meant a new TCP connection and TLS handshake per
+call. Only the bearer token is read again per call (a projected token rotates).
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ PLURALS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Service"): "services",
     ("v1", "Pod"): "pods",
+    ("v1", "Secret"): "secrets",
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("apps/v1", "Deployment"): "deployments",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentications",
     ("ferry.dev/v1alpha1", "Queue"): "queues",
     ("ferry.dev/v1alpha1", "ConsumerGroup"): "consumergroups",
     ("ferry.dev/v1alpha1", "TelemetryPipeline"): "telemetrypipelines",
@@ -69,12 +74,16 @@ def bearer(cfg: Configuration) -> str | None:
     return str(token) if str(token).startswith("Bearer ") else f"Bearer {token}"
 
 
-def _credentials(cfg: Configuration) -> Credentials:
+def _tls(cfg: Configuration) -> ssl.SSLContext | bool:
     context: ssl.SSLContext | bool = False
     if cfg.verify_ssl:
         context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
         if cfg.cert_file:
             context.load_cert_chain(cfg.cert_file, cfg.key_file)
+    return context
+
+
+def _credentials(cfg: Configuration, context: ssl.SSLContext | bool) -> Credentials:
     token = bearer(cfg)
     headers = {"Authorization": token} if token else {}
     return Credentials(host=cfg.host.rstrip("/"), ssl=context, headers=headers)
@@ -93,14 +102,16 @@ def path(api_version: str, kind: str, namespace: str, name: str | None = None) -
 class KubeClient:
     def __init__(self, cfg: Configuration, *, timeout: float = 30.0) -> None:
         self._cfg = cfg
+        self._tls = _tls(cfg)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
 
     async def close(self) -> None:
         await self._session.close()
 
     async def _call(self, method: str, url_path: str, *, query: dict[str, str] | None = None,
-                    body: Obj | None = None, content_type: str = "application/json") -> Obj:
-        creds = _credentials(self._cfg)
+                    body: Obj | None = None, content_type: str = "application/json"
+                    ) -> tuple[int, Obj]:
+        creds = _credentials(self._cfg, self._tls)
         url = creds.host + url_path + (f"?{urlencode(query)}" if query else "")
         headers = {**creds.headers, "Accept": "application/json"}
         data = None
@@ -117,30 +128,47 @@ class KubeClient:
                     payload = text
                 if response.status >= 400:
                     raise _error(response.status, payload)
-                return payload if isinstance(payload, dict) else {}
+                return response.status, payload if isinstance(payload, dict) else {}
         except aiohttp.ClientError as e:
             raise KubeError(0, "Unreachable", f"{method} {url_path}: {e}") from e
 
     async def serves(self, api_version: str, plural: str) -> bool:
         """Whether the API server serves this resource now (e.g. its CRD is installed)."""
         try:
-            found = await self._call("GET", f"/apis/{api_version}")
+            _, found = await self._call("GET", f"/apis/{api_version}")
         except KubeNotFound:
             return False
         return any(r.get("name") == plural for r in found.get("resources", []))
 
-    async def apply(self, manifest: Obj) -> Obj:
-        """Server-side apply as `ferry-operator`, taking over conflicting fields (force)."""
+    async def apply(self, manifest: Obj) -> tuple[Obj, bool]:
+        """Server-side apply as `ferry-operator`, taking over conflicting fields (force).
+
+        Returns the object and whether this call created it (the API server answers 201).
+        """
         meta = manifest["metadata"]
-        return await self._call(
+        status, obj = await self._call(
             "PATCH", path(manifest["apiVersion"], manifest["kind"], meta["namespace"],
                           meta["name"]),
             query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=manifest,
             content_type="application/apply-patch+yaml")
+        return obj, status == 201
+
+    async def create(self, manifest: Obj) -> Obj | None:
+        """Create the object; None when one of that name exists already (409)."""
+        meta = manifest["metadata"]
+        try:
+            _, obj = await self._call("POST", path(manifest["apiVersion"], manifest["kind"],
+                                                   meta["namespace"]),
+                                      query={"fieldManager": FIELD_MANAGER}, body=manifest)
+        except KubeError as e:
+            if e.status == 409:
+                return None
+            raise
+        return obj
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         try:
-            obj = await self._call("GET", path(api_version, kind, namespace, name))
+            _, obj = await self._call("GET", path(api_version, kind, namespace, name))
         except KubeNotFound:
             return None
         return {"apiVersion": api_version, "kind": kind, **obj}
@@ -148,12 +176,13 @@ class KubeClient:
     async def read(self, url_path: str) -> Obj | None:
         """GET any API path (discovery, a cluster-scoped object); None when it is not there."""
         try:
-            return await self._call("GET", url_path)
+            _, found = await self._call("GET", url_path)
         except KubeNotFound:
             return None
+        return found
 
     async def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[Obj]:
-        found = await self._call("GET", path(api_version, kind, namespace),
+        _, found = await self._call("GET", path(api_version, kind, namespace),
                                  query={"labelSelector": selector})
         return [{"apiVersion": api_version, "kind": kind, **o} for o in found.get("items", [])]
 
@@ -178,7 +207,7 @@ class KubeClient:
                        name: str) -> int | None:
         """spec.replicas of a scalable workload, read through its scale subresource."""
         try:
-            scale = await self._call("GET", path(api_version, kind, namespace, name) + "/scale")
+            _, scale = await self._call("GET", path(api_version, kind, namespace, name) + "/scale")
         except KubeNotFound:
             return None
         return int((scale.get("spec") or {}).get("replicas", 0))

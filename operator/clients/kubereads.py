@@ -7,6 +7,7 @@ translated once, here, into `KubernetesReadError`.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,6 +55,18 @@ class KubeReader:
                                       str(error)) from error
         items = listed.get("items", []) if isinstance(listed, dict) else []
         return [item for item in items if isinstance(item, dict)]
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of a Secret, decoded; None when the Secret or the key is missing."""
+        try:
+            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise KubernetesReadError(f"secret {namespace}/{name}", error.status,
+                                      str(error.reason)) from error
+        raw = (secret.data or {}).get(key)
+        return base64.b64decode(raw).decode().strip() if raw else None
 
     async def configmap_data(self, namespace: str, name: str) -> dict[str, str]:
         try:

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from ferry.operator.clients.kube import bearer, load_credentials
-from ferry.operator.handlers import consumergroups, pipelines, queues
+from ferry.operator.handlers import consumergroups, pipelines, queues, watching
 from ferry.operator.settings import OperatorSettings
 
 
@@ -28,3 +28,5 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
 
     for kind in (queues, consumergroups, pipelines):
         kind.register(registry, settings)
+    watching.register(registry, {"Queue": queues.plan, "ConsumerGroup": consumergroups.plan,
+                                 "TelemetryPipeline": pipelines.plan})

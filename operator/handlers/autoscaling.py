@@ -15,7 +15,7 @@ import kopf
 
 from ferry.broker.models import GroupStats
 from ferry.operator.clients.errors import KubeError
-from ferry.operator.handlers.common import Runtime
+from ferry.operator.handlers.common import Runtime, workload_pods
 from ferry.operator.metrics import SCALED_BACKLOG, SCALED_REPLICAS
 from ferry.operator.reconcile import keda, scalein
 from ferry.operator.reconcile.autoscaling import (
@@ -50,12 +50,14 @@ async def keep_deletion_costs(rt: Runtime, body: Any, owner: Owner, spec: Autosc
     a scale-in (the HPA's or KEDA's) removes idle consumers first."""
     target = spec.target
     try:
-        workload = await rt.kube.get(target.api_version, target.kind, owner.namespace,
-                                     target.name)
+        workload = await _read(rt, target.api_version, target.kind, owner.namespace,
+                               target.name)
         selector = scalein.selector_of(workload) if workload else None
-        if selector is None:
+        if selector is None or workload is None:
             return
-        pods = await rt.kube.list("v1", "Pod", owner.namespace, selector)
+        pods = workload_pods(rt, workload)
+        if not pods:  # not a workload Ferry made (its pods are not watched): ask
+            pods = await rt.kube.list("v1", "Pod", owner.namespace, selector)
         for pod, cost in scalein.cost_changes(scalein.live_costs(pods), stats.consumers).items():
             await rt.kube.annotate("v1", "Pod", owner.namespace, pod,
                                    {scalein.DELETION_COST: cost})
@@ -69,7 +71,7 @@ WAKE_POLL_MS = 20_000  # one long poll per group at zero; the broker answers at 
 
 
 async def wake_on_first_message(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
-                                url: str, queue: str) -> bool:
+                                url: str, token: str | None, queue: str) -> bool:
     """While the target sits at zero, long-poll the broker for the group's backlog and
     take the 0 -> 1 step the moment a message arrives, for either provider (KEDA would
     otherwise wait for its next pollingInterval, the operator for its stats timer).
@@ -77,14 +79,12 @@ async def wake_on_first_message(rt: Runtime, body: Any, owner: Owner, spec: Auto
     True when the target is still at zero and nothing came: poll again at once.
     """
     target = spec.target
-    replicas = await rt.kube.replicas(target.api_version, target.kind, owner.namespace,
-                                      target.name)
+    replicas = await _replicas(rt, owner, spec)
     if not should_wake(spec, replicas):
         return False
-    stats = await rt.brokers.group_stats(url, queue, owner.name, wait_ms=WAKE_POLL_MS)
+    stats = await rt.brokers.group_stats(url, token, queue, owner.name, wait_ms=WAKE_POLL_MS)
     # Read again: the stats timer, KEDA or a person may have moved it meanwhile.
-    replicas = await rt.kube.replicas(target.api_version, target.kind, owner.namespace,
-                                      target.name)
+    replicas = await _replicas(rt, owner, spec)
     if metric_value(stats) == 0 or not should_wake(spec, replicas):
         return should_wake(spec, replicas)
     await rt.kube.scale(target.api_version, target.kind, owner.namespace, target.name, 1)
@@ -104,8 +104,7 @@ async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
     target = spec.target
     what = f"{target.kind}/{target.name}"
     try:
-        replicas = await rt.kube.replicas(target.api_version, target.kind, owner.namespace,
-                                          target.name)
+        replicas = await _replicas(rt, owner, spec)
     except KubeError as e:
         kopf.warn(body, reason="TargetUnreadable", message=f"cannot read {what}: {e}")
         return {}
@@ -116,7 +115,7 @@ async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
         hpa = None
         if provider is Provider.KEDA:
             try:
-                hpa = await rt.kube.get(*HPA, owner.namespace, keda.hpa_name(owner))
+                hpa = await _read(rt, *HPA, owner.namespace, keda.hpa_name(owner))
             except KubeError:
                 hpa = None
         figures = replica_status(hpa, replicas)
@@ -136,8 +135,28 @@ async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
                   message=f"scaled {what} from {replicas} to {decision.replicas}")
         replicas = decision.replicas
     try:
-        hpa = await rt.kube.get(*HPA, owner.namespace, owner.name)
+        hpa = await _read(rt, *HPA, owner.namespace, owner.name)
     except KubeError:
         hpa = None  # the figures then come from the target alone
     figures = replica_status(hpa, replicas)
     return {**(figures.for_status() if figures else {}), "idle": decision.state.for_status()}
+
+
+async def _read(rt: Runtime, api_version: str, kind: str, namespace: str,
+                name: str) -> dict[str, Any] | None:
+    """An object from the watch (Ferry's children, KEDA's HPA with the ScaledObject's labels);
+    a GET for what is not watched (someone else's Deployment)."""
+    watched = rt.watched.get(api_version, kind, namespace, name)
+    if watched is not None:
+        return watched
+    return await rt.kube.get(api_version, kind, namespace, name)
+
+
+async def _replicas(rt: Runtime, owner: Owner, spec: Autoscaling) -> int | None:
+    """The target's spec.replicas: from the watch when Ferry made the target (a pipeline's
+    collectors), else read through /scale."""
+    target = spec.target
+    watched = rt.watched.get(target.api_version, target.kind, owner.namespace, target.name)
+    if watched is not None:
+        return int((watched.get("spec") or {}).get("replicas", 1))
+    return await rt.kube.replicas(target.api_version, target.kind, owner.namespace, target.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,13 +13,14 @@ from pydantic import BaseModel, ValidationError
 
 from ferry.kit import backoff
 from ferry.operator.clients.brokers import Brokers
-from ferry.operator.clients.errors import BrokerTrouble, KubeError, KubeNotFound
+from ferry.operator.clients.errors import BrokerTrouble, KubeError
 from ferry.operator.clients.kube import KubeClient
 from ferry.operator.clients.metricsapis import MetricsApis
+from ferry.operator.clients.watched import Watched
 from ferry.operator.metrics import BROKER_FAILURES, CHILD_CHANGES, RECONCILES
-from ferry.operator.reconcile import deletion, pausing, providers
+from ferry.operator.reconcile import deletion, drift, noticing, pausing, providers
 from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions, paused
-from ferry.operator.reconcile.metadata import GROUP, VERSION, Manifest, children_selector
+from ferry.operator.reconcile.metadata import GROUP, VERSION, Manifest
 from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import Owner
 from ferry.operator.settings import OperatorSettings
@@ -30,6 +32,8 @@ class Runtime:
     kube: KubeClient
     brokers: Brokers
     metrics_apis: MetricsApis = field(init=False)
+    watched: Watched = field(default_factory=Watched)
+    tokens: dict[tuple[str, str, str], str] = field(default_factory=dict)  # ns, Secret, key
 
     def __post_init__(self) -> None:
         self.metrics_apis = MetricsApis(self.kube, apiservice=providers.APISERVICE)
@@ -64,35 +68,58 @@ def key(obj: Mapping[str, Any]) -> str:
 
 async def apply_children(rt: Runtime, body: Any, owner: Owner, desired: Sequence[Manifest],
                          prune: Iterable[tuple[str, str]]) -> None:
-    """Server-side apply every desired child; delete owned children no longer desired.
+    """Server-side apply each desired child that is missing or has drifted from the watched
+    copy; delete owned children of the `prune` kinds that are no longer desired.
 
-    Creation and drift repair (a child changed by someone else) each get an Event.
+    Reads come from the watch cache, never a GET: an object in sync costs no request.
+    Creations, drift repairs (a child changed by someone else) and prunes get one Event each
+    per pass, naming the children.
     """
+    done: dict[str, list[str]] = {"Created": [], "Updated": [], "Pruned": []}
     for manifest in desired:
         meta = manifest["metadata"]
-        before = await rt.kube.get(manifest["apiVersion"], manifest["kind"], owner.namespace,
-                                   meta["name"])
-        after = await rt.kube.apply(manifest)
-        if before is None:
-            CHILD_CHANGES.labels(manifest["kind"], "created").inc()
-            kopf.info(body, reason="Created", message=f"created {key(manifest)}")
-        elif before["metadata"].get("resourceVersion") != after["metadata"].get("resourceVersion"):
-            CHILD_CHANGES.labels(manifest["kind"], "updated").inc()
-            kopf.info(body, reason="Updated", message=f"updated {key(manifest)}")
+        live = rt.watched.get(manifest["apiVersion"], manifest["kind"], owner.namespace,
+                              meta["name"])
+        if live is not None and not drift.differs(manifest, live):
+            continue
+        after, created = await rt.kube.apply(manifest)
+        rt.watched.observe("MODIFIED", after)
+        changed = live is None or (live["metadata"].get("resourceVersion")
+                                   != after["metadata"].get("resourceVersion"))
+        if created or changed:
+            what = "created" if created else "updated"
+            CHILD_CHANGES.labels(manifest["kind"], what).inc()
+            done[what.capitalize()].append(key(manifest))
     wanted = {key(m) for m in desired}
-    for api_version, kind in prune:
-        try:
-            found = await rt.kube.list(api_version, kind, owner.namespace,
-                                       children_selector(owner))
-        except KubeNotFound:
-            continue  # the kind is not installed (KEDA's ScaledObject): nothing to prune
-        for obj in found:
-            # Only objects this owner controls: KEDA copies a ScaledObject's labels onto
-            # the HPA it makes, and that HPA belongs to KEDA.
-            if key(obj) not in wanted and controlled_by(obj, owner):
-                await rt.kube.delete(api_version, kind, owner.namespace, obj["metadata"]["name"])
-                CHILD_CHANGES.labels(kind, "pruned").inc()
-                kopf.info(body, reason="Pruned", message=f"deleted {key(obj)}: no longer wanted")
+    kinds = set(prune)
+    for obj in rt.watched.owned_by(owner.uid):
+        if (obj["apiVersion"], obj["kind"]) in kinds and key(obj) not in wanted:
+            await rt.kube.delete(obj["apiVersion"], obj["kind"], owner.namespace,
+                                 obj["metadata"]["name"])
+            rt.watched.observe("DELETED", obj)
+            CHILD_CHANGES.labels(obj["kind"], "pruned").inc()
+            done["Pruned"].append(key(obj))
+    verbs = {"Created": "created", "Updated": "repaired drift of", "Pruned": "deleted (no "
+             "longer wanted)"}
+    for reason, keys in done.items():
+        if keys:
+            kopf.info(body, reason=reason, message=f"{verbs[reason]} {', '.join(keys)}")
+
+
+def write_status(body: Any, patch: kopf.Patch, status: dict[str, Any]) -> bool:
+    """Put `status` into the patch only when a reader would notice the change."""
+    if not noticing.noticeable(body.get("status"), status):
+        return False
+    patch["status"] = status
+    return True
+
+
+def jitter(interval: float) -> Callable[..., float]:
+    """A timer's first delay, spread over one interval so objects created together (or found
+    together when the operator starts) do not all come due in the same second."""
+    def delay(**_: Any) -> float:
+        return random.uniform(0, interval)
+    return delay
 
 
 def verdict_status(body: Any, verdict: Verdict) -> dict[str, Any]:
@@ -124,13 +151,40 @@ async def settle_deletion(settings: OperatorSettings, body: Any, what: str,
                           f"releasing the finalizer, broker data may remain: {failure.message}")
 
 
-async def workload_pods(rt: Runtime, workload: Mapping[str, Any] | None) -> list[Any]:
-    """The pods a Deployment or StatefulSet selects (none before it exists)."""
+def workload_pods(rt: Runtime, workload: Mapping[str, Any] | None) -> list[Any]:
+    """The pods a Deployment or StatefulSet selects (none before it exists), from the watch:
+    their template carries Ferry's managed-by label, so they are watched like children."""
     if workload is None:
         return []
     match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
-    return await rt.kube.list("v1", "Pod", workload["metadata"]["namespace"], selector)
+    return rt.watched.matching("v1", "Pod", workload["metadata"]["namespace"], match)
+
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a kind's pass applies for one object: its children, and the kinds it prunes."""
+
+    owner: Owner
+    desired: list[Manifest]
+    prune: Sequence[tuple[str, str]]
+
+
+Planner = Callable[[Runtime, Any], Awaitable["Plan | None"]]
+
+
+def planner(model: type[SpecT], children: Callable[[Owner, SpecT], list[Manifest]],
+            prune: Sequence[tuple[str, str]]) -> Planner:
+    """The plan of a kind whose children follow from its owner and spec alone."""
+    async def plan(rt: Runtime, body: Any) -> Plan | None:
+        spec = parse_spec(model, body, None)
+        if spec is None:
+            return None
+        owner = owner_of(body)
+        return Plan(owner=owner, desired=children(owner, spec), prune=prune)
+    return plan
 
 
 Reconcile = Callable[..., Awaitable[None]]
@@ -153,8 +207,10 @@ def _hold(body: Any, patch: kopf.Patch) -> bool:
 
 def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, plural: str,
                   reconcile: Reconcile, finalize: Finalize | None = None) -> None:
-    """Level-based wiring for one kind: react to changes, re-apply on a timer (drift repair),
-    poll stats on a faster timer, and finalize deletions (kopf adds the finalizer)."""
+    """Level-based wiring for one kind: react to changes, compare the children with their
+    watched copies on a timer (a safety net: child events repair drift at once,
+    handlers/watching.py), poll stats on a faster timer, and finalize deletions (kopf adds
+    the finalizer). Timers start at a random point of their interval."""
     resource = (GROUP, VERSION, plural)
 
     @kopf.on.resume(*resource, id="reconcile", registry=registry)
@@ -165,12 +221,14 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
         if not _hold(body, patch):
             await reconcile(runtime(memo), body, patch, apply=True)
 
-    @kopf.timer(*resource, id="resync", interval=settings.resync_seconds, registry=registry)
+    @kopf.timer(*resource, id="resync", interval=settings.resync_seconds,
+                initial_delay=jitter(settings.resync_seconds), registry=registry)
     async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         if not _hold(body, patch):
             await reconcile(runtime(memo), body, patch, apply=True)
 
-    @kopf.timer(*resource, id="stats", interval=settings.stats_seconds, registry=registry)
+    @kopf.timer(*resource, id="stats", interval=settings.stats_seconds,
+                initial_delay=jitter(settings.stats_seconds), registry=registry)
     async def stats(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         # Only a pass that applied a generation's children may report that generation
         # observed: a stats pass racing a spec change would call old children Ready.
@@ -186,27 +244,24 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
             await run_finalizer(runtime(memo), body, retry)
 
 
-SpecT = TypeVar("SpecT", bound=BaseModel)
-
-
-def parse_spec(model: type[SpecT], body: Any, patch: kopf.Patch) -> SpecT | None:
+def parse_spec(model: type[SpecT], body: Any, patch: kopf.Patch | None) -> SpecT | None:
     """The typed spec, or None with Degraded/InvalidSpec in status (the CRD and the model
-    disagree: a bug to surface, not to crash on)."""
+    disagree: a bug to surface, not to crash on). Without a patch, just None."""
     try:
         return model.model_validate(body["spec"])
     except ValidationError as e:
+        if patch is None:
+            return None
         patch["status"] = verdict_status(body, Verdict(
             phase=Phase.DEGRADED, reason=Reason.INVALID_SPEC, message=str(e)))
         RECONCILES.labels(body["kind"], "invalid").inc()
         return None
 
 
-async def apply_or_degrade(rt: Runtime, body: Any, patch: kopf.Patch, owner: Owner,
-                           desired: Sequence[Manifest],
-                           prune: Iterable[tuple[str, str]]) -> bool:
+async def apply_or_degrade(rt: Runtime, body: Any, patch: kopf.Patch, plan: Plan) -> bool:
     """apply_children; on a Kubernetes error a Warning Event and Degraded/ApplyFailed."""
     try:
-        await apply_children(rt, body, owner, desired, prune)
+        await apply_children(rt, body, plan.owner, plan.desired, plan.prune)
     except KubeError as e:
         kopf.warn(body, reason="ApplyFailed", message=str(e))
         patch["status"] = verdict_status(body, Verdict(

@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from ferry.operator.handlers.common import (
+    Plan,
     Runtime,
     apply_or_degrade,
     key,
@@ -15,16 +16,27 @@ from ferry.operator.handlers.common import (
     parse_spec,
     register_kind,
     workload_pods,
+    write_status,
 )
 from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from ferry.operator.reconcile import pipelines, queues, readiness
 from ferry.operator.reconcile.metadata import API_VERSION
-from ferry.operator.reconcile.specs import TelemetryPipelineSpec
+from ferry.operator.reconcile.specs import Owner, TelemetryPipelineSpec
 from ferry.operator.settings import OperatorSettings
 
 PLURAL = "telemetrypipelines"
 PRUNE = [(API_VERSION, "Queue"), (API_VERSION, "ConsumerGroup"), ("apps/v1", "StatefulSet"),
          ("apps/v1", "Deployment"), ("v1", "Service")]
+
+
+def _plan(owner: Owner, spec: TelemetryPipelineSpec) -> Plan:
+    pod_url = queues.in_cluster_endpoint(owner.namespace, pipelines.queue_name(owner), spec.queue)
+    return Plan(owner=owner, desired=pipelines.children(owner, spec, pod_url), prune=PRUNE)
+
+
+async def plan(rt: Runtime, body: Any) -> Plan | None:
+    spec = parse_spec(TelemetryPipelineSpec, body, None)
+    return None if spec is None else _plan(owner_of(body), spec)
 
 
 async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -> None:
@@ -35,20 +47,20 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
         if spec is None:
             return
         queue = pipelines.queue_name(owner)
-        pod_url = queues.in_cluster_endpoint(owner.namespace, queue, spec.queue)
-        desired = pipelines.children(owner, spec, pod_url)
-        if apply and not await apply_or_degrade(rt, body, patch, owner, desired, PRUNE):
+        planned = _plan(owner, spec)
+        desired = planned.desired
+        if apply and not await apply_or_degrade(rt, body, patch, planned):
             return
         observed: dict[str, Any] = {}
         for child in desired:
-            found = await rt.kube.get(child["apiVersion"], child["kind"], owner.namespace,
-                                      child["metadata"]["name"])
+            found = rt.watched.get(child["apiVersion"], child["kind"], owner.namespace,
+                                   child["metadata"]["name"])
             if found is not None:
                 observed[key(child)] = found
         stuck: dict[str, str] = {}
         for name, obj in observed.items():
             if readiness.is_workload(obj) and not readiness.is_ready(obj):
-                why = readiness.stuck(await workload_pods(rt, obj))
+                why = readiness.stuck(workload_pods(rt, obj))
                 if why is not None:
                     stuck[name] = why
         status = pipelines.status(
@@ -57,7 +69,7 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
                                          rt.settings.broker_url),
             previous=(body.get("status") or {}).get("conditions") or [], now=datetime.now(UTC),
             stuck=stuck)
-        patch["status"] = status
+        write_status(body, patch, status)
         RECONCILES.labels(kind, "observed").inc()
 
 

@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
                         "ConsumerGroup resources (repeatable); with "
                         "--requestheader-client-ca-file no Kubernetes API is used at all and "
                         "every front-proxied user may read")
+    p.add_argument("--token", default=os.environ.get("FERRY_BROKER_TOKEN"),
+                   help="bearer token for --group brokers (env FERRY_BROKER_TOKEN); groups "
+                        "found as ConsumerGroup resources use the Secret their status names")
     p.add_argument("--cache-ttl", type=float, default=2.0,
                    help="seconds a broker's figure is reused (default 2)")
     p.add_argument("--broker-timeout", type=float, default=3.0,
@@ -100,10 +103,12 @@ async def _requestheader(args: argparse.Namespace,
     return frontproxy.RequestHeaderConfig.from_configmap(data)
 
 
-def _broker(timeout: float) -> Callable[[str], StatsClient]:
-    def client_for(url: str) -> StatsClient:
+def _broker(timeout: float, default_token: str | None) -> Callable[[str, str | None],
+                                                                   StatsClient]:
+    def client_for(url: str, token: str | None) -> StatsClient:
         # One quick attempt: the HPA asks again at its next sync, and a stale answer is worse.
-        return BrokerClient(url, timeout=timeout, retries=1, websocket=False)
+        return BrokerClient(url, token=token or default_token, timeout=timeout, retries=1,
+                            websocket=False)
     return client_for
 
 
@@ -123,7 +128,7 @@ async def _build(
         assert reader is not None
         directory = KubeDirectory(reader, ttl=max(args.cache_ttl, 1.0),
                                   errors=(KubernetesReadError,))
-    cache = StatsCache(_broker(args.broker_timeout), ttl=args.cache_ttl)
+    cache = StatsCache(_broker(args.broker_timeout, args.token), ttl=args.cache_ttl)
     lags = LagReader(directory, cache, errors=(BrokerError, OSError, asyncio.TimeoutError))
     return make_app(lags, cache, auth, authorizer), auth
 

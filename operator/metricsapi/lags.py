@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ferry.broker.models import GroupStats
@@ -27,6 +27,7 @@ class GroupRef:
     queue: str
     group: str
     broker_url: str
+    token: str | None = field(default=None, repr=False)  # from the Secret status names
 
     @property
     def labels(self) -> dict[str, str]:
@@ -37,7 +38,7 @@ class Directory(Protocol):
     async def groups(self, namespace: str) -> Sequence[GroupRef]: ...
 
 
-class StatsClient(Protocol):
+class StatsClient(Protocol):  # made per broker URL and token
     async def group_stats(self, queue: str, group: str) -> GroupStats: ...
     async def close(self) -> None: ...
 
@@ -65,13 +66,15 @@ class LagUnavailableError(Exception):
 class ObjectLister(Protocol):
     async def list_objects(self, group: str, version: str, namespace: str,
                            plural: str) -> list[dict[str, Any]]: ...
+    async def secret_value(self, namespace: str, name: str, key: str) -> str | None: ...
 
 
 class KubeDirectory:
     """ConsumerGroup resources of a namespace, listed at most once per `ttl` seconds.
 
     A group counts once the operator has found its broker (status.endpoint); its name on
-    the broker is the resource's name.
+    the broker is the resource's name, its token the Secret key status.tokenSecret names
+    (read with the listing, so as often).
     """
 
     def __init__(self, lister: ObjectLister, *, ttl: float = 5.0,
@@ -92,19 +95,34 @@ class KubeDirectory:
                                                     "consumergroups")
         except self._errors as error:
             raise DirectoryError(str(error)) from error
-        refs = group_refs(namespace, items)
+        try:
+            refs = [await self._with_token(ref, item)
+                    for ref, item in zip(group_refs(namespace, items), _listed(items),
+                                         strict=True)]
+        except self._errors as error:
+            raise DirectoryError(str(error)) from error
         self._seen[namespace] = (refs, self._clock())
         return refs
 
 
+    async def _with_token(self, ref: GroupRef, item: dict[str, Any]) -> GroupRef:
+        secret = (item.get("status") or {}).get("tokenSecret") or {}
+        if not secret.get("name"):
+            return ref
+        token = await self._lister.secret_value(ref.namespace, secret["name"],
+                                                secret.get("key") or "token")
+        return GroupRef(ref.namespace, ref.queue, ref.group, ref.broker_url, token)
+
+
+def _listed(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items group_refs turns into refs, in the same order."""
+    return [i for i in items
+            if (i.get("status") or {}).get("endpoint") and (i.get("spec") or {}).get("queue")]
+
+
 def group_refs(namespace: str, items: Sequence[dict[str, Any]]) -> list[GroupRef]:
-    refs = []
-    for item in items:
-        endpoint = (item.get("status") or {}).get("endpoint")
-        queue = (item.get("spec") or {}).get("queue")
-        if endpoint and queue:
-            refs.append(GroupRef(namespace, queue, item["metadata"]["name"], endpoint))
-    return refs
+    return [GroupRef(namespace, item["spec"]["queue"], item["metadata"]["name"],
+                     item["status"]["endpoint"]) for item in _listed(items)]
 
 
 class StaticDirectory:
@@ -134,12 +152,13 @@ class StatsCache:
     `reads` counts broker calls, `hits` answers given without one (cached or shared).
     """
 
-    def __init__(self, client_for: Callable[[str], StatsClient], *, ttl: float = 2.0,
+    def __init__(self, client_for: Callable[[str, str | None], StatsClient], *,
+                 ttl: float = 2.0,
                  clock: Clock = time.monotonic) -> None:
         self._client_for = client_for
         self._ttl = ttl
         self._clock = clock
-        self._clients: dict[str, StatsClient] = {}
+        self._clients: dict[tuple[str, str | None], StatsClient] = {}
         self._values: dict[GroupRef, tuple[int, float]] = {}
         self._pending: dict[GroupRef, asyncio.Future[int]] = {}
         self.hits = 0
@@ -170,9 +189,10 @@ class StatsCache:
             del self._pending[ref]
 
     async def _read(self, ref: GroupRef) -> int:
-        client = self._clients.get(ref.broker_url)
+        where = (ref.broker_url, ref.token)
+        client = self._clients.get(where)
         if client is None:
-            client = self._clients[ref.broker_url] = self._client_for(ref.broker_url)
+            client = self._clients[where] = self._client_for(*where)
         self.reads += 1
         return metric_value(await client.group_stats(ref.queue, ref.group))
 

@@ -59,6 +59,9 @@ class Reason(StrEnum):
     BROKER_STARTING = "BrokerStarting"
     BROKER_UNREACHABLE = "BrokerUnreachable"
     BROKER_REJECTED = "BrokerRejected"
+    BROKER_UNAUTHORIZED = "BrokerUnauthorized"
+    TOKEN_NOT_FOUND = "TokenNotFound"
+    EXTERNAL_BROKER_NOT_ALLOWED = "ExternalBrokerNotAllowed"
     QUEUE_NOT_FOUND = "QueueNotFound"
     QUEUE_NOT_READY = "QueueNotReady"
     CHILDREN_NOT_READY = "ChildrenNotReady"
@@ -78,10 +81,18 @@ class Verdict(BaseModel):
     message: str
 
 
+_REASONS = {
+    Problem.UNREACHABLE: Reason.BROKER_UNREACHABLE,
+    Problem.UNAUTHORIZED: Reason.BROKER_UNAUTHORIZED,
+    Problem.NO_TOKEN: Reason.TOKEN_NOT_FOUND,
+    Problem.NOT_ALLOWED: Reason.EXTERNAL_BROKER_NOT_ALLOWED,
+}
+
+
 def broker_trouble(failure: Failure) -> Verdict:
-    """A broker that cannot be reached or refuses a valid request degrades the resource."""
-    reason = (Reason.BROKER_UNREACHABLE if failure.problem is Problem.UNREACHABLE
-              else Reason.BROKER_REJECTED)
+    """A broker that cannot be reached, refuses the token or a valid request, a token that
+    cannot be read or an external broker the operator refuses degrades the resource."""
+    reason = _REASONS.get(failure.problem, Reason.BROKER_REJECTED)
     return Verdict(phase=Phase.DEGRADED, reason=reason, message=failure.message)
 
 

@@ -18,7 +18,7 @@ from ferry.operator.reconcile.conditions import (
 )
 from ferry.operator.reconcile.metadata import Manifest
 from ferry.operator.reconcile.observations import Failure, Problem
-from ferry.operator.reconcile.specs import ConsumerGroupSpec, Owner, Provider
+from ferry.operator.reconcile.specs import ConsumerGroupSpec, KeyRef, Owner, Provider
 
 
 def group_settings(spec: ConsumerGroupSpec) -> GroupSettings:
@@ -35,16 +35,18 @@ def group_settings(spec: ConsumerGroupSpec) -> GroupSettings:
 
 
 def children(owner: Owner, spec: ConsumerGroupSpec, *, provider: Provider | None,
-             endpoint: str | None) -> list[Manifest]:
+             endpoint: str | None, token: KeyRef | None = None) -> list[Manifest]:
     """Kubernetes objects a group owns: for `spec.autoscaling`, the HorizontalPodAutoscaler
     (provider Ferry) or the KEDA ScaledObject (provider KEDA, once the broker's `endpoint`
-    is known). Handlers apply and prune the list, so removing autoscaling removes it."""
+    is known) with the TriggerAuthentication that gives KEDA the broker's `token`. Handlers
+    apply and prune the list, so removing autoscaling removes it."""
     if spec.autoscaling is None or provider is None:
         return []
     if provider is Provider.KEDA:
         if endpoint is None:
             return []
-        return [keda.build_scaled_object(owner, spec.queue, endpoint, spec.autoscaling)]
+        scaled = keda.build_scaled_object(owner, spec.queue, endpoint, spec.autoscaling, token)
+        return [keda.build_trigger_auth(owner, token), scaled] if token else [scaled]
     return [autoscaling.build_hpa(owner, spec.queue, spec.autoscaling)]
 
 

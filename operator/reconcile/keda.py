@@ -15,10 +15,11 @@ from urllib.parse import quote
 
 from ferry.operator.reconcile import autoscaling, durations
 from ferry.operator.reconcile.metadata import Manifest, child_metadata
-from ferry.operator.reconcile.specs import Autoscaling, Owner
+from ferry.operator.reconcile.specs import Autoscaling, KeyRef, Owner
 
 API_VERSION = "keda.sh/v1alpha1"
 KIND = "ScaledObject"
+AUTH_KIND = "TriggerAuthentication"
 # The field of the broker's GroupStats that KEDA reads (GJSON path into the JSON body).
 VALUE_LOCATION = "backlog"
 
@@ -37,7 +38,20 @@ def _seconds(duration: str) -> int:
     return math.ceil(durations.to_ms(duration) / 1000)
 
 
-def build_scaled_object(owner: Owner, queue: str, endpoint: str, spec: Autoscaling) -> Manifest:
+def build_trigger_auth(owner: Owner, token: KeyRef) -> Manifest:
+    """How KEDA authenticates to the broker: the bearer token from the Secret Ferry (or the
+    connection Secret) holds, so KEDA's calls pass a token-protected broker."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": AUTH_KIND,
+        "metadata": child_metadata(owner, owner.name, "autoscaler"),
+        "spec": {"secretTargetRef": [{"parameter": "token", "name": token.name,
+                                      "key": token.key}]},
+    }
+
+
+def build_scaled_object(owner: Owner, queue: str, endpoint: str, spec: Autoscaling,
+                        token: KeyRef | None = None) -> Manifest:
     """The ScaledObject of ConsumerGroup `owner` on `queue`, whose broker is `endpoint`.
 
     AverageValue makes KEDA's HPA aim for ceil(backlog / lagPerReplica) replicas, as
@@ -74,7 +88,9 @@ def build_scaled_object(owner: Owner, queue: str, endpoint: str, spec: Autoscali
                     "valueLocation": VALUE_LOCATION,
                     "targetValue": str(spec.lag_per_replica),
                     "activationTargetValue": "0",
+                    **({"authMode": "bearer"} if token is not None else {}),
                 },
+                **({"authenticationRef": {"name": owner.name}} if token is not None else {}),
             }],
         },
     }

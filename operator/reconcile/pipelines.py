@@ -22,6 +22,7 @@ from ferry.operator.reconcile.metadata import (
 )
 from ferry.operator.reconcile.readiness import is_ready, is_workload, rollout_gap
 from ferry.operator.reconcile.specs import KeyRef, Owner, TelemetryPipelineSpec
+from ferry.operator.reconcile.tenancy import token_ref
 from ferry.operator.reconcile.workloads import (
     container_security,
     http_probe,
@@ -112,6 +113,13 @@ def _database_env(spec: TelemetryPipelineSpec) -> Manifest:
     return {"name": "FERRY_STORAGE", "value": storage.url or SQLITE_URL}
 
 
+def _token_env(owner: Owner, spec: TelemetryPipelineSpec) -> Manifest:
+    """The broker's token, from its Secret (the telemetry commands read FERRY_BROKER_TOKEN)."""
+    ref = token_ref(queue_name(owner), spec.queue)
+    return {"name": "FERRY_BROKER_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+
+
 def _scratch_volumes() -> tuple[list[Manifest], list[Manifest]]:
     """Writable emptyDirs under a read-only root: data (SQLite default) and /tmp."""
     volumes = [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
@@ -161,7 +169,8 @@ def _streamer(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Man
         "command": ["ferry-streamer"],
         "args": [*args, path],
         "env": [{"name": "FERRY_INSTANCE_INDEX", "valueFrom": {"fieldRef": {
-            "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}}],
+            "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}},
+                _token_env(owner, spec)],
         "ports": [_metrics_port()],
         "resources": resources(streamer.resources),
         "securityContext": container_security(),
@@ -191,7 +200,7 @@ def _collector(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Ma
         "args": ["--broker-url", broker_url, "--queue", queue_name(owner),
                  "--group", group_name(owner), "--metrics-port", str(METRICS_PORT)],
         "ports": [_metrics_port()],
-        "env": [_database_env(spec)],
+        "env": [_database_env(spec), _token_env(owner, spec)],
         "resources": resources(collector.resources),
         "securityContext": container_security(),
         "volumeMounts": mounts,

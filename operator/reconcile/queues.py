@@ -21,6 +21,7 @@ from ferry.operator.reconcile.conditions import (
 from ferry.operator.reconcile.metadata import QUEUE, Manifest, child_metadata, selector_labels
 from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import Overflow, Owner, QueueSpec
+from ferry.operator.reconcile.tenancy import TOKEN_KEY, token_ref, token_secret_name
 from ferry.operator.reconcile.workloads import (
     container_security,
     http_probe,
@@ -30,6 +31,7 @@ from ferry.operator.reconcile.workloads import (
 
 BROKER_PORT = 7070
 DATA_DIR = "/var/lib/ferry"
+TOKEN_DIR = "/etc/ferry/token"
 COMPONENT = "broker"
 CONFIG_HASH = "ferry.dev/config-hash"
 
@@ -93,6 +95,18 @@ def children(owner: Owner, spec: QueueSpec) -> list[Manifest]:
 
 def _meta(owner: Owner, name: str) -> Manifest:
     return child_metadata(owner, name, COMPONENT, **{QUEUE: owner.name})
+
+
+def token_secret(owner: Owner, token: str) -> Manifest:
+    """The Secret holding a managed broker's token: created once (never applied, so a
+    pass cannot replace the token the broker and its clients hold)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(owner, token_secret_name(owner.name)),
+        "type": "Opaque",
+        "stringData": {TOKEN_KEY: token},
+    }
 
 
 def _config_map(owner: Owner, spec: QueueSpec) -> Manifest:
@@ -168,15 +182,21 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str]) -> M
                         "name": "broker",
                         "image": spec.broker.image,
                         "command": ["ferry-broker"],
-                        "args": ["--data-dir", DATA_DIR, "--port", str(BROKER_PORT)],
+                        "args": ["--data-dir", DATA_DIR, "--port", str(BROKER_PORT),
+                                 "--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}"],
                         "envFrom": [{"configMapRef": {"name": name}}],
                         "ports": [{"name": "http", "containerPort": BROKER_PORT}],
                         "readinessProbe": http_probe("/readyz", 5),
                         "livenessProbe": http_probe("/healthz", 10),
                         "resources": resources(spec.broker.resources),
                         "securityContext": container_security(),
-                        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}],
+                        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR},
+                                         {"name": "token", "mountPath": TOKEN_DIR,
+                                          "readOnly": True}],
                     }],
+                    "volumes": [{"name": "token", "secret": {
+                        "secretName": token_secret_name(owner.name),
+                        "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}}],
                 },
             },
             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim}],
@@ -251,6 +271,7 @@ def status(
         "conditions": conditions(judged, owner.generation, previous, now),
         "readyReplicas": ready_replicas,
         "endpoint": endpoint_url,
+        "tokenSecret": token_ref(owner.name, spec).model_dump(),
     }
     if stats is not None:
         out.update(figures(stats))

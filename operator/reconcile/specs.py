@@ -39,8 +39,14 @@ class Storage(Spec):
     delete_claim: bool = False
 
 
+class SecretKey(Spec):
+    name: str
+    key: str = "token"
+
+
 class Broker(Spec):
     url: str | None = None
+    connection_secret: SecretKey | None = None
     image: str
     resources: Resources
 

@@ -41,7 +41,7 @@ class Node:
     services: Mapping[str, str]        # in-cluster base URL -> local base URL
     ports: Mapping[int, int]           # containerPort -> local port
     config_maps: Mapping[str, Mapping[str, str]]   # name -> data, as the API server holds it
-    secrets: Mapping[str, Mapping[str, str]]       # name -> decoded data
+    secrets: Mapping[str, Mapping[str, str]]       # name -> decoded data (env and volumes)
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -95,16 +95,19 @@ def _mounts(spec: Mapping[str, Any], container: Mapping[str, Any], pod: str,
         if "persistentVolumeClaim" in volume:
             # A claim outlives its pods: one folder per claim, reused by every restart.
             folder = node.volumes / "claims" / volume["persistentVolumeClaim"]["claimName"]
-        elif "configMap" in volume:
-            data = node.config_maps.get(volume["configMap"]["name"], {})
-            items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+        elif "configMap" in volume or "secret" in volume:
+            source = volume.get("configMap") or volume["secret"]
+            store = node.config_maps if "configMap" in volume else node.secrets
+            data = store.get(source.get("name") or source.get("secretName") or "", {})
+            items = source.get("items") or [{"key": k, "path": k} for k in data]
             for item in items:
                 (folder / item["path"]).parent.mkdir(parents=True, exist_ok=True)
                 (folder / item["path"]).write_text(data[item["key"]])
         elif "emptyDir" not in volume and "projected" not in volume:
             # projected: the service-account token; the local processes do not use it.
             raise UnsupportedPodError(f"volume {mount['name']}: only emptyDir, configMap, "
-                                      "projected and persistentVolumeClaim volumes run locally")
+                                      "secret, projected and persistentVolumeClaim volumes "
+                                      "run locally")
         folder.mkdir(parents=True, exist_ok=True)
         out[mount["mountPath"].rstrip("/")] = folder
     return out

@@ -20,14 +20,17 @@ pytestmark = pytest.mark.envtest
 def test_operator_panels_query_exported_metrics(control_plane: Any, namespace: str,
                                                 broker: Any, run_operator: Any,
                                                 eventually: Any) -> None:
-    operator = run_operator(broker_url=broker.url)
+    operator = run_operator("--external-broker-namespaces", namespace, broker_url=broker.url)
     queue = (ROOT / "examples" / "queue.yaml").read_text()
     control_plane.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=queue)
     eventually(lambda: condition(get(control_plane, namespace, "queue", "orders"), "Ready")
                == ("True", "Reconciled"), "the example Queue is Ready")
     # A queue on a broker nobody runs: what the broker-failure panel is for.
     lost = {"apiVersion": "ferry.dev/v1alpha1", "kind": "Queue", "metadata": {"name": "lost"},
-            "spec": {"broker": {"url": f"http://127.0.0.1:{free_port()}"}}}
+            "spec": {"broker": {"url": f"http://127.0.0.1:{free_port()}",
+                                "connectionSecret": {"name": "conn"}}}}
+    control_plane.kubectl("create", "secret", "generic", "-n", namespace, "conn",
+                          "--from-literal=token=t")
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(lost))
     # An autoscaled group (its target need not exist for the figures to be exported).
     workers = {"apiVersion": "ferry.dev/v1alpha1", "kind": "ConsumerGroup",

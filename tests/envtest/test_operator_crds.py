@@ -77,7 +77,8 @@ def test_invalid_resources_are_rejected_with_the_rule_message(
     ("ConsumerGroup", {"queue": "a"}, {"queue": "a", "startAt": "Latest"},
      "startAt is immutable"),
     ("Queue", {}, {"storage": {"size": "2Gi"}}, "storage is immutable"),
-    ("Queue", {"broker": {"url": "http://a:1"}}, {"broker": {"url": "http://b:1"}},
+    ("Queue", {"broker": {"url": "http://a:1", "connectionSecret": {"name": "c"}}},
+     {"broker": {"url": "http://b:1", "connectionSecret": {"name": "c"}}},
      "broker.url is immutable"),
 ])
 def test_immutable_fields_cannot_change(control_plane: Any, ferry_crds: None, namespace: str,

@@ -122,9 +122,12 @@ def test_a_gone_broker_does_not_hold_deletion_forever(control_plane: Any, namesp
                                                       run_operator: Any,
                                                       eventually: Any) -> None:
     from testsupport.ports import free_port
-    run_operator()
+    run_operator("--external-broker-namespaces", namespace)
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    apply(control_plane, namespace, cr("Queue", "lost", {"broker": {"url": dead}}))
+    control_plane.kubectl("create", "secret", "generic", "-n", namespace, "conn",
+                          "--from-literal=token=t")
+    apply(control_plane, namespace, cr("Queue", "lost", {"broker": {
+        "url": dead, "connectionSecret": {"name": "conn"}}}))
     eventually(lambda: condition(get(control_plane, namespace, "queue", "lost"), "Degraded")
                == ("True", "BrokerUnreachable"), "the queue is Degraded: BrokerUnreachable")
     control_plane.kubectl("delete", "-n", namespace, "queue", "lost", "--timeout=120s")

@@ -70,7 +70,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-def _no_broker(url: str) -> StatsClient:
+def _no_broker(url: str, token: str | None) -> StatsClient:
     raise AssertionError(f"no broker expected in this test, asked for {url}")
 
 
@@ -187,8 +187,8 @@ async def test_prometheus_metrics_count_answers_by_status(server: str, pki: Pki)
 LAG = BASE + "/namespaces/shop/ferry_consumergroup_lag"
 
 
-def _brokers(url: str) -> StatsClient:
-    return BrokerClient(url, retries=1, websocket=False)
+def _brokers(url: str, token: str | None) -> StatsClient:
+    return BrokerClient(url, token=token, retries=1, websocket=False)
 
 
 @pytest.fixture
@@ -255,3 +255,17 @@ async def test_a_missing_group_is_a_503_naming_it(
     assert (status, body["reason"]) == (503, "ServiceUnavailable")
     assert "shop/orders/ghost" in body["message"]
     assert "billing" not in body["message"]
+
+
+async def test_a_token_protected_broker_is_read_with_the_group_token(
+        pki: Pki, broker_factory: Any, tmp_path: Path) -> None:
+    (tmp_path / "tokens").write_text("s3cret\n")
+    guarded = broker_factory("--token-file", str(tmp_path / "tokens"))
+    async with BrokerClient(guarded.url, token="s3cret") as client:
+        await client.put_queue("orders")
+        await client.put_group("orders", "billing")
+        await client.publish("orders", [OutgoingMessage(body=n) for n in range(3)])
+    directory = StaticDirectory([GroupRef("shop", "orders", "billing", guarded.url, "s3cret")])
+    async with serving(pki, directory, StatsCache(_brokers, ttl=0)) as url:
+        status, body = await _get(url + LAG, _context(pki, pki.proxy_client))
+    assert status == 200 and _values(body) == {"billing": "3"}

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from ferry_operator.conftest import apply_defaults, spec_schema
 
-from ferry.operator.reconcile import pipelines
-from ferry.operator.reconcile.specs import Owner, TelemetryPipelineSpec
+from ferry.operator.reconcile import pipelines, queues
+from ferry.operator.reconcile.specs import Owner, QueueSpec, TelemetryPipelineSpec
 from ferrydemo.pods import Node, UnsupportedPodError, expand, local_pod
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,8 @@ def _node(tmp_path: Path) -> Node:
                   "telemetry-db:5432": "127.0.0.1:15432"},
         ports={8080: 18080},
         config_maps={},
-        secrets={"telemetry-db": {"url": "postgresql://ferry:pw@telemetry-db:5432/telemetry"}},
+        secrets={"telemetry-db": {"url": "postgresql://ferry:pw@telemetry-db:5432/telemetry"},
+                 "gpu-telemetry-broker-token": {"token": "t0k3n"}},
     )
 
 
@@ -55,6 +56,7 @@ def test_streamer_replicas_split_the_example_input(tmp_path: Path) -> None:
         assert argv[0] == "ferry-streamer"
         assert argv[argv.index("--instance-index") + 1] == str(i)
         assert argv[argv.index("--broker-url") + 1] == "http://127.0.0.1:17070"
+        assert pod.env["FERRY_BROKER_TOKEN"] == "t0k3n"
         assert Path(argv[-1]) == ROOT / "examples" / "data" / "dcgm_sample.csv"
         assert Path(argv[-1]).is_file()
 
@@ -90,3 +92,17 @@ def test_what_cannot_run_locally_is_refused_clearly(tmp_path: Path) -> None:
         {"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}]}]}}
     with pytest.raises(UnsupportedPodError, match="env X"):
         local_pod(template, workload="w", namespace="n", index=0, node=_node(tmp_path))
+
+
+def test_the_broker_reads_its_token_from_the_secret_volume(tmp_path: Path) -> None:
+    spec = QueueSpec.model_validate(apply_defaults(spec_schema("Queue"), {}))
+    owner = OWNER.model_copy(update={"kind": "Queue"})
+    sts = next(c for c in queues.children(owner, spec) if c["kind"] == "StatefulSet")
+    template = sts["spec"]["template"]
+    # The StatefulSet controller adds the claim's volume to each pod it makes.
+    template["spec"]["volumes"].append({"name": "data", "persistentVolumeClaim": {
+        "claimName": "data-gpu-telemetry-broker-0"}})
+    pod = local_pod(template, workload="gpu-telemetry-broker",
+                    namespace="ferry-demo", index=0, node=_node(tmp_path))
+    token_file = Path(pod.argv[pod.argv.index("--token-file") + 1])
+    assert token_file.read_text() == "t0k3n" and tmp_path in token_file.parents

@@ -74,7 +74,9 @@ def test_database_from_secret_and_api_toggle(defaulted: Defaulted) -> None:
     assert "Deployment/gpu-api" not in kids and "Service/gpu-api" not in kids
     env = kids["Deployment/gpu-collector"]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env == [{"name": "FERRY_STORAGE",
-                    "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}]
+                    "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}},
+                   {"name": "FERRY_BROKER_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": "gpu-broker-token", "key": "token"}}}]
 
 
 def _ready_cr(kind: str, name: str, lag: int = 0) -> dict[str, Any]:

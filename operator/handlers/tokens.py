@@ -1,0 +1,71 @@
+"""The bearer token of a Queue's broker, read from its Secret (made first for a managed one).
+
+Tokens are kept in memory once read: a Secret costs one GET per operator lifetime, not one
+per pass. A broker that refuses a token drops it (`forget`), so the next pass reads the
+Secret again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+
+from ferry.operator.clients.errors import KubeError
+from ferry.operator.handlers.common import Runtime
+from ferry.operator.reconcile import queues, tenancy
+from ferry.operator.reconcile.observations import Failure, Problem
+from ferry.operator.reconcile.specs import KeyRef, Owner, QueueSpec
+
+
+class TokenMissingError(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def _decoded(secret: dict[str, object] | None, ref: KeyRef) -> str | None:
+    data = (secret or {}).get("data")
+    raw = data.get(ref.key) if isinstance(data, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        return base64.b64decode(raw, validate=True).decode().strip() or None
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+async def broker_token(rt: Runtime, namespace: str, queue: str, spec: QueueSpec,
+                       owner: Owner | None = None) -> str:
+    """The token for `queue`'s broker. With `owner` (the Queue's own pass) a managed broker's
+    missing Secret is created with a fresh random token; otherwise a missing one is an error
+    (TokenMissingError) until the Queue's pass makes it."""
+    ref = tenancy.token_ref(queue, spec)
+    cached = rt.tokens.get((namespace, ref.name, ref.key))
+    if cached is not None:
+        return cached
+    try:
+        secret = await rt.kube.get("v1", "Secret", namespace, ref.name)
+        if secret is None and owner is not None and queues.manages_broker(spec):
+            made = queues.token_secret(owner, secrets.token_urlsafe(32))
+            if await rt.kube.create(made) is None:  # made meanwhile by another pass
+                secret = await rt.kube.get("v1", "Secret", namespace, ref.name)
+            else:
+                token = made["stringData"][tenancy.TOKEN_KEY]
+                rt.tokens[(namespace, ref.name, ref.key)] = token
+                return str(token)
+    except KubeError as e:
+        raise TokenMissingError(Failure(problem=Problem.NO_TOKEN,
+                                        message=f"cannot read Secret {ref.name}: {e}")) from e
+    token = _decoded(secret, ref)
+    if token is None:
+        raise TokenMissingError(Failure(
+            problem=Problem.NO_TOKEN,
+            message=f"Secret {ref.name} does not exist or has no key {ref.key!r}"))
+    rt.tokens[(namespace, ref.name, ref.key)] = token
+    return token
+
+
+def forget(rt: Runtime, namespace: str, queue: str, spec: QueueSpec) -> None:
+    ref = tenancy.token_ref(queue, spec)
+    rt.tokens.pop((namespace, ref.name, ref.key), None)

@@ -1,0 +1,81 @@
+"""The operator's cost to the API server, counted by the API server itself.
+
+`apiserver_request_total` (the API server's /metrics) counts every request, whoever made it.
+Each test counts one window with the operator running over idle objects and one with it
+stopped (everything else, the controller-manager included, runs on in both), and divides
+the difference by the number of objects: the operator's requests per idle object and
+minute, its own fixed costs (watch renewals) spread over them. Timers run far faster here
+than their defaults (stats every 1 s, resync every 3 s), so the figure bounds what the
+defaults cost. A count, not a time: the window length only scales it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from operating import apply, condition, cr, get
+
+pytestmark = pytest.mark.envtest
+WINDOW_S = 30.0
+_SAMPLE = re.compile(r"^apiserver_request_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
+
+
+def requests_served(plane: Any) -> float:
+    metrics = plane.kubectl("get", "--raw", "/metrics").stdout
+    return sum(float(v) for v in _SAMPLE.findall(metrics))
+
+
+def window(plane: Any) -> float:
+    """Requests the API server served during WINDOW_S seconds (less the read that ends it)."""
+    before = requests_served(plane)
+    time.sleep(WINDOW_S)  # a measuring window, not synchronisation
+    return requests_served(plane) - before - 1
+
+
+def per_object_minute(plane: Any, operator: Any, objects: int) -> float:
+    running = window(plane)
+    operator.process.stop()
+    stopped = window(plane)
+    figure = (running - stopped) / objects * 60 / WINDOW_S
+    print(f"requests: {running:.0f} with the operator, {stopped:.0f} without, "
+          f"{figure:.2f} per object and minute")
+    return figure
+
+
+def all_ready(plane: Any, namespace: str, kind: str, names: list[str]) -> Callable[[], bool]:
+    return lambda: all(condition(get(plane, namespace, kind, n), "Ready") == ("True", "Reconciled")
+                       for n in names)
+
+
+def test_an_idle_managed_queue_costs_at_most_two_requests_a_minute(
+        control_plane: Any, namespace: str, broker: Any, run_operator: Any,
+        eventually: Any) -> None:
+    operator = run_operator(broker_url=broker.url)
+    names = [f"q{i}" for i in range(10)]
+    for name in names:
+        apply(control_plane, namespace, cr("Queue", name, {}))
+    eventually(all_ready(control_plane, namespace, "queue", names), "every Queue is Ready")
+    eventually(lambda: all(get(control_plane, namespace, "pdb", f"{n}-broker") for n in names),
+               "every Queue has its children")
+    assert per_object_minute(control_plane, operator, len(names)) <= 2
+
+
+def test_an_idle_pipeline_costs_at_most_six_requests_a_minute(
+        control_plane: Any, namespace: str, broker: Any, run_operator: Any,
+        eventually: Any) -> None:
+    operator = run_operator(broker_url=broker.url)
+    names = [f"p{i}" for i in range(3)]
+    for name in names:
+        apply(control_plane, namespace, cr("TelemetryPipeline", name, {
+            "streamer": {"source": {"path": "/data/sample.csv"}},
+            "collector": {"minReplicas": 1, "maxReplicas": 2}}))
+    eventually(all_ready(control_plane, namespace, "cg", [f"{n}-collectors" for n in names]),
+               "every pipeline's group is Ready")
+    eventually(lambda: all(((get(control_plane, namespace, "tp", n) or {}).get("status") or {})
+                           .get("readyChildren") == "3/6" for n in names),
+               "every pipeline reports its children")
+    assert per_object_minute(control_plane, operator, len(names)) <= 6
