@@ -312,6 +312,13 @@ class MessageInfo(Model):
     groups: list[MessageGroupInfo]
 
 
+class MessagePage(Model):
+    """Stored messages of a queue, oldest first, as GET .../messages pages them (a peek)."""
+
+    messages: list[MessageInfo]
+    next_cursor: str | None
+
+
 # --- WebSocket transport (GET /v1/ws) -----------------------------------------
 # One connection carries many requests; each client frame has a client-chosen
 # `seq` echoed in its reply, so publishes and acks can be pipelined without a

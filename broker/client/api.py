@@ -24,6 +24,7 @@ from ferry.broker.models import (
     GroupSettings,
     GroupStats,
     MessageInfo,
+    MessagePage,
     NackRequest,
     OutgoingMessage,
     PriorityChange,
@@ -313,6 +314,13 @@ class BrokerClient:
         body = RedriveRequest.model_construct(ids=list(ids) if ids is not None else None)
         path = f"{_g(queue, group)}/dead/redrive"
         return (await self._request("POST", path, body, RedriveResponse)).redriven
+
+    async def peek(self, queue: str, *, limit: int = 100,
+                   cursor: str | None = None) -> MessagePage:
+        """Stored messages, oldest first, with their state per group; nothing is leased."""
+        params = {"limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+        return await self._request("GET", f"{_q(queue)}/messages", None, MessagePage,
+                                   params=params)
 
     async def message(self, queue: str, id: str) -> MessageInfo:
         path = f"{_q(queue)}/messages/{quote(id, safe='')}"

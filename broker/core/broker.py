@@ -286,6 +286,18 @@ class Broker:
         entries = [DeadEntry(s, *g.dead[s]) for s in page]
         return entries, (page[-1] if len(seqs) > limit else None)
 
+    def stored(self, queue: str, limit: int, after: int) -> tuple[list[int], int | None]:
+        """Seqs of the queue's stored, durable messages after `after`, oldest first (a peek:
+        nothing is leased or changed); the cursor of the next page, or None."""
+        q = self.queue(queue)
+        page: list[int] = []
+        for seq in range(max(q.base, after + 1), q.durable_next):
+            if q.exists(seq):
+                if len(page) == limit:
+                    return page, page[-1]
+                page.append(seq)
+        return page, None
+
     def redrive(self, queue: str, group: str, seqs: list[int] | None) -> int:
         return self.group(queue, group).redrive(seqs, self._writes)
 

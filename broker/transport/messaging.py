@@ -17,6 +17,7 @@ from ferry.broker.models import (
     ExtendRequest,
     MessageGroupInfo,
     MessageInfo,
+    MessagePage,
     NackRequest,
     OutgoingMessage,
     PriorityChange,
@@ -199,17 +200,23 @@ async def extend(request: web.Request) -> web.Response:
     return raw_json(results_json(req.receipts, statuses))
 
 
+def _page(request: web.Request) -> tuple[int, int]:
+    """limit (1..DEAD_PAGE_MAX, default 100) and the seq a cursor names (0: from the start);
+    dead-letter pages and peeks share the bounds."""
+    limit = int_query(request, "limit", 100, 1, DEAD_PAGE_MAX)
+    cursor = request.query.get("cursor")
+    if cursor is None:
+        return limit, 0
+    if not CURSOR.fullmatch(cursor):
+        raise ApiError(ErrorCode.BAD_REQUEST, f"cursor {cursor!r} is not valid")
+    return limit, int(cursor)
+
+
 @routes.get("/v1/queues/{queue}/groups/{group}/dead")
 async def dead_letters(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue, group = name_param(request, "queue"), name_param(request, "group")
-    limit = int_query(request, "limit", 100, 1, DEAD_PAGE_MAX)
-    after = 0
-    cursor = request.query.get("cursor")
-    if cursor is not None:
-        if not CURSOR.fullmatch(cursor):
-            raise ApiError(ErrorCode.BAD_REQUEST, f"cursor {cursor!r} is not valid")
-        after = int(cursor)
+    limit, after = _page(request)
     entries, nxt = rt.core.dead_letters(queue, group, limit, after)
     q = rt.core.queue(queue)
     rids = [rowid(q.qid, e.seq) for e in entries]
@@ -258,17 +265,41 @@ async def stored_doc(rt: Runtime, q: Queue, seq: int) -> dict[str, Any]:
     return doc
 
 
-def message_json(rt: Runtime, q: Queue, seq: int, d: dict[str, Any]) -> web.Response:
-    states = rt.core.message_states(q.name, seq, now_ms())
-    return json_response(MessageInfo(
+def message_info(rt: Runtime, q: Queue, seq: int, d: dict[str, Any], now: int) -> MessageInfo:
+    states = rt.core.message_states(q.name, seq, now)
+    return MessageInfo(
         id=str(rowid(q.qid, seq)), queue=q.name, key=d["key"], priority=d["priority"],
         headers=d["headers"], body=d["body"], published_at_ms=q.published_of(seq),
         groups=[MessageGroupInfo(group=n, state=s, delivery_count=c) for n, s, c in states],
-    ))
+    )
+
+
+def message_json(rt: Runtime, q: Queue, seq: int, d: dict[str, Any]) -> web.Response:
+    return json_response(message_info(rt, q, seq, d, now_ms()))
+
+
+@routes.get("/v1/queues/{queue}/messages")
+async def peek(request: web.Request) -> web.Response:
+    """Stored messages, oldest first, with their state per group: nothing is leased."""
+    rt = request.app[RUNTIME]
+    queue = name_param(request, "queue")
+    limit, after = _page(request)
+    seqs, nxt = rt.core.stored(queue, limit, after)
+    q = rt.core.queue(queue)
+    docs = await rt.store.bodies.get([rowid(q.qid, s) for s in seqs])
+    now = now_ms()
+    out = []
+    for seq in seqs:
+        doc = docs.get(rowid(q.qid, seq))
+        if doc is None:  # acked by every group meanwhile
+            continue
+        out.append(message_info(rt, q, seq, orjson.loads(doc), now))
+    return json_response(MessagePage(messages=out,
+                                     next_cursor=None if nxt is None else str(nxt)))
 
 
 @routes.get("/v1/queues/{queue}/messages/{id}")
-async def message_info(request: web.Request) -> web.Response:
+async def one_message(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue = name_param(request, "queue")
     seq = rt.core.seq_of(queue, request.match_info["id"])

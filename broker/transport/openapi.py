@@ -30,6 +30,8 @@ OPERATIONS: list[
     ("delete", Q, "Delete a queue and its messages", None, None, 204),
     ("post", Q + "/messages", "Publish (answered once durable)", m.PublishRequest,
      m.PublishResponse, 200),
+    ("get", Q + "/messages", "Stored messages, oldest first (a peek: nothing leased; "
+     "limit, cursor)", None, m.MessagePage, 200),
     ("get", Q + "/messages/{id}", "A message and its state per group", None, m.MessageInfo, 200),
     ("patch", Q + "/messages/{id}", "Change a stored message's priority", m.PriorityChange,
      m.MessageInfo, 200),
@@ -72,12 +74,13 @@ def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[st
     return {"name": name, "in": "query", "required": required, "schema": schema}
 
 
-# Query parameters, with the bounds the routes enforce (views.int_query).
+# Query parameters, with the bounds the routes enforce (views.int_query), by path or by
+# "method path" where methods of one path differ.
+_PAGE = [_query("limit", {"type": "integer", "minimum": 1, "maximum": DEAD_PAGE_MAX}),
+         _query("cursor", {"type": "string", "pattern": CURSOR_PATTERN})]
 QUERY: dict[str, list[dict[str, Any]]] = {
-    G + "/dead": [
-        _query("limit", {"type": "integer", "minimum": 1, "maximum": DEAD_PAGE_MAX}),
-        _query("cursor", {"type": "string", "pattern": CURSOR_PATTERN}),
-    ],
+    G + "/dead": _PAGE,
+    "get " + Q + "/messages": _PAGE,
     G + "/stream": [
         _query("consumer", {"type": "string", "pattern": m.CONSUMER_PATTERN}, required=True),
         _query("max_in_flight", {"type": "integer", "minimum": 1, "maximum": 10_000}),
@@ -105,7 +108,8 @@ def document(auth: bool = False) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, req, resp, status in OPERATIONS:
         op: dict[str, Any] = {"summary": summary,
-                              "parameters": _params(path) + QUERY.get(path, [])}
+                              "parameters": _params(path) + QUERY.get(path, [])
+                              + QUERY.get(f"{method} {path}", [])}
         if req is not None:
             op["requestBody"] = {
                 # PUT takes an empty body as `{}` (every setting has a default)

@@ -9,6 +9,8 @@ call. Only the bearer token is read again per call (a projected token rotates).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import ssl
 from dataclasses import dataclass
@@ -89,13 +91,27 @@ def _credentials(cfg: Configuration, context: ssl.SSLContext | bool) -> Credenti
     return Credentials(host=cfg.host.rstrip("/"), ssl=context, headers=headers)
 
 
+def secret_value(secret: Obj | None, key: str) -> str | None:
+    """One key of a Secret as the API returns it (base64 in data), decoded and stripped;
+    None when the Secret, the key or a readable value is missing."""
+    data = (secret or {}).get("data")
+    raw = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        return base64.b64decode(raw, validate=True).decode().strip() or None
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
 def path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
     try:
         plural = PLURALS[(api_version, kind)]
     except KeyError as e:
         raise KubeError(0, "UnknownKind", f"ferry-operator does not manage {kind}") from e
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    out = f"{base}/namespaces/{namespace}/{plural}"
+    # No namespace: the collection across every namespace (lists only).
+    out = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
     return f"{out}/{name}" if name else out
 
 

@@ -7,32 +7,20 @@ Secret again.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import secrets
 
 from ferry.operator.clients.errors import KubeError
+from ferry.operator.clients.kube import secret_value
 from ferry.operator.handlers.common import Runtime
 from ferry.operator.reconcile import queues, tenancy
 from ferry.operator.reconcile.observations import Failure, Problem
-from ferry.operator.reconcile.specs import KeyRef, Owner, QueueSpec
+from ferry.operator.reconcile.specs import Owner, QueueSpec
 
 
 class TokenMissingError(Exception):
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
         self.failure = failure
-
-
-def _decoded(secret: dict[str, object] | None, ref: KeyRef) -> str | None:
-    data = (secret or {}).get("data")
-    raw = data.get(ref.key) if isinstance(data, dict) else None
-    if not isinstance(raw, str):
-        return None
-    try:
-        return base64.b64decode(raw, validate=True).decode().strip() or None
-    except (binascii.Error, UnicodeDecodeError):
-        return None
 
 
 async def broker_token(rt: Runtime, namespace: str, queue: str, spec: QueueSpec,
@@ -57,7 +45,7 @@ async def broker_token(rt: Runtime, namespace: str, queue: str, spec: QueueSpec,
     except KubeError as e:
         raise TokenMissingError(Failure(problem=Problem.NO_TOKEN,
                                         message=f"cannot read Secret {ref.name}: {e}")) from e
-    token = _decoded(secret, ref)
+    token = secret_value(secret, ref.key)
     if token is None:
         raise TokenMissingError(Failure(
             problem=Problem.NO_TOKEN,

@@ -143,6 +143,27 @@ async def test_dead_letters_list_page_and_redrive(client: BrokerClient, q: str) 
     assert (await client.group_stats(q, "workers")).dead == 0
 
 
+async def test_peek_pages_stored_messages_without_leasing_them(client: BrokerClient,
+                                                                q: str) -> None:
+    await client.put_queue(q)
+    await client.put_group(q, "g")
+    await client.publish(q, [OutgoingMessage(body={"n": n}, key="k") for n in range(5)])
+    leased = await client.receive(q, "g", "c1", max=2)
+    first = await client.peek(q, limit=3)
+    assert [m.body for m in first.messages] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert [m.groups[0].state for m in first.messages] == [
+        MessageGroupState.IN_FLIGHT, MessageGroupState.IN_FLIGHT, MessageGroupState.READY]
+    assert first.next_cursor is not None
+    rest = await client.peek(q, limit=3, cursor=first.next_cursor)
+    assert [m.body for m in rest.messages] == [{"n": 3}, {"n": 4}] and rest.next_cursor is None
+    again = await client.receive(q, "g", "c1", max=3)  # peeking leased nothing
+    assert [m.body for m in again] == [{"n": 2}, {"n": 3}, {"n": 4}]
+    assert all(m.delivery_count == 1 for m in [*leased, *again])
+    with pytest.raises(BrokerError) as bad:
+        await client.peek(q, cursor="-1")
+    assert bad.value.status == 400
+
+
 async def test_broker_errors_carry_the_servers_code(client: BrokerClient, q: str) -> None:
     with pytest.raises(NotFound) as no_queue:
         await client.publish("missing", [OutgoingMessage(body=1)])
