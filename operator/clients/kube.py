@@ -27,7 +27,8 @@ Obj = dict[str, Any]
 FIELD_MANAGER = "ferry-operator"
 SCALE_MANAGER = "ferry-autoscaler"  # the 0 <-> 1 step of scale-to-zero
 
-# Every kind the operator touches, with its plural: the same list RBAC grants.
+# Every kind the operator (and ferry-metrics-api, kubectl ferry) touches, with its plural:
+# the same list RBAC grants.
 PLURALS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Service"): "services",
@@ -39,6 +40,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentications",
+    ("authorization.k8s.io/v1", "SubjectAccessReview"): "subjectaccessreviews",  # cluster
     ("ferry.dev/v1alpha1", "Queue"): "queues",
     ("ferry.dev/v1alpha1", "ConsumerGroup"): "consumergroups",
     ("ferry.dev/v1alpha1", "TelemetryPipeline"): "telemetrypipelines",
@@ -174,7 +176,7 @@ class KubeClient:
         meta = manifest["metadata"]
         try:
             _, obj = await self._call("POST", path(manifest["apiVersion"], manifest["kind"],
-                                                   meta["namespace"]),
+                                                   meta.get("namespace", "")),
                                       query={"fieldManager": FIELD_MANAGER}, body=manifest)
         except KubeError as e:
             if e.status == 409:

@@ -1,18 +1,17 @@
-"""Kubernetes calls of `ferry-metrics-api`: list custom objects, read a ConfigMap, review access.
-
-The `kubernetes` client is synchronous; its calls run in a worker thread. Failures are
-translated once, here, into `KubernetesReadError`.
+"""Kubernetes calls of `ferry-metrics-api`: list custom objects, read a ConfigMap or a Secret's
+key, review access. Built on the operator's one client (`kube.KubeClient`: aiohttp, one
+session and TLS context); failures are translated once, here, into `KubernetesReadError`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+from ferry.operator.clients.errors import KubeError
+from ferry.operator.clients.kube import KubeClient, secret_value
+
+SAR = ("authorization.k8s.io/v1", "SubjectAccessReview")
 
 
 class KubernetesReadError(Exception):
@@ -24,77 +23,59 @@ class KubernetesReadError(Exception):
         return f"reading {self.what} failed ({self.status or 'no answer'}): {self.message}"
 
 
-def api_client(kubeconfig: str | None) -> client.ApiClient:
-    """In-cluster credentials in a pod, else the kubeconfig (or ~/.kube/config)."""
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return client.ApiClient()
-        except config.ConfigException:
-            pass
-    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig)
-    return api
+def _failed(what: str, error: KubeError) -> KubernetesReadError:
+    return KubernetesReadError(what, error.status or None, error.message)
 
 
 class KubeReader:
-    def __init__(self, api: client.ApiClient) -> None:
-        self._objects = client.CustomObjectsApi(api)
-        self._core = client.CoreV1Api(api)
+    def __init__(self, kube: KubeClient) -> None:
+        self._kube = kube
 
     async def list_objects(self, group: str, version: str, namespace: str,
                            plural: str) -> list[dict[str, Any]]:
+        kind = {"consumergroups": "ConsumerGroup", "queues": "Queue"}.get(plural, plural)
         try:
-            listed = await asyncio.to_thread(self._objects.list_namespaced_custom_object,
-                                             group, version, namespace, plural)
-        except ApiException as error:
-            raise KubernetesReadError(f"{plural}.{group} in {namespace}", error.status,
-                                      str(error.reason)) from error
-        except OSError as error:
-            raise KubernetesReadError(f"{plural}.{group} in {namespace}", None,
-                                      str(error)) from error
-        items = listed.get("items", []) if isinstance(listed, dict) else []
-        return [item for item in items if isinstance(item, dict)]
+            return await self._kube.list(f"{group}/{version}", kind, namespace, "")
+        except KubeError as error:
+            raise _failed(f"{plural}.{group} in {namespace}", error) from error
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a Secret, decoded; None when the Secret or the key is missing."""
         try:
-            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise KubernetesReadError(f"secret {namespace}/{name}", error.status,
-                                      str(error.reason)) from error
-        raw = (secret.data or {}).get(key)
-        return base64.b64decode(raw).decode().strip() if raw else None
+            return secret_value(await self._kube.get("v1", "Secret", namespace, name), key)
+        except KubeError as error:
+            raise _failed(f"secret {namespace}/{name}", error) from error
 
     async def configmap_data(self, namespace: str, name: str) -> dict[str, str]:
         try:
-            configmap = await asyncio.to_thread(self._core.read_namespaced_config_map,
-                                                name, namespace)
-        except ApiException as error:
-            raise KubernetesReadError(f"configmap {namespace}/{name}", error.status,
-                                      str(error.reason)) from error
-        return dict(configmap.data or {})
+            found = await self._kube.get("v1", "ConfigMap", namespace, name)
+        except KubeError as error:
+            raise _failed(f"configmap {namespace}/{name}", error) from error
+        if found is None:
+            raise KubernetesReadError(f"configmap {namespace}/{name}", 404, "not found")
+        return {str(k): str(v) for k, v in (found.get("data") or {}).items()}
 
 
 class AccessReviewer:
     """Delegated authorization: asks the API server whether a user may do something."""
 
-    def __init__(self, api: client.ApiClient) -> None:
-        self._authz = client.AuthorizationV1Api(api)
+    def __init__(self, kube: KubeClient) -> None:
+        self._kube = kube
 
     async def allowed(self, *, user: str, groups: Sequence[str],
                       extra: Mapping[str, Sequence[str]], uid: str, verb: str, group: str,
                       resource: str, namespace: str) -> bool:
-        review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
-            user=user, groups=list(groups), uid=uid or None,
-            extra={k: list(v) for k, v in extra.items()} or None,
-            resource_attributes=client.V1ResourceAttributes(
-                verb=verb, group=group, resource=resource, namespace=namespace)))
+        spec: dict[str, Any] = {
+            "user": user, "groups": list(groups),
+            "resourceAttributes": {"verb": verb, "group": group, "resource": resource,
+                                   "namespace": namespace}}
+        if uid:
+            spec["uid"] = uid
+        if extra:
+            spec["extra"] = {k: list(v) for k, v in extra.items()}
+        review = {"apiVersion": SAR[0], "kind": SAR[1], "metadata": {}, "spec": spec}
         try:
-            answer = await asyncio.to_thread(self._authz.create_subject_access_review, review)
-        except ApiException as error:
-            raise KubernetesReadError("a SubjectAccessReview", error.status,
-                                      str(error.reason)) from error
-        return bool(answer.status and answer.status.allowed)
+            answer = await self._kube.create(review)
+        except KubeError as error:
+            raise _failed("a SubjectAccessReview", error) from error
+        return bool(((answer or {}).get("status") or {}).get("allowed"))

@@ -17,12 +17,8 @@ from ferry.broker.client import BrokerClient, BrokerError
 from ferry.kit import logs
 from ferry.kit.config import add_log_level, port_number
 from ferry.kit.serving import serve
-from ferry.operator.clients.kubereads import (
-    AccessReviewer,
-    KubeReader,
-    KubernetesReadError,
-    api_client,
-)
+from ferry.operator.clients.kube import KubeClient, load_credentials
+from ferry.operator.clients.kubereads import AccessReviewer, KubeReader, KubernetesReadError
 from ferry.operator.metricsapi import certificates, frontproxy
 from ferry.operator.metricsapi.access import AllowAuthenticated, Authorizer, DelegatedAuthorizer
 from ferry.operator.metricsapi.lags import (
@@ -112,25 +108,42 @@ def _broker(timeout: float, default_token: str | None) -> Callable[[str, str | N
     return client_for
 
 
+def _kube(args: argparse.Namespace) -> KubeClient | None:
+    """The one Kubernetes client, or None when --group and a front-proxy CA make it unneeded."""
+    if args.group and args.requestheader_client_ca_file:
+        return None
+    return KubeClient(load_credentials(args.kubeconfig))
+
+
 async def _build(
         args: argparse.Namespace) -> tuple[web.Application, frontproxy.RequestHeaderConfig]:
-    standalone = bool(args.group and args.requestheader_client_ca_file)
-    api = None if standalone else api_client(args.kubeconfig)
-    reader = KubeReader(api) if api is not None else None
-    auth = await _requestheader(args, reader)
+    """The application and the front proxy's CA and names, on the serving loop (the one
+    Kubernetes client's session belongs to it; the app closes it at cleanup)."""
+    kube = _kube(args)
+    try:
+        auth = await _requestheader(args, KubeReader(kube) if kube is not None else None)
+    except BaseException:
+        if kube is not None:
+            await kube.close()
+        raise
     authorizer: Authorizer = AllowAuthenticated()
-    if api is not None:
-        authorizer = DelegatedAuthorizer(AccessReviewer(api), errors=(KubernetesReadError,))
+    if kube is not None:
+        authorizer = DelegatedAuthorizer(AccessReviewer(kube), errors=(KubernetesReadError,))
     directory: Directory
     if args.group:
         directory = StaticDirectory.parse(args.group)
     else:
-        assert reader is not None
-        directory = KubeDirectory(reader, ttl=max(args.cache_ttl, 1.0),
+        assert kube is not None
+        directory = KubeDirectory(KubeReader(kube), ttl=max(args.cache_ttl, 1.0),
                                   errors=(KubernetesReadError,))
     cache = StatsCache(_broker(args.broker_timeout, args.token), ttl=args.cache_ttl)
     lags = LagReader(directory, cache, errors=(BrokerError, OSError, asyncio.TimeoutError))
-    return make_app(lags, cache, auth, authorizer), auth
+    app = make_app(lags, cache, auth, authorizer)
+    if kube is not None:
+        async def close(_: web.Application) -> None:
+            await kube.close()
+        app.on_cleanup.append(close)
+    return app, auth
 
 
 async def run(args: argparse.Namespace) -> int:
