@@ -12,6 +12,7 @@ from ferry.operator import handlers, serving
 from ferry.operator.clients.brokers import Brokers
 from ferry.operator.clients.errors import KubeError
 from ferry.operator.clients.kube import KubeClient, load_credentials
+from ferry.operator.handlers import watching
 from ferry.operator.handlers.common import Runtime
 from ferry.operator.metrics import READY
 from ferry.operator.reconcile.metadata import FINALIZER, GROUP
@@ -33,6 +34,10 @@ def kopf_settings() -> kopf.OperatorSettings:
     # about three minutes before kopf gives up on a watch (its default is under a minute).
     s.networking.error_backoffs = [1, 2, 4, 8, 15, 30, 30, 30, 30, 30]
     s.watching.server_timeout = 60
+    # Children are watched through a server-side selector: the operator never lists or
+    # streams other people's ConfigMaps, Services or workloads.
+    for api_version, plural in watching.CHILD_KINDS:
+        s.watching.label_selectors[api_version, plural] = watching.CHILD_SELECTOR
     return s
 
 

@@ -29,6 +29,7 @@ CHILD_KINDS = [("v1", "configmaps"), ("v1", "services"), ("apps/v1", "statefulse
                ("keda.sh/v1alpha1", "scaledobjects"),
                ("keda.sh/v1alpha1", "triggerauthentications")]
 OWNERS = ["queues", "consumergroups", "telemetrypipelines"]
+CHILD_SELECTOR = f"{MANAGED_BY}={FIELD_MANAGER}"
 
 
 def _owner(rt: Runtime, obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
