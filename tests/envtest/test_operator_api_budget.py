@@ -79,3 +79,24 @@ def test_an_idle_pipeline_costs_at_most_six_requests_a_minute(
                            .get("readyChildren") == "3/6" for n in names),
                "every pipeline reports its children")
     assert per_object_minute(control_plane, operator, len(names)) <= 6
+
+
+def test_drift_is_repaired_from_watch_events_not_polling(
+        control_plane: Any, namespace: str, broker: Any, run_operator: Any,
+        eventually: Any) -> None:
+    """With timers an hour apart, only the watch on the children can notice the change."""
+    run_operator("--resync-seconds", "3600", "--stats-seconds", "3600", broker_url=broker.url)
+    apply(control_plane, namespace, cr("Queue", "orders", {}))
+    service = eventually(lambda: get(control_plane, namespace, "service", "orders-broker"),
+                         "the client Service exists")
+    eventually(lambda: get(control_plane, namespace, "statefulset", "orders-broker"),
+               "the StatefulSet exists")
+    control_plane.kubectl("delete", "-n", namespace, "service", "orders-broker")
+    control_plane.kubectl("scale", "-n", namespace, "statefulset", "orders-broker",
+                          "--replicas=3")
+    eventually(lambda: (s := get(control_plane, namespace, "service", "orders-broker"))
+               and s["metadata"]["uid"] != service["metadata"]["uid"],
+               "the deleted Service comes back", timeout=60)
+    eventually(lambda: (get(control_plane, namespace, "statefulset", "orders-broker")
+                        or {}).get("spec", {}).get("replicas") == 1,
+               "the scaled StatefulSet is put back to 1 replica", timeout=60)
