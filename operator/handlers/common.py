@@ -84,8 +84,10 @@ async def apply_children(rt: Runtime, body: Any, owner: Owner, desired: Sequence
             continue
         after, created = await rt.kube.apply(manifest)
         rt.watched.observe("MODIFIED", after)
-        changed = live is None or (live["metadata"].get("resourceVersion")
-                                   != after["metadata"].get("resourceVersion"))
+        # Without a watched copy (the watch has not listed yet) an unchanged object cannot
+        # be told from a repaired one: only a creation is reported then.
+        changed = live is not None and (live["metadata"].get("resourceVersion")
+                                        != after["metadata"].get("resourceVersion"))
         if created or changed:
             what = "created" if created else "updated"
             CHILD_CHANGES.labels(manifest["kind"], what).inc()
