@@ -68,7 +68,7 @@ def test_an_idle_pipeline_costs_at_most_six_requests_a_minute(
         control_plane: Any, namespace: str, broker: Any, run_operator: Any,
         eventually: Any) -> None:
     operator = run_operator(broker_url=broker.url)
-    names = [f"p{i}" for i in range(3)]
+    names = [f"p{i}" for i in range(5)]
     for name in names:
         apply(control_plane, namespace, cr("TelemetryPipeline", name, {
             "streamer": {"source": {"path": "/data/sample.csv"}},
