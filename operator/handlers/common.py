@@ -57,11 +57,6 @@ def failure_of(trouble: BrokerTrouble) -> Failure:
     return Failure(problem=Problem(trouble.problem), message=trouble.message)
 
 
-def controlled_by(obj: Mapping[str, Any], owner: Owner) -> bool:
-    refs = obj.get("metadata", {}).get("ownerReferences") or []
-    return any(r.get("uid") == owner.uid and r.get("controller") for r in refs)
-
-
 def key(obj: Mapping[str, Any]) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
 

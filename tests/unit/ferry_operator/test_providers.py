@@ -7,7 +7,7 @@ import pytest
 
 from ferry.operator.reconcile import consumergroups, keda, providers
 from ferry.operator.reconcile.providers import MetricsApi, Observed, ScalingReason
-from ferry.operator.reconcile.specs import Provider
+from ferry.operator.reconcile.specs import KeyRef, Provider
 
 from .test_autoscaling import OWNER, group, spec
 
@@ -149,3 +149,14 @@ def test_provider_ferry_still_owns_an_hpa() -> None:
     kids = consumergroups.children(OWNER, group(), provider=Provider.FERRY, endpoint=ENDPOINT)
     assert [k["kind"] for k in kids] == ["HorizontalPodAutoscaler"]
     assert spec().provider is Provider.AUTO
+
+
+def test_keda_authenticates_with_the_brokers_token() -> None:
+    token = KeyRef(name="orders-broker-token", key="token")
+    auth, scaled = consumergroups.children(OWNER, group(provider="KEDA"), provider=Provider.KEDA,
+                                           endpoint=ENDPOINT, token=token)
+    assert auth["kind"] == keda.AUTH_KIND and auth["spec"]["secretTargetRef"] == [
+        {"parameter": "token", "name": "orders-broker-token", "key": "token"}]
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["authMode"] == "bearer"
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
