@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from fixtures.processes import free_port
 from operating import apply, condition, cr, get
+from testsupport.ports import free_port
 
 from ferry.broker.client import BrokerClient, BrokerError
 
