@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
                         "ConsumerGroup resources (repeatable); with "
                         "--requestheader-client-ca-file no Kubernetes API is used at all and "
                         "every front-proxied user may read")
-    p.add_argument("--token", default=os.environ.get("FERRY_BROKER_TOKEN"),
+    p.add_argument("--broker-token", dest="token", default=os.environ.get("FERRY_BROKER_TOKEN"),
                    help="bearer token for --group brokers (env FERRY_BROKER_TOKEN); groups "
                         "found as ConsumerGroup resources use the Secret their status names")
     p.add_argument("--cache-ttl", type=float, default=2.0,
