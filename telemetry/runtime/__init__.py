@@ -1,1 +1,1 @@
-"""Process plumbing shared by the telemetry services: logs, signals, /metrics and /healthz."""
+"""Command-line pieces the telemetry services share (the rest of their plumbing is ferry.kit)."""
