@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import statistics
 import time
 import uuid
@@ -273,6 +274,37 @@ async def test_a_deposed_leader_cannot_write(postgres: str) -> None:
     finally:
         await old.aclose()
         await new.aclose()
+
+
+async def test_a_frozen_leader_is_deposed_and_cannot_write_when_it_wakes(
+    brokers: Brokers,
+) -> None:
+    """SIGSTOP: the leader's socket stays open, so only the lease (its lock session's
+    idle_session_timeout) frees the lock; woken, its writes are fenced and unanswered."""
+    old, new = brokers.all
+    async with aiohttp.ClientSession() as s:
+        await Api(s, old.url).ok("PUT", "/v1/queues/jobs")
+        assert old.proc is not None
+        old.proc.send_signal(signal.SIGSTOP)
+        try:
+            await eventually_ready(Api(s, new.url))
+            await Api(s, new.url).publish("jobs", {"body": "from the new leader"})
+        finally:
+            old.proc.send_signal(signal.SIGCONT)
+        with contextlib.suppress(aiohttp.ClientError):
+            status, _ = await Api(s, old.url).call(
+                "POST", "/v1/queues/jobs/messages", {"messages": [{"body": "stale"}]})
+            assert status != 200, "a deposed leader answered a publish"
+
+        async def standby() -> bool:
+            with contextlib.suppress(aiohttp.ClientError):
+                status, doc = await Api(s, old.url).call("GET", "/readyz")
+                return status == 503 and doc["role"] == "standby"
+            return False
+
+        await eventually_async(standby, "the woken leader back as a standby")
+        stats = await Api(s, new.url).ok("GET", "/v1/queues/jobs")
+        assert stats["messages"] == 1, "the deposed leader's write was stored"
 
 
 @pytest.fixture
