@@ -22,6 +22,8 @@ from ferry.kit.serving import serve
 log = logging.getLogger("ferry.broker")
 
 GC_GEN0_THRESHOLD = 10_000
+EXIT_FAILED = 1  # a failure that would recur on every start (see _until_stopped_or_lost)
+LOST_GRACE_S = 0.5  # after the store is lost: for the failed requests' 503s to be sent
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -93,7 +95,7 @@ def read_tokens(path: str) -> frozenset[str]:
     return tokens
 
 
-async def run(args: argparse.Namespace, tokens: frozenset[str] | None) -> None:
+async def run(args: argparse.Namespace, tokens: frozenset[str] | None) -> int:
     loop = asyncio.get_running_loop()
     t0 = time.perf_counter()
     try:
@@ -130,26 +132,35 @@ async def run(args: argparse.Namespace, tokens: frozenset[str] | None) -> None:
     finally:
         await rt.store.aclose()
     log.info("stopped", extra={"commits": rt.store.writer.batches,
-                               "writes": rt.store.writer.items})
+                               "writes": rt.store.writer.items, "failure": rt.failure})
+    return EXIT_FAILED if rt.failure is not None else 0
 
 
 async def _until_stopped_or_lost(rt: Runtime, stop: asyncio.Event) -> None:
-    """Wait for SIGTERM; if the store is lost first, fail-stop and start over.
+    """Wait for SIGTERM; if the store is lost or the broker fails first, fail-stop.
 
-    Lost means a commit failed with an unknown outcome, was fenced by a newer leader,
-    or the leader lock's session ended: the core may hold changes PostgreSQL never
-    got, so nothing more is answered from it. The process replaces itself (same pid,
-    same arguments) and comes back as a standby that rebuilds from the database;
-    requests in flight see their connection close, and clients retry.
+    Lost means a commit failed (a full disk, an I/O error; PostgreSQL: an unknown
+    outcome or fenced by a newer leader) or the store's writer is gone (the
+    committer process died; the leader lock's session ended): the core may hold
+    changes the store never got, so nothing more is answered from it (Runtime.fail:
+    503s, health failing). After a moment for the failed requests' 503s to go out,
+    the process replaces itself (same pid, same arguments) and rebuilds from the
+    store: the embedded engine is ready again by itself once its disk has room
+    (a new committer), PostgreSQL comes back as a standby. Other failures (a
+    background task died: a bug, or a store it cannot read) would recur on
+    every start: the broker drains and exits 1 for its supervisor, with backoff.
     """
     stopped = asyncio.create_task(stop.wait())
     lost = asyncio.create_task(rt.store.lost())
-    await asyncio.wait((stopped, lost), return_when=asyncio.FIRST_COMPLETED)
-    for t in (stopped, lost):
+    failed = asyncio.create_task(rt.failed.wait())
+    await asyncio.wait((stopped, lost, failed), return_when=asyncio.FIRST_COMPLETED)
+    for t in (stopped, lost, failed):
         t.cancel()
     if stop.is_set() or lost.cancelled() or not lost.done():
-        return
-    log.error("store lost: starting over as a standby", extra={"reason": lost.result()})
+        return  # a signal or a failure: drain, then exit (0 or 1)
+    rt.fail(f"store lost: {lost.result()}")
+    await asyncio.sleep(LOST_GRACE_S)
+    log.error("store lost: starting over from the store", extra={"reason": lost.result()})
     logging.shutdown()
     os.execv(sys.executable, [sys.executable, "-m", "ferry.broker", *_ARGV])
 
@@ -165,10 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep working without it
-        asyncio.run(run(args, tokens))
-    else:
-        uvloop.run(run(args, tokens))
-    return 0
+        return asyncio.run(run(args, tokens))
+    return uvloop.run(run(args, tokens))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from ferry.broker.core.errors import (
     QueueNotFoundError,
     UnavailableError,
 )
-from ferry.broker.core.groups import Group, GroupFigures, Leased
+from ferry.broker.core.groups import Group, GroupFigures, Leased, Receipts
 from ferry.broker.core.queues import Queue, dedup_hash, rowid, split_rowid
 from ferry.broker.core.writes import Kind, Row, Writes
 from ferry.broker.models import (
@@ -56,6 +56,7 @@ def _still_to_deliver(state: tuple[MessageGroupState, int] | None) -> bool:
 
 class Broker:
     def __init__(self, now_ms: int) -> None:
+        self.receipts = Receipts(now_ms)  # the transport sets .key (unguessable receipts)
         self.queues: dict[str, Queue] = {}
         self.by_qid: dict[int, Queue] = {}
         self.next_qid = 1
@@ -110,7 +111,7 @@ class Broker:
         created = g is None
         if g is None:
             start = q.next_seq if settings.start_at is StartAt.LATEST else 1
-            g = Group(self.next_gid, name, q, settings, start, now)
+            g = Group(self.next_gid, name, q, settings, start, now, self.receipts)
             self.next_gid += 1
             q.groups[name] = g
             for s in q.moved:
@@ -371,7 +372,7 @@ class Broker:
         self, gid: int, q: Queue, name: str, settings: GroupSettings, start_seq: int,
         acked_total: int, now: int,
     ) -> Group:
-        g = Group(gid, name, q, settings, start_seq, now)
+        g = Group(gid, name, q, settings, start_seq, now, self.receipts)
         g.acked_total = acked_total
         q.groups[name] = g
         self.next_gid = max(self.next_gid, gid + 1)

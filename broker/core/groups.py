@@ -8,6 +8,7 @@ any size costs nothing here.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from bisect import bisect_left
 from collections import deque
@@ -18,6 +19,29 @@ from ferry.broker.core.writes import Kind, Writes
 from ferry.broker.models import GroupSettings, MessageGroupState, ReceiptStatus
 
 FAIR_LOOKAHEAD = 1024  # fair mode sorts this many upcoming messages per priority by key
+
+
+class Receipts:
+    """Mints lease tokens that a client cannot guess from the ones it was given.
+
+    A receipt is `gid.seq.token`; with sequential tokens, a consumer holding one
+    could ack another consumer's lease. Each token is a keyed hash of a counter
+    that never repeats (not even across restarts: it starts at the start time
+    << 20). The key is the transport's (random per process: Runtime); shared by
+    a broker's groups, so setting it once covers groups restored before.
+    """
+
+    __slots__ = ("_next", "key")
+
+    def __init__(self, now_ms: int, key: bytes = b"") -> None:
+        self.key = key
+        self._next = now_ms << 20
+
+    def mint(self) -> int:
+        n = self._next
+        self._next = n + 1
+        digest = hashlib.blake2b(n.to_bytes(8, "little"), key=self.key, digest_size=8).digest()
+        return int.from_bytes(digest, "little") >> 1  # 63 bits: an int64 everywhere
 
 
 @dataclass(slots=True)
@@ -53,7 +77,7 @@ class GroupFigures:
 class Group:
     def __init__(
         self, gid: int, name: str, queue: Queue, settings: GroupSettings, start_seq: int,
-        now_ms: int,
+        now_ms: int, receipts: Receipts | None = None,
     ) -> None:
         self.gid = gid
         self.name = name
@@ -75,7 +99,7 @@ class Group:
         self.consumers: dict[str, Consumer] = {}
         self.acked_total = 0
         # Receipts carry a token that never repeats, not even across restarts.
-        self.next_token = now_ms << 20
+        self.receipts = receipts if receipts is not None else Receipts(now_ms)
         self.buckets: list[dict[int, list[int]]] = [{} for _ in range(PRIORITIES)]
         self.rr: list[deque[int]] = [deque() for _ in range(PRIORITIES)]
         self.buffered = [0] * PRIORITIES
@@ -280,8 +304,7 @@ class Group:
     def _lease(self, s: int, consumer: str, vt_ms: int, now: int) -> Leased:
         count = self.held[s] + 1
         self.held[s] = count
-        token = self.next_token
-        self.next_token = token + 1
+        token = self.receipts.mint()
         deadline = now + vt_ms
         self.inflight[s] = Lease(consumer, token, deadline)
         heapq.heappush(self.lease_heap, (deadline, s, token))

@@ -54,6 +54,12 @@ class Store:
         )
         self.bodies = Bodies(self.path)
         self._loader: sqlite3.Connection | None = None
+        self._lost: asyncio.Future[str] = loop.create_future()
+        self.writer.on_failure = self._lose
+
+    def _lose(self, why: str) -> None:
+        if not self._lost.done():
+            self._lost.set_result(why)
 
     def load(self, now: int) -> Broker:
         """The whole state, every message read back before this returns."""
@@ -117,9 +123,8 @@ class Store:
         return await loop.run_in_executor(None, self.read_dedup, windows, now)
 
     async def lost(self) -> str:
-        """Never: a failed commit fails its requests and the broker keeps serving."""
-        never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        return await never
+        """Once a commit failed or the committer is gone (the writer then fails every write)."""
+        return await asyncio.shield(self._lost)
 
     async def aclose(self) -> None:
         self.close()

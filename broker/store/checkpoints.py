@@ -57,6 +57,9 @@ class Checkpointer:
                         self.catch_up.set()
                 except sqlite3.Error:
                     log.exception("checkpoint failed (the next one retries)")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error:  # a full disk: the next start checkpoints
+                log.exception("final checkpoint failed")
         finally:
             conn.close()

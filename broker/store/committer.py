@@ -13,6 +13,11 @@ transaction, commits (one fsync), and answers `(frames, error, seconds,
 writes)`. At end of input it commits what it has read and exits, so writes
 sent before the broker died still land; the data dir's lock (held by both
 processes) keeps a restarted broker from loading until this one is gone.
+
+A commit that fails is the last: this process answers the error and exits
+(status 1) without committing anything sent after it. The broker has already
+applied those writes to its memory, so it fail-stops too (see Runtime.fail),
+and what a restart reads back is exactly what was answered as durable.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ def commit(conn: sqlite3.Connection, frames: list[list[Wire]]) -> Answer:
         conn.execute("BEGIN IMMEDIATE")
         apply(conn, batch)
         conn.execute("COMMIT")
-    except Exception as e:  # disk full, I/O error: fail the batch, keep serving
+    except Exception as e:  # disk full, I/O error: fail the batch (and stop: see serve)
         log.exception("store commit failed")
         error = str(e) or type(e).__name__
         with contextlib.suppress(sqlite3.Error):
@@ -58,7 +63,8 @@ def commit(conn: sqlite3.Connection, frames: list[list[Wire]]) -> Answer:
 
 def serve(
     conn: sqlite3.Connection, rfd: int, wfd: int, checkpointer: Checkpointer | None = None
-) -> None:
+) -> bool:
+    """Commit frames until the input ends (True) or a commit fails (False)."""
     decoder = Decoder()
     eof = False
     while not eof:
@@ -70,10 +76,14 @@ def serve(
                 eof = True
             frames.extend(decoder.feed(data))
         if frames:
-            _write_all(wfd, encode(commit(conn, frames)))
+            answer = commit(conn, frames)
+            _write_all(wfd, encode(answer))
+            if answer[1] is not None:
+                return False
             if checkpointer is not None and checkpointer.catch_up.is_set():
                 checkpointer.catch_up.clear()
                 _catch_up(conn)
+    return True
 
 
 def _catch_up(conn: sqlite3.Connection) -> None:
@@ -102,14 +112,15 @@ def main(argv: list[str]) -> int:
     conn.execute("PRAGMA wal_autocheckpoint=0")
     checkpointer = Checkpointer(path, float(argv[3]) if len(argv) > 3 else CHECKPOINT_S)
     checkpointer.start()
+    ok = True
     try:
-        serve(conn, sys.stdin.fileno(), sys.stdout.fileno(), checkpointer)
+        ok = serve(conn, sys.stdin.fileno(), sys.stdout.fileno(), checkpointer)
     except BrokenPipeError:  # the broker is gone; everything read has been committed
         pass
     finally:
         conn.close()
         checkpointer.stop()
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

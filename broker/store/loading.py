@@ -6,10 +6,9 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 
-import orjson
-
 from ferry.broker.core import ROWID_SHIFT, Broker, DedupIndex, Restored
 from ferry.broker.models import GroupSettings, QueueSettings
+from ferry.broker.store.settings import from_storage
 
 log = logging.getLogger("ferry.broker.store")
 
@@ -34,7 +33,7 @@ def load(conn: sqlite3.Connection, now: int) -> Broker:
     for qid, name, settings, created, published, next_seq in conn.execute(
         "SELECT id, name, settings, created_ms, published_total, next_seq FROM queues"
     ).fetchall():
-        qs = QueueSettings.model_validate(orjson.loads(settings))
+        qs = from_storage(QueueSettings, settings, f"queue {name}")
         bounds = _bounds(conn, qid)
         first = None if bounds is None else bounds[1] - bounds[0]
         broker.restore_queue(qid, name, qs, created, published, next_seq, first)
@@ -44,7 +43,7 @@ def load(conn: sqlite3.Connection, now: int) -> Broker:
         q = broker.by_qid.get(qid)
         if q is None:
             continue
-        gs = GroupSettings.model_validate(orjson.loads(settings))
+        gs = from_storage(GroupSettings, settings, f"group {name}")
         broker.restore_group(gid, q, name, gs, start, acked, now)
     groups = {g.gid: g for q in broker.queues.values() for g in q.groups.values()}
     for gid, seq in conn.execute("SELECT gid, seq FROM acks"):

@@ -5,6 +5,11 @@ the event loop goes to the committer as one frame, without blocking (a
 non-blocking pipe, the loop's writer callback for what does not fit). Each
 answer names how many frames one commit made durable; their futures resolve
 in order. Nothing here runs on another thread.
+
+The first failure is the last: a failed commit (the committer then exits
+without committing anything sent after it) or a committer gone fails every
+write still waiting and every later one, and `on_failure` tells the broker,
+which must stop (its memory holds writes the store never will).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class Writer:
         self.failed = False
         self._dead: str | None = None  # why the committer is gone
         self.on_batch: Callable[[int, float], None] | None = None  # items, seconds
+        self.on_failure: Callable[[str], None] | None = None  # why; called once
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "ferry.broker.store.committer", self._path, self._log_level,
@@ -141,21 +147,25 @@ class Writer:
 
     def _answered(self, data: bytes) -> None:
         for frames, error, seconds, items in self._decoder.feed(data):
+            if self._dead is not None:
+                return
             self.batches += 1
             self.items += items
             if self.on_batch is not None:
                 self.on_batch(items, seconds)
             exc = None if error is None else StoreError(error)
-            if exc is not None:
-                self.failed = True
             for _ in range(frames):
                 _resolve(self._sent.popleft(), exc)
+            if error is not None:
+                self._fail(f"a commit failed: {error}")
 
     def _fail(self, why: str) -> None:
-        """The committer is gone: nothing can become durable any more."""
-        log.error("store failing", extra={"reason": why})
-        self.failed = True
-        self._dead = why
+        """Nothing can become durable any more: fail what waits, and tell the broker."""
+        first = self._dead is None
+        if first:
+            log.error("store failing", extra={"reason": why})
+            self.failed = True
+            self._dead = why
         with contextlib.suppress(ValueError, OSError):
             self._loop.remove_reader(self._rfd)
         if self._writing:
@@ -163,11 +173,13 @@ class Writer:
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_writer(self._wfd)
         self._out.clear()
-        exc = StoreError(why)
+        exc = StoreError(self._dead)
         while self._sent:
             _resolve(self._sent.popleft(), exc)
         _resolve(self._queued_futs, exc)
         self._queued, self._queued_futs = [], []
+        if first and self.on_failure is not None:
+            self.on_failure(why)
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """Hand over everything queued, let the committer make it durable, and end it."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -27,7 +27,12 @@ TICK_S = 0.05  # lease expiry and retry resolution
 COMPACT_EVERY = 20  # ticks: retention, dedup window, freeing acked messages
 
 probes = web.RouteTableDef()
-probes.get("/healthz")(kit_health.health_handler())
+
+
+@probes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]  # failing: starting over, not alive as it is
+    return kit_health.health(None if rt.failure is None else f"failing: {rt.failure}")
 
 
 @probes.get("/readyz")
@@ -36,12 +41,12 @@ async def readyz(request: web.Request) -> web.Response:
     leader = await rt.store.leader()  # who leads the queue set (None: the embedded engine)
     role = {"role": rt.role.value, "engine": rt.store.name,
             "leader": None if leader is None else asdict(leader)}
+    if rt.failure is not None:
+        return kit_health.health(f"failing: {rt.failure}", **role)
     if rt.role is Role.STANDBY:
         return kit_health.health("standby: the leader serves the queues", **role)
     if rt.draining:
         return kit_health.health("draining", **role)
-    if rt.store.writer.failed:
-        return kit_health.health("store failing", **role)
     # Serving already while a restart still reads stored messages in (oldest first).
     return kit_health.health(None, **role, restoring=not rt.loaded.is_set())
 
@@ -60,6 +65,17 @@ async def standby_middleware(request: web.Request, handler: Handler) -> web.Stre
     return await handler(request)
 
 
+@web.middleware
+async def failing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Once failing, say nothing the store may not hold: 503 for all but health and metrics."""
+    rt = request.app[RUNTIME]
+    if rt.failure is None or request.path in _STANDBY_OPEN:
+        return await handler(request)
+    return error_response(
+        ErrorCode.UNAVAILABLE, f"the broker is starting over after a failure: {rt.failure}"
+    )
+
+
 async def _clock(rt: Runtime) -> None:
     n = 0
     while True:
@@ -74,26 +90,44 @@ async def _clock(rt: Runtime) -> None:
             rt.signals.notify(queue_key(q.qid))
 
 
+RESTORE_TASK = "ferry-broker-restore"
+
+
+def _fatal(rt: Runtime, task: asyncio.Task[None]) -> None:
+    """A background task must run as long as the broker does: its end is a failure."""
+    if task.cancelled():
+        return
+    e = task.exception()
+    if e is not None:
+        log.error("%s failed", task.get_name(), exc_info=e)
+        rt.fail(f"{task.get_name()} failed: {type(e).__name__}: {e}")
+    elif task.get_name() != RESTORE_TASK:  # restoring ends; the clock never does
+        rt.fail(f"{task.get_name()} ended")
+
+
 async def _background(app: web.Application) -> AsyncIterator[None]:
     rt = app[RUNTIME]
     tasks = [
         asyncio.create_task(_clock(rt), name="ferry-broker-clock"),
-        asyncio.create_task(rt.restore_messages(), name="ferry-broker-restore"),
+        asyncio.create_task(rt.restore_messages(), name=RESTORE_TASK),
     ]
+    for task in tasks:
+        task.add_done_callback(functools.partial(_fatal, rt))
     yield
     for task in tasks:
         task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    rt.flush(wait=False)
+    await asyncio.gather(*tasks, return_exceptions=True)  # a failure was logged by _fatal
+    if rt.failure is None:
+        rt.flush(wait=False)
 
 
 def build_app(rt: Runtime) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[RUNTIME] = rt
     metrics.install(app, rt)  # outermost middleware: sees every final status
-    app.middlewares.extend([errors_middleware, standby_middleware, auth_middleware])
+    app.middlewares.extend(
+        [errors_middleware, standby_middleware, auth_middleware, failing_middleware]
+    )
     app.add_routes(probes)
     app.add_routes(admin.routes)
     app.add_routes(messaging.routes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -50,12 +51,40 @@ class Runtime:
     # Set once stored dedup ids are indexed (read after a restart while already serving).
     dedup_loaded: asyncio.Event = field(default_factory=asyncio.Event)
     loaded: asyncio.Event = field(default_factory=asyncio.Event)  # every stored message read
+    failure: str | None = None  # why the broker is failing (it is stopping)
+    # Set with `failure`: the broker is to stop (see __main__._until_stopped_or_lost).
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # Keys the core's receipt tokens: random per process, so no client can mint one.
+    receipt_key: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
+
+    def __post_init__(self) -> None:
+        self.core.receipts.key = self.receipt_key
+
+    def fail(self, why: str) -> None:
+        """Fail-stop: the core may hold writes the store will never have.
+
+        Writes are applied to the core before they are durable (that is what
+        lets many requests share one commit), so after a failed commit (the
+        store is lost: Engine.lost) or a background task that died, the core is
+        no longer what a restart would read back. Undoing each write in memory
+        would need an inverse of every core operation; stopping needs none: from
+        here on every request but health and metrics gets 503, /healthz and
+        /readyz say so, and the process starts over on what the store holds,
+        which is exactly what was answered as durable.
+        """
+        if self.failure is not None:
+            return
+        self.failure = why
+        log.critical("failing: stopping to start over from the store", extra={"reason": why})
+        self.failed.set()
 
     async def restore_messages(self) -> None:
         """Stream stored messages into the core, oldest first, while already serving."""
         if self.role is not Role.LEADER:  # a standby first waits to take over
             await self.store.elect()
             self.core = await self.store.restore(now_ms())
+            self.core.receipts.key = self.receipt_key
             self.role = Role.LEADER
             log.info("leading", extra={"engine": self.store.name,
                                        "queues": len(self.core.queues)})

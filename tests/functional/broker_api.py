@@ -33,6 +33,12 @@ class Api:
         assert 200 <= status < 300, (method, path, status, doc)
         return doc
 
+    async def create(self, queue: str, *groups: str) -> None:
+        """A queue and groups on it, with default settings."""
+        await self.ok("PUT", f"/v1/queues/{queue}")
+        for group in groups:
+            await self.ok("PUT", f"/v1/queues/{queue}/groups/{group}")
+
     async def publish(self, queue: str, *messages: dict[str, Any]) -> list[str]:
         doc = await self.ok("POST", f"/v1/queues/{queue}/messages", {"messages": list(messages)})
         return list(doc["ids"])

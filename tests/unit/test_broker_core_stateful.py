@@ -124,6 +124,20 @@ class BrokerMachine(RuleBasedStateMachine):
         if valid:
             del self.leases[group][m.seq]
 
+    @rule(group=st.sampled_from(GROUPS))
+    def forge(self, group: str) -> None:
+        """A receipt made up from another one (its token shifted) never settles a lease."""
+        gid = self.b.group("q", group).gid
+        leased = [m for m in self.receipts[group][-8:]
+                  if self.leases[group].get(m.seq, ("", 0))[0] == m.receipt]
+        for mine in leased:
+            for theirs in leased:
+                if theirs is mine:
+                    continue
+                forged = [f"{gid}.{theirs.seq}.{mine.token + step}" for step in range(-3, 4)]
+                statuses = self.b.extend("q", group, forged, VT, self.now)
+                assert ReceiptStatus.OK not in statuses, "a guessed receipt matched a lease"
+
     @rule(group=st.sampled_from(GROUPS), i=st.integers(0, 100))
     def extend(self, group: str, i: int) -> None:
         m = self._pick(group, i)

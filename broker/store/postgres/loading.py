@@ -6,11 +6,11 @@ from array import array
 from typing import Any, TypeAlias
 
 import asyncpg
-import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 from ferry.broker.core import ROWID_SHIFT, Broker, DedupIndex, Restored
 from ferry.broker.models import GroupSettings, QueueSettings
+from ferry.broker.store.settings import from_storage
 
 Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 _SPAN = 1 << ROWID_SHIFT
@@ -30,7 +30,7 @@ async def load(conn: Conn, now: int) -> Broker:
             "SELECT id FROM messages WHERE id >= $1 AND id < $2 ORDER BY id LIMIT 1",
             base, base + _SPAN,
         )
-        qs = QueueSettings.model_validate(orjson.loads(settings))
+        qs = from_storage(QueueSettings, settings, f"queue {name}")
         broker.restore_queue(qid, name, qs, created, published, next_seq,
                              None if first is None else first - base)
     for gid, qid, name, settings, start, acked in await conn.fetch(
@@ -38,7 +38,7 @@ async def load(conn: Conn, now: int) -> Broker:
     ):
         q = broker.by_qid.get(qid)
         if q is not None:
-            gs = GroupSettings.model_validate(orjson.loads(settings))
+            gs = from_storage(GroupSettings, settings, f"group {name}")
             broker.restore_group(gid, q, name, gs, start, acked, now)
     groups = {g.gid: g for q in broker.queues.values() for g in q.groups.values()}
     for gid, seq in await conn.fetch("SELECT gid, seq FROM acks"):
