@@ -45,6 +45,10 @@ INVALID = [
                  "storage.size must be a quantity greater than zero", id="zero-size"),
     pytest.param(cr("Queue", "q", {"visibilityTimeout": "0s"}),
                  "visibilityTimeout must be greater than zero", id="zero-timeout"),
+    pytest.param(cr("Queue", "q", {"dedupWindow": "169h"}),
+                 "dedupWindow must be at most 168h", id="dedup-window-bound"),
+    pytest.param(cr("ConsumerGroup", "g", {"queue": "q", "visibilityTimeout": "12h1s"}),
+                 "visibilityTimeout must be at most 12h", id="lease-bound"),
     pytest.param(cr("Queue", "q", {"retention": "5 minutes"}),
                  "spec.retention", id="duration-pattern"),
     pytest.param(cr("ConsumerGroup", "g", {"queue": "q", "nackBackoff": {

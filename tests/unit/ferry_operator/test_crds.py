@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from ferry.broker.models import MAX_DEDUP_WINDOW_MS, MAX_DURATION_MS, MAX_LEASE_MS
 
 from .conftest import CRDS, PLURALS
 
@@ -81,3 +84,26 @@ def test_reference_check_catches_a_stale_readme(tmp_path: Path) -> None:
     assert stale.returncode == 1 and "out of date" in stale.stderr
     subprocess.run([sys.executable, script, "--readme", str(readme)], check=True)
     assert readme.read_text() == (ROOT / "docs" / "operator.md").read_text()
+
+
+_UPPER = re.compile(r"!has\(self\.(\w+)\) \|\| duration\(self\.\1\) <= duration\('(\d+)h'\)")
+
+
+def test_duration_bounds_are_the_brokers() -> None:
+    """A CR the API server accepts is one the broker takes (ferry.broker.models' bounds)."""
+    queue = {"retention": MAX_DURATION_MS, "visibilityTimeout": MAX_LEASE_MS,
+             "dedupWindow": MAX_DEDUP_WINDOW_MS}
+    want = {
+        "queues": queue, "telemetrypipelines": queue,
+        "consumergroups": {"visibilityTimeout": MAX_LEASE_MS, "initial": MAX_DURATION_MS,
+                           "max": MAX_DURATION_MS},
+    }
+    for plural, bounds in want.items():
+        root = load(plural)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        found = {
+            m[1]: int(m[2]) * 3600 * 1000
+            for _, schema in walk(root, "")
+            for rule in schema.get("x-kubernetes-validations", [])
+            if (m := _UPPER.fullmatch(rule["rule"]))
+        }
+        assert found == bounds, plural
