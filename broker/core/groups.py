@@ -309,7 +309,11 @@ class Group:
         self.inflight[s] = Lease(consumer, token, deadline)
         heapq.heappush(self.lease_heap, (deadline, s, token))
         self.consumers[consumer].in_flight += 1
-        return Leased(s, count, f"{self.gid}.{s}.{token}", token)
+        return Leased(s, count, self.receipt(s, token), token)
+
+    def receipt(self, seq: int, token: int) -> str:
+        """The receipt of a lease, as `resolve` reads it back."""
+        return f"{self.gid}.{seq}.{token}"
 
     def seen(self, consumer: str, now: int) -> Consumer:
         c = self.consumers.get(consumer)

@@ -137,10 +137,12 @@ def results_json(receipts: list[str], statuses: list[ReceiptStatus]) -> bytes:
     })
 
 
-async def settle(
+def settle_now(
     rt: Runtime, op: str, queue: str, group: str, receipts: list[str],
     delay_ms: int | None = None, vt_ms: int | None = None,
-) -> list[ReceiptStatus]:
+) -> tuple[list[ReceiptStatus], asyncio.Future[None] | None]:
+    """Ack, nack or extend in the core now, for HTTP and WebSocket alike; the future
+    resolves once the store has it (None: nothing to store)."""
     now = now_ms()
     core = rt.core
     if op == "ack":
@@ -153,6 +155,14 @@ async def settle(
         statuses = core.extend(queue, group, receipts, vt_ms, now)
     fut = rt.flush()
     notify_settled(rt, op, queue, group)
+    return statuses, fut
+
+
+async def settle(
+    rt: Runtime, op: str, queue: str, group: str, receipts: list[str],
+    delay_ms: int | None = None, vt_ms: int | None = None,
+) -> list[ReceiptStatus]:
+    statuses, fut = settle_now(rt, op, queue, group, receipts, delay_ms, vt_ms)
     if fut is not None:
         await asyncio.shield(fut)
     return statuses

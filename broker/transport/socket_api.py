@@ -11,13 +11,13 @@ import asyncio
 import contextlib
 import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 from aiohttp import WSMsgType, web
 from pydantic import TypeAdapter, ValidationError
 
-from ferry.broker.core import CoreError, Leased
+from ferry.broker.core import CoreError
 from ferry.broker.models import (
     ErrorCode,
     WsPublish,
@@ -27,15 +27,11 @@ from ferry.broker.models import (
 )
 from ferry.broker.store import StoreError
 from ferry.broker.transport.errors import ApiError, describe
+from ferry.broker.transport.leases import LeaseBook
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
-from ferry.broker.transport.messaging import ids_json, incoming, notify_settled
-from ferry.broker.transport.runtime import RUNTIME, Runtime, now_ms
-from ferry.broker.transport.streaming import (
-    hand_back,
-    prune,
-    push_ready,
-    wait_for_room_or_messages,
-)
+from ferry.broker.transport.messaging import ids_json, incoming, settle_now
+from ferry.broker.transport.runtime import RUNTIME, Runtime
+from ferry.broker.transport.streaming import push_ready, wait_for_room_or_messages
 
 log = logging.getLogger("ferry.broker.transport")
 routes = web.RouteTableDef()
@@ -58,8 +54,8 @@ def error_reply(seq: int, code: ErrorCode | str, message: str) -> bytes:
 class Subscription:
     seq: int
     frame: WsSubscribe
+    book: LeaseBook
     task: asyncio.Task[None] | None = None
-    leased: dict[int, int] = field(default_factory=dict)  # seq -> lease token
 
 
 class Connection:
@@ -135,20 +131,11 @@ class Connection:
         self._after(fut, f.seq, answer)
 
     def _settle(self, f: WsSettle) -> None:
-        core, now = self.rt.core, now_ms()
-        if f.op == "ack":
-            statuses = core.ack(f.queue, f.group, f.receipts, now)
-        elif f.op == "nack":
-            statuses = core.nack(f.queue, f.group, f.receipts, f.delay_ms, now)
-        else:
-            if f.visibility_timeout_ms is None:
-                raise ApiError(ErrorCode.BAD_REQUEST, "extend needs visibility_timeout_ms")
-            statuses = core.extend(f.queue, f.group, f.receipts, f.visibility_timeout_ms, now)
+        statuses, fut = settle_now(self.rt, f.op, f.queue, f.group, f.receipts, f.delay_ms,
+                                   f.visibility_timeout_ms)
         results = orjson.dumps([
             {"receipt": r, "status": s.value} for r, s in zip(f.receipts, statuses, strict=True)
         ])
-        fut = self.rt.flush()
-        notify_settled(self.rt, f.op, f.queue, f.group)
         self._after(fut, f.seq, reply(f.seq, b"results", results))
 
     def _after(self, fut: asyncio.Future[None] | None, seq: int, answer: bytes) -> None:
@@ -170,7 +157,7 @@ class Connection:
         self.rt.core.group(f.queue, f.group)
         if f.seq in self.subs:
             raise ApiError(ErrorCode.CONFLICT, f"subscription {f.seq} exists on this connection")
-        sub = Subscription(f.seq, f)
+        sub = Subscription(f.seq, f, LeaseBook(self.rt, f.queue, f.group, f.max_in_flight))
         self.subs[f.seq] = sub
         self.send(b'{"op":"reply","seq":%d}' % f.seq)
         sub.task = asyncio.create_task(self._push(sub), name=f"ferry-ws-sub-{f.seq}")
@@ -185,19 +172,12 @@ class Connection:
                 )
                 if pushed:
                     parts, leased = pushed
-                    self._remember(sub, leased)
+                    sub.book.remember(leased)
                     self.send(head + b",".join(parts) + b"]}")
                     continue
                 await wait_for_room_or_messages(rt, f.queue, f.group, f.consumer, KEEPALIVE_S)
         except CoreError as e:  # the queue or group was deleted
             self.send(error_reply(sub.seq, e.code, e.message))
-
-    def _remember(self, sub: Subscription, leased: list[Leased]) -> None:
-        """Track leases handed out here so a dropped connection hands them back at once."""
-        for m in leased:
-            sub.leased[m.seq] = m.token
-        if len(sub.leased) > 4 * sub.frame.max_in_flight:
-            prune(self.rt, sub.frame.queue, sub.frame.group, sub.leased)
 
     async def _end_subscriptions(self) -> None:
         for sub in self.subs.values():
@@ -205,7 +185,7 @@ class Connection:
                 sub.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sub.task
-            hand_back(self.rt, sub.frame.queue, sub.frame.group, sub.leased)
+            sub.book.hand_back()
         self.rt.flush(wait=False)
 
 

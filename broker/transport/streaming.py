@@ -9,6 +9,7 @@ from aiohttp import web
 from ferry.broker.core import CoreError, Leased
 from ferry.broker.models import MAX_LEASE_MS
 from ferry.broker.transport.encoding import encode_delivery
+from ferry.broker.transport.leases import LeaseBook
 from ferry.broker.transport.runtime import RUNTIME, Runtime, flow_key, now_ms, queue_key
 from ferry.broker.transport.views import consumer_name, int_query, name_param
 
@@ -38,32 +39,6 @@ async def push_ready(
     return parts, [m for _, _, m in found]
 
 
-def hand_back(rt: Runtime, queue: str, group: str, leased: dict[int, int]) -> None:
-    """Nack what a closed stream still holds (seq -> lease token), so others get it now."""
-    if not leased:
-        return
-    with contextlib.suppress(CoreError):  # the group is gone: nothing to hand back
-        g = rt.core.group(queue, group)
-        held = [f"{g.gid}.{s}.{t}" for s, t in leased.items()
-                if s in g.inflight and g.inflight[s].token == t]
-        if held:
-            rt.core.nack(queue, group, held, 0, now_ms())
-            rt.flush(wait=False)
-            rt.signals.notify(queue_key(g.queue.qid))
-    leased.clear()
-
-
-def prune(rt: Runtime, queue: str, group: str, leased: dict[int, int]) -> None:
-    """Forget leases that ended (acked, nacked, expired) so the map stays small."""
-    try:
-        live = rt.core.group(queue, group).inflight
-    except CoreError:
-        leased.clear()
-        return
-    for s in [s for s, t in leased.items() if s not in live or live[s].token != t]:
-        del leased[s]
-
-
 async def wait_for_room_or_messages(rt: Runtime, queue: str, group: str, consumer: str,
                                     seconds: float) -> bool:
     g = rt.core.group(queue, group)
@@ -85,7 +60,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         "X-Accel-Buffering": "no",
     })
     await resp.prepare(request)
-    leased: dict[int, int] = {}  # seq -> lease token, handed back when the client goes
+    book = LeaseBook(rt, queue, group, max_in_flight)  # handed back when the client goes
     idle = 0.0
     try:
         with contextlib.suppress(ConnectionError, CoreError):
@@ -93,10 +68,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 pushed = await push_ready(rt, queue, group, consumer, max_in_flight, vt)
                 if pushed:
                     parts, ms = pushed
-                    for m in ms:
-                        leased[m.seq] = m.token
-                    if len(leased) > 4 * max_in_flight:
-                        prune(rt, queue, group, leased)
+                    book.remember(ms)
                     await resp.write(b"".join(b"event: message\ndata: " + p + b"\n\n"
                                               for p in parts))
                     continue
@@ -110,7 +82,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     await resp.write(b": keepalive\n\n")
     finally:
         if _gone(request) or rt.draining:
-            hand_back(rt, queue, group, leased)
+            book.hand_back()
     return resp
 
 
