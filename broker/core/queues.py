@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -132,6 +132,14 @@ class Queue:
         self.key_id = array("i", [-1]) * span
         self.gone = bytearray(b"\x01") * span
         self.loading = True
+
+    def chunks_to_restore(self, size: int) -> Iterator[tuple[int, int]]:
+        """The [lo, hi) seq ranges still to read back, at most `size` each; the next one
+        is computed after the caller's `restore_chunk` of the last (one loop for the
+        server's streaming restore and for a whole load at once)."""
+        while self.loading and self.loaded_next < self.stored_next:
+            lo = self.loaded_next
+            yield lo, min(lo + size, self.stored_next)
 
     def restore_chunk(self, chunk: Restored, upto_seq: int) -> None:
         """Stored messages below upto_seq, as columns in seq order (seqs missing are gone).

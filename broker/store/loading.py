@@ -17,9 +17,8 @@ def load_all(conn: sqlite3.Connection, now: int) -> Broker:
     """The whole state at once (tests, tools); the server streams chunks instead."""
     broker = load(conn, now)
     for q in broker.queues.values():
-        while q.loading and q.loaded_next < q.stored_next:
-            hi = min(q.loaded_next + CHUNK, q.stored_next)
-            q.restore_chunk(read_chunk(conn, q.qid, q.loaded_next, hi), hi)
+        for lo, hi in q.chunks_to_restore(CHUNK):
+            q.restore_chunk(read_chunk(conn, q.qid, lo, hi), hi)
         q.finish_restore()
     return broker
 

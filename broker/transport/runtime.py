@@ -91,9 +91,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         for q in list(self.core.queues.values()):
-            while q.loading and q.loaded_next < q.stored_next:
-                lo = q.loaded_next
-                hi = min(lo + CHUNK, q.stored_next)
+            for lo, hi in q.chunks_to_restore(CHUNK):
                 chunk = await self.store.chunk(q.qid, lo, hi)
                 if self.core.by_qid.get(q.qid) is not q:
                     break  # deleted meanwhile
