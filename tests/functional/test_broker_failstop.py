@@ -11,15 +11,18 @@ such limit: the disk freed), holding exactly what it answered as durable.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import resource
 import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
@@ -68,7 +71,9 @@ async def started_over(api: Api, broker: BrokerProcess) -> None:
 async def status_or_gone(api: Api, method: str, path: str, body: object = None) -> int | None:
     """The status of an answer, None when the stopping broker no longer answers."""
     try:
-        status, _ = await api.call(method, path, body)
+        data = None if body is None else io.BytesIO(orjson.dumps(body))  # large: not bytes
+        status, _ = await api.call(method, path, data=data,
+                                   headers={"Content-Type": "application/json"})
     except aiohttp.ClientError:
         return None
     return status
@@ -174,3 +179,59 @@ async def _create(url: str) -> None:
         await api.create("q", "g")
 
 
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MiB tmpfs (root only): a disk that really fills up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of the disk; deleting the file frees them again."""
+    filler = disk / "filler"
+    with filler.open("wb") as f:
+        chunk = b"\0" * (1 << 16)
+        try:
+            while True:
+                f.write(chunk)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+async def test_a_full_disk_fails_writes_and_the_broker_recovers_by_itself(
+    small_disk: Path, tmp_path: Path,
+) -> None:
+    broker = BrokerProcess(small_disk / "data", tmp_path / "broker.log")
+    broker.start()
+    try:
+        async with aiohttp.ClientSession() as s:
+            api = Api(s, broker.url)
+            await api.create("q", "g")
+            (kept,) = await api.publish("q", {"body": "kept"})
+            filler = fill(small_disk)
+            big = {"body": "x" * 900_000}
+            status = await status_or_gone(api, "POST", "/v1/queues/q/messages",
+                                          {"messages": [big, big]})
+            assert status in (503, None)
+            await started_over(api, broker)  # the disk is still full: reads are served
+            filler.unlink()  # the disk freed: writes work again, nothing else needed
+            await api.publish("q", {"body": "after"})
+            got = await api.receive("q", "g", max=10)
+            assert [m["body"] for m in got] == ["kept", "after"]
+            assert got[0]["id"] == kept
+    finally:
+        broker.kill()
