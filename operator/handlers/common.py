@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from ferry.operator.reconcile.metadata import GROUP, VERSION, Manifest
 from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import Owner
 from ferry.operator.settings import OperatorSettings
+
+log = logging.getLogger("ferry.operator.children")
 
 
 @dataclass
@@ -75,8 +78,11 @@ async def apply_children(rt: Runtime, body: Any, owner: Owner, desired: Sequence
         meta = manifest["metadata"]
         live = rt.watched.get(manifest["apiVersion"], manifest["kind"], owner.namespace,
                               meta["name"])
-        if live is not None and not drift.differs(manifest, live):
-            continue
+        if live is not None:
+            where = drift.difference(manifest, live)
+            if where is None:
+                continue
+            log.debug("%s drifted at %s: applying it", key(manifest), where)
         after, created = await rt.kube.apply(manifest)
         rt.watched.observe("MODIFIED", after)
         # Without a watched copy (the watch has not listed yet) an unchanged object cannot

@@ -39,6 +39,11 @@ def test_quantities_compare_as_text_and_empty_maps_may_be_dropped() -> None:
     assert not differs({"cpu": 1, "labels": {}}, {"cpu": "1"})
     assert differs({"cpu": 1}, {"cpu": "2"})
     assert differs({"flag": True}, {"flag": "True"})
+    # The API server canonicalises quantities: one value, two spellings.
+    assert not differs({"averageValue": "1000", "cpu": "0.5", "m": "1Gi"},
+                       {"averageValue": "1k", "cpu": "500m", "m": "1073741824"})
+    assert differs({"averageValue": "1000"}, {"averageValue": "2k"})
+    assert differs({"every": "30s"}, {"every": "30000ms"})  # durations are text
 
 
 def test_a_status_write_is_worth_it_only_when_a_reader_would_notice() -> None:
