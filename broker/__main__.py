@@ -15,6 +15,15 @@ from pathlib import Path
 from ferry.broker.store import StoreError
 from ferry.broker.store.postgres.schema import DEFAULT_SCHEMA, check_schema
 from ferry.broker.transport import Runtime, build_app, open_postgres, open_runtime
+from ferry.broker.transport.app import health_check
+from ferry.broker.transport.connections import (
+    HEADER_TIMEOUT_S,
+    MAX_CONNECTIONS,
+    Limited,
+    usable_connections,
+)
+from ferry.broker.transport.memory import MemoryBudget
+from ferry.broker.transport.runtime import BATCH_BYTES, BODY_TIMEOUT_S, MEMORY_BUDGET_BYTES
 from ferry.kit import logs
 from ferry.kit.config import DEFAULT_BROKER_PORT, add_log_level, port_number
 from ferry.kit.serving import serve
@@ -58,6 +67,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--drain-seconds", type=float, default=10.0,
         help="on SIGTERM, how long in-flight requests may take to finish (default 10)",
     )
+    p.add_argument(
+        "--batch-bytes", type=_positive, default=BATCH_BYTES,
+        help="documents in one receive, pushed batch (SSE, WebSocket) or dead-letter page, "
+             "besides their count; one larger message still goes alone "
+             f"(default {BATCH_BYTES >> 20} MiB)",
+    )
+    p.add_argument(
+        "--memory-budget-bytes", type=_positive, default=MEMORY_BUDGET_BYTES,
+        help="request bodies and delivery batches held at once by all requests; a request "
+             "over it while others hold it is answered 503 with Retry-After, untouched "
+             f"(default {MEMORY_BUDGET_BYTES >> 20} MiB)",
+    )
+    p.add_argument(
+        "--max-connections", type=_positive, default=MAX_CONNECTIONS,
+        help="connections served at once (fewer if the descriptor limit cannot be raised); "
+             "one more gets 503 with Retry-After, except /healthz and /readyz, which are "
+             f"answered (default {MAX_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--header-timeout-seconds", type=float, default=HEADER_TIMEOUT_S,
+        help="a connection must send a whole request head within this long of opening or "
+             "of its previous response; idle keep-alive connections close then too "
+             f"(default {HEADER_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--body-timeout-seconds", type=float, default=BODY_TIMEOUT_S,
+        help="a request body that stops arriving for this long gets 408 and its "
+             f"connection is closed (default {BODY_TIMEOUT_S:g})",
+    )
     args = p.parse_args(argv)
     if (args.data_dir is None) == (args.postgres is None):
         p.error("give exactly one of --data-dir and --postgres (or FERRY_POSTGRES)")
@@ -67,6 +105,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         except ValueError as e:
             p.error(str(e))
     return args
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def tune_gc() -> None:
@@ -108,6 +153,10 @@ async def run(args: argparse.Namespace, tokens: frozenset[str] | None) -> int:
     except StoreError as e:
         raise SystemExit(f"ferry-broker: {e}") from e
     rt.tokens = tokens
+    rt.batch_bytes = args.batch_bytes
+    rt.memory = MemoryBudget(args.memory_budget_bytes)
+    rt.body_timeout_s = args.body_timeout_seconds
+    limit = usable_connections(args.max_connections)
 
     def started(port: int) -> None:
         tune_gc()
@@ -115,7 +164,7 @@ async def run(args: argparse.Namespace, tokens: frozenset[str] | None) -> int:
             "serving", extra={"host": args.host, "port": port, "engine": rt.store.name,
                               "role": rt.role.value, "queues": len(rt.core.queues),
                               "startup_s": round(time.perf_counter() - t0, 3),
-                              "auth": tokens is not None},
+                              "auth": tokens is not None, "max_connections": limit},
         )
 
     def draining() -> None:
@@ -126,7 +175,9 @@ async def run(args: argparse.Namespace, tokens: frozenset[str] | None) -> int:
     try:
         await serve(build_app(rt), args.host, args.port, started=started, stopping=draining,
                     until=lambda stop: _until_stopped_or_lost(rt, stop),
-                    drain_seconds=args.drain_seconds, backlog=1024)
+                    drain_seconds=args.drain_seconds, backlog=1024,
+                    keepalive_timeout=args.header_timeout_seconds,
+                    admit=lambda server: Limited(server, limit, health_check(rt)))
     except OSError as e:
         raise SystemExit(f"ferry-broker: cannot listen on {args.host}:{args.port}: {e}") from e
     finally:

@@ -51,7 +51,7 @@ class Model(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse(model: type[M], raw: bytes | str) -> M:
+def parse(model: type[M], raw: bytes | bytearray | str) -> M:
     """A request body as `model`, strictly: JSON types must match the fields' types."""
     return model.model_validate_json(raw, strict=True)
 

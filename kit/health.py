@@ -24,10 +24,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HealthCheck = Callable[[], Awaitable[str | None]]  # None when healthy, else the reason
 
 
-def health(problem: str | None, **details: Any) -> web.Response:
+def health_doc(problem: str | None, **details: Any) -> tuple[int, dict[str, Any]]:
+    """The status and document of a health answer (for answers written without aiohttp)."""
     if problem is None:
-        return web.json_response({"status": "ok", **details})
-    return web.json_response({"status": "unhealthy", "reason": problem, **details}, status=503)
+        return 200, {"status": "ok", **details}
+    return 503, {"status": "unhealthy", "reason": problem, **details}
+
+
+def health(problem: str | None, **details: Any) -> web.Response:
+    status, doc = health_doc(problem, **details)
+    return web.json_response(doc, status=status)
 
 
 async def always_healthy() -> str | None:

@@ -29,23 +29,44 @@ def bound_port(runner: web.AppRunner) -> int:
     raise RuntimeError("the site is not listening")
 
 
+# Wraps aiohttp's protocol factory, e.g. to refuse connections over a limit.
+Admit = Callable[[web.Server], Callable[[], asyncio.BaseProtocol]]
+
+
 @asynccontextmanager
 async def listening(app: web.Application, host: str, port: int, *,
                     ssl_context: ssl.SSLContext | None = None,
                     drain_seconds: float = DRAIN_SECONDS,
-                    backlog: int = 128) -> AsyncIterator[int]:
+                    backlog: int = 128, keepalive_timeout: float | None = None,
+                    admit: Admit | None = None) -> AsyncIterator[int]:
     """Serve `app` inside the block, which receives the bound port (port 0: any free one).
 
     Leaving the block stops accepting, gives in-flight requests `drain_seconds` to finish
     and runs the app's cleanup. An address in use raises OSError before the block.
+    `keepalive_timeout` bounds how long a connection may take to send a request head
+    (aiohttp's keep-alive timer); `admit` decides, per accepted connection, who serves it.
     """
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=drain_seconds)
+    if keepalive_timeout is None:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=drain_seconds)
+    else:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=drain_seconds,
+                               keepalive_timeout=keepalive_timeout)
     await runner.setup()
+    listener: asyncio.Server | None = None
     try:
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=backlog,
-                          reuse_address=True).start()
-        yield bound_port(runner)
+        if admit is None:
+            await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=backlog,
+                              reuse_address=True).start()
+            yield bound_port(runner)
+        else:
+            assert runner.server is not None
+            listener = await asyncio.get_running_loop().create_server(
+                admit(runner.server), host, port, ssl=ssl_context, backlog=backlog,
+                reuse_address=True)
+            yield int(listener.sockets[0].getsockname()[1])
     finally:
+        if listener is not None:
+            listener.close()  # stop accepting; the runner drains what it serves
         await runner.cleanup()
 
 
@@ -54,7 +75,8 @@ async def serve(app: web.Application, host: str, port: int, *,
                 stopping: Callable[[], None] = lambda: None,
                 until: Callable[[asyncio.Event], Awaitable[object]] = asyncio.Event.wait,
                 ssl_context: ssl.SSLContext | None = None,
-                drain_seconds: float = DRAIN_SECONDS, backlog: int = 128) -> None:
+                drain_seconds: float = DRAIN_SECONDS, backlog: int = 128,
+                keepalive_timeout: float | None = None, admit: Admit | None = None) -> None:
     """Serve until SIGTERM/SIGINT: `started(port)` once listening, `stopping()` before the drain.
 
     `until(stop)` is what is awaited while serving: by default the signal itself; a
@@ -62,7 +84,8 @@ async def serve(app: web.Application, host: str, port: int, *,
     """
     stop = stop_event()
     async with listening(app, host, port, ssl_context=ssl_context,
-                         drain_seconds=drain_seconds, backlog=backlog) as bound:
+                         drain_seconds=drain_seconds, backlog=backlog,
+                         keepalive_timeout=keepalive_timeout, admit=admit) as bound:
         started(bound)
         await until(stop)
         stopping()

@@ -382,6 +382,21 @@ class Group:
         self.persisted.add(s)
         w.add(Kind.COUNT, (self.gid, s, count, visible))
 
+    def unlease(self, s: int, token: int, now: int) -> bool:
+        """Take back a lease never handed to its consumer, as if it had not been made.
+
+        The message is ready again at once with its delivery count as before (a
+        response cut at its byte budget); nothing was persisted by the lease, so
+        nothing is written. False if that lease has ended meanwhile.
+        """
+        lease = self.inflight.get(s)
+        if lease is None or lease.token != token:
+            return False
+        self._end_lease(s, now)
+        self.held[s] -= 1
+        self._make_ready(s)
+        return True
+
     def extend(self, s: int, vt_ms: int, now: int) -> None:
         lease = self.inflight[s]
         lease.deadline = now + vt_ms

@@ -12,6 +12,7 @@ import asyncio
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from ferry.broker.store.schema import connect
 
@@ -70,9 +71,35 @@ class DocumentCache(abc.ABC):
             found.update(await self._fetch(missing))
         return found
 
+    async def get_within(self, rids: list[int], budget: int) -> tuple[dict[int, bytes], int]:
+        """Documents of the longest prefix of rids whose documents fit in budget bytes.
+
+        Returns them and the prefix's length (at least 1 when rids is not empty, so
+        one message larger than the budget still goes out alone). Sizes of documents
+        not cached are read first (the engines know a stored document's length without
+        loading it), so documents past the budget are never read into memory.
+        """
+        cache = self._cache
+        missing = [rid for rid in rids if rid not in cache]
+        sizes = await self._sizes(missing) if missing else {}
+        total = n = 0
+        for rid in rids:
+            doc = cache.get(rid)
+            size = len(doc) if doc is not None else sizes.get(rid, 0)
+            if n and total + size > budget:
+                break
+            total += size
+            n += 1
+        return await self.get(rids[:n]), n
+
     @abc.abstractmethod
     async def _fetch(self, rids: list[int]) -> dict[int, bytes]:
         """Stored documents by id, from the engine."""
+
+    @abc.abstractmethod
+    async def _sizes(self, rids: list[int]) -> dict[int, int]:
+        """Stored documents' lengths by id, from the engine, without reading them."""
+
 
 class Bodies(DocumentCache):
     """SQLite: misses are read on one reader thread."""
@@ -86,18 +113,23 @@ class Bodies(DocumentCache):
     async def _fetch(self, rids: list[int]) -> dict[int, bytes]:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._read, rids)
 
-    def _read(self, rids: list[int]) -> dict[int, bytes]:
+    async def _sizes(self, rids: list[int]) -> dict[int, int]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._read, rids, "length(doc)")
+
+    def _read(self, rids: list[int], column: str = "doc") -> dict[int, Any]:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = connect(self._path)
-        out: dict[int, bytes] = {}
+        out: dict[int, Any] = {}
         for i in range(0, len(rids), _CHUNK):
             chunk = rids[i:i + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for rid, doc in conn.execute(
-                f"SELECT id, doc FROM messages WHERE id IN ({marks}) AND doc IS NOT NULL", chunk
+            for rid, value in conn.execute(
+                f"SELECT id, {column} FROM messages WHERE id IN ({marks}) AND doc IS NOT NULL",
+                chunk,
             ):
-                out[rid] = doc
+                out[rid] = value
         return out
 
     def close(self) -> None:

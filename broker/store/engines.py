@@ -33,6 +33,8 @@ class Documents(Protocol):
 
     async def get(self, rids: list[int]) -> dict[int, bytes]: ...
 
+    async def get_within(self, rids: list[int], budget: int) -> tuple[dict[int, bytes], int]: ...
+
 
 @dataclass(frozen=True)
 class Leader:

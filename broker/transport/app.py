@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 
 from aiohttp import web
 
 from ferry.broker.core import Broker
 from ferry.broker.models import ErrorCode
-from ferry.broker.store import Engine, Store
+from ferry.broker.store import Engine, Leader, Store
 from ferry.broker.store.postgres import PgStore
 from ferry.broker.transport import admin, messaging, metrics, openapi, socket_api, streaming
+from ferry.broker.transport.admission import memory_middleware
 from ferry.broker.transport.auth import auth_middleware
 from ferry.broker.transport.errors import Handler, error_response, errors_middleware
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
@@ -29,26 +30,54 @@ COMPACT_EVERY = 20  # ticks: retention, dedup window, freeing acked messages
 probes = web.RouteTableDef()
 
 
+def liveness(rt: Runtime) -> str | None:
+    """The liveness problem (None: alive). Failing: starting over, not alive as it is."""
+    return None if rt.failure is None else f"failing: {rt.failure}"
+
+
 @probes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]  # failing: starting over, not alive as it is
-    return kit_health.health(None if rt.failure is None else f"failing: {rt.failure}")
+    return kit_health.health(liveness(request.app[RUNTIME]))
+
+
+def readiness(rt: Runtime, leader: Leader | None) -> tuple[str | None, dict[str, object]]:
+    """The readiness problem (None: ready) and its details."""
+    role: dict[str, object] = {"role": rt.role.value, "engine": rt.store.name,
+                               "leader": None if leader is None else asdict(leader)}
+    if rt.failure is not None:
+        return f"failing: {rt.failure}", role
+    if rt.role is Role.STANDBY:
+        return "standby: the leader serves the queues", role
+    if rt.draining:
+        return "draining", role
+    # Serving already while a restart still reads stored messages in (oldest first).
+    return None, {**role, "restoring": not rt.loaded.is_set()}
 
 
 @probes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     leader = await rt.store.leader()  # who leads the queue set (None: the embedded engine)
-    role = {"role": rt.role.value, "engine": rt.store.name,
-            "leader": None if leader is None else asdict(leader)}
-    if rt.failure is not None:
-        return kit_health.health(f"failing: {rt.failure}", **role)
-    if rt.role is Role.STANDBY:
-        return kit_health.health("standby: the leader serves the queues", **role)
-    if rt.draining:
-        return kit_health.health("draining", **role)
-    # Serving already while a restart still reads stored messages in (oldest first).
-    return kit_health.health(None, **role, restoring=not rt.loaded.is_set())
+    problem, details = readiness(rt, leader)
+    return kit_health.health(problem, **details)
+
+
+def health_check(rt: Runtime) -> Callable[[str], tuple[int, dict[str, object]] | None]:
+    """The probes' answers by path (None: not a probe), for connections over the limit.
+
+    There is no time to ask the store who leads there, so /readyz says nothing of it.
+    """
+
+    def answer(path: str) -> tuple[int, dict[str, object]] | None:
+        if path == "/healthz":
+            return kit_health.health_doc(liveness(rt))
+        if path == "/readyz":
+            problem, details = readiness(rt, None)
+            details.pop("leader")
+            return kit_health.health_doc(problem, **details)
+        return None
+
+    return answer
 
 
 # What a standby answers besides its health: nothing of the queues (it has none loaded).
@@ -126,13 +155,14 @@ def build_app(rt: Runtime) -> web.Application:
     app[RUNTIME] = rt
     metrics.install(app, rt)  # outermost middleware: sees every final status
     app.middlewares.extend(
-        [errors_middleware, standby_middleware, auth_middleware, failing_middleware]
+        [errors_middleware, standby_middleware, auth_middleware, failing_middleware,
+         memory_middleware]
     )
     app.add_routes(probes)
     app.add_routes(admin.routes)
     app.add_routes(messaging.routes)
     app.add_routes(streaming.routes)
-    app.add_routes(socket_api.routes)
+    socket_api.install(app)
     openapi.install(app, auth=rt.tokens is not None)
     app.cleanup_ctx.append(_background)
     return app

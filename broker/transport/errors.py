@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from ferry.broker.core import CoreError
 from ferry.broker.models import STATUS_OF_CODE, ErrorCode
 from ferry.broker.store import StoreError
+from ferry.broker.transport.memory import RETRY_AFTER_S
 
 log = logging.getLogger("ferry.broker.transport")
 
@@ -38,8 +39,9 @@ def error_body(code: ErrorCode, message: str) -> bytes:
     return orjson.dumps({"error": {"code": code.value, "message": message}})
 
 
-# A full queue (maxDepth, overflow reject_publish) asks publishers to come back later.
-RETRY_AFTER_SECONDS = {ErrorCode.QUEUE_FULL: 1}
+# A full queue (maxDepth, overflow reject_publish) asks publishers to come back later, and
+# so does every 503: nothing of the request happened (e.g. the memory budget was taken).
+RETRY_AFTER_SECONDS = {ErrorCode.QUEUE_FULL: 1, ErrorCode.UNAVAILABLE: RETRY_AFTER_S}
 
 
 def error_response(code: ErrorCode, message: str, status: int | None = None) -> web.Response:

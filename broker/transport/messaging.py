@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ferry.broker.core import Incoming, MessageNotFoundError, Queue, rowid
+from ferry.broker.core import DeadEntry, Incoming, MessageNotFoundError, Queue, rowid
 from ferry.broker.models import (
     DeadLetter,
     DeadList,
@@ -33,7 +33,13 @@ from ferry.broker.transport.encoding import encode_delivery, encode_doc, encode_
 from ferry.broker.transport.errors import ApiError
 from ferry.broker.transport.limits import CURSOR, DEAD_PAGE_MAX
 from ferry.broker.transport.runtime import RUNTIME, Runtime, flow_key, now_ms, queue_key
-from ferry.broker.transport.views import int_query, json_response, name_param, raw_json
+from ferry.broker.transport.views import (
+    int_query,
+    json_response,
+    name_param,
+    raw_json,
+    read_once,
+)
 
 routes = web.RouteTableDef()
 
@@ -92,9 +98,11 @@ def ids_json(ids: list[int]) -> bytes:
 async def publish(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     name = name_param(request, "queue")
-    req = parse(PublishRequest, await request.read())
+    req = parse(PublishRequest, await read_once(request))
     q = rt.core.queue(name)
-    ids = await rt.publish(q, incoming(q, req.messages))
+    items = incoming(q, req.messages)
+    del req  # the parsed bodies: only the documents are kept from here on (memory)
+    ids = await rt.publish(q, items)
     return raw_json(ids_json(ids))
 
 
@@ -110,10 +118,17 @@ async def receive_leased(
         )
         rt.flush(wait=False)
         if leased:
-            found = await rt.deliveries(q, leased)
-            if found:
-                return q, [encode_delivery(rid, doc, m.delivery_count, m.receipt)
-                           for rid, doc, m in found]
+            held = rt.hold_batch(q)
+            if not held:  # nothing happened: the leases are undone
+                rt.core.unlease(queue, group, leased, now_ms())
+                raise ApiError(ErrorCode.UNAVAILABLE, "the broker's memory budget is taken; retry")
+            try:
+                found = await rt.deliveries(q, group, leased)
+                if found:
+                    return q, [encode_delivery(rid, doc, m.delivery_count, m.receipt)
+                               for rid, doc, m in found]
+            finally:
+                rt.memory.release(held)
         left = deadline - loop.time()
         if left <= 0 or rt.draining:
             return q, []
@@ -229,8 +244,22 @@ async def dead_letters(request: web.Request) -> web.Response:
     limit, after = _page(request)
     entries, nxt = rt.core.dead_letters(queue, group, limit, after)
     q = rt.core.queue(queue)
+    held = rt.hold_batch(q)
+    if not held:
+        raise ApiError(ErrorCode.UNAVAILABLE, "the broker's memory budget is taken; retry")
+    try:
+        return await dead_page(rt, q, entries, nxt)
+    finally:
+        rt.memory.release(held)
+
+
+async def dead_page(
+    rt: Runtime, q: Queue, entries: list[DeadEntry], nxt: int | None
+) -> web.Response:
     rids = [rowid(q.qid, e.seq) for e in entries]
-    docs = await rt.store.bodies.get(rids)
+    docs, n = await rt.store.bodies.get_within(rids, rt.batch_bytes)
+    if n < len(entries):  # the page ends at its byte budget; the next one starts after it
+        entries, rids, nxt = entries[:n], rids[:n], entries[n - 1].seq
     out = []
     for rid, e in zip(rids, entries, strict=True):
         doc = docs.get(rid)

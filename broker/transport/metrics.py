@@ -2,25 +2,70 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ferry.broker.transport.runtime import Runtime, now_ms
-from ferry.kit.health import metrics_handler, request_metrics
+from ferry.broker.core import GroupFigures
+from ferry.broker.transport.runtime import RUNTIME, Runtime, in_chunks, now_ms
+from ferry.kit.health import request_metrics
+
+REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    name: str
+    figures: GroupFigures
+    acked_total: int
+    consumers: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    name: str
+    published_total: int
+    live: int
+    dropped_total: int
+    groups: list[GroupRow]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What /metrics reports of the core, read on the event loop a chunk at a time."""
+
+    queues: list[QueueRow]
+    commits: int
+    writes: int
+    cache_hits: int
+    cache_misses: int
+
+
+async def snapshot(rt: Runtime) -> Snapshot:
+    now = now_ms()
+    queues = [
+        QueueRow(q.name, q.published_total, q.live, q.dropped_total, [
+            GroupRow(gname, g.figures(now), g.acked_total, len(g.consumers))
+            for gname, g in q.groups.items()
+        ])
+        async for q in in_chunks(rt, list(rt.core.queues))
+    ]
+    writer, bodies = rt.store.writer, rt.store.bodies
+    return Snapshot(queues, writer.batches, writer.items, bodies.hits, bodies.misses)
 
 
 class BrokerCollector(Collector):
-    """Figures read from the core at scrape time (nothing to keep in sync)."""
+    """The queue and group figures of one snapshot (formatted off the event loop)."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
 
     def collect(self) -> Iterator[Metric]:
-        now = now_ms()
         q_labels = ["queue"]
         g_labels = ["queue", "group"]
         published = CounterMetricFamily(
@@ -42,37 +87,41 @@ class BrokerCollector(Collector):
                 ("consumers", "consumers seen in the last hour"),
             )
         }
-        for qname, q in self.rt.core.queues.items():
-            published.add_metric([qname], q.published_total)
-            stored.add_metric([qname], q.live)
-            dropped.add_metric([qname], q.dropped_total)
-            for gname, g in q.groups.items():
-                f = g.figures(now)
-                acked.add_metric([qname, gname], g.acked_total)
-                labels = [qname, gname]
+        for q in self.snap.queues:
+            published.add_metric([q.name], q.published_total)
+            stored.add_metric([q.name], q.live)
+            dropped.add_metric([q.name], q.dropped_total)
+            for g in q.groups:
+                f = g.figures
+                acked.add_metric([q.name, g.name], g.acked_total)
+                labels = [q.name, g.name]
                 gauges["depth"].add_metric(labels, f.depth)
                 gauges["in_flight"].add_metric(labels, f.in_flight)
                 gauges["delayed"].add_metric(labels, f.delayed)
                 gauges["dead"].add_metric(labels, f.dead)
                 gauges["lag"].add_metric(labels, f.depth + f.in_flight + f.delayed)
                 gauges["oldest_ready_age_seconds"].add_metric(labels, f.oldest_ready_age_ms / 1e3)
-                gauges["consumers"].add_metric(labels, len(g.consumers))
-        writer = self.rt.store.writer
+                gauges["consumers"].add_metric(labels, g.consumers)
         commits = CounterMetricFamily("ferry_store_commits", "store transactions (fsyncs)")
-        commits.add_metric([], writer.batches)
+        commits.add_metric([], self.snap.commits)
         writes = CounterMetricFamily("ferry_store_writes", "requests made durable by commits")
-        writes.add_metric([], writer.items)
-        bodies = self.rt.store.bodies
+        writes.add_metric([], self.snap.writes)
         cache = CounterMetricFamily(
             "ferry_store_document_reads", "documents read for deliveries", labels=["source"])
-        cache.add_metric(["cache"], bodies.hits)
-        cache.add_metric(["disk"], bodies.misses)
+        cache.add_metric(["cache"], self.snap.cache_hits)
+        cache.add_metric(["disk"], self.snap.cache_misses)
         yield from (published, stored, dropped, acked, *gauges.values(), commits, writes, cache)
 
 
+def format_snapshot(snap: Snapshot) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BrokerCollector(snap))
+    return generate_latest(registry)
+
+
 def install(app: web.Application, rt: Runtime) -> None:
-    registry = CollectorRegistry()
-    registry.register(BrokerCollector(rt))
+    registry = CollectorRegistry()  # the request and commit metrics; the core's are snapshots
+    app[REGISTRY] = registry
     commit = Histogram(
         "ferry_store_commit_seconds", "one group commit in the committer: SQL and fsync",
         registry=registry, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
@@ -81,4 +130,15 @@ def install(app: web.Application, rt: Runtime) -> None:
     app.middlewares.append(request_metrics(
         registry, "ferry_http",
         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 60)))
-    app.router.add_get("/metrics", metrics_handler(registry))
+    app.router.add_get("/metrics", metrics)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The core's figures are read a chunk of queues at a time and formatted in a thread.
+
+    10,000 queues blocked the event loop for 0.5-0.8 s when read and formatted at once.
+    """
+    snap = await snapshot(request.app[RUNTIME])
+    core = await asyncio.get_running_loop().run_in_executor(None, format_snapshot, snap)
+    body = core + generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -7,7 +7,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Hashable
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ferry.broker.core import Broker, Incoming, Kind, Leased, Queue, rowid
 from ferry.broker.store import CHUNK, Engine
+from ferry.broker.transport.memory import MemoryBudget
 from ferry.broker.transport.signals import Signals
 
 log = logging.getLogger("ferry.broker")
@@ -34,6 +35,12 @@ def flow_key(gid: int, consumer: str) -> Hashable:
     return ("c", gid, consumer)
 
 
+BATCH_BYTES = 4 * 1024 * 1024  # --batch-bytes: documents in one receive, push or dead page
+MEMORY_BUDGET_BYTES = 64 * 1024 * 1024  # --memory-budget-bytes: held by requests at once
+BODY_TIMEOUT_S = 15.0  # --body-timeout-seconds: a body that stops arriving this long gets 408
+STATS_CHUNK = 100  # queues whose stats are built between two turns of the event loop
+
+
 class Role(StrEnum):
     LEADER = "leader"  # writes to the store and serves
     STANDBY = "standby"  # waits to take over (PostgreSQL engine); answers only health
@@ -45,6 +52,9 @@ class Runtime:
     store: Engine
     role: Role = Role.LEADER
     tokens: frozenset[str] | None = None
+    batch_bytes: int = BATCH_BYTES
+    body_timeout_s: float = BODY_TIMEOUT_S
+    memory: MemoryBudget = field(default_factory=lambda: MemoryBudget(MEMORY_BUDGET_BYTES))
     draining: bool = False
     signals: Signals = field(default_factory=Signals)
     published: int = 0  # messages stored since start (not counting dedup hits)
@@ -180,11 +190,29 @@ class Runtime:
             # from commit to reply sent, with two consumers being pushed to).
             asyncio.get_running_loop().call_soon(self.signals.notify, queue_key(qid))
 
-    async def deliveries(self, q: Queue, leased: list[Leased]) -> list[tuple[int, bytes, Leased]]:
-        """Documents for leased messages; a message whose row vanished is dropped."""
+    def hold_batch(self, q: Queue) -> int:
+        """Reserve the memory of one batch of q's documents; 0 when the budget is taken.
+
+        A batch stops at batch_bytes but always holds one message, so it may reach
+        batch_bytes plus one of the queue's largest messages.
+        """
+        n = self.batch_bytes + q.settings.max_message_bytes
+        return n if self.memory.try_take(n) else 0
+
+    async def deliveries(
+        self, q: Queue, group: str, leased: list[Leased]
+    ) -> list[tuple[int, bytes, Leased]]:
+        """Documents for leased messages, up to batch_bytes (at least one).
+
+        Leases past the byte budget are undone (ready again, delivery count as
+        before); a message whose row vanished is dropped.
+        """
         qid = q.qid
         rids = [rowid(qid, m.seq) for m in leased]
-        docs = await self.store.bodies.get(rids)
+        docs, n = await self.store.bodies.get_within(rids, self.batch_bytes)
+        if n < len(leased):
+            self.core.unlease(q.name, group, leased[n:], now_ms())
+            self.signals.notify(queue_key(qid))
         out = []
         for rid, m in zip(rids, leased, strict=True):
             doc = docs.get(rid)
@@ -194,3 +222,13 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+
+
+async def in_chunks(rt: Runtime, names: list[str]) -> AsyncIterator[Queue]:
+    """The queues of these names still there, yielding to the event loop every STATS_CHUNK."""
+    for i, name in enumerate(names):
+        if i and i % STATS_CHUNK == 0:
+            await asyncio.sleep(0)
+        q = rt.core.queues.get(name)
+        if q is not None:
+            yield q

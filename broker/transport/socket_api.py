@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import TypeAdapter, ValidationError
 
 from ferry.broker.core import CoreError
@@ -35,6 +35,7 @@ from ferry.broker.transport.streaming import push_ready, wait_for_room_or_messag
 
 log = logging.getLogger("ferry.broker.transport")
 routes = web.RouteTableDef()
+SOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 
 _REQUEST: TypeAdapter[WsPublish | WsSubscribe | WsSettle] = TypeAdapter(WsRequest)
 KEEPALIVE_S = 15.0
@@ -62,18 +63,38 @@ class Connection:
     def __init__(self, rt: Runtime, ws: web.WebSocketResponse) -> None:
         self.rt = rt
         self.ws = ws
-        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # Frames to send, each with the memory it holds until sent (a pushed batch).
+        self.outbox: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
         self.subs: dict[int, Subscription] = {}
         self.closed = False
+        # Pushed batches not yet written: a subscription waits for the client to read the
+        # last one before leasing more, so a client that stops reading holds one batch.
+        self.unsent_pushes = 0
+        self.pushes_sent = asyncio.Event()
 
-    def send(self, frame: bytes) -> None:
-        if not self.closed:
-            self.outbox.put_nowait(frame)
+    def send(self, frame: bytes, held: int = 0) -> None:
+        if self.closed:
+            self.rt.memory.release(held)
+        else:
+            self.outbox.put_nowait((frame, held))
 
     async def _write(self) -> None:
-        ws = self.ws
-        while (frame := await self.outbox.get()) is not None:
-            await ws.send_frame(frame, WSMsgType.TEXT)
+        ws, memory = self.ws, self.rt.memory
+        try:
+            while (item := await self.outbox.get()) is not None:
+                frame, held = item
+                try:
+                    await ws.send_frame(frame, WSMsgType.TEXT)
+                finally:
+                    memory.release(held)
+                    if held:
+                        self.unsent_pushes -= 1
+                        self.pushes_sent.set()
+        finally:  # the connection went: what was never sent holds nothing any more
+            while not self.outbox.empty():
+                item = self.outbox.get_nowait()
+                if item is not None:
+                    memory.release(item[1])
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write(), name="ferry-ws-writer")
@@ -81,12 +102,20 @@ class Connection:
             async for msg in self.ws:
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     continue
+                # A frame holds its size of the memory budget until its reply (durable).
+                size = len(msg.data)
+                if not self.rt.memory.try_take(size):
+                    self.send(error_reply(_seq_of(msg.data), ErrorCode.UNAVAILABLE,
+                                          "the broker's memory budget is taken; retry"))
+                    continue
                 frame = self.parse(msg.data)
                 if frame is None:
+                    self.rt.memory.release(size)
                     continue
                 if isinstance(frame, WsPublish) and not self.rt.dedup_loaded.is_set():
                     await self.rt.dedup_loaded.wait()  # right after a restart only
-                self.dispatch(frame)
+                self.dispatch(frame, size)
+                del msg, frame  # not kept while waiting for the next frame (memory)
                 if self.rt.draining:
                     break
         finally:
@@ -107,12 +136,13 @@ class Connection:
             self.send(error_reply(_seq_of(data), _error_code(e), describe(e)))
             return None
 
-    def dispatch(self, frame: WsPublish | WsSubscribe | WsSettle) -> None:
+    def dispatch(self, frame: WsPublish | WsSubscribe | WsSettle, held: int = 0) -> None:
+        fut: asyncio.Future[None] | None = None
         try:
             if isinstance(frame, WsPublish):
-                self._publish(frame)
+                fut = self._publish(frame)
             elif isinstance(frame, WsSettle):
-                self._settle(frame)
+                fut = self._settle(frame)
             else:
                 self._subscribe(frame)
         except (ApiError, CoreError) as e:
@@ -123,20 +153,28 @@ class Connection:
                 frame.seq, ErrorCode.UNAVAILABLE,
                 f"internal error ({type(e).__name__}); see the broker log",
             ))
+        finally:
+            memory = self.rt.memory
+            if fut is None:
+                memory.release(held)
+            else:
+                fut.add_done_callback(lambda _: memory.release(held))
 
-    def _publish(self, f: WsPublish) -> None:
+    def _publish(self, f: WsPublish) -> asyncio.Future[None] | None:
         q = self.rt.core.queue(f.queue)
         ids, fut = self.rt.publish_nowait(q, incoming(q, f.messages))
         answer = reply(f.seq, b"ids", b"[" + ids_json(ids)[8:-2] + b"]")
         self._after(fut, f.seq, answer)
+        return fut
 
-    def _settle(self, f: WsSettle) -> None:
+    def _settle(self, f: WsSettle) -> asyncio.Future[None] | None:
         statuses, fut = settle_now(self.rt, f.op, f.queue, f.group, f.receipts, f.delay_ms,
                                    f.visibility_timeout_ms)
         results = orjson.dumps([
             {"receipt": r, "status": s.value} for r, s in zip(f.receipts, statuses, strict=True)
         ])
         self._after(fut, f.seq, reply(f.seq, b"results", results))
+        return fut
 
     def _after(self, fut: asyncio.Future[None] | None, seq: int, answer: bytes) -> None:
         if fut is None:
@@ -167,13 +205,16 @@ class Connection:
         head = b'{"op":"deliver","sub":%d,"messages":[' % sub.seq
         try:
             while not self.closed and not rt.draining:
+                while self.unsent_pushes:
+                    self.pushes_sent.clear()
+                    await self.pushes_sent.wait()
                 pushed = await push_ready(
                     rt, f.queue, f.group, f.consumer, f.max_in_flight, f.visibility_timeout_ms
                 )
                 if pushed:
-                    parts, leased = pushed
-                    sub.book.remember(leased)
-                    self.send(head + b",".join(parts) + b"]}")
+                    sub.book.remember(pushed.leased)
+                    self.unsent_pushes += 1
+                    self.send(head + b",".join(pushed.parts) + b"]}", held=pushed.held)
                     continue
                 await wait_for_room_or_messages(rt, f.queue, f.group, f.consumer, KEEPALIVE_S)
         except CoreError as e:  # the queue or group was deleted
@@ -214,8 +255,28 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         max_msg_size=MAX_REQUEST_BYTES, heartbeat=30.0, decode_text=False, compress=False
     )
     await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
     try:
         await Connection(rt, ws).run()
     except StoreError:  # pragma: no cover - replies carry store errors; nothing to add
         log.exception("websocket store failure")
+    finally:
+        request.app[SOCKETS].discard(ws)
     return ws
+
+
+async def close_sockets(app: web.Application) -> None:
+    """On shutdown: close every WebSocket (1001 going away) instead of waiting out the drain.
+
+    A WebSocket never finishes by itself, so the drain used to wait its whole time for
+    each one and then some; closing hands its leases back and flushes its replies.
+    """
+    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"broker shutting down")
+
+
+def install(app: web.Application) -> None:
+    app[SOCKETS] = set()
+    app.on_shutdown.append(close_sockets)
+    app.add_routes(routes)

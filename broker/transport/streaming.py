@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -20,23 +21,43 @@ CHECK_S = 1.0
 PUSH_BATCH = 500
 
 
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    parts: list[bytes]  # encoded deliveries
+    leased: list[Leased]
+    held: int  # memory budget held until written: the writer releases it
+
+
 async def push_ready(
     rt: Runtime, queue: str, group: str, consumer: str, max_in_flight: int,
     vt_ms: int | None,
-) -> tuple[list[bytes], list[Leased]] | None:
-    """Lease what the consumer has room for; None when it has no room or nothing is ready."""
+) -> Pushed | None:
+    """Lease what the consumer has room for; None when it has no room or nothing is ready.
+
+    A batch holds its share of the memory budget (Runtime.hold_batch); the caller
+    releases it once the batch is written. Without budget left nothing is leased (None): the caller
+    waits and tries again.
+    """
     g = rt.core.group(queue, group)
     c = g.consumers.get(consumer)
     room = max_in_flight - (c.in_flight if c else 0)
     if room <= 0:
         return None
-    leased = rt.core.receive(queue, group, consumer, min(room, PUSH_BATCH), vt_ms, now_ms())
-    rt.flush(wait=False)
-    if not leased:
+    held = rt.hold_batch(g.queue)
+    if not held:
         return None
-    found = await rt.deliveries(g.queue, leased)
+    try:
+        leased = rt.core.receive(queue, group, consumer, min(room, PUSH_BATCH), vt_ms, now_ms())
+        rt.flush(wait=False)
+        found = await rt.deliveries(g.queue, group, leased) if leased else []
+    except BaseException:
+        rt.memory.release(held)
+        raise
+    if not found:
+        rt.memory.release(held)
+        return None
     parts = [encode_delivery(rid, doc, m.delivery_count, m.receipt) for rid, doc, m in found]
-    return parts, [m for _, _, m in found]
+    return Pushed(parts, [m for _, _, m in found], held)
 
 
 async def wait_for_room_or_messages(rt: Runtime, queue: str, group: str, consumer: str,
@@ -67,10 +88,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
             while not rt.draining and not _gone(request):
                 pushed = await push_ready(rt, queue, group, consumer, max_in_flight, vt)
                 if pushed:
-                    parts, ms = pushed
-                    book.remember(ms)
-                    await resp.write(b"".join(b"event: message\ndata: " + p + b"\n\n"
-                                              for p in parts))
+                    book.remember(pushed.leased)
+                    try:
+                        await resp.write(b"".join(b"event: message\ndata: " + p + b"\n\n"
+                                                  for p in pushed.parts))
+                    finally:
+                        rt.memory.release(pushed.held)
                     continue
                 # Wake at least every second to notice a client that went away.
                 if await wait_for_room_or_messages(rt, queue, group, consumer, CHECK_S):

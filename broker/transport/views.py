@@ -17,6 +17,7 @@ from ferry.broker.models import (
     QueueStats,
 )
 from ferry.broker.transport.errors import ApiError
+from ferry.broker.transport.limits import MAX_REQUEST_BYTES
 
 # The same validators as the request models' name fields (pydantic's regex engine,
 # where `$` is the end of the text): a name is refused the same way in a path and in
@@ -62,6 +63,21 @@ def int_query(request: web.Request, key: str, default: int, low: int, high: int)
 async def read_body(request: web.Request, empty: bytes = b"{}") -> bytes:
     raw = await request.read()
     return raw if raw.strip() else empty
+
+
+async def read_once(request: web.Request) -> bytearray:
+    """The body, not kept by the request (request.read() keeps its copy to the end).
+
+    A publish of the largest messages holds its body, the parsed bodies and the
+    documents; reading it this way frees the raw body once parsed.
+    """
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > MAX_REQUEST_BYTES:
+            raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE,
+                           f"the body is over {MAX_REQUEST_BYTES} bytes")
+    return body
 
 
 def json_response(model: BaseModel, status: int = 200) -> web.Response:

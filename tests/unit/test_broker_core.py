@@ -268,3 +268,36 @@ def test_deleted_acked_messages_do_not_come_back_after_compaction() -> None:
     assert b.queue("q").base == b.queue("q").next_seq
     assert b.receive("q", "g", "c", 10, None, T0) == []
     assert b.figures("q", "g", T0).depth == 0
+
+
+def test_the_clock_looks_only_at_groups_waiting_for_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 21: 10,000 idle queues cost a share of a core, every tick visiting each."""
+    from ferry.broker.core import groups
+
+    b = make()
+    for i in range(1000):
+        b.put_queue(f"idle-{i}", QueueSettings(), T0)
+        b.put_group(f"idle-{i}", "g", GroupSettings(), T0)
+    publish(b, msg(), msg(delay_ms=50))
+    visited: list[str] = []
+    real = groups.Group.expire
+
+    def counting(self: groups.Group, now: int, w: object) -> bool:
+        visited.append(self.queue.name)
+        return real(self, now, w)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(groups.Group, "expire", counting)
+    assert b.tick(T0 + 1) == [] and visited == []  # nothing leased, nothing waits
+    (m,) = b.receive("q", "g", "c", 10, 100, T0 + 1)  # a lease, and a delayed message pulled
+    visited.clear()
+    assert b.tick(T0 + 60) == [b.queue("q")]  # the delayed one is due
+    assert visited == ["q"]
+    assert b.ack("q", "g", [m.receipt], T0 + 61) == [ReceiptStatus.OK]
+    (d,) = b.receive("q", "g", "c", 10, 100, T0 + 61)
+    b.ack("q", "g", [d.receipt], T0 + 62)
+    b.tick(T0 + 10_000)  # past the acked leases' deadlines: their heap entries go
+    visited.clear()
+    b.tick(T0 + 10_001)
+    assert visited == []  # nothing waits for a time: no group is looked at any more

@@ -94,6 +94,26 @@ class BrokerMachine(RuleBasedStateMachine):
         prios = [self.published[m.seq].priority for m in got]
         assert prios == sorted(prios, reverse=True), "higher priority first"
 
+    @rule(group=st.sampled_from(GROUPS), consumer=st.sampled_from(CONSUMERS),
+          n=st.integers(1, 4), keep=st.integers(0, 3))
+    def receive_cut(self, group: str, consumer: str, n: int, keep: int) -> None:
+        """A response cut at its byte budget: the leases past the cut are undone."""
+        before = {m.seq: m.delivery_count for m in self.receipts[group]}
+        got = self.b.receive("q", group, consumer, n, None, self.now)
+        for m in got[:keep]:
+            self.leases[group][m.seq] = (m.receipt, self.now + VT)
+            self.receipts[group].append(m)
+        assert self.b.unlease("q", group, got[keep:], self.now) == len(got[keep:])
+        again = self.b.receive("q", group, consumer, len(got[keep:]) or 1, None, self.now)
+        for m, back in zip(got[keep:], again, strict=False):
+            # Undone leases come first again, delivered as often as before the cut.
+            assert back.delivery_count == m.delivery_count
+            assert before.get(back.seq, 0) < back.delivery_count
+        assert {m.seq for m in got[keep:]} <= {m.seq for m in again}
+        for m in again:
+            self.leases[group][m.seq] = (m.receipt, self.now + VT)
+            self.receipts[group].append(m)
+
     def _pick(self, group: str, i: int) -> Leased | None:
         rs = self.receipts[group]
         return rs[i % len(rs)] if rs else None

@@ -47,6 +47,12 @@ class PgBodies(DocumentCache):
         rows = await pool.fetch("SELECT id, doc FROM messages WHERE id = ANY($1::bigint[])", rids)
         return {r[0]: r[1] for r in rows}
 
+    async def _sizes(self, rids: list[int]) -> dict[int, int]:
+        pool = await self._store.pool()
+        rows = await pool.fetch(
+            "SELECT id, octet_length(doc) FROM messages WHERE id = ANY($1::bigint[])", rids)
+        return {r[0]: r[1] for r in rows}
+
 class PgStore:
     name = "postgres"
 
