@@ -9,7 +9,8 @@ object names too). Durations on the wire are integer milliseconds.
 Every number a client sends has a bound here, checked before anything reaches
 the core or the store (docs/broker.md's table of bounds is generated from these
 models: `python -m ferry.broker.bounds`). Requests are parsed strictly (`parse`):
-"5" is not an int, "yes" not a bool, and NaN/Infinity are refused.
+"5" is not an int, "yes" not a bool, and NaN/Infinity are refused; 2.0 is the
+integer 2, as JSON Schema (and so the OpenAPI document) has it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 CONSUMER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -32,12 +33,23 @@ MAX_DEDUP_WINDOW_MS = 7 * DAY_MS  # the dedup index holds every id published wit
 MAX_BATCH = 10_000  # messages per publish, receipts per settle, ids per redrive
 MAX_SEQ = 2**53 - 1  # WebSocket frame numbers: exact in every JSON client (JavaScript too)
 
+
+
+def whole_number(value: object) -> object:
+    """JSON Schema's integer: 2.0 is the integer 2 (clients and the OpenAPI document agree);
+    2.5, "2" and true stay errors under strict parsing."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WHOLE = BeforeValidator(whole_number)  # on every integer a request carries
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lowercase DNS label, <= 63 chars")]
 ConsumerName = Annotated[str, Field(pattern=CONSUMER_PATTERN)]
-Millis = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
-PositiveMillis = Annotated[int, Field(gt=0, le=MAX_DURATION_MS)]
-LeaseMillis = Annotated[int, Field(gt=0, le=MAX_LEASE_MS)]
-Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+Millis = Annotated[int, Field(ge=0, le=MAX_DURATION_MS), WHOLE]
+PositiveMillis = Annotated[int, Field(gt=0, le=MAX_DURATION_MS), WHOLE]
+LeaseMillis = Annotated[int, Field(gt=0, le=MAX_LEASE_MS), WHOLE]
+Seq = Annotated[int, Field(ge=0, le=MAX_SEQ), WHOLE]
 Receipt = Annotated[str, Field(min_length=1, max_length=128)]
 MessageId = Annotated[str, Field(min_length=1, max_length=32)]
 
@@ -115,11 +127,11 @@ class Overflow(StrEnum):
 class QueueSettings(Model):
     """PUT /v1/queues/{queue}. Every field has a default, so `{}` is valid."""
 
-    max_message_bytes: Annotated[int, Field(gt=0, le=16 * 1024 * 1024)] = 1024 * 1024
+    max_message_bytes: Annotated[int, Field(gt=0, le=16 * 1024 * 1024), WHOLE] = 1024 * 1024
     retention_ms: PositiveMillis = 7 * DAY_MS
     visibility_timeout_ms: LeaseMillis = 30_000
-    max_deliveries: Annotated[int, Field(ge=1, le=1000)] = 5
-    dedup_window_ms: Annotated[int, Field(ge=0, le=MAX_DEDUP_WINDOW_MS)] = 5 * 60 * 1000
+    max_deliveries: Annotated[int, Field(ge=1, le=1000), WHOLE] = 5
+    dedup_window_ms: Annotated[int, Field(ge=0, le=MAX_DEDUP_WINDOW_MS), WHOLE] = 5 * 60 * 1000
     fair: bool = Field(False, description="round-robin delivery across message keys")
     max_depth: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = Field(
         None, description="most messages stored at once; unbounded when unset")
@@ -142,7 +154,7 @@ class GroupSettings(Model):
 
     start_at: StartAt = StartAt.EARLIEST
     visibility_timeout_ms: LeaseMillis | None = None
-    max_deliveries: Annotated[int, Field(ge=1, le=1000)] | None = None
+    max_deliveries: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = None
     nack_backoff: Backoff = Backoff()
 
 
@@ -186,7 +198,7 @@ class QueueList(Model):
 class OutgoingMessage(Model):
     body: Any
     key: Annotated[str, Field(max_length=256)] | None = None
-    priority: Annotated[int, Field(ge=0, le=9)] = Field(0, description="higher first")
+    priority: Annotated[int, Field(ge=0, le=9), WHOLE] = Field(0, description="higher first")
     delay_ms: Millis = 0
     dedup_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     headers: dict[str, str] = Field(
@@ -207,8 +219,8 @@ class PublishResponse(Model):
 
 class ReceiveRequest(Model):
     consumer: ConsumerName
-    max: Annotated[int, Field(ge=1, le=1000)] = 1
-    wait_ms: Annotated[int, Field(ge=0, le=MAX_WAIT_MS)] = 0
+    max: Annotated[int, Field(ge=1, le=1000), WHOLE] = 1
+    wait_ms: Annotated[int, Field(ge=0, le=MAX_WAIT_MS), WHOLE] = 0
     visibility_timeout_ms: LeaseMillis | None = None
 
 
@@ -284,7 +296,7 @@ class RedriveResponse(Model):
 class PriorityChange(Model):
     """PATCH /v1/queues/{queue}/messages/{id}: deliveries still to come use the new priority."""
 
-    priority: Annotated[int, Field(ge=0, le=9)]
+    priority: Annotated[int, Field(ge=0, le=9), WHOLE]
 
 
 class MessageGroupState(StrEnum):
@@ -340,7 +352,7 @@ class WsSubscribe(Model):
     queue: Name
     group: Name
     consumer: ConsumerName
-    max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 100
+    max_in_flight: Annotated[int, Field(ge=1, le=10_000), WHOLE] = 100
     visibility_timeout_ms: LeaseMillis | None = None
 
 

@@ -79,7 +79,7 @@ async def test_the_largest_allowed_settings_load_back_after_a_restart(
     ("/v1/queues/q", {"max_deliveries": "5"}),
     ("/v1/queues/q", {"fair": "yes"}),
     ("/v1/queues/q", {"fair": 1}),
-    ("/v1/queues/q", {"retention_ms": 1000.0}),
+    ("/v1/queues/q", {"retention_ms": 1000.5}),
     ("/v1/queues/q/groups/g/receive", {"consumer": "c", "max": "3"}),
     ("/v1/queues/q/messages", {"messages": [{"body": 1, "priority": "1"}]}),
     ("/v1/queues/q/messages", {"messages": [{"body": 1, "delay_ms": True}]}),
@@ -92,6 +92,22 @@ async def test_types_are_strict(broker: BrokerProcess, path: str, body: dict[str
         status, doc = await api.call(method, path, body)
         assert status == 400, doc
         assert doc["error"]["code"] == "bad_request"
+
+
+async def test_a_whole_number_written_with_a_fraction_is_an_integer(
+    broker: BrokerProcess,
+) -> None:
+    """JSON Schema's integer (and so the OpenAPI document's): 1000.0 is 1000.
+
+    Schemathesis' positive-data check sends such numbers (tests/fuzz).
+    """
+    async with aiohttp.ClientSession() as s:
+        api = Api(s, broker.url)
+        doc = await api.ok("PUT", "/v1/queues/q", {"retention_ms": 1000.0, "max_deliveries": 3.0})
+        assert (doc["settings"]["retention_ms"], doc["settings"]["max_deliveries"]) == (1000, 3)
+        (mid,) = await api.publish("q", {"body": 1, "priority": 2.0})
+        info = await api.ok("GET", f"/v1/queues/q/messages/{mid}")
+        assert info["priority"] == 2 and isinstance(info["priority"], int)
 
 
 @pytest.mark.parametrize("raw", [

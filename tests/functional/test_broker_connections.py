@@ -1,9 +1,11 @@
-"""Slow and many sockets (issue 21): read timeouts, a connection limit, health always answered."""
+"""Slow and many sockets (issue 21): read timeouts, a connection limit, health always answered,
+and open WebSockets closed at shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import resource
 from collections.abc import AsyncIterator, Callable
@@ -101,3 +103,24 @@ async def test_a_body_that_stops_arriving_gets_408_and_nothing_happens(
         stats = await api.ok("GET", "/v1/queues/q")
         assert stats["published_total"] == 0
         assert len(await api.publish("q", {"body": 2})) == 1
+
+
+async def test_sigterm_closes_open_websockets_instead_of_waiting_out_the_drain(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    """Issue 21: with a WebSocket open, shutdown took twice --drain-seconds."""
+    b = broker_factory("--drain-seconds", "120")
+    async with aiohttp.ClientSession() as s:
+        api = Api(s, b.url)
+        await api.ok("PUT", "/v1/queues/jobs")
+        await api.ok("PUT", "/v1/queues/jobs/groups/w")
+        async with s.ws_connect(b.url + "/v1/ws") as ws:
+            await ws.send_json({"op": "subscribe", "seq": 1, "queue": "jobs", "group": "w",
+                                "consumer": "c"})
+            assert (await ws.receive_json())["seq"] == 1
+            loop = asyncio.get_running_loop()
+            # Far less than the drain: the old broker waited all of it for the socket.
+            stopped = loop.run_in_executor(None, functools.partial(b.stop, timeout=60))
+            msg = await ws.receive()
+            assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1001  # going away
+            assert await stopped == 0

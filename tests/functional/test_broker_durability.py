@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import random
-from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -127,23 +125,3 @@ async def test_sigterm_drains_long_polls_and_exits_cleanly(broker: BrokerProcess
         api = Api(s, broker.url)
         assert [m["id"] for m in await api.receive("jobs", "w")] == [mid]
 
-
-async def test_sigterm_closes_open_websockets_instead_of_waiting_out_the_drain(
-    broker_factory: Callable[..., BrokerProcess],
-) -> None:
-    """Issue 21: with a WebSocket open, shutdown took twice --drain-seconds."""
-    b = broker_factory("--drain-seconds", "120")
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, b.url)
-        await api.ok("PUT", "/v1/queues/jobs")
-        await api.ok("PUT", "/v1/queues/jobs/groups/w")
-        async with s.ws_connect(b.url + "/v1/ws") as ws:
-            await ws.send_json({"op": "subscribe", "seq": 1, "queue": "jobs", "group": "w",
-                                "consumer": "c"})
-            assert (await ws.receive_json())["seq"] == 1
-            loop = asyncio.get_running_loop()
-            # Far less than the drain: the old broker waited all of it for the socket.
-            stopped = loop.run_in_executor(None, functools.partial(b.stop, timeout=60))
-            msg = await ws.receive()
-            assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1001  # going away
-            assert await stopped == 0
