@@ -83,7 +83,7 @@ def run(count: int, timeout: float, work: Path) -> dict[str, float]:
             for i in range(count)]}
         before = _requests(plane)
         began = time.monotonic()
-        plane.kubectl("apply", "-f", "-", input=json.dumps(queues))
+        plane.kubectl("create", "-f", "-", input=json.dumps(queues), timeout=timeout)
         ready = 0
         while ready < count and time.monotonic() - began < timeout:
             time.sleep(1)
