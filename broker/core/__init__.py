@@ -8,7 +8,8 @@ from ferry.broker.core.errors import (
     MessageNotFoundError,
     QueueNotFoundError,
 )
-from ferry.broker.core.groups import Group, GroupFigures, Leased
+from ferry.broker.core.groups import Group, GroupFigures
+from ferry.broker.core.leasing import Leased
 from ferry.broker.core.queues import (
     PRIORITIES,
     ROWID_SHIFT,

@@ -18,7 +18,8 @@ from ferry.broker.core.errors import (
     QueueNotFoundError,
     UnavailableError,
 )
-from ferry.broker.core.groups import Group, GroupFigures, Leased, Receipts
+from ferry.broker.core.groups import Group, GroupFigures
+from ferry.broker.core.leasing import Leased, Receipts
 from ferry.broker.core.queues import Queue, dedup_hash, rowid, split_rowid
 from ferry.broker.core.writes import Kind, Row, Writes
 from ferry.broker.models import (
@@ -212,7 +213,7 @@ class Broker:
         return out
 
     def _timed(self, g: Group) -> None:
-        if g.lease_heap or g.retry_heap:
+        if g.leases.heap or g.retries.heap:
             self.timed.add(g)
 
     def unlease(self, queue: str, group: str, leased: list[Leased], now: int) -> int:
@@ -234,7 +235,7 @@ class Broker:
         g, resolved = self._settle(queue, group, receipts, now)
         out = []
         for status, seq in resolved:
-            if status is ReceiptStatus.OK and seq in g.inflight:
+            if status is ReceiptStatus.OK and seq in g.leases.inflight:
                 g.ack(seq, now, self._writes)
             elif status is ReceiptStatus.OK:
                 status = ReceiptStatus.STALE  # the same receipt twice in one request
@@ -247,7 +248,7 @@ class Broker:
         g, resolved = self._settle(queue, group, receipts, now)
         out = []
         for status, seq in resolved:
-            if status is ReceiptStatus.OK and seq in g.inflight:
+            if status is ReceiptStatus.OK and seq in g.leases.inflight:
                 g.give_back(seq, delay_ms, now, self._writes, "nacked")
             elif status is ReceiptStatus.OK:
                 status = ReceiptStatus.STALE
@@ -281,7 +282,7 @@ class Broker:
                 continue
             if g.expire(now, self._writes):
                 woke[q.qid] = q
-            if not g.lease_heap and not g.retry_heap:
+            if not g.leases.heap and not g.retries.heap:
                 self.timed.discard(g)
         return list(woke.values())
 
@@ -297,11 +298,11 @@ class Broker:
                 w.add(Kind.PURGE_BELOW, (q.qid, rowid(q.qid, purge)))
             for g in q.groups.values():
                 idle = [
-                    name for name, c in g.consumers.items()
+                    name for name, c in g.leases.consumers.items()
                     if c.in_flight <= 0 and now - c.last_seen > CONSUMER_FORGET_MS
                 ]
                 for name in idle:
-                    del g.consumers[name]
+                    del g.leases.consumers[name]
 
     # --- dead letters and inspection ---------------------------------------------------
 
@@ -309,9 +310,9 @@ class Broker:
         self, queue: str, group: str, limit: int, after: int
     ) -> tuple[list[DeadEntry], int | None]:
         g = self.group(queue, group)
-        seqs = sorted(s for s in g.dead if s > after)
+        seqs = sorted(s for s in g.dead.letters if s > after)
         page = seqs[:limit]
-        entries = [DeadEntry(s, *g.dead[s]) for s in page]
+        entries = [DeadEntry(s, *g.dead.letters[s]) for s in page]
         return entries, (page[-1] if len(seqs) > limit else None)
 
     def stored(self, queue: str, limit: int, after: int) -> tuple[list[int], int | None]:

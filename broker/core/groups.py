@@ -1,68 +1,30 @@
 """A consumer group: a cursor over its queue plus small structures for what is out.
 
 Messages the cursor has not passed are pending for the group; once passed, a
-message is either done (acked) or *held*: in flight, ready again, waiting for
-a retry time or dead. Only held messages cost memory, so an acked backlog of
-any size costs nothing here.
+message is either done (acked) or *held*: in flight (`Leases`), ready again
+(`redo`), waiting for a retry time (`RetrySchedule`) or dead (`DeadLetters`).
+Only held messages cost memory, so an acked backlog of any size costs nothing
+here. Fair mode buffers upcoming messages by key (`FairBuckets`); what the store
+said about messages ahead of the cursor is in `Restoring`.
+
+Invariants across the parts (`Group.violations`): leased, waiting and dead seqs
+are held, and no seq is more than one of them; each part states its own.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from bisect import bisect_left
-from collections import deque
 from dataclasses import dataclass
 
+from ferry.broker.core.dead_letters import DeadLetters
+from ferry.broker.core.fair import FAIR_LOOKAHEAD, FairBuckets
+from ferry.broker.core.leasing import Consumer, Leased, Leases, Receipts
 from ferry.broker.core.queues import PRIORITIES, Queue, rowid
+from ferry.broker.core.restoring import Restoring
+from ferry.broker.core.retries import RetrySchedule
 from ferry.broker.core.writes import Kind, Writes
 from ferry.broker.models import GroupSettings, MessageGroupState, ReceiptStatus
-
-FAIR_LOOKAHEAD = 1024  # fair mode sorts this many upcoming messages per priority by key
-
-
-class Receipts:
-    """Mints lease tokens that a client cannot guess from the ones it was given.
-
-    A receipt is `gid.seq.token`; with sequential tokens, a consumer holding one
-    could ack another consumer's lease. Each token is a keyed hash of a counter
-    that never repeats (not even across restarts: it starts at the start time
-    << 20). The key is the transport's (random per process: Runtime); shared by
-    a broker's groups, so setting it once covers groups restored before.
-    """
-
-    __slots__ = ("_next", "key")
-
-    def __init__(self, now_ms: int, key: bytes = b"") -> None:
-        self.key = key
-        self._next = now_ms << 20
-
-    def mint(self) -> int:
-        n = self._next
-        self._next = n + 1
-        digest = hashlib.blake2b(n.to_bytes(8, "little"), key=self.key, digest_size=8).digest()
-        return int.from_bytes(digest, "little") >> 1  # 63 bits: an int64 everywhere
-
-
-@dataclass(slots=True)
-class Lease:
-    consumer: str
-    token: int
-    deadline: int
-
-
-@dataclass(slots=True)
-class Consumer:
-    last_seen: int
-    in_flight: int = 0
-
-
-@dataclass(slots=True)  # not frozen: one per message, and frozen __init__ is 4x slower
-class Leased:
-    seq: int
-    delivery_count: int
-    receipt: str
-    token: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,23 +48,15 @@ class Group:
         self.start_seq = start_seq
         self.cursor = [queue.ready_index(p, start_seq) for p in range(PRIORITIES)]
         self.held: dict[int, int] = {}  # passed the cursor, not done: seq -> deliveries so far
-        self.inflight: dict[int, Lease] = {}
-        self.lease_heap: list[tuple[int, int, int]] = []  # deadline, seq, token
-        self.retry_heap: list[tuple[int, int]] = []  # visible_at, seq
-        self.retrying: set[int] = set()
+        self.leases = Leases()
+        self.retries = RetrySchedule()
         self.redo: list[list[int]] = [[] for _ in range(PRIORITIES)]  # ready again, by seq
-        self.dead: dict[int, tuple[int, int, str]] = {}  # seq -> deliveries, dead_at, reason
-        self.acked_skip: set[int] = set()  # restored acks the cursor has not reached yet
-        self.held_skip: set[int] = set()  # restored dead letters the cursor has not reached
-        self.prior: dict[int, tuple[int, int]] = {}  # restored: seq -> deliveries, visible_at
-        self.persisted: set[int] = set()  # seqs with a delivery-count row in the store
-        self.consumers: dict[str, Consumer] = {}
+        self.dead = DeadLetters()
+        self.restoring = Restoring()
+        self.fair = FairBuckets()
         self.acked_total = 0
         # Receipts carry a token that never repeats, not even across restarts.
         self.receipts = receipts if receipts is not None else Receipts(now_ms)
-        self.buckets: list[dict[int, list[int]]] = [{} for _ in range(PRIORITIES)]
-        self.rr: list[deque[int]] = [deque() for _ in range(PRIORITIES)]
-        self.buffered = [0] * PRIORITIES
 
     # --- effective settings ---------------------------------------------------
 
@@ -136,7 +90,8 @@ class Group:
             return True
         if seq in self.held:
             return False
-        if seq in self.acked_skip or seq in self.held_skip:  # held ahead of the cursor, settled
+        r = self.restoring
+        if seq in r.acked_skip or seq in r.held_skip:  # held ahead of the cursor, settled
             return True
         return self.passed(seq)
 
@@ -144,8 +99,9 @@ class Group:
         q = self.queue
         for p in range(PRIORITIES):
             self.cursor[p] = max(self.cursor[p], q.ready_off[p])
-        if self.acked_skip:
-            self.acked_skip = {s for s in self.acked_skip if s >= base}
+        r = self.restoring
+        if r.acked_skip:
+            r.acked_skip = {s for s in r.acked_skip if s >= base}
 
     # --- taking messages ----------------------------------------------------------
 
@@ -154,6 +110,8 @@ class Group:
         q = self.queue
         arr, off, limit = q.ready[p], q.ready_off[p], q.durable_next
         i, n = self.cursor[p] - off, len(arr)
+        r = self.restoring
+        acked_skip, held_skip, prior = r.acked_skip, r.held_skip, r.prior
         found = None
         while i < n:
             s = arr[i]
@@ -162,22 +120,21 @@ class Group:
             i += 1
             if s < self.start_seq:  # a restart reads back messages older than the group
                 continue
-            if self.acked_skip and s in self.acked_skip:
-                self.acked_skip.discard(s)
+            if acked_skip and s in acked_skip:
+                acked_skip.discard(s)
                 continue
-            if self.held_skip and s in self.held_skip:
-                self.held_skip.discard(s)
+            if held_skip and s in held_skip:
+                held_skip.discard(s)
                 continue
             if q.is_gone(s):
                 continue
-            count, visible = self.prior.pop(s, (0, 0)) if self.prior else (0, 0)
+            count, visible = prior.pop(s, (0, 0)) if prior else (0, 0)
             nb = q.not_before.get(s)
             if nb is not None and nb > visible:
                 visible = nb
             self.held[s] = count
             if visible > now:
-                heapq.heappush(self.retry_heap, (visible, s))
-                self.retrying.add(s)
+                self.retries.add(s, visible)
                 continue
             if q.moved and q.moved.get(s, p) != p:  # changed before this group was made
                 self._make_ready(s)
@@ -204,8 +161,8 @@ class Group:
         heap = self.redo[p]
         while heap:
             s = heapq.heappop(heap)
-            if s in self.held and s not in self.inflight and s not in self.retrying \
-                    and s not in self.dead and not self._stale(s, p):
+            if s in self.held and s not in self.leases.inflight and s not in self.retries.waiting \
+                    and s not in self.dead.letters and not self._stale(s, p):
                 return s
         return None
 
@@ -224,36 +181,19 @@ class Group:
         return s if s is not None else self._pop_redo(p)
 
     def _next_fair(self, p: int, now: int) -> int | None:
-        q = self.queue
-        buckets, rr = self.buckets[p], self.rr[p]
-        while self.buffered[p] < FAIR_LOOKAHEAD:
+        q, fair = self.queue, self.fair
+        while fair.buffered[p] < FAIR_LOOKAHEAD:
             s = self._pop_redo(p)
             if s is None:
                 s = self._pull(p, now)
                 if s is None:
                     break
-            self._bucket(p, s, q.key_of(s))
-        while rr:
-            kid = rr.popleft()
-            heap = buckets[kid]
-            s = heapq.heappop(heap)
-            self.buffered[p] -= 1
-            if heap:
-                rr.append(kid)
-            else:
-                del buckets[kid]
-            if s in self.held and s not in self.inflight and s not in self.dead \
-                    and not self._stale(s, p):
+            fair.add(p, s, q.key_of(s))
+        inflight, dead = self.leases.inflight, self.dead.letters
+        while (s := fair.pop(p)) is not None:
+            if s in self.held and s not in inflight and s not in dead and not self._stale(s, p):
                 return s
         return None
-
-    def _bucket(self, p: int, s: int, kid: int) -> None:
-        heap = self.buckets[p].get(kid)
-        if heap is None:
-            heap = self.buckets[p][kid] = []
-            self.rr[p].append(kid)
-        heapq.heappush(heap, s)
-        self.buffered[p] += 1
 
     def _make_ready(self, s: int) -> None:
         heapq.heappush(self.redo[self.queue.priority_now(s)], s)
@@ -269,20 +209,21 @@ class Group:
         if s < self.start_seq:
             return False
         if s in self.held:
-            if s not in self.inflight and s not in self.retrying and s not in self.dead:
+            if s not in self.leases.inflight and s not in self.retries.waiting \
+                    and s not in self.dead.letters:
                 self._make_ready(s)
             return True
-        if s in self.acked_skip or s in self.held_skip or self.passed(s):
+        r = self.restoring
+        if s in r.acked_skip or s in r.held_skip or self.passed(s):
             return False
-        count, visible = self.prior.pop(s, (0, 0)) if self.prior else (0, 0)
+        count, visible = r.prior.pop(s, (0, 0)) if r.prior else (0, 0)
         nb = self.queue.not_before.get(s)
         if nb is not None and nb > visible:
             visible = nb
         self.held[s] = count
-        self.held_skip.add(s)
+        r.held_skip.add(s)
         if visible > now:
-            heapq.heappush(self.retry_heap, (visible, s))
-            self.retrying.add(s)
+            self.retries.add(s, visible)
         else:
             self._make_ready(s)
         return True
@@ -305,10 +246,7 @@ class Group:
         count = self.held[s] + 1
         self.held[s] = count
         token = self.receipts.mint()
-        deadline = now + vt_ms
-        self.inflight[s] = Lease(consumer, token, deadline)
-        heapq.heappush(self.lease_heap, (deadline, s, token))
-        self.consumers[consumer].in_flight += 1
+        self.leases.start(s, consumer, token, now + vt_ms)
         return Leased(s, count, self.receipt(s, token), token)
 
     def receipt(self, seq: int, token: int) -> str:
@@ -316,12 +254,7 @@ class Group:
         return f"{self.gid}.{seq}.{token}"
 
     def seen(self, consumer: str, now: int) -> Consumer:
-        c = self.consumers.get(consumer)
-        if c is None:
-            c = self.consumers[consumer] = Consumer(now)
-        else:
-            c.last_seen = now
-        return c
+        return self.leases.seen(consumer, now)
 
     # --- settling ------------------------------------------------------------------
 
@@ -336,26 +269,19 @@ class Group:
             return ReceiptStatus.UNKNOWN, 0
         if gid != self.gid:
             return ReceiptStatus.UNKNOWN, 0
-        lease = self.inflight.get(seq)
+        lease = self.leases.inflight.get(seq)
         if lease is None or lease.token != token or lease.deadline <= now:
             return ReceiptStatus.STALE, seq
         return ReceiptStatus.OK, seq
 
-    def _end_lease(self, s: int, now: int) -> Lease:
-        lease = self.inflight.pop(s)
-        c = self.consumers.get(lease.consumer)
-        if c is not None:
-            c.in_flight -= 1
-            c.last_seen = max(c.last_seen, now)
-        return lease
-
     def ack(self, s: int, now: int, w: Writes) -> None:
-        self._end_lease(s, now)
+        self.leases.end(s, now)
         del self.held[s]
         self.acked_total += 1
         w.group_totals[self.gid] = self.acked_total
-        if s in self.persisted:
-            self.persisted.discard(s)
+        persisted = self.restoring.persisted
+        if s in persisted:
+            persisted.discard(s)
             w.add(Kind.COUNT_DELETED, (self.gid, s))
         q = self.queue
         # The only group has just finished with s: skip asking every group.
@@ -367,7 +293,7 @@ class Group:
 
     def give_back(self, s: int, delay_ms: int | None, now: int, w: Writes, why: str) -> None:
         """End a lease without ack: retry later, now, or dead-letter at max deliveries."""
-        self._end_lease(s, now)
+        self.leases.end(s, now)
         count = self.held[s]
         if count >= self.max_deliveries:
             self._kill(s, count, now, f"{why} after {count} deliveries", w)
@@ -375,11 +301,10 @@ class Group:
         delay = self.backoff_ms(count) if delay_ms is None else delay_ms
         visible = now + delay
         if delay > 0:
-            heapq.heappush(self.retry_heap, (visible, s))
-            self.retrying.add(s)
+            self.retries.add(s, visible)
         else:
             self._make_ready(s)
-        self.persisted.add(s)
+        self.restoring.persisted.add(s)
         w.add(Kind.COUNT, (self.gid, s, count, visible))
 
     def unlease(self, s: int, token: int, now: int) -> bool:
@@ -389,120 +314,98 @@ class Group:
         response cut at its byte budget); nothing was persisted by the lease, so
         nothing is written. False if that lease has ended meanwhile.
         """
-        lease = self.inflight.get(s)
+        lease = self.leases.inflight.get(s)
         if lease is None or lease.token != token:
             return False
-        self._end_lease(s, now)
+        self.leases.end(s, now)
         self.held[s] -= 1
         self._make_ready(s)
         return True
 
     def extend(self, s: int, vt_ms: int, now: int) -> None:
-        lease = self.inflight[s]
-        lease.deadline = now + vt_ms
-        heapq.heappush(self.lease_heap, (lease.deadline, s, lease.token))
-        c = self.consumers.get(lease.consumer)
-        if c is not None:
-            c.last_seen = max(c.last_seen, now)
+        self.leases.extend(s, now + vt_ms, now)
 
     def _kill(self, s: int, count: int, now: int, reason: str, w: Writes) -> None:
-        self.dead[s] = (count, now, reason)
+        self.dead.add(s, count, now, reason)
         w.add(Kind.DEAD, (self.gid, s, count, now, reason))
 
     def expire(self, now: int, w: Writes) -> bool:
         """Leases past their deadline and retries past their time; True if any became ready."""
         woke = False
-        heap = self.lease_heap
-        while heap and heap[0][0] <= now:
-            deadline, s, token = heapq.heappop(heap)
-            lease = self.inflight.get(s)
-            if lease is None or lease.token != token or lease.deadline != deadline:
-                continue
+        while (s := self.leases.pop_expired(now)) is not None:
             self.give_back(s, 0, now, w, "lease expired")
             woke = True
-        retry = self.retry_heap
-        while retry and retry[0][0] <= now:
-            _, s = heapq.heappop(retry)
-            if s in self.retrying:
-                self.retrying.discard(s)
-                if s in self.held:
-                    self._make_ready(s)
-                    woke = True
+        while (s := self.retries.pop_due(now)) is not None:
+            if s in self.held:
+                self._make_ready(s)
+                woke = True
         return woke
 
     def redrive(self, seqs: list[int] | None, w: Writes) -> int:
-        chosen = list(self.dead) if seqs is None else [s for s in seqs if s in self.dead]
+        chosen = self.dead.take(seqs)
+        persisted = self.restoring.persisted
         for s in chosen:
-            del self.dead[s]
             self.held[s] = 0
             w.add(Kind.DEAD_DELETED, (self.gid, s))
-            if s in self.persisted:
-                self.persisted.discard(s)
+            if s in persisted:
+                persisted.discard(s)
                 w.add(Kind.COUNT_DELETED, (self.gid, s))
             self._make_ready(s)
         return len(chosen)
 
     def forget(self, s: int) -> None:
         """The message is gone (retention): drop every trace of it."""
-        if s in self.inflight:
-            lease = self.inflight.pop(s)
-            c = self.consumers.get(lease.consumer)
-            if c is not None:
-                c.in_flight -= 1
+        self.leases.drop(s)
         self.held.pop(s, None)
-        self.dead.pop(s, None)
-        self.retrying.discard(s)
-        self.acked_skip.discard(s)
-        self.held_skip.discard(s)
-        self.prior.pop(s, None)
-        self.persisted.discard(s)
-
-    # --- restoring from the store --------------------------------------------------
+        self.dead.letters.pop(s, None)
+        self.retries.waiting.discard(s)
+        self.restoring.forget(s)
 
     # Rows of messages that turn out to be gone are dropped once loading is done.
 
     def restore_ack(self, s: int) -> None:
-        self.acked_skip.add(s)
+        self.restoring.acked_skip.add(s)
 
     def restore_count(self, s: int, count: int, visible: int) -> None:
-        self.prior[s] = (count, visible)
-        self.persisted.add(s)
+        self.restoring.prior[s] = (count, visible)
+        self.restoring.persisted.add(s)
 
     def drop_gone(self) -> None:
         """Loading is done: skip what predates the group, forget rows of gone messages."""
         q = self.queue
         for p in range(PRIORITIES):
             self.cursor[p] = max(self.cursor[p], q.ready_index(p, self.start_seq))
-        self.acked_skip = {s for s in self.acked_skip if q.exists(s)}
-        for s in [s for s in self.prior if not q.exists(s)]:
-            del self.prior[s]
-            self.persisted.discard(s)
-        for s in [s for s in self.dead if not q.exists(s)]:
-            del self.dead[s]
+        r = self.restoring
+        r.acked_skip = {s for s in r.acked_skip if q.exists(s)}
+        for s in [s for s in r.prior if not q.exists(s)]:
+            del r.prior[s]
+            r.persisted.discard(s)
+        for s in self.dead.take([s for s in self.dead.letters if not q.exists(s)]):
             self.held.pop(s, None)
-            self.held_skip.discard(s)
+            r.held_skip.discard(s)
 
     def restore_dead(self, s: int, count: int, at: int, reason: str) -> None:
-        self.dead[s] = (count, at, reason)
+        self.dead.add(s, count, at, reason)
         self.held[s] = count
-        self.held_skip.add(s)
+        self.restoring.held_skip.add(s)
 
     # --- figures ---------------------------------------------------------------------
 
     def state_of(self, s: int, now: int) -> tuple[MessageGroupState, int] | None:
         if s < self.start_seq:
             return None
-        if s in self.dead:
-            return MessageGroupState.DEAD, self.dead[s][0]
-        if s in self.inflight:
+        if s in self.dead.letters:
+            return MessageGroupState.DEAD, self.dead.letters[s][0]
+        if s in self.leases.inflight:
             return MessageGroupState.IN_FLIGHT, self.held[s]
-        if s in self.retrying:
+        if s in self.retries.waiting:
             return MessageGroupState.DELAYED, self.held[s]
         if s in self.held:
             return MessageGroupState.READY, self.held[s]
-        if s in self.acked_skip or s in self.held_skip or self.passed(s):
+        r = self.restoring
+        if s in r.acked_skip or s in r.held_skip or self.passed(s):
             return MessageGroupState.ACKED, 0
-        count, visible = self.prior.get(s, (0, 0))
+        count, visible = r.prior.get(s, (0, 0))
         if not self.queue.due(s, now) or visible > now:
             return MessageGroupState.DELAYED, count
         return MessageGroupState.READY, count
@@ -518,18 +421,20 @@ class Group:
             if j > i:
                 fresh += j - i
                 oldest = arr[i] if oldest is None else min(oldest, arr[i])
-        fresh -= len(self.acked_skip) + len(self.held_skip)
+        r = self.restoring
+        fresh -= len(r.acked_skip) + len(r.held_skip)
         waiting = 0
         for s, nb in q.not_before.items():
             if nb > now and s >= self.start_seq and s not in self.held \
-                    and s not in self.held_skip and not self.passed(s):
+                    and s not in r.held_skip and not self.passed(s):
                 waiting += 1
-        for s, (_, visible) in self.prior.items():  # restored retries the cursor has not reached
+        for s, (_, visible) in r.prior.items():  # restored retries the cursor has not reached
             if visible > now and q.due(s, now):
                 waiting += 1
+        inflight, waits, dead = self.leases.inflight, self.retries.waiting, self.dead.letters
         ready_held = 0
         for s in self.held:
-            if s in self.inflight or s in self.retrying or s in self.dead:
+            if s in inflight or s in waits or s in dead:
                 continue
             ready_held += 1
             oldest = s if oldest is None else min(oldest, s)
@@ -538,7 +443,30 @@ class Group:
         if depth and oldest is not None and q.exists(oldest):
             age = max(0, now - q.published_of(oldest))
         return GroupFigures(
-            depth=depth, in_flight=len(self.inflight), delayed=len(self.retrying) + waiting,
-            dead=len(self.dead), oldest_ready_age_ms=age,
+            depth=depth, in_flight=len(inflight), delayed=len(waits) + waiting,
+            dead=len(dead), oldest_ready_age_ms=age,
         )
+
+    # --- invariants -----------------------------------------------------------------
+
+    def violations(self) -> list[str]:
+        """The written invariants (module, parts) that do not hold now; [] when sound.
+
+        For tests (the Hypothesis state machine checks it after every step): it
+        walks every structure, so never call it on a hot path.
+        """
+        held, r = self.held, self.restoring
+        leased, waits, dead = set(self.leases.inflight), self.retries.waiting, self.dead.letters
+        out = self.leases.violations() + self.retries.violations() + self.fair.violations()
+        for name, seqs in (("leased", leased), ("waiting", waits), ("dead", set(dead))):
+            out += [f"{name} {s} is not held" for s in sorted(seqs - held.keys())]
+        out += [f"{s} is leased and waiting" for s in sorted(leased & waits)]
+        out += [f"{s} is leased and dead" for s in sorted(leased & dead.keys())]
+        out += [f"{s} is waiting and dead" for s in sorted(waits & dead.keys())]
+        out += [f"dead {s} holds {held.get(s)} deliveries, not {c}"
+                for s, (c, _, _) in dead.items() if held.get(s) != c]
+        out += [f"acked {s} is held" for s in sorted(r.acked_skip & held.keys())]
+        counted = held.keys() | r.prior.keys()
+        out += [f"count row of {s} without a count" for s in sorted(r.persisted - counted)]
+        return out
 

@@ -29,7 +29,7 @@ class LeaseBook:
     def prune(self) -> None:
         """Forget leases that ended (acked, nacked, expired)."""
         try:
-            live = self.rt.core.group(self.queue, self.group).inflight
+            live = self.rt.core.group(self.queue, self.group).leases.inflight
         except CoreError:
             self.leased.clear()
             return
@@ -44,7 +44,7 @@ class LeaseBook:
         with contextlib.suppress(CoreError):  # the group is gone: nothing to hand back
             g = rt.core.group(self.queue, self.group)
             held = [g.receipt(s, t) for s, t in self.leased.items()
-                    if s in g.inflight and g.inflight[s].token == t]
+                    if s in g.leases.inflight and g.leases.inflight[s].token == t]
             if held:
                 rt.core.nack(self.queue, self.group, held, 0, now_ms())
                 rt.flush(wait=False)

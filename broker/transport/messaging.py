@@ -192,7 +192,7 @@ def notify_settled(rt: Runtime, op: str, queue: str, group: str) -> None:
         return
     if op == "nack":
         rt.signals.notify(queue_key(g.queue.qid))
-    for name in g.consumers:
+    for name in g.leases.consumers:
         rt.signals.notify(flow_key(g.gid, name))
 
 

@@ -50,7 +50,7 @@ async def snapshot(rt: Runtime) -> Snapshot:
     now = now_ms()
     queues = [
         QueueRow(q.name, q.published_total, q.live, q.dropped_total, [
-            GroupRow(gname, g.figures(now), g.acked_total, len(g.consumers))
+            GroupRow(gname, g.figures(now), g.acked_total, len(g.leases.consumers))
             for gname, g in q.groups.items()
         ])
         async for q in in_chunks(rt, list(rt.core.queues))

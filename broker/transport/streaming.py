@@ -39,7 +39,7 @@ async def push_ready(
     waits and tries again.
     """
     g = rt.core.group(queue, group)
-    c = g.consumers.get(consumer)
+    c = g.leases.consumers.get(consumer)
     room = max_in_flight - (c.in_flight if c else 0)
     if room <= 0:
         return None

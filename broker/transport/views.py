@@ -101,7 +101,7 @@ def group_stats(g: Group, now: int) -> GroupStats:
         acked_total=g.acked_total,
         consumers=[
             ConsumerInfo(name=name, last_seen_ms=c.last_seen, in_flight=c.in_flight)
-            for name, c in sorted(g.consumers.items())
+            for name, c in sorted(g.leases.consumers.items())
         ],
     )
 

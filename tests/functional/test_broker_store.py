@@ -57,7 +57,7 @@ def snapshot(core: Broker, now: int) -> dict[str, object]:
             f = g.figures(now)
             out[f"{name}/{gname}"] = (
                 g.gid, g.settings, g.start_seq, g.acked_total, f.depth + f.in_flight, f.delayed,
-                f.dead, sorted(g.dead.items()),
+                f.dead, sorted(g.dead.letters.items()),
             )
     return out
 
@@ -94,8 +94,8 @@ async def test_reopen_rebuilds_the_same_state(
     await flush(core, store)
     # Leases are not durable: the reopened broker hands those messages out again.
     for g in core.queue("jobs").groups.values():
-        for s in list(g.inflight):
-            core.nack("jobs", g.name, [f"{g.gid}.{s}.{g.inflight[s].token}"], 0, T0)
+        for s in list(g.leases.inflight):
+            core.nack("jobs", g.name, [f"{g.gid}.{s}.{g.leases.inflight[s].token}"], 0, T0)
     expected = snapshot(core, T0)
     await flush(core, store)
     store.close()

@@ -249,7 +249,7 @@ def test_stats_count_each_state() -> None:
     f = b.figures("q", "g", T0 + 250)
     assert (f.depth, f.in_flight, f.delayed, f.dead) == (1, 1, 1, 1)
     assert f.oldest_ready_age_ms == 250
-    c = b.group("q", "g").consumers["c"]
+    c = b.group("q", "g").leases.consumers["c"]
     assert c.in_flight == 1 and c.last_seen == T0
 
 
