@@ -1,4 +1,9 @@
-"""GET /openapi.json: built from the wire models at start, never written by hand."""
+"""GET /openapi.json: built at start from the app's router and the wire models.
+
+The paths come from the routes the application registered (`app.router`), so the
+document cannot list a route the server lacks; a served route without an entry
+here, or an entry without a route, stops the broker at start (`document`).
+"""
 
 from __future__ import annotations
 
@@ -94,18 +99,21 @@ def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def document(auth: bool = False) -> dict[str, Any]:
-    """The OpenAPI document; with `auth` (a --token-file) every route but health needs a token."""
-    models: set[type[BaseModel]] = {m.ErrorBody, *WS_MODELS}
-    for _, _, _, req, resp, _ in OPERATIONS:
-        models.update(x for x in (req, resp) if x is not None)
-    _, defs = models_json_schema(
-        [(x, "validation") for x in sorted(models, key=lambda x: x.__name__)],
-        ref_template="#/components/schemas/{model}",
-    )
+NOT_DESCRIBED = {("get", "/openapi.json")}  # the document itself
+
+
+def served(router: web.UrlDispatcher) -> list[tuple[str, str]]:
+    """(method, path) of every route the router serves, in order; HEAD twins of GETs left out."""
+    out = [(r.method.lower(), r.resource.canonical) for r in router.routes()
+           if r.method != "HEAD" and r.resource is not None]
+    return [x for x in out if x not in NOT_DESCRIBED]
+
+
+def _operations() -> dict[tuple[str, str], dict[str, Any]]:
+    """(method, path) -> OpenAPI operation, for every route the broker describes."""
     error = _json(_ref(m.ErrorBody), "error")
     errors = {"4XX": error, "5XX": error}
-    paths: dict[str, dict[str, Any]] = {}
+    ops: dict[tuple[str, str], dict[str, Any]] = {}
     for method, path, summary, req, resp, status in OPERATIONS:
         op: dict[str, Any] = {"summary": summary,
                               "parameters": _params(path) + QUERY.get(path, [])
@@ -121,25 +129,50 @@ def document(auth: bool = False) -> dict[str, Any]:
             ok = _json(_ref(resp))
         statuses = status if isinstance(status, tuple) else (status,)
         op["responses"] = {**{str(s): ok for s in statuses}, **errors}
-        paths.setdefault(path, {})[method] = op
-    paths[STREAM] = {"get": {
+        ops[method, path] = op
+    ops["get", STREAM] = {
         "summary": "Server-Sent Events: one `message` event per Delivery, at most "
                    "max_in_flight unacked",
         "parameters": [*_params(STREAM), *QUERY[STREAM]],
         "responses": {"200": {"description": "event stream", "content": {
             "text/event-stream": {"schema": _ref(m.Delivery)}}}, **errors},
-    }}
-    paths["/v1/ws"] = {"get": {
+    }
+    ops["get", "/v1/ws"] = {
         "summary": "WebSocket: WsPublish/WsSubscribe/WsSettle frames in; WsReply/WsDeliver out",
         "responses": {"101": {"description": "switching protocols"}, **errors},
-    }}
+    }
     health = {"type": "object", "properties": {"status": {"type": "string"}}}
     for path, summary in (("/healthz", "Alive"), ("/readyz", "Ready to serve")):
-        paths[path] = {"get": {"summary": summary, "security": [], "responses": {
-            "200": _json(health), "503": _json(health, "not ready")}}}
-    paths["/metrics"] = {"get": {"summary": "Prometheus metrics", "responses": {
+        ops["get", path] = {"summary": summary, "security": [], "responses": {
+            "200": _json(health), "503": _json(health, "not ready")}}
+    ops["get", "/metrics"] = {"summary": "Prometheus metrics", "responses": {
         "200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}},
-        **errors}}}
+        **errors}}
+    return ops
+
+
+def document(router: web.UrlDispatcher, auth: bool = False) -> dict[str, Any]:
+    """The OpenAPI document of the router's routes.
+
+    With `auth` (a --token-file) every route but health needs a token. Raises
+    RuntimeError when a served route has no description here or the reverse.
+    """
+    ops = _operations()
+    routes_ = served(router)
+    if set(routes_) != ops.keys():
+        raise RuntimeError(
+            f"OpenAPI and routes differ: undescribed {sorted(set(routes_) - ops.keys())}, "
+            f"not served {sorted(ops.keys() - set(routes_))}")
+    models: set[type[BaseModel]] = {m.ErrorBody, *WS_MODELS}
+    for _, _, _, req, resp, _ in OPERATIONS:
+        models.update(x for x in (req, resp) if x is not None)
+    _, defs = models_json_schema(
+        [(x, "validation") for x in sorted(models, key=lambda x: x.__name__)],
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path in routes_:
+        paths.setdefault(path, {})[method] = ops[method, path]
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Ferry broker", "version": "v1"},
@@ -153,8 +186,9 @@ def document(auth: bool = False) -> dict[str, Any]:
 
 
 def install(app: web.Application, auth: bool) -> None:
-    app[OPENAPI] = orjson.dumps(document(auth))
+    """Serve the document; call last, once every other route is registered."""
     app.add_routes(routes)
+    app[OPENAPI] = orjson.dumps(document(app.router, auth))
 
 
 @routes.get("/openapi.json")
