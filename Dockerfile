@@ -27,12 +27,14 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="ferry" \
       org.opencontainers.image.description="Ferry: a Kubernetes-native message queue (broker, operator, telemetry pipeline)" \
       org.opencontainers.image.licenses="Apache-2.0"
-# A fixed numeric UID/GID so `runAsNonRoot` can verify it without /etc/passwd lookups.
-RUN groupadd --system --gid 10001 ferry \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home \
+# A numeric UID so `runAsNonRoot` can verify it without /etc/passwd lookups, in group 0
+# with group-writable data: a platform that runs the pod as an arbitrary UID of its own
+# (OpenShift restricted-v2) keeps GID 0, so the process can still write there.
+RUN useradd --system --uid 10001 --gid 0 --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin ferry \
     && mkdir -p /var/lib/ferry \
-    && chown 10001:10001 /var/lib/ferry
+    && chown 10001:0 /var/lib/ferry \
+    && chmod 0775 /var/lib/ferry
 COPY --from=build /opt/ferry /opt/ferry
 # The sample DCGM CSV, so examples/telemetrypipeline.yaml runs with no data of your own.
 COPY examples/data/dcgm_sample.csv /usr/share/ferry/examples/
@@ -44,6 +46,6 @@ ENV PATH=/opt/ferry/bin:$PATH \
     HOME=/tmp
 WORKDIR /var/lib/ferry
 VOLUME ["/var/lib/ferry", "/tmp"]
-USER 10001:10001
+USER 10001:0
 EXPOSE 7070
 CMD ["ferry", "--help"]

@@ -43,6 +43,15 @@ def parser() -> argparse.ArgumentParser:
                    "(spec.broker.url), or '*' for every namespace; default: none, so a tenant "
                    "cannot point the operator at another namespace's broker or at arbitrary "
                    "addresses; env FERRY_EXTERNAL_BROKER_NAMESPACES")
+    p.add_argument("--image", default=env("FERRY_IMAGE"),
+                   help="image of the brokers and pipelines this operator runs when a resource "
+                   "sets none (default: the operator's own image, read from its pod via "
+                   "POD_NAMESPACE and POD_NAME, so upgrading the operator rolls them; env "
+                   "FERRY_IMAGE)")
+    p.add_argument("--image-pull-secret", dest="image_pull_secrets", action="append",
+                   default=[], help="a Secret every pod Ferry creates lists in imagePullSecrets "
+                   "(repeatable; it must exist in each namespace that holds Ferry resources; "
+                   "env FERRY_IMAGE_PULL_SECRETS, comma-separated)")
     add_metrics_address(p, port=8081)
     p.add_argument("--resync-seconds", type=float,
                    default=float(env("FERRY_RESYNC_SECONDS", "30")),
@@ -60,10 +69,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _own_pod() -> tuple[str, str] | None:
+    """POD_NAMESPACE and POD_NAME, which the Deployment sets through the downward API."""
+    namespace, name = os.environ.get("POD_NAMESPACE"), os.environ.get("POD_NAME")
+    return (namespace, name) if namespace and name else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     namespaces = args.namespaces or [
         n for n in os.environ.get("FERRY_NAMESPACES", "").split(",") if n]
+    pull_secrets = args.image_pull_secrets or [
+        n for n in os.environ.get("FERRY_IMAGE_PULL_SECRETS", "").split(",") if n]
     try:
         settings = OperatorSettings(
             namespaces=namespaces, peering=None if args.standalone else args.peering or "ferry",
@@ -72,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             broker_url=args.broker_url, kubeconfig=args.kubeconfig,
             external_broker_namespaces=frozenset(
                 n.strip() for n in args.external_broker_namespaces.split(",") if n.strip()),
+            image=args.image or None, image_pull_secrets=tuple(pull_secrets),
+            pod=_own_pod(),
             metrics_host=args.metrics_host, metrics_port=args.metrics_port,
             resync_seconds=args.resync_seconds, stats_seconds=args.stats_seconds,
             delete_attempts=args.delete_attempts, retry_base_seconds=args.retry_base_seconds)

@@ -15,7 +15,9 @@ from ferry.operator.clients.kube import KubeClient, load_credentials
 from ferry.operator.handlers import watching
 from ferry.operator.handlers.common import Runtime
 from ferry.operator.metrics import READY
+from ferry.operator.reconcile import images
 from ferry.operator.reconcile.metadata import FINALIZER, GROUP
+from ferry.operator.reconcile.workloads import PodDefaults
 from ferry.operator.settings import OperatorSettings
 
 log = logging.getLogger("ferry.operator")
@@ -73,6 +75,10 @@ async def run(settings: OperatorSettings) -> None:
     peering, warning = peering_plan(settings, await _peering_installed(kube, settings))
     if warning:
         log.warning(warning)
+    defaults = PodDefaults(image=settings.image or await _own_image(kube, settings),
+                           pull_secrets=settings.image_pull_secrets)
+    log.info("brokers and pipelines that name no image run the operator's image",
+             extra={"image": defaults.image})
     ready, stop = asyncio.Event(), asyncio.Event()
     operator = asyncio.create_task(kopf.operator(
         registry=registry,
@@ -84,7 +90,8 @@ async def run(settings: OperatorSettings) -> None:
         priority=settings.priority,
         ready_flag=ready,
         stop_flag=stop,
-        memo=kopf.Memo(runtime=Runtime(settings=settings, kube=kube, brokers=brokers)),
+        memo=kopf.Memo(runtime=Runtime(settings=settings, kube=kube, brokers=brokers,
+                                       defaults=defaults)),
     ), name="kopf")
     watcher = asyncio.create_task(_mark_ready(ready), name="ready-gauge")
     try:
@@ -109,6 +116,19 @@ async def _peering_installed(kube: KubeClient, settings: OperatorSettings) -> bo
         return await kube.serves("kopf.dev/v1", peering_resource(settings))
     except KubeError:  # kopf itself retries an API server that does not answer yet
         return True
+
+
+async def _own_image(kube: KubeClient, settings: OperatorSettings) -> str:
+    """The operator's own image (its pod's), else its release: never fatal."""
+    if settings.pod is None:
+        return images.release()
+    namespace, name = settings.pod
+    try:
+        return images.own(await kube.get("v1", "Pod", namespace, name))
+    except KubeError as e:
+        log.warning("could not read the operator's own pod; running its release", extra={
+            "pod": f"{namespace}/{name}", "error": str(e), "image": images.release()})
+        return images.release()
 
 
 async def _mark_ready(ready: asyncio.Event) -> None:

@@ -21,6 +21,13 @@ class OperatorSettings(BaseModel):
     external_broker_namespaces: frozenset[str] = Field(
         frozenset(), description="namespaces whose Queues may use broker.url ('*': all)")
     kubeconfig: str | None = None
+    image: str | None = Field(
+        None, min_length=1, description="image of brokers and pipelines that set none; "
+        "None: the operator's own (its pod's container, else its release)")
+    pod: tuple[str, str] | None = Field(
+        None, description="namespace and name of the operator's own pod (downward API)")
+    image_pull_secrets: tuple[str, ...] = Field(
+        (), description="pull secrets every pod Ferry creates lists (in its own namespace)")
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8081
     resync_seconds: float = Field(30.0, gt=0, description="re-apply children (drift repair)")

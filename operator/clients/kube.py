@@ -31,6 +31,8 @@ SCALE_MANAGER = "ferry-autoscaler"  # the 0 <-> 1 step of scale-to-zero
 # the same list RBAC grants.
 PLURALS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "configmaps",
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",  # grown with spec.storage
+    ("storage.k8s.io/v1", "StorageClass"): "storageclasses",  # may its volumes grow?
     ("v1", "Service"): "services",
     ("v1", "Pod"): "pods",
     ("v1", "Secret"): "secrets",
@@ -107,6 +109,7 @@ def secret_value(secret: Obj | None, key: str) -> str | None:
 
 
 def path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    """The object's URL path; namespace "" for a cluster-scoped kind."""
     try:
         plural = PLURALS[(api_version, kind)]
     except KeyError as e:
@@ -204,11 +207,22 @@ class KubeClient:
                                  query={"labelSelector": selector})
         return [{"apiVersion": api_version, "kind": kind, **o} for o in found.get("items", [])]
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
-        """Delete in the background (dependents are garbage-collected); False if absent."""
+    async def patch(self, api_version: str, kind: str, namespace: str, name: str,
+                    body: Obj) -> Obj:
+        """A JSON merge patch as `ferry-operator` (fields server-side apply cannot own, such
+        as a bound claim's size)."""
+        _, obj = await self._call("PATCH", path(api_version, kind, namespace, name),
+                                  query={"fieldManager": FIELD_MANAGER}, body=body,
+                                  content_type="application/merge-patch+json")
+        return obj
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str,
+                     propagation: str = "Background") -> bool:
+        """Delete; Background garbage-collects dependents, Orphan leaves them running.
+        False if absent."""
         try:
             await self._call("DELETE", path(api_version, kind, namespace, name),
-                             body={"propagationPolicy": "Background"})
+                             body={"propagationPolicy": propagation})
         except KubeNotFound:
             return False
         return True

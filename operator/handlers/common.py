@@ -19,14 +19,48 @@ from ferry.operator.clients.kube import KubeClient
 from ferry.operator.clients.metricsapis import MetricsApis
 from ferry.operator.clients.watched import Watched
 from ferry.operator.metrics import BROKER_FAILURES, CHILD_CHANGES, RECONCILES
-from ferry.operator.reconcile import deletion, drift, noticing, pausing, providers
+from ferry.operator.reconcile import (
+    deletion,
+    drift,
+    noticing,
+    pausing,
+    providers,
+    readiness,
+    rollouts,
+)
 from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions, paused
 from ferry.operator.reconcile.metadata import GROUP, VERSION, Manifest
 from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import Owner
+from ferry.operator.reconcile.workloads import PodDefaults
 from ferry.operator.settings import OperatorSettings
 
 log = logging.getLogger("ferry.operator.children")
+
+Key = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
+
+
+@dataclass
+class UpgradeSlot:
+    """The one workload allowed to roll out a new image (see reconcile.rollouts)."""
+
+    holder: Key | None = None
+    images: dict[str, str] = field(default_factory=dict)  # what the holder rolls out
+
+    async def admit(self, rt: Runtime, key: Key, images: dict[str, str]) -> bool:
+        holder = self.holder
+        if holder not in (None, key):
+            assert holder is not None
+            current = rt.watched.get(*holder) or await rt.kube.get(*holder)
+            # A copy still showing the old images (a watch event older than our apply) says
+            # nothing about the new rollout: done only when it runs what was admitted.
+            if current is not None and (rollouts.images(current) != self.images
+                                        or readiness.rollout_gap(current) is not None):
+                return False
+            if self.holder != holder:  # someone took the slot meanwhile
+                return False
+        self.holder, self.images = key, dict(images)
+        return True
 
 
 @dataclass
@@ -34,6 +68,8 @@ class Runtime:
     settings: OperatorSettings
     kube: KubeClient
     brokers: Brokers
+    defaults: PodDefaults
+    upgrades: UpgradeSlot = field(default_factory=UpgradeSlot)
     metrics_apis: MetricsApis = field(init=False)
     watched: Watched = field(default_factory=Watched)
     tokens: dict[tuple[str, str, str], str] = field(default_factory=dict)  # ns, Secret, key
@@ -78,6 +114,18 @@ async def apply_children(rt: Runtime, body: Any, owner: Owner, desired: Sequence
         meta = manifest["metadata"]
         live = rt.watched.get(manifest["apiVersion"], manifest["kind"], owner.namespace,
                               meta["name"])
+        if live is None and readiness.is_workload(manifest):
+            # Not listed by the watch yet (the operator just started): an upgrade must not
+            # pass for a creation, so ask the API server once.
+            live = await rt.kube.get(manifest["apiVersion"], manifest["kind"], owner.namespace,
+                                     meta["name"])
+        if live is not None and rollouts.changes_image(manifest, live):
+            slot = (manifest["apiVersion"], manifest["kind"], owner.namespace, meta["name"])
+            if await rt.upgrades.admit(rt, slot, rollouts.images(manifest)):
+                kopf.info(body, reason="Upgrading", message=f"rolling {key(manifest)} out to "
+                          f"{', '.join(sorted(set(rollouts.images(manifest).values())))}")
+            else:  # another workload is rolling out: this one's turn comes later
+                manifest = rollouts.keep_images(manifest, live)
         if live is not None:
             where = drift.difference(manifest, live)
             if where is None:

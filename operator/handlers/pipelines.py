@@ -29,14 +29,15 @@ PRUNE = [(API_VERSION, "Queue"), (API_VERSION, "ConsumerGroup"), ("apps/v1", "St
          ("apps/v1", "Deployment"), ("v1", "Service")]
 
 
-def _plan(owner: Owner, spec: TelemetryPipelineSpec) -> Plan:
+def _plan(rt: Runtime, owner: Owner, spec: TelemetryPipelineSpec) -> Plan:
     pod_url = queues.in_cluster_endpoint(owner.namespace, pipelines.queue_name(owner), spec.queue)
-    return Plan(owner=owner, desired=pipelines.children(owner, spec, pod_url), prune=PRUNE)
+    return Plan(owner=owner, desired=pipelines.children(owner, spec, pod_url, rt.defaults),
+                prune=PRUNE)
 
 
 async def plan(rt: Runtime, body: Any) -> Plan | None:
     spec = parse_spec(TelemetryPipelineSpec, body, None)
-    return None if spec is None else _plan(owner_of(body), spec)
+    return None if spec is None else _plan(rt, owner_of(body), spec)
 
 
 async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -> None:
@@ -47,7 +48,7 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
         if spec is None:
             return
         queue = pipelines.queue_name(owner)
-        planned = _plan(owner, spec)
+        planned = _plan(rt, owner, spec)
         desired = planned.desired
         if apply and not await apply_or_degrade(rt, body, patch, planned):
             return

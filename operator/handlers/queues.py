@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,6 @@ from ferry.operator.handlers.common import (
     failure_of,
     owner_of,
     parse_spec,
-    planner,
     register_kind,
     settle_deletion,
     workload_pods,
@@ -26,17 +26,28 @@ from ferry.operator.handlers.common import (
 )
 from ferry.operator.handlers.tokens import TokenMissingError, broker_token, forget
 from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
-from ferry.operator.reconcile import deletion, queues, readiness, tenancy
+from ferry.operator.reconcile import deletion, queues, readiness, tenancy, volumes
+from ferry.operator.reconcile.conditions import Reason
+from ferry.operator.reconcile.metadata import Manifest
 from ferry.operator.reconcile.observations import Failure
 from ferry.operator.reconcile.specs import Owner, QueueSpec
 from ferry.operator.settings import OperatorSettings
 
 PLURAL = "queues"
-PRUNE = [("v1", "ConfigMap"), ("v1", "Service"), ("apps/v1", "StatefulSet"),
-         ("policy/v1", "PodDisruptionBudget")]
+PRUNE = [("v1", "ConfigMap"), ("v1", "Service"), ("apps/v1", "StatefulSet")]
+BUDGET = ("policy/v1", "PodDisruptionBudget")
+ORPHAN_WAITS = 60  # x 0.5 s: the garbage collector releases the pods, then the object goes
 
 
-plan = planner(QueueSpec, queues.children, PRUNE)
+def _plan(rt: Runtime, owner: Owner, spec: QueueSpec) -> Plan:
+    # An Unmanaged budget is the admins': never pruned (nor applied) by Ferry.
+    prune = [*PRUNE, BUDGET] if queues.manages_budget(spec) else PRUNE
+    return Plan(owner=owner, desired=queues.children(owner, spec, rt.defaults), prune=prune)
+
+
+async def plan(rt: Runtime, body: Any) -> Plan | None:
+    spec = parse_spec(QueueSpec, body, None)
+    return None if spec is None else _plan(rt, owner_of(body), spec)
 
 
 async def _broker_pass(rt: Runtime, owner: Owner, spec: QueueSpec,
@@ -70,7 +81,11 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
             # The Secret first: the broker pod mounts it (a failure shows in the broker pass).
             with contextlib.suppress(TokenMissingError):
                 await broker_token(rt, owner.namespace, owner.name, spec, owner)
-        planned = Plan(owner=owner, desired=queues.children(owner, spec), prune=PRUNE)
+        planned = _plan(rt, owner, spec)
+        storage: str | None = None
+        if apply and queues.manages_broker(spec):
+            desired, storage = await _storage(rt, body, owner, planned.desired)
+            planned = Plan(owner=owner, desired=desired, prune=planned.prune)
         if apply and not await apply_or_degrade(rt, body, patch, planned):
             return
         ready, rollout, stuck = 0, None, None
@@ -83,12 +98,52 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
                 rollout = (readiness.rollout_gap(sts) if sts is not None
                            else f"StatefulSet {name} is not created yet")
                 stuck = readiness.stuck(workload_pods(rt, sts))
+            if not apply and sts is not None:  # the stats pass keeps the last verdict
+                storage = volumes.still_blocked(
+                    (body.get("status") or {}).get("conditions") or [],
+                    next(m for m in planned.desired if m["kind"] == "StatefulSet"), sts)
         stats, failure = await _broker_pass(rt, owner, spec, url)
         write_status(body, patch, queues.status(
             owner=owner, spec=spec, endpoint_url=url, ready_replicas=ready, stats=stats,
             failure=failure, previous=(body.get("status") or {}).get("conditions") or [],
-            now=datetime.now(UTC), rollout=rollout, stuck=stuck))
+            now=datetime.now(UTC), rollout=rollout, stuck=stuck, storage=storage))
         RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()
+
+
+async def _storage(rt: Runtime, body: Any, owner: Owner,
+                   desired: list[Manifest]) -> tuple[list[Manifest], str | None]:
+    """Carry out a bigger spec.storage.size (see reconcile.volumes): the children to apply,
+    and why the volume cannot grow when it cannot."""
+    index = next(i for i, m in enumerate(desired) if m["kind"] == "StatefulSet")
+    sts = desired[index]
+    name = sts["metadata"]["name"]
+    live = rt.watched.get("apps/v1", "StatefulSet", owner.namespace, name)
+    if live is None or volumes.claim_size(live) == volumes.claim_size(sts):
+        return desired, None
+    claims = volumes.claim_names(live)
+    first = await rt.kube.get("v1", "PersistentVolumeClaim", owner.namespace, claims[0]) \
+        if claims else None
+    class_name = volumes.class_name(live, first)
+    storage_class = await rt.kube.get("storage.k8s.io/v1", "StorageClass", "", class_name) \
+        if class_name else None
+    growth = volumes.plan(sts, live, storage_class, class_name)
+    if growth.step is volumes.Step.BLOCKED:
+        kopf.warn(body, reason=Reason.STORAGE_NOT_EXPANDABLE, message=growth.message)
+        return [*desired[:index], volumes.keep_live_size(sts, live), *desired[index + 1:]], \
+            growth.message
+    for claim in growth.claims:
+        await rt.kube.patch("v1", "PersistentVolumeClaim", owner.namespace, claim,
+                            volumes.claim_patch(growth.size))
+    # The claim template is immutable: replace the StatefulSet, leaving its pods running.
+    await rt.kube.delete("apps/v1", "StatefulSet", owner.namespace, name, propagation="Orphan")
+    for _ in range(ORPHAN_WAITS):
+        if await rt.kube.get("apps/v1", "StatefulSet", owner.namespace, name) is None:
+            break
+        await asyncio.sleep(0.5)
+    kopf.info(body, reason="StorageExpanded",
+              message=f"claims {', '.join(growth.claims)} grow to {growth.size}; "
+                      f"StatefulSet/{name} replaced (its pods kept running)")
+    return desired, None
 
 
 async def finalize(rt: Runtime, body: Any, retry: int) -> None:

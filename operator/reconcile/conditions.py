@@ -71,6 +71,7 @@ class Reason(StrEnum):
     PODS_FAILING = "PodsFailing"
     PAUSED = "ReconciliationPaused"
     RESUMED = "ReconciliationResumed"
+    STORAGE_NOT_EXPANDABLE = "StorageNotExpandable"
 
 
 class Verdict(BaseModel):

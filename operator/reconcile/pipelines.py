@@ -24,9 +24,10 @@ from ferry.operator.reconcile.readiness import is_ready, is_workload, rollout_ga
 from ferry.operator.reconcile.specs import KeyRef, Owner, TelemetryPipelineSpec
 from ferry.operator.reconcile.tenancy import token_ref
 from ferry.operator.reconcile.workloads import (
+    PodDefaults,
     container_security,
     http_probe,
-    pod_security,
+    pod,
     resources,
 )
 
@@ -57,12 +58,14 @@ def api_name(owner: Owner) -> str:
     return f"{owner.name}-api"
 
 
-def children(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> list[Manifest]:
+def children(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str,
+             defaults: PodDefaults) -> list[Manifest]:
     """Every child, in the order they are applied; `broker_url` is what pods connect to."""
-    out = [_queue(owner, spec), _group(owner, spec), _streamer(owner, spec, broker_url),
-           _collector(owner, spec, broker_url)]
+    out = [_queue(owner, spec), _group(owner, spec),
+           _streamer(owner, spec, broker_url, defaults),
+           _collector(owner, spec, broker_url, defaults)]
     if spec.api.enabled:
-        out += [_api(owner, spec), _api_service(owner)]
+        out += [_api(owner, spec, defaults), _api_service(owner)]
     return out
 
 
@@ -127,13 +130,11 @@ def _scratch_volumes() -> tuple[list[Manifest], list[Manifest]]:
     return volumes, mounts
 
 
-def _pod(owner: Owner, name: str, component: str, container: Manifest,
-         volumes: list[Manifest]) -> Manifest:
-    return {
-        "metadata": {"labels": _meta(owner, name, component)["labels"]},
-        "spec": {"securityContext": pod_security(), "terminationGracePeriodSeconds": 30,
-                 "containers": [container], "volumes": volumes},
-    }
+def _pod(owner: Owner, spec: TelemetryPipelineSpec, defaults: PodDefaults, name: str,
+         component: str, container: Manifest, volumes: list[Manifest]) -> Manifest:
+    return pod(_meta(owner, name, component)["labels"], {},
+               {"terminationGracePeriodSeconds": 30, "containers": [container],
+                "volumes": volumes}, spec.pod_template, defaults)
 
 
 def _source(spec: TelemetryPipelineSpec) -> tuple[str, list[Manifest], list[Manifest]]:
@@ -148,7 +149,8 @@ def _source(spec: TelemetryPipelineSpec) -> tuple[str, list[Manifest], list[Mani
     return source.path or "", [], []
 
 
-def _streamer(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Manifest:
+def _streamer(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str,
+              defaults: PodDefaults) -> Manifest:
     name, streamer = streamer_name(owner), spec.streamer
     path, src_volumes, src_mounts = _source(spec)
     volumes, mounts = _scratch_volumes()
@@ -165,7 +167,7 @@ def _streamer(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Man
              "--http-port", str(METRICS_PORT)]
     container = {
         "name": "streamer",
-        "image": streamer.image or spec.image,
+        "image": streamer.image or spec.image or defaults.image,
         "command": ["ferry-streamer"],
         "args": [*args, path],
         "env": [{"name": "FERRY_INSTANCE_INDEX", "valueFrom": {"fieldRef": {
@@ -185,17 +187,19 @@ def _streamer(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Man
             "replicas": streamer.replicas,
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector_labels(owner, "streamer")},
-            "template": _pod(owner, name, "streamer", container, [*volumes, *src_volumes]),
+            "template": _pod(owner, spec, defaults, name, "streamer", container,
+                             [*volumes, *src_volumes]),
         },
     }
 
 
-def _collector(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Manifest:
+def _collector(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str,
+               defaults: PodDefaults) -> Manifest:
     name, collector = collector_name(owner), spec.collector
     volumes, mounts = _scratch_volumes()
     container = {
         "name": "collector",
-        "image": collector.image or spec.image,
+        "image": collector.image or spec.image or defaults.image,
         "command": ["ferry-collector"],
         "args": ["--broker-url", broker_url, "--queue", queue_name(owner),
                  "--group", group_name(owner), "--metrics-port", str(METRICS_PORT)],
@@ -212,23 +216,24 @@ def _collector(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str) -> Ma
         # No "replicas": the HorizontalPodAutoscaler owns it (server-side apply leaves it alone).
         "spec": {
             "selector": {"matchLabels": selector_labels(owner, "collector")},
-            "template": _pod(owner, name, "collector", container, volumes),
+            "template": _pod(owner, spec, defaults, name, "collector", container, volumes),
         },
     }
 
 
-def _api(owner: Owner, spec: TelemetryPipelineSpec) -> Manifest:
+def _api(owner: Owner, spec: TelemetryPipelineSpec, defaults: PodDefaults) -> Manifest:
     name = api_name(owner)
     volumes, mounts = _scratch_volumes()
     container = {
         "name": "api",
-        "image": spec.api.image or spec.image,
+        "image": spec.api.image or spec.image or defaults.image,
         "command": ["ferry-api"],
         "args": ["--port", str(API_PORT)],
         "env": [_database_env(spec)],
         "ports": [{"name": "http", "containerPort": API_PORT}],
         "readinessProbe": http_probe("/healthz", 5),
         "livenessProbe": http_probe("/healthz", 10),
+        "resources": resources(spec.api.resources),
         "securityContext": container_security(),
         "volumeMounts": mounts,
     }
@@ -239,7 +244,7 @@ def _api(owner: Owner, spec: TelemetryPipelineSpec) -> Manifest:
         "spec": {
             "replicas": spec.api.replicas,
             "selector": {"matchLabels": selector_labels(owner, "api")},
-            "template": _pod(owner, name, "api", container, volumes),
+            "template": _pod(owner, spec, defaults, name, "api", container, volumes),
         },
     }
 

@@ -20,12 +20,13 @@ from ferry.operator.reconcile.conditions import (
 )
 from ferry.operator.reconcile.metadata import QUEUE, Manifest, child_metadata, selector_labels
 from ferry.operator.reconcile.observations import Failure, Problem
-from ferry.operator.reconcile.specs import Overflow, Owner, QueueSpec
+from ferry.operator.reconcile.specs import DisruptionBudget, Overflow, Owner, QueueSpec
 from ferry.operator.reconcile.tenancy import TOKEN_KEY, token_ref, token_secret_name
 from ferry.operator.reconcile.workloads import (
+    PodDefaults,
     container_security,
     http_probe,
-    pod_security,
+    pod,
     resources,
 )
 
@@ -84,13 +85,21 @@ def broker_settings(spec: QueueSpec) -> QueueSettings:
     )
 
 
-def children(owner: Owner, spec: QueueSpec) -> list[Manifest]:
+def children(owner: Owner, spec: QueueSpec, defaults: PodDefaults) -> list[Manifest]:
     """The broker workload for `owner`, or nothing when the queue lives on an existing broker."""
     if not manages_broker(spec):
         return []
     config = _config_map(owner, spec)
-    return [config, _headless_service(owner), _client_service(owner),
-            _stateful_set(owner, spec, config["data"]), _disruption_budget(owner)]
+    out = [config, _headless_service(owner), _client_service(owner),
+           _stateful_set(owner, spec, config["data"], defaults)]
+    if manages_budget(spec):
+        out.append(_disruption_budget(owner))
+    return out
+
+
+def manages_budget(spec: QueueSpec) -> bool:
+    """Unmanaged: the budget is the cluster admins' (Ferry neither applies nor prunes it)."""
+    return spec.broker.disruption_budget is DisruptionBudget.MANAGED
 
 
 def _meta(owner: Owner, name: str) -> Manifest:
@@ -150,7 +159,8 @@ def _client_service(owner: Owner) -> Manifest:
     }
 
 
-def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str]) -> Manifest:
+def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str],
+                  defaults: PodDefaults) -> Manifest:
     name = broker_name(owner.name)
     digest = hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:16]
     # The volume outlives its Queue unless the user asks (Strimzi's deleteClaim, default
@@ -162,7 +172,28 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str]) -> M
     }
     if spec.storage.storage_class_name:
         claim["storageClassName"] = spec.storage.storage_class_name
-    pod_labels = _meta(owner, name)["labels"]
+    container = {
+        "name": "broker",
+        "image": spec.broker.image or defaults.image,
+        "command": ["ferry-broker"],
+        "args": ["--data-dir", DATA_DIR, "--port", str(BROKER_PORT),
+                 "--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}"],
+        "envFrom": [{"configMapRef": {"name": name}}],
+        "ports": [{"name": "http", "containerPort": BROKER_PORT}],
+        "readinessProbe": http_probe("/readyz", 5),
+        "livenessProbe": http_probe("/healthz", 10),
+        "resources": resources(spec.broker.resources),
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR},
+                         {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True}],
+    }
+    volumes = [{"name": "token", "secret": {
+        "secretName": token_secret_name(owner.name),
+        "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}}]
+    template = pod(_meta(owner, name)["labels"], {CONFIG_HASH: digest},
+                   {"terminationGracePeriodSeconds": 30, "containers": [container],
+                    "volumes": volumes},
+                   spec.pod_template, defaults)
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -173,56 +204,38 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str]) -> M
             "selector": {"matchLabels": selector_labels(owner, COMPONENT)},
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": pvc_policy,
                                                      "whenScaled": "Retain"},
-            "template": {
-                "metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH: digest}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": pod_security(),
-                    "containers": [{
-                        "name": "broker",
-                        "image": spec.broker.image,
-                        "command": ["ferry-broker"],
-                        "args": ["--data-dir", DATA_DIR, "--port", str(BROKER_PORT),
-                                 "--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}"],
-                        "envFrom": [{"configMapRef": {"name": name}}],
-                        "ports": [{"name": "http", "containerPort": BROKER_PORT}],
-                        "readinessProbe": http_probe("/readyz", 5),
-                        "livenessProbe": http_probe("/healthz", 10),
-                        "resources": resources(spec.broker.resources),
-                        "securityContext": container_security(),
-                        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR},
-                                         {"name": "token", "mountPath": TOKEN_DIR,
-                                          "readOnly": True}],
-                    }],
-                    "volumes": [{"name": "token", "secret": {
-                        "secretName": token_secret_name(owner.name),
-                        "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}}],
-                },
-            },
+            "template": template,
             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim}],
         },
     }
 
 
 def _disruption_budget(owner: Owner) -> Manifest:
-    # One broker pod holds the queue: a drain waits for a deliberate decision instead of
-    # silently taking the only copy of the data away.
+    # maxUnavailable 1, never minAvailable 1: with one broker pod the latter blocks every
+    # node drain and cluster upgrade forever. An eviction is a graceful stop (the broker
+    # drains, its data stays on the volume) and the pod comes back on another node; the
+    # budget still keeps a drain from taking two of a queue's pods at once.
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _meta(owner, broker_name(owner.name)),
-        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector_labels(owner, COMPONENT)}},
+        "spec": {"maxUnavailable": 1,
+                 "selector": {"matchLabels": selector_labels(owner, COMPONENT)}},
     }
 
 
 def verdict(spec: QueueSpec, ready_replicas: int, stats: QueueStats | None,
             failure: Failure | None, endpoint_url: str, *, rollout: str | None = None,
-            stuck: str | None = None) -> Verdict:
+            stuck: str | None = None, storage: str | None = None) -> Verdict:
     """`rollout`: what the broker StatefulSet still lacks to have rolled out this spec
-    (readiness.rollout_gap); `stuck`: a broker pod that cannot start (readiness.stuck)."""
+    (readiness.rollout_gap); `stuck`: a broker pod that cannot start (readiness.stuck);
+    `storage`: why the volume cannot grow as asked (the queue still works: Degraded)."""
     if stuck is not None:
         return Verdict(phase=Phase.DEGRADED, reason=Reason.PODS_FAILING,
                        message=f"the broker cannot start: {stuck}")
+    if storage is not None:
+        return Verdict(phase=Phase.DEGRADED, reason=Reason.STORAGE_NOT_EXPANDABLE,
+                       message=storage)
     if stats is not None:
         if rollout is not None:
             return Verdict(phase=Phase.PROGRESSING, reason=Reason.ROLLING_OUT, message=rollout)
@@ -262,10 +275,11 @@ def status(
     now: datetime,
     rollout: str | None = None,
     stuck: str | None = None,
+    storage: str | None = None,
 ) -> dict[str, Any]:
     """The whole status to write; figures are left out (kept as they were) without stats."""
     judged = verdict(spec, ready_replicas, stats, failure, endpoint_url, rollout=rollout,
-                     stuck=stuck)
+                     stuck=stuck, storage=storage)
     out: dict[str, Any] = {
         "observedGeneration": owner.generation,
         "conditions": conditions(judged, owner.generation, previous, now),

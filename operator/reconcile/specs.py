@@ -7,6 +7,7 @@ API server enforces them before an object is stored), so nothing here restates a
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -44,11 +45,56 @@ class SecretKey(Spec):
     key: str = "token"
 
 
+class DisruptionBudget(StrEnum):
+    MANAGED = "Managed"
+    UNMANAGED = "Unmanaged"
+
+
+class LocalRef(Spec):
+    name: str
+
+
+class PodMetadata(Spec):
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+
+
+class PodSecurity(Spec):
+    """IDs a pod runs with, only when asked for (restricted platforms assign their own)."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    fs_group: int | None = None
+    fs_group_change_policy: str | None = None
+    supplemental_groups: list[int] = []
+
+
+class PodOverrides(Spec):
+    # Kubernetes' own types, already validated by the CRD schema: kept as the API server
+    # stored them and passed through.
+    node_selector: dict[str, str] = {}
+    tolerations: list[dict[str, Any]] = []
+    affinity: dict[str, Any] = {}
+    topology_spread_constraints: list[dict[str, Any]] = []
+    priority_class_name: str | None = None
+    service_account_name: str | None = None
+    image_pull_secrets: list[LocalRef] = []
+    security_context: PodSecurity | None = None
+
+
+class PodTemplate(Spec):
+    """What a user lays over the pods Ferry creates (merged as workloads.pod documents)."""
+
+    metadata: PodMetadata = PodMetadata()
+    spec: PodOverrides = PodOverrides()
+
+
 class Broker(Spec):
     url: str | None = None
     connection_secret: SecretKey | None = None
-    image: str
+    image: str | None = None
     resources: Resources
+    disruption_budget: DisruptionBudget = DisruptionBudget.MANAGED
 
 
 class Overflow(StrEnum):
@@ -68,6 +114,7 @@ class QueueSpec(Spec):
     storage: Storage
     broker: Broker
     deletion_policy: DeletionPolicy
+    pod_template: PodTemplate | None = None
 
 
 class NackBackoff(Spec):
@@ -147,10 +194,12 @@ class Api(Spec):
     enabled: bool
     image: str | None = None
     replicas: int
+    resources: Resources = Resources()
 
 
 class TelemetryPipelineSpec(Spec):
-    image: str
+    image: str | None = None
+    pod_template: PodTemplate | None = None
     queue: QueueSpec
     streamer: Streamer
     collector: Collector

@@ -1,14 +1,33 @@
-"""Pieces every Ferry pod spec shares: security contexts, probes, resources."""
+"""Pieces every Ferry pod spec shares: security contexts, probes, resources, and the user's
+`podTemplate` laid over what Ferry builds (no side effects)."""
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict
+
 from ferry.operator.reconcile.metadata import Manifest
-from ferry.operator.reconcile.specs import Resources
+from ferry.operator.reconcile.specs import PodTemplate, Resources
 
 
-def pod_security() -> Manifest:
-    return {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-            "seccompProfile": {"type": "RuntimeDefault"}}
+class PodDefaults(BaseModel):
+    """What the operator decides for every pod unless a resource overrides it: its own
+    image (so upgrading the operator upgrades what it runs) and registry pull secrets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image: str
+    pull_secrets: tuple[str, ...] = ()
+
+
+def pod_security(template: PodTemplate | None = None) -> Manifest:
+    """Restricted (Pod Security Standards, OpenShift's restricted-v2): non-root, default
+    seccomp, and no fixed UID/GID/fsGroup unless the podTemplate asks for them, so a
+    platform that assigns IDs per namespace can."""
+    out: Manifest = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if template is not None and template.spec.security_context is not None:
+        out.update(template.spec.security_context.model_dump(by_alias=True, exclude_none=True,
+                                                             exclude_defaults=True))
+    return out
 
 
 def container_security() -> Manifest:
@@ -23,3 +42,36 @@ def http_probe(path: str, period: int) -> Manifest:
 
 def resources(spec: Resources) -> Manifest:
     return {k: dict(v) for k, v in spec.model_dump().items() if v}
+
+
+def pod(labels: dict[str, str], annotations: dict[str, str], spec: Manifest,
+        template: PodTemplate | None, defaults: PodDefaults) -> Manifest:
+    """A pod template: Ferry's `spec` with the user's `template` laid over it.
+
+    Field by field, as documented in the CRD: labels and annotations are merged (Ferry's
+    own keys win: selectors and the config hash depend on them); nodeSelector is merged;
+    tolerations, affinity, topologySpreadConstraints, priorityClassName and
+    serviceAccountName are the user's; imagePullSecrets are the operator's defaults plus
+    the user's, each name once; securityContext gains only the IDs the user asks for.
+    """
+    template = template or PodTemplate()
+    user = template.spec
+    out: Manifest = dict(spec)
+    out["securityContext"] = pod_security(template)
+    if user.node_selector:
+        out["nodeSelector"] = {**out.get("nodeSelector", {}), **user.node_selector}
+    for key, value in (("tolerations", user.tolerations), ("affinity", user.affinity),
+                       ("topologySpreadConstraints", user.topology_spread_constraints),
+                       ("priorityClassName", user.priority_class_name),
+                       ("serviceAccountName", user.service_account_name)):
+        if value:
+            out[key] = value
+    asked = [s.name for s in user.image_pull_secrets]
+    names = list(dict.fromkeys([*defaults.pull_secrets, *asked]))
+    if names:
+        out["imagePullSecrets"] = [{"name": n} for n in names]
+    metadata: Manifest = {"labels": {**template.metadata.labels, **labels}}
+    merged = {**template.metadata.annotations, **annotations}
+    if merged:
+        metadata["annotations"] = merged
+    return {"metadata": metadata, "spec": out}

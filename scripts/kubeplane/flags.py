@@ -104,6 +104,9 @@ def apiserver(binary: Path, paths: PlanePaths, ports: dict[str, int]) -> list[st
         f"--tls-cert-file={paths.apiserver.cert}", f"--tls-private-key-file={paths.apiserver.key}",
         f"--client-ca-file={paths.ca.cert}",
         "--authorization-mode=Node,RBAC",
+        # On by default on OpenShift: an owner reference with blockOwnerDeletion needs update
+        # on the owner's finalizers, so operators tested here hold the RBAC it takes.
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={paths.service_account_pub}",

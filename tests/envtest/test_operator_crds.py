@@ -61,6 +61,27 @@ INVALID = [
                                                "collector": {"minReplicas": 9}}),
                  "collector.minReplicas must not exceed collector.maxReplicas",
                  id="collector-bounds"),
+    pytest.param(cr("Queue", "q" * 46, {}), "metadata.name must be at most 45 characters",
+                 id="queue-name-length"),
+    pytest.param(cr("Queue", "orders.eu", {}), "no dots", id="queue-name-dot"),
+    pytest.param(cr("Queue", "1orders", {}), "must start with a letter", id="queue-name-digit"),
+    pytest.param(cr("ConsumerGroup", "g" * 64, {"queue": "q"}),
+                 "metadata.name must be at most 63 characters", id="group-name-length"),
+    pytest.param(cr("ConsumerGroup", "workers.eu", {"queue": "q"}), "no dots",
+                 id="group-name-dot"),
+    pytest.param(cr("TelemetryPipeline", "t" * 44, {"streamer": {"source": {"path": "/x"}}}),
+                 "metadata.name must be at most 43 characters", id="pipeline-name-length"),
+    pytest.param(cr("Queue", "q", {"podTemplate": {"spec": {"tolerations": [
+        {"key": "k", "operator": "Maybe"}]}}}), "spec.podTemplate.spec.tolerations[0].operator",
+        id="pod-template-schema"),
+    pytest.param(cr("Queue", "q", {"podTemplate": {"metadata": {"labels": {
+        "ferry.dev/queue": "other"}}}}), "podTemplate labels under ferry.dev/ are Ferry's own",
+        id="pod-template-reserved-label"),
+    pytest.param(cr("TelemetryPipeline", "t", {"streamer": {"source": {"path": "/x"}},
+                                               "podTemplate": {"spec": {"affinity": {
+                                                   "nodeAffinity": {"nope": {}}}}}}),
+                 'unknown field "spec.podTemplate.spec.affinity.nodeAffinity.nope"',
+                 id="pod-template-affinity-schema"),
 ]
 
 
@@ -80,7 +101,10 @@ def test_invalid_resources_are_rejected_with_the_rule_message(
     ("ConsumerGroup", {"queue": "a"}, {"queue": "b"}, "queue is immutable"),
     ("ConsumerGroup", {"queue": "a"}, {"queue": "a", "startAt": "Latest"},
      "startAt is immutable"),
-    ("Queue", {}, {"storage": {"size": "2Gi"}}, "storage is immutable"),
+    ("Queue", {"storage": {"size": "2Gi"}}, {"storage": {"size": "1Gi"}},
+     "storage.size can grow but never shrink"),
+    ("Queue", {}, {"storage": {"storageClassName": "fast"}},
+     "storage.storageClassName is immutable"),
     ("Queue", {"broker": {"url": "http://a:1", "connectionSecret": {"name": "c"}}},
      {"broker": {"url": "http://b:1", "connectionSecret": {"name": "c"}}},
      "broker.url is immutable"),
@@ -91,3 +115,36 @@ def test_immutable_fields_cannot_change(control_plane: Any, ferry_crds: None, na
     apply(control_plane, namespace, cr(kind, "fixed", spec))
     result = apply(control_plane, namespace, cr(kind, "fixed", change), check=False)
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_storage_can_grow(control_plane: Any, ferry_crds: None, namespace: str) -> None:
+    apply(control_plane, namespace, cr("Queue", "grows", {"storage": {"size": "1Gi"}}))
+    apply(control_plane, namespace, cr("Queue", "grows", {"storage": {"size": "3Gi"}}))
+    stored = control_plane.kubectl_json("get", "-n", namespace, "queue", "grows")
+    assert stored["spec"]["storage"]["size"] == "3Gi"
+
+
+def test_a_full_pod_template_is_accepted(control_plane: Any, ferry_crds: None,
+                                         namespace: str) -> None:
+    template = {
+        "metadata": {"labels": {"team": "gpu"}, "annotations": {"cost": "42"}},
+        "spec": {
+            "nodeSelector": {"pool": "queues"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "q",
+                             "effect": "NoSchedule"}],
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "pool", "operator": "In", "values": ["queues"]}]}]}},
+                "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                    "weight": 50, "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"team": "gpu"}}}}]}},
+            "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                                           "whenUnsatisfiable": "ScheduleAnyway"}],
+            "priorityClassName": "high", "serviceAccountName": "brokers",
+            "imagePullSecrets": [{"name": "mirror"}],
+            "securityContext": {"fsGroup": 2000}}}
+    apply(control_plane, namespace, cr("Queue", "placed", {"podTemplate": template}))
+    stored = control_plane.kubectl_json("get", "-n", namespace, "queue", "placed")
+    assert stored["spec"]["podTemplate"] == template

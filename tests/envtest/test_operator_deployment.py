@@ -1,5 +1,6 @@
-"""How the operator is deployed: its ClusterRole is enough (run as the ServiceAccount), and
-a second replica under peering is a hot standby that takes over."""
+"""How the operator is deployed: its ClusterRole is enough (run as the ServiceAccount, with
+OwnerReferencesPermissionEnforcement on), it runs its own image for resources that name
+none, and a second replica under peering is a hot standby that takes over."""
 
 from __future__ import annotations
 
@@ -78,3 +79,33 @@ def test_a_second_replica_is_a_hot_standby(control_plane: Any, namespace: str, b
         queue = json.loads(config.get("data", {}).get("queue.json", "{}"))
         return bool(queue.get("settings", {}).get("max_deliveries") == 7)
     eventually(applied, "the former standby applies the change")
+
+
+def test_brokers_run_the_operators_own_image(control_plane: Any, namespace: str, broker: Any,
+                                             run_operator: Any, eventually: Any,
+                                             tmp_path: Path) -> None:
+    """The operator's pod says which image it runs (as a kustomize images: edit sets it);
+    a Queue that names no image gets that one, a Queue that names one keeps it."""
+    kubeconfig = service_account_kubeconfig(control_plane, tmp_path)
+    pod = f"ferry-operator-{namespace}"
+    control_plane.kubectl("apply", "-n", "ferry-system", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod},
+        "spec": {"serviceAccountName": "ferry-operator", "containers": [
+            {"name": "operator", "image": "registry.example.com/ferry:7.7.7"}]}}))
+    try:
+        run_operator(broker_url=broker.url, kubeconfig=kubeconfig,
+                     env={"POD_NAMESPACE": "ferry-system", "POD_NAME": pod})
+        apply(control_plane, namespace, cr("Queue", "plain", {}))
+        apply(control_plane, namespace, cr("Queue", "pinned", {
+            "broker": {"image": "mirror.example/ferry:1"}}))
+
+        def image(queue: str) -> str | None:
+            sts = get(control_plane, namespace, "statefulset", f"{queue}-broker")
+            return sts["spec"]["template"]["spec"]["containers"][0]["image"] if sts else None
+        eventually(lambda: image("plain") == "registry.example.com/ferry:7.7.7",
+                   "the broker runs the operator's image")
+        eventually(lambda: image("pinned") == "mirror.example/ferry:1",
+                   "spec.broker.image overrides it")
+        assert "image" not in get(control_plane, namespace, "queue", "plain")["spec"]["broker"]  # type: ignore[index]
+    finally:
+        control_plane.kubectl("delete", "-n", "ferry-system", "pod", pod, "--wait=false")

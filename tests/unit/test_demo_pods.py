@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ferry_operator.conftest import apply_defaults, spec_schema
+from ferry_operator.conftest import DEFAULTS, apply_defaults, spec_schema
 
 from ferry.operator.reconcile import pipelines, queues
 from ferry.operator.reconcile.specs import Owner, QueueSpec, TelemetryPipelineSpec
@@ -26,7 +26,7 @@ def _example_children() -> dict[str, dict[str, Any]]:
     spec = TelemetryPipelineSpec.model_validate(
         apply_defaults(spec_schema("TelemetryPipeline"), body["spec"]))
     return {f"{k['kind']}/{k['metadata']['name']}": k
-            for k in pipelines.children(OWNER, spec, IN_CLUSTER)}
+            for k in pipelines.children(OWNER, spec, IN_CLUSTER, DEFAULTS)}
 
 
 def _node(tmp_path: Path) -> Node:
@@ -97,7 +97,7 @@ def test_what_cannot_run_locally_is_refused_clearly(tmp_path: Path) -> None:
 def test_the_broker_reads_its_token_from_the_secret_volume(tmp_path: Path) -> None:
     spec = QueueSpec.model_validate(apply_defaults(spec_schema("Queue"), {}))
     owner = OWNER.model_copy(update={"kind": "Queue"})
-    sts = next(c for c in queues.children(owner, spec) if c["kind"] == "StatefulSet")
+    sts = next(c for c in queues.children(owner, spec, DEFAULTS) if c["kind"] == "StatefulSet")
     template = sts["spec"]["template"]
     # The StatefulSet controller adds the claim's volume to each pod it makes.
     template["spec"]["volumes"].append({"name": "data", "persistentVolumeClaim": {

@@ -75,28 +75,26 @@ def _images(docs: list[dict[str, Any]]) -> set[str]:
     return out
 
 
-def _crd_default_images() -> set[str]:
-    found = set()
-
-    def walk(node: Any, key: str = "") -> None:
-        if isinstance(node, dict):
-            if key == "image" and "default" in node:
-                found.add(node["default"])
-            for k, v in node.items():
-                walk(v, k)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-    for path in (ROOT / "crds").glob("*.yaml"):
-        walk(yaml.safe_load(path.read_text()))
-    return found
-
-
-def test_every_process_runs_the_release_the_crds_default_to() -> None:
+def test_every_process_runs_the_operators_release() -> None:
+    """The operator runs its own release, and brokers and pipelines run the operator's image
+    (the CRDs default none): one knob moves every Ferry process."""
+    from ferry.operator.reconcile import images
     docs = kustomize(ROOT / "manifests")
-    defaults = _crd_default_images()
-    assert len(defaults) == 1, defaults
-    assert _images(docs) == defaults
+    assert _images(docs) == {images.release()}
+
+
+def test_the_operator_reads_its_own_image_from_its_pod() -> None:
+    docs = kustomize(ROOT / "manifests")
+    (operator,) = [d for d in docs if d["kind"] == "Deployment"
+                   and d["metadata"]["name"] == "ferry-operator"]
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert "FERRY_IMAGE" not in env  # a pinned image would not follow the images: knob
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"
+               and d["metadata"]["name"] == "ferry-operator"]
+    assert any("pods" in r["resources"] and "get" in r["verbs"] for r in role["rules"])
 
 
 def test_the_image_knob_moves_every_workload(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ferry_operator.conftest import apply_defaults, spec_schema
+from ferry_operator.conftest import DEFAULTS, apply_defaults, spec_schema
 
 from ferry.operator.reconcile import pipelines, queues
 from ferry.operator.reconcile.specs import Owner, QueueSpec, TelemetryPipelineSpec
@@ -52,8 +52,8 @@ def _operator_built() -> list[tuple[str, dict[str, Any]]]:
     tp_spec = TelemetryPipelineSpec.model_validate(
         apply_defaults(spec_schema("TelemetryPipeline"), pipeline["spec"]))
     q_spec = QueueSpec.model_validate(apply_defaults(spec_schema("Queue"), queue["spec"]))
-    kids = pipelines.children(_owner(pipeline), tp_spec, "http://b.ferry-demo.svc:7070")
-    kids += queues.children(_owner(queue), q_spec)
+    kids = pipelines.children(_owner(pipeline), tp_spec, "http://b.ferry-demo.svc:7070", DEFAULTS)
+    kids += queues.children(_owner(queue), q_spec, DEFAULTS)
     return list(_pods(kids, "operator"))
 
 

@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
+from ferry.operator.reconcile.workloads import PodDefaults
+
 CRDS = Path(__file__).resolve().parents[3] / "crds"
+# The operator's defaults as its Deployment would set them (an image of its own release).
+DEFAULTS = PodDefaults(image="registry.example.com/ferry:9.9.9")
 PLURALS = {"Queue": "queues", "ConsumerGroup": "consumergroups",
            "TelemetryPipeline": "telemetrypipelines"}
 

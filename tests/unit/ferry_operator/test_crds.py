@@ -13,8 +13,10 @@ import pytest
 import yaml
 
 from ferry.broker.models import MAX_DEDUP_WINDOW_MS, MAX_DURATION_MS, MAX_LEASE_MS
+from ferry.operator.reconcile import pipelines, queues
+from ferry.operator.reconcile.specs import Owner, QueueSpec, TelemetryPipelineSpec
 
-from .conftest import CRDS, PLURALS
+from .conftest import CRDS, DEFAULTS, PLURALS, Defaulted
 
 pytestmark = pytest.mark.unit
 ROOT = CRDS.parent
@@ -107,3 +109,79 @@ def test_duration_bounds_are_the_brokers() -> None:
             if (m := _UPPER.fullmatch(rule["rule"]))
         }
         assert found == bounds, plural
+
+
+def test_no_crd_defaults_an_image() -> None:
+    """The operator decides the default image (its own): a CRD default would be persisted
+    into every object and pin it forever."""
+    for plural in PLURALS.values():
+        root = load(plural)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        pinned = [p for p, s in walk(root, "") if p.endswith(".image") and "default" in s]
+        assert pinned == [], plural
+
+
+def test_pipeline_pod_template_is_the_queues() -> None:
+    def spec(plural: str) -> dict[str, Any]:
+        root = load(plural)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        return root["properties"]["spec"]["properties"]  # type: ignore[no-any-return]
+    assert spec("telemetrypipelines")["podTemplate"] == spec("queues")["podTemplate"]
+
+
+def name_limit(plural: str) -> int:
+    rules = load(plural)["spec"]["versions"][0]["schema"]["openAPIV3Schema"][
+        "x-kubernetes-validations"]
+    (limit,) = [int(m.group(1)) for r in rules
+                if (m := re.fullmatch(r"self\.metadata\.name\.size\(\) <= (\d+)", r["rule"]))]
+    assert any(str(limit) in r["message"] for r in rules)  # the message says the limit
+    return limit
+
+
+# What Kubernetes allows each child's name: a Service name is a DNS label; a StatefulSet's
+# pods carry a controller-revision-hash label "<name>-<10 chars>", so its name stays <= 52.
+NAME_LIMITS = {"Service": 63, "StatefulSet": 52}
+LABEL_VALUE = 63
+
+
+def children_fit(kind: str, name: str, defaulted: Defaulted) -> bool:
+    owner = Owner(api_version="ferry.dev/v1alpha1", kind=kind, name=name, namespace="n",
+                  uid="u")
+    if kind == "Queue":
+        kids = queues.children(owner, QueueSpec.model_validate(defaulted("Queue", {})), DEFAULTS)
+    else:
+        spec = TelemetryPipelineSpec.model_validate(
+            defaulted(kind, {"streamer": {"source": {"path": "/x"}}}))
+        kids = pipelines.children(owner, spec, "http://b", DEFAULTS)
+        # The child Queue's own children, as the operator will make them.
+        child = QueueSpec.model_validate(defaulted("Queue", {}))
+        kids += queues.children(owner.model_copy(update={"kind": "Queue"}), child, DEFAULTS)
+    return all(len(k["metadata"]["name"]) <= NAME_LIMITS.get(k["kind"], 253)
+               and all(len(v) <= LABEL_VALUE for v in k["metadata"]["labels"].values())
+               for k in kids)
+
+
+@pytest.mark.parametrize("kind", ["Queue", "TelemetryPipeline"])
+def test_name_limit_is_the_longest_whose_children_fit(kind: str, defaulted: Defaulted) -> None:
+    limit = name_limit(PLURALS[kind])
+    assert children_fit(kind, "a" * limit, defaulted)
+    assert not children_fit(kind, "a" * (limit + 1), defaulted)
+
+
+def test_group_name_limit_is_a_label_value() -> None:
+    assert name_limit("consumergroups") == LABEL_VALUE
+
+
+# Short names and plurals of Kueue and Volcano CRDs, from their CRD manifests
+# (kubernetes-sigs/kueue config/components/crd/bases, volcano-sh/volcano config/crd):
+# GPU clusters the telemetry pipeline targets often run one of them.
+TAKEN = {
+    "kueue": {"localqueues", "queue", "queues", "lq", "clusterqueues", "cq", "workloads", "wl",
+              "resourceflavors", "flavor", "flavors", "rf"},
+    "volcano": {"queues", "q", "queue-v1beta1", "podgroups", "pg", "podgroup-v1beta1",
+                "jobs", "vcjob", "vj"},
+}
+
+
+def test_short_names_do_not_collide_with_kueue_or_volcano() -> None:
+    ours = {n for plural in PLURALS.values() for n in load(plural)["spec"]["names"]
+            .get("shortNames", [])}
+    assert ours and not ours & (TAKEN["kueue"] | TAKEN["volcano"])

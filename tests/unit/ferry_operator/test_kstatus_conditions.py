@@ -14,7 +14,7 @@ from ferry.operator.reconcile import pausing, pipelines, queues, readiness
 from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions, paused
 from ferry.operator.reconcile.specs import Owner, QueueSpec, TelemetryPipelineSpec
 
-from .conftest import Defaulted
+from .conftest import DEFAULTS, Defaulted
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -109,7 +109,7 @@ def test_a_pipeline_with_a_workload_that_cannot_start_is_stalled(defaulted: Defa
                   namespace="shop", uid="u-2", generation=1)
     spec = TelemetryPipelineSpec.model_validate(defaulted("TelemetryPipeline", {
         "streamer": {"source": {"path": "/data/x.csv"}}, "api": {"enabled": False}}))
-    desired = pipelines.children(owner, spec, "http://b")
+    desired = pipelines.children(owner, spec, "http://b", DEFAULTS)
     observed = {f"{m['kind']}/{m['metadata']['name']}": m for m in desired}
     st = pipelines.status(owner=owner, desired=desired, observed=observed,
                           endpoint_url="http://b", previous=[], now=NOW,

@@ -10,7 +10,7 @@ import pytest
 from ferry.operator.reconcile import pipelines
 from ferry.operator.reconcile.specs import Owner, TelemetryPipelineSpec
 
-from .conftest import Defaulted
+from .conftest import DEFAULTS, Defaulted
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
@@ -29,7 +29,7 @@ def by_key(kids: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def test_children_and_owner_references(defaulted: Defaulted) -> None:
-    kids = by_key(pipelines.children(OWNER, spec(defaulted), "http://b:7070"))
+    kids = by_key(pipelines.children(OWNER, spec(defaulted), "http://b:7070", DEFAULTS))
     assert list(kids) == ["Queue/gpu", "ConsumerGroup/gpu-collectors", "StatefulSet/gpu-streamer",
                           "Deployment/gpu-collector", "Deployment/gpu-api", "Service/gpu-api"]
     assert all(k["metadata"]["ownerReferences"][0]["uid"] == "u-3" for k in kids.values())
@@ -37,7 +37,7 @@ def test_children_and_owner_references(defaulted: Defaulted) -> None:
 
 def test_child_queue_carries_the_whole_queue_spec(defaulted: Defaulted) -> None:
     s = spec(defaulted, queue={"maxDeliveries": 7, "deletionPolicy": "Retain"})
-    kids = by_key(pipelines.children(OWNER, s, "http://b"))
+    kids = by_key(pipelines.children(OWNER, s, "http://b", DEFAULTS))
     queue_spec = kids["Queue/gpu"]["spec"]
     assert queue_spec == defaulted("Queue", {"maxDeliveries": 7, "deletionPolicy": "Retain"})
     assert kids["ConsumerGroup/gpu-collectors"]["spec"]["deletionPolicy"] == "Retain"
@@ -46,7 +46,7 @@ def test_child_queue_carries_the_whole_queue_spec(defaulted: Defaulted) -> None:
 def test_collectors_autoscale_through_their_group_and_leave_replicas_alone(
         defaulted: Defaulted) -> None:
     s = spec(defaulted, collector={"minReplicas": 2, "maxReplicas": 6, "lagPerReplica": 50})
-    kids = by_key(pipelines.children(OWNER, s, "http://b"))
+    kids = by_key(pipelines.children(OWNER, s, "http://b", DEFAULTS))
     assert kids["ConsumerGroup/gpu-collectors"]["spec"]["autoscaling"] == {
         "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gpu-collector"},
         "minReplicas": 2, "maxReplicas": 6, "lagPerReplica": 50}
@@ -56,7 +56,7 @@ def test_collectors_autoscale_through_their_group_and_leave_replicas_alone(
 def test_streamers_split_by_pod_index(defaulted: Defaulted) -> None:
     s = spec(defaulted, streamer={"source": SOURCE, "replicas": 3, "ratePerSecond": 100,
                                   "loop": True})
-    sts = by_key(pipelines.children(OWNER, s, "http://b"))["StatefulSet/gpu-streamer"]
+    sts = by_key(pipelines.children(OWNER, s, "http://b", DEFAULTS))["StatefulSet/gpu-streamer"]
     container = sts["spec"]["template"]["spec"]["containers"][0]
     assert sts["spec"]["replicas"] == 3
     args = container["args"]
@@ -70,7 +70,7 @@ def test_streamers_split_by_pod_index(defaulted: Defaulted) -> None:
 def test_database_from_secret_and_api_toggle(defaulted: Defaulted) -> None:
     s = spec(defaulted, collector={"storage": {"secretKeyRef": {"name": "db", "key": "url"}}},
              api={"enabled": False})
-    kids = by_key(pipelines.children(OWNER, s, "http://b"))
+    kids = by_key(pipelines.children(OWNER, s, "http://b", DEFAULTS))
     assert "Deployment/gpu-api" not in kids and "Service/gpu-api" not in kids
     env = kids["Deployment/gpu-collector"]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env == [{"name": "FERRY_STORAGE",
@@ -96,7 +96,7 @@ def _workload(kind: str, name: str, ready: int, replicas: int | None = None) -> 
 
 def test_status_counts_ready_children_and_reads_lag(defaulted: Defaulted) -> None:
     s = spec(defaulted, api={"enabled": False})
-    desired = pipelines.children(OWNER, s, "http://b")
+    desired = pipelines.children(OWNER, s, "http://b", DEFAULTS)
     observed = {"Queue/gpu": _ready_cr("Queue", "gpu"),
                 "ConsumerGroup/gpu-collectors": _ready_cr("ConsumerGroup", "gpu-collectors", 77),
                 "StatefulSet/gpu-streamer": _workload("StatefulSet", "gpu-streamer", 0, 1)}
@@ -115,7 +115,8 @@ def test_status_counts_ready_children_and_reads_lag(defaulted: Defaulted) -> Non
 
 
 def test_a_degraded_child_degrades_the_pipeline(defaulted: Defaulted) -> None:
-    desired = pipelines.children(OWNER, spec(defaulted, api={"enabled": False}), "http://b")
+    desired = pipelines.children(OWNER, spec(defaulted, api={"enabled": False}), "http://b",
+                                 DEFAULTS)
     queue = _ready_cr("Queue", "gpu")
     queue["status"]["conditions"] = [{"type": "Degraded", "status": "True"}]
     st = pipelines.status(owner=OWNER, desired=desired, observed={"Queue/gpu": queue},

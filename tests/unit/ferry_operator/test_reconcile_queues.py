@@ -19,7 +19,7 @@ from ferry.operator.reconcile.metadata import OWNER_UID
 from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import Owner, QueueSpec
 
-from .conftest import Defaulted
+from .conftest import DEFAULTS, Defaulted
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -46,7 +46,7 @@ def group(name: str, in_flight: int, dead: int, consumers: int) -> GroupStats:
 
 
 def test_managed_broker_children_carry_owner_reference_and_labels(defaulted: Defaulted) -> None:
-    kids = queues.children(OWNER, spec(defaulted))
+    kids = queues.children(OWNER, spec(defaulted), DEFAULTS)
     assert [(k["kind"], k["metadata"]["name"]) for k in kids] == [
         ("ConfigMap", "orders-broker"), ("Service", "orders-broker-headless"),
         ("Service", "orders-broker"), ("StatefulSet", "orders-broker"),
@@ -60,13 +60,13 @@ def test_managed_broker_children_carry_owner_reference_and_labels(defaulted: Def
 
 
 def test_existing_broker_by_url_creates_no_workload(defaulted: Defaulted) -> None:
-    assert queues.children(OWNER, spec(defaulted, broker={"url": "http://b:1"})) == []
+    assert queues.children(OWNER, spec(defaulted, broker={"url": "http://b:1"}), DEFAULTS) == []
 
 
 def test_statefulset_uses_spec_storage_image_and_is_locked_down(defaulted: Defaulted) -> None:
     s = spec(defaulted, storage={"size": "5Gi", "storageClassName": "fast"},
              broker={"image": "ferry:x"}, deletionPolicy="Retain")
-    sts = next(k for k in queues.children(OWNER, s) if k["kind"] == "StatefulSet")
+    sts = next(k for k in queues.children(OWNER, s, DEFAULTS) if k["kind"] == "StatefulSet")
     claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
     assert claim["resources"]["requests"]["storage"] == "5Gi"
     assert claim["storageClassName"] == "fast"
@@ -82,7 +82,7 @@ def test_statefulset_uses_spec_storage_image_and_is_locked_down(defaulted: Defau
 
 def test_settings_change_rolls_the_broker_pod(defaulted: Defaulted) -> None:
     def digest(s: QueueSpec) -> str:
-        sts = next(k for k in queues.children(OWNER, s) if k["kind"] == "StatefulSet")
+        sts = next(k for k in queues.children(OWNER, s, DEFAULTS) if k["kind"] == "StatefulSet")
         return str(sts["spec"]["template"]["metadata"]["annotations"][queues.CONFIG_HASH])
     assert digest(spec(defaulted)) == digest(spec(defaulted))
     assert digest(spec(defaulted)) != digest(spec(defaulted, maxDeliveries=9))
@@ -165,7 +165,7 @@ def test_transition_time_moves_only_when_status_changes(defaulted: Defaulted) ->
 ])
 def test_the_broker_volume_outlives_its_queue_unless_asked(
         defaulted: Defaulted, fields: dict[str, object], when_deleted: str) -> None:
-    sts = next(c for c in queues.children(OWNER, spec(defaulted, **fields))
+    sts = next(c for c in queues.children(OWNER, spec(defaulted, **fields), DEFAULTS)
                if c["kind"] == "StatefulSet")
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
         "whenDeleted": when_deleted, "whenScaled": "Retain"}
@@ -177,3 +177,15 @@ def test_max_depth_and_overflow_reach_the_broker(defaulted: Defaulted) -> None:
     assert (unbounded.max_depth, unbounded.overflow) == (None, Overflow.REJECT_PUBLISH)
     bounded = queues.broker_settings(spec(defaulted, maxDepth=5000, overflow="DropOldest"))
     assert (bounded.max_depth, bounded.overflow) == (5000, Overflow.DROP_OLDEST)
+
+
+def test_disruption_budget_never_blocks_a_drain(defaulted: Defaulted) -> None:
+    kids = queues.children(OWNER, spec(defaulted), DEFAULTS)
+    (budget,) = [k for k in kids if k["kind"] == "PodDisruptionBudget"]
+    assert budget["spec"]["maxUnavailable"] == 1 and "minAvailable" not in budget["spec"]
+
+
+def test_unmanaged_budget_is_left_to_the_admins(defaulted: Defaulted) -> None:
+    s = spec(defaulted, broker={"disruptionBudget": "Unmanaged"})
+    assert not queues.manages_budget(s)
+    assert "PodDisruptionBudget" not in [k["kind"] for k in queues.children(OWNER, s, DEFAULTS)]

@@ -11,7 +11,7 @@ from ferry.operator.reconcile import queues, tenancy
 from ferry.operator.reconcile.observations import Problem
 from ferry.operator.reconcile.specs import KeyRef, Owner, QueueSpec
 
-from .conftest import Defaulted
+from .conftest import DEFAULTS, Defaulted
 
 pytestmark = pytest.mark.unit
 OWNER = Owner(api_version="ferry.dev/v1alpha1", kind="Queue", name="orders", namespace="shop",
@@ -26,7 +26,7 @@ def spec(defaulted: Defaulted, **fields: object) -> QueueSpec:
 def test_a_managed_broker_requires_the_token_of_its_own_secret(defaulted: Defaulted) -> None:
     s = spec(defaulted)
     assert tenancy.token_ref("orders", s) == KeyRef(name="orders-broker-token", key="token")
-    sts = next(c for c in queues.children(OWNER, s) if c["kind"] == "StatefulSet")
+    sts = next(c for c in queues.children(OWNER, s, DEFAULTS) if c["kind"] == "StatefulSet")
     pod = sts["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     flag = container["args"].index("--token-file")
