@@ -19,11 +19,13 @@ from ferry.broker.core.queues import (
     rowid,
     split_rowid,
 )
-from ferry.broker.core.writes import Kind, MessageRow, Writes
+from ferry.broker.core.writes import ROW_ID, ROW_PAYLOAD, Kind, MessageRow, Writes
 
 __all__ = [
     "PRIORITIES",
     "ROWID_SHIFT",
+    "ROW_ID",
+    "ROW_PAYLOAD",
     "Broker",
     "CoreError",
     "DeadEntry",

@@ -13,8 +13,11 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
-# (rowid, priority, not_before_ms, published_ms, key, dedup hash, payload)
+# (rowid, priority, not_before_ms, published_ms, key, dedup hash, payload): a plain tuple,
+# built once per published message and inserted as it is; a NamedTuple costs far more
+# to build. Layers that read a field name its position instead of writing a number.
 MessageRow = tuple[int, int, int, int, str | None, int | None, Any]
+ROW_ID, ROW_PAYLOAD = 0, 6
 Row = tuple[Any, ...]
 
 

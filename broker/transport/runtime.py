@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from aiohttp import web
 
-from ferry.broker.core import Broker, Incoming, Kind, Leased, Queue, rowid
+from ferry.broker.core import ROW_ID, ROW_PAYLOAD, Broker, Incoming, Kind, Leased, Queue, rowid
 from ferry.broker.store import CHUNK, Engine
 from ferry.broker.transport.memory import MemoryBudget
 from ferry.broker.transport.signals import Signals
@@ -172,7 +172,7 @@ class Runtime:
         for kind, rows in w.ops:
             if kind is Kind.MESSAGE:
                 for row in rows:
-                    put(row[0], row[6])
+                    put(row[ROW_ID], row[ROW_PAYLOAD])
                 self.published += len(rows)
         if not w:
             return ids, None
