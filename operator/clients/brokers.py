@@ -15,8 +15,8 @@ from contextlib import asynccontextmanager
 from ferry.broker.client import BrokerClient, BrokerError, NotFound, Unavailable
 from ferry.broker.models import ErrorCode, GroupSettings, GroupStats, QueueSettings, QueueStats
 from ferry.operator.clients.errors import BrokerTrouble
+from ferry.operator.identity import Problem
 
-MISSING, UNREACHABLE, REJECTED, UNAUTHORIZED = "missing", "unreachable", "rejected", "unauthorized"
 _KNOWN_CODES = frozenset(c.value for c in ErrorCode)
 
 
@@ -30,15 +30,17 @@ async def _translated(url: str) -> AsyncIterator[None]:
     try:
         yield
     except NotFound as e:
-        raise BrokerTrouble(MISSING, f"{url}: not found on the broker ({_answer(e)})") from e
+        raise BrokerTrouble(
+            Problem.MISSING, f"{url}: not found on the broker ({_answer(e)})") from e
     except Unavailable as e:
         why = f" ({_answer(e)})" if e.status else ""
-        raise BrokerTrouble(UNREACHABLE, f"{url}: the broker did not answer{why}") from e
+        raise BrokerTrouble(Problem.UNREACHABLE, f"{url}: the broker did not answer{why}") from e
     except BrokerError as e:
         if e.status in (401, 403):
-            raise BrokerTrouble(UNAUTHORIZED,
+            raise BrokerTrouble(Problem.UNAUTHORIZED,
                                 f"{url}: the broker refused the token ({_answer(e)})") from e
-        raise BrokerTrouble(REJECTED, f"{url}: the broker refused the call ({_answer(e)})") from e
+        raise BrokerTrouble(
+            Problem.REJECTED, f"{url}: the broker refused the call ({_answer(e)})") from e
 
 
 class Brokers:

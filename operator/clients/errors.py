@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ferry.operator.identity import Problem
+
 
 class KubeError(Exception):
     def __init__(self, status: int, reason: str, message: str) -> None:
@@ -17,8 +19,8 @@ class KubeNotFound(KubeError):  # noqa: N818 - reads as the condition it names
 
 
 class BrokerTrouble(Exception):  # noqa: N818 - reads as the condition it names
-    """A broker call failed; `problem` is one of reconcile.observations.Problem's values."""
+    """A broker call failed, for the reconcilers to judge by its problem."""
 
-    def __init__(self, problem: str, message: str) -> None:
+    def __init__(self, problem: Problem, message: str) -> None:
         super().__init__(message)
         self.problem, self.message = problem, message

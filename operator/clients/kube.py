@@ -22,9 +22,9 @@ from kubernetes import config as kubeconfig
 from kubernetes.client import Configuration
 
 from ferry.operator.clients.errors import KubeError, KubeNotFound
+from ferry.operator.identity import API_VERSION, FIELD_MANAGER
 
 Obj = dict[str, Any]
-FIELD_MANAGER = "ferry-operator"
 SCALE_MANAGER = "ferry-autoscaler"  # the 0 <-> 1 step of scale-to-zero
 
 # Every kind the operator (and ferry-metrics-api, kubectl ferry) touches, with its plural:
@@ -43,9 +43,9 @@ PLURALS: dict[tuple[str, str], str] = {
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentications",
     ("authorization.k8s.io/v1", "SubjectAccessReview"): "subjectaccessreviews",  # cluster
-    ("ferry.dev/v1alpha1", "Queue"): "queues",
-    ("ferry.dev/v1alpha1", "ConsumerGroup"): "consumergroups",
-    ("ferry.dev/v1alpha1", "TelemetryPipeline"): "telemetrypipelines",
+    (API_VERSION, "Queue"): "queues",
+    (API_VERSION, "ConsumerGroup"): "consumergroups",
+    (API_VERSION, "TelemetryPipeline"): "telemetrypipelines",
 }
 
 
@@ -113,7 +113,7 @@ def path(api_version: str, kind: str, namespace: str, name: str | None = None) -
     try:
         plural = PLURALS[(api_version, kind)]
     except KeyError as e:
-        raise KubeError(0, "UnknownKind", f"ferry-operator does not manage {kind}") from e
+        raise KubeError(0, "UnknownKind", f"{FIELD_MANAGER} does not manage {kind}") from e
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     # No namespace: the collection across every namespace (lists only).
     out = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
@@ -162,7 +162,7 @@ class KubeClient:
         return any(r.get("name") == plural for r in found.get("resources", []))
 
     async def apply(self, manifest: Obj) -> tuple[Obj, bool]:
-        """Server-side apply as `ferry-operator`, taking over conflicting fields (force).
+        """Server-side apply as FIELD_MANAGER, taking over conflicting fields (force).
 
         Returns the object and whether this call created it (the API server answers 201).
         """

@@ -30,7 +30,7 @@ from ferry.operator.reconcile import (
 )
 from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions, paused
 from ferry.operator.reconcile.metadata import GROUP, VERSION, Manifest
-from ferry.operator.reconcile.observations import Failure, Problem
+from ferry.operator.reconcile.observations import Failure
 from ferry.operator.reconcile.specs import Owner
 from ferry.operator.reconcile.workloads import PodDefaults
 from ferry.operator.settings import OperatorSettings
@@ -93,7 +93,7 @@ def owner_of(body: Mapping[str, Any]) -> Owner:
 
 def failure_of(trouble: BrokerTrouble) -> Failure:
     BROKER_FAILURES.labels(trouble.problem).inc()
-    return Failure(problem=Problem(trouble.problem), message=trouble.message)
+    return Failure(problem=trouble.problem, message=trouble.message)
 
 
 def key(obj: Mapping[str, Any]) -> str:

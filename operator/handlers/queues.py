@@ -10,7 +10,6 @@ from typing import Any
 import kopf
 
 from ferry.broker.models import QueueStats
-from ferry.operator.clients.brokers import UNAUTHORIZED
 from ferry.operator.clients.errors import BrokerTrouble
 from ferry.operator.handlers.common import (
     Plan,
@@ -29,7 +28,7 @@ from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from ferry.operator.reconcile import deletion, queues, readiness, tenancy, volumes
 from ferry.operator.reconcile.conditions import Reason
 from ferry.operator.reconcile.metadata import Manifest
-from ferry.operator.reconcile.observations import Failure
+from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import Owner, QueueSpec
 from ferry.operator.settings import OperatorSettings
 
@@ -63,7 +62,7 @@ async def _broker_pass(rt: Runtime, owner: Owner, spec: QueueSpec,
     except TokenMissingError as e:
         return None, e.failure
     except BrokerTrouble as e:
-        if e.problem == UNAUTHORIZED:
+        if e.problem is Problem.UNAUTHORIZED:
             forget(rt, owner.namespace, owner.name, spec)
         return None, failure_of(e)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ferry.operator.identity import API_VERSION as API_VERSION
+from ferry.operator.identity import FIELD_MANAGER as FIELD_MANAGER
+from ferry.operator.identity import GROUP as GROUP
+from ferry.operator.identity import VERSION as VERSION
 from ferry.operator.reconcile.specs import Owner
 
-GROUP = "ferry.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-FIELD_MANAGER = "ferry-operator"
 FINALIZER = f"{GROUP}/finalizer"
 
 # Label keys (values are per object).
