@@ -124,9 +124,9 @@ def _config_map(owner: Owner, spec: QueueSpec) -> Manifest:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(owner, broker_name(owner.name)),
+        # A record of the settings the operator applies through the broker's API (and, by
+        # its hash, what rolls the pods): the broker reads its configuration from its flags.
         "data": {
-            "FERRY_BROKER_PORT": str(BROKER_PORT),
-            "FERRY_BROKER_DATA_DIR": DATA_DIR,
             "queue.json": json.dumps({"queue": owner.name, "settings": settings}, sort_keys=True),
         },
     }
@@ -178,7 +178,6 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str],
         "command": ["ferry-broker"],
         "args": ["--data-dir", DATA_DIR, "--port", str(BROKER_PORT),
                  "--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}"],
-        "envFrom": [{"configMapRef": {"name": name}}],
         "ports": [{"name": "http", "containerPort": BROKER_PORT}],
         "readinessProbe": http_probe("/readyz", 5),
         "livenessProbe": http_probe("/healthz", 10),
