@@ -6,6 +6,8 @@ Running and Ready (so ReplicaSets, StatefulSets, Deployments, the HPA and Ferry'
 see real figures), restarts a crashed container with backoff, and on deletion stops the
 process and releases the pod. Pods whose container cannot run here (an image without a
 command, such as PostgreSQL's) are left Pending; the demo runs a local stand-in for them.
+A kubelet given `pullable` reports a pod whose image that refuses as a real kubelet reports
+an image it cannot pull: waiting in ErrImagePull, then ImagePullBackOff, never started.
 
 Deliberate difference from a kubelet: a container that exits 0 is not restarted (a
 streamer that finished its input stays finished).
@@ -103,6 +105,7 @@ class Kubelet:
     fixed_ports: Mapping[tuple[str, int], int]    # (component label, containerPort) -> port
     say: Callable[[str], None]
     coordination: client.CoordinationV1Api | None = None
+    pullable: Callable[[str], bool] = lambda image: True   # images this node can pull
     containers: dict[str, LocalContainer] = field(default_factory=dict)  # by pod uid
     last_heartbeat: float = 0.0
     refused: dict[str, str] = field(default_factory=dict)                # pod uid -> why
@@ -252,6 +255,10 @@ class Kubelet:
         if local is None:
             if not pod["spec"].get("nodeName"):
                 self._bind(pod)
+            image = pod["spec"]["containers"][0].get("image", "")
+            if not self.pullable(image):
+                self._cannot_pull(pod, image)
+                return
             local = self._start(pod)
             if local is None:
                 return
@@ -266,6 +273,33 @@ class Kubelet:
         elif local.exit_code not in (None, 0) and time.monotonic() >= local.retry_at:
             self._start(pod)
         self._report(pod, local)
+
+    def _cannot_pull(self, pod: dict[str, Any], image: str) -> None:
+        """What a kubelet reports for an image it cannot pull (first ErrImagePull, then
+        ImagePullBackOff while it backs off), so controllers see a pod that cannot start."""
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        reason = "ImagePullBackOff" if statuses else "ErrImagePull"
+        if any((c.get("state") or {}).get("waiting", {}).get("reason") == "ImagePullBackOff"
+               for c in statuses):
+            return
+        container = pod["spec"]["containers"][0]
+        status = {
+            "phase": "Pending", "hostIP": "127.0.0.1",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()},
+                {"type": "ContainersReady", "status": "False", "lastTransitionTime": _now()},
+                {"type": "Ready", "status": "False", "lastTransitionTime": _now()},
+            ],
+            "containerStatuses": [{
+                "name": container["name"], "image": image, "imageID": "", "ready": False,
+                "started": False, "restartCount": 0,
+                "state": {"waiting": {"reason": reason,
+                                      "message": f'Back-off pulling image "{image}"'}},
+            }],
+        }
+        with contextlib.suppress(ApiException):
+            self.core.patch_namespaced_pod_status(pod["metadata"]["name"], self.namespace,
+                                                  {"status": status}, _preload_content=False)
 
     def _ready(self, local: LocalContainer) -> bool:
         if local.child is None:

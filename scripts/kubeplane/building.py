@@ -68,6 +68,9 @@ class GoTool:
     # `go build -o dir/` names a binary after its package's last path element (before
     # /vN): what it produces -> the name wanted here.
     renames: Mapping[str, str] = field(default_factory=dict)
+    # Files the key module ships beside its code (CRDs...): folder in the module -> folder
+    # under the build's root, copied with the binaries.
+    assets: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def go_mod(self) -> Path:
@@ -86,7 +89,9 @@ class GoTool:
         return self.bin_dir() / name
 
     def missing(self) -> list[Path]:
-        return [self.binary(name) for name in self.packages if not self.binary(name).is_file()]
+        missing = [self.binary(name) for name in self.packages if not self.binary(name).is_file()]
+        return missing + [self.root() / dest for dest in self.assets.values()
+                          if not (self.root() / dest).is_dir()]
 
     def command(self, go: str, out_dir: Path) -> list[str]:
         return [go, "build", "-trimpath", "-buildvcs=false",
@@ -102,6 +107,8 @@ class GoTool:
         for path in sorted(self.module_dir.glob("*.go")):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
         digest.update(" ".join(self.command("go", Path("OUT"))).encode())
+        for source, dest in sorted(self.assets.items()):
+            digest.update(f"\0{source}->{dest}".encode())
         return digest.hexdigest()
 
 
@@ -199,9 +206,26 @@ def _go_build(tool: GoTool, progress: Progress) -> float:
         tool.bin_dir().mkdir(parents=True, exist_ok=True)
         for name in tool.packages:
             os.replace(scratch / name, tool.binary(name))
+        _copy_assets(tool, go)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return time.monotonic() - started
+
+
+def _copy_assets(tool: GoTool, go: str) -> None:
+    if not tool.assets:
+        return
+    found = subprocess.run([go, "list", "-m", "-f", "{{.Dir}}", tool.key_module],
+                           cwd=tool.module_dir, env=_environment(tool), capture_output=True,
+                           text=True, check=False)
+    if found.returncode != 0 or not found.stdout.strip():
+        raise BuildError(f"cannot find {tool.key_module}'s source: {found.stderr[-2000:]}")
+    source_root = Path(found.stdout.strip())
+    for source, dest in tool.assets.items():
+        target = tool.root() / dest
+        shutil.rmtree(target, ignore_errors=True)
+        # The module cache is read-only; copies must be writable to be replaced later.
+        shutil.copytree(source_root / source, target, copy_function=shutil.copyfile)
 
 
 def ensure_tool(tool: GoTool, progress: Progress | None = None) -> Path:

@@ -17,11 +17,13 @@ def _argocd_ldflags(version: str) -> list[str]:
     return ["-s", "-w", f"-X github.com/argoproj/argo-cd/v3/common.version={version.lstrip('v')}"]
 
 
-# One binary: application-controller, repo-server or the CLI by ARGOCD_BINARY_NAME.
+# One binary: application-controller, repo-server or the CLI by ARGOCD_BINARY_NAME; its
+# CRDs (Application, AppProject, ApplicationSet) come from the same module release.
 ARGOCD = GoTool(name="argocd", module_dir=TOOLS_DIR / "argocd",
                 key_module="github.com/argoproj/argo-cd/v3",
                 packages={"argocd": "github.com/argoproj/argo-cd/v3/cmd"},
-                ldflags=_argocd_ldflags, renames={"cmd": "argocd"})
+                ldflags=_argocd_ldflags, renames={"cmd": "argocd"},
+                assets={"manifests/crds": "crds"})
 
 # Argo CD's repo-server runs `kustomize build` for every kustomize source.
 KUSTOMIZE = GoTool(name="kustomize", module_dir=TOOLS_DIR / "kustomize",

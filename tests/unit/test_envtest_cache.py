@@ -24,6 +24,8 @@ def _fake_build(tool: building.GoTool, fingerprint: str) -> None:
     tool.bin_dir().mkdir(parents=True)
     for name in tool.packages:
         tool.binary(name).write_text("#!/bin/sh\n")
+    for dest in tool.assets.values():
+        (tool.root() / dest).mkdir()
     (tool.root() / building.STAMP).write_text(json.dumps({"fingerprint": fingerprint}))
 
 

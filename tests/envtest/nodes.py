@@ -1,0 +1,77 @@
+"""Pods that run: the demo's process kubelet (scripts/ferrydemo) for a test's namespaces.
+
+`Node(plane, namespaces, workdir)` registers the kubelet's Node and runs the namespaces'
+pods as local processes while `syncing()` is active (a background thread), or one pass at
+a time with `sync()`; a test that wants a rollout to wait simply stops syncing. Images
+under `registry.invalid/` cannot be pulled: their pods wait in ImagePullBackOff, as a
+kubelet reports them. `stop()` ends every pod process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+
+from ferrydemo.kubelet import Kubelet
+from ferrydemo.supervising import Supervisor
+
+UNPULLABLE = "registry.invalid/"
+
+
+class Node:
+    def __init__(self, plane: Any, namespaces: Sequence[str], workdir: Path,
+                 services: Mapping[str, str] | None = None,
+                 fixed_ports: Mapping[tuple[str, int], int] | None = None) -> None:
+        self.api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(plane.kubeconfig))
+        self.supervisor = Supervisor(workdir / "pods")
+        core = client.CoreV1Api(self.api)
+        self.kubelets = [
+            Kubelet(core=core, namespace=ns, supervisor=self.supervisor,
+                    volumes=workdir / "volumes", image_files={}, services=dict(services or {}),
+                    fixed_ports=dict(fixed_ports or {}), say=lambda line: None,
+                    pullable=lambda image: not image.startswith(UNPULLABLE))
+            for ns in namespaces]
+        self.kubelets[0].register()
+        self.lock = threading.Lock()
+
+    def sync(self) -> None:
+        with self.lock:
+            for kubelet in self.kubelets:
+                kubelet.sync()
+
+    @contextmanager
+    def syncing(self, every: float = 0.5) -> Iterator[None]:
+        done = threading.Event()
+
+        failed: list[BaseException] = []
+
+        def loop() -> None:
+            while not done.wait(every):
+                try:
+                    self.sync()
+                except Exception as error:  # surfaced in the test's own thread below
+                    failed.append(error)
+                    return
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+        if failed:
+            raise RuntimeError("the process kubelet failed") from failed[0]
+
+    def stop(self) -> None:
+        with self.lock:
+            for kubelet in self.kubelets:
+                kubelet.stop_all()
+            self.supervisor.stop_all()
+        self.api.close()
