@@ -238,6 +238,19 @@ def planner(model: type[SpecT], children: Callable[[Owner, SpecT], list[Manifest
     return plan
 
 
+async def replace_stuck_pods(rt: Runtime, body: Any, workload: Mapping[str, Any],
+                             pods: Sequence[Mapping[str, Any]]) -> None:
+    """Delete a StatefulSet's pods that cannot start and are of an older revision, so a
+    fixed spec rolls out (readiness.stale_and_stuck says why the controller would not)."""
+    namespace = workload["metadata"]["namespace"]
+    for name in readiness.stale_and_stuck(workload, pods):
+        await rt.kube.delete("v1", "Pod", namespace, name)
+        CHILD_CHANGES.labels("Pod", "replaced").inc()
+        kopf.info(body, reason="Replaced",
+                  message=f"deleted pod {name}: it cannot start and is of an older revision "
+                          f"than {key(workload)} now wants")
+
+
 Reconcile = Callable[..., Awaitable[None]]
 Finalize = Callable[[Runtime, Any, int], Awaitable[None]]
 

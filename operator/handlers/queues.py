@@ -19,6 +19,7 @@ from ferry.operator.handlers.common import (
     owner_of,
     parse_spec,
     register_kind,
+    replace_stuck_pods,
     settle_deletion,
     workload_pods,
     write_status,
@@ -92,15 +93,18 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
             name = queues.broker_name(owner.name)
             sts = rt.watched.get("apps/v1", "StatefulSet", owner.namespace, name)
             ready = int(((sts or {}).get("status") or {}).get("readyReplicas") or 0)
+            pods = workload_pods(rt, sts)
+            stuck = readiness.stuck(pods)
             if not queues.served_elsewhere(spec, rt.settings.broker_url):
                 # Ready only once the broker rolled out this spec, not on an older pod.
                 rollout = (readiness.rollout_gap(sts) if sts is not None
                            else f"StatefulSet {name} is not created yet")
-                stuck = readiness.stuck(workload_pods(rt, sts))
             if not apply and sts is not None:  # the stats pass keeps the last verdict
                 storage = volumes.still_blocked(
                     (body.get("status") or {}).get("conditions") or [],
                     next(m for m in planned.desired if m["kind"] == "StatefulSet"), sts)
+            if apply and sts is not None:
+                await replace_stuck_pods(rt, body, sts, pods)
         stats, failure = await _broker_pass(rt, owner, spec, url)
         write_status(body, patch, queues.status(
             owner=owner, spec=spec, endpoint_url=url, ready_replicas=ready, stats=stats,

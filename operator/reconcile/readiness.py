@@ -69,3 +69,19 @@ def stuck(pods: Sequence[Mapping[str, Any]]) -> str | None:
                 return (f"pod {pod['metadata']['name']}: container {container.get('name')} "
                         f"{waiting['reason']}{detail}")
     return None
+
+
+def stale_and_stuck(workload: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Pods of a StatefulSet that cannot start and belong to an older revision than the
+    one it now wants. Its controller waits forever for such a pod to become ready before
+    replacing it (kubernetes/kubernetes#67250), so a fixed spec would never roll out:
+    these are the pods to delete, so that it recreates them from the current revision."""
+    if workload.get("kind") != "StatefulSet":
+        return []
+    wanted = (workload.get("status") or {}).get("updateRevision")
+    if not wanted:
+        return []
+    return [p["metadata"]["name"] for p in pods
+            if stuck([p]) is not None
+            and ((p.get("metadata") or {}).get("labels") or {}).get(
+                "controller-revision-hash") not in (None, wanted)]

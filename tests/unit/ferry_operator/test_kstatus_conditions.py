@@ -142,3 +142,23 @@ def test_the_pause_annotation_and_pending_generations() -> None:
     assert not pausing.unapplied({"metadata": {"generation": 3},
                                   "status": {"observedGeneration": 3}})
     assert not pausing.unapplied({"metadata": {"generation": 1}})  # never reconciled yet
+
+
+def test_a_stuck_broker_pod_of_an_older_revision_is_replaced() -> None:
+    # A StatefulSet waits forever for a broken pod to become ready before it replaces it
+    # (kubernetes#67250): after a fix, the operator deletes the pod of the broken revision.
+    workload = {**sts(), "status": {**sts()["status"], "updateRevision": "orders-broker-good"}}
+
+    def at(revision: str, reason: str) -> dict[str, Any]:
+        found = pod(reason)
+        found["metadata"]["labels"] = {"controller-revision-hash": revision}
+        return found
+
+    assert readiness.stale_and_stuck(workload, [at("orders-broker-bad", "ImagePullBackOff")]) \
+        == ["orders-broker-0"]
+    assert readiness.stale_and_stuck(workload, [at("orders-broker-good", "ImagePullBackOff")]) \
+        == []  # the wanted revision itself is broken: nothing to gain, keep it Stalled
+    assert readiness.stale_and_stuck(workload, [at("orders-broker-bad", "ContainerCreating")]) \
+        == []
+    deployment = {**workload, "kind": "Deployment"}
+    assert readiness.stale_and_stuck(deployment, [at("x", "ImagePullBackOff")]) == []
