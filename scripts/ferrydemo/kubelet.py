@@ -106,6 +106,7 @@ class Kubelet:
     say: Callable[[str], None]
     coordination: client.CoordinationV1Api | None = None
     pullable: Callable[[str], bool] = lambda image: True   # images this node can pull
+    env: Mapping[str, str] = field(default_factory=dict)   # what the node gives every pod
     containers: dict[str, LocalContainer] = field(default_factory=dict)  # by pod uid
     last_heartbeat: float = 0.0
     refused: dict[str, str] = field(default_factory=dict)                # pod uid -> why
@@ -222,7 +223,8 @@ class Kubelet:
         process = local_pod(pod, workload=meta.get("generateName", meta["name"]),
                             namespace=self.namespace, index=int(labels.get(POD_INDEX, 0)),
                             node=node, name=meta["name"])
-        child = self.supervisor.start(meta["name"], _loopback(process.argv), env=process.env)
+        child = self.supervisor.start(meta["name"], _loopback(process.argv),
+                                      env={**self.env, **process.env})
         if local is None:
             local = LocalContainer(meta["name"], component, child, ports,
                                    _readiness(container, ports))

@@ -26,16 +26,22 @@ UNPULLABLE = "registry.invalid/"
 class Node:
     def __init__(self, plane: Any, namespaces: Sequence[str], workdir: Path,
                  services: Mapping[str, str] | None = None,
-                 fixed_ports: Mapping[tuple[str, int], int] | None = None) -> None:
+                 fixed_ports: Mapping[tuple[str, int], int] | None = None,
+                 image_files: Mapping[str, Path] | None = None,
+                 env: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        """`env`: per namespace, environment the node gives its pods' processes (what a
+        cluster would: API credentials, addresses)."""
         self.api = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=str(plane.kubeconfig))
         self.supervisor = Supervisor(workdir / "pods")
         core = client.CoreV1Api(self.api)
         self.kubelets = [
             Kubelet(core=core, namespace=ns, supervisor=self.supervisor,
-                    volumes=workdir / "volumes", image_files={}, services=dict(services or {}),
-                    fixed_ports=dict(fixed_ports or {}), say=lambda line: None,
-                    pullable=lambda image: not image.startswith(UNPULLABLE))
+                    volumes=workdir / "volumes", image_files=dict(image_files or {}),
+                    services=dict(services or {}), fixed_ports=dict(fixed_ports or {}),
+                    say=lambda line: None,
+                    pullable=lambda image: not image.startswith(UNPULLABLE),
+                    env=dict((env or {}).get(ns, {})))
             for ns in namespaces]
         self.kubelets[0].register()
         self.lock = threading.Lock()
