@@ -181,7 +181,7 @@ def test_deleting_the_install_keeps_crds_queues_and_their_data(gitops: GitOps,
     kubectl("delete", "-n", "argocd", "application", "ferry-install", "--wait=false")
     until(env, eventually, lambda: kubectl(
         "get", "-n", "argocd", "application", "ferry-install", "-o",
-        "jsonpath={.metadata.uid}", check=False).stdout != uid,
+        "jsonpath={.metadata.uid}", check=False).stdout.strip() not in ("", uid),
         "ferry-install and its resources are deleted (and put back by the root)")
     for crd in ("queues.ferry.dev", "consumergroups.ferry.dev", "telemetrypipelines.ferry.dev"):
         kubectl("get", "crd", crd)  # fails if Argo CD deleted it
