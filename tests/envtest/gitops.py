@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fixtures.processes import free_port
+from testsupport.ports import free_port
 
 from kubeplane.building import located
 from kubeplane.tools import ARGOCD, KUSTOMIZE

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 import yaml
 from fixtures.broker_process import BrokerProcess
-from fixtures.processes import free_port
 from gitops import (
     ArgoCD,
     GitRepo,
@@ -34,6 +33,7 @@ from gitops import (
 )
 from nodes import UNPULLABLE, Node
 from operating import on_broker
+from testsupport.ports import free_port
 
 from ferry.broker.models import OutgoingMessage
 from kubeplane import ControlPlane, start, stop
@@ -80,12 +80,11 @@ def gitops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitOps]:
                     fixed_ports={("operator", 8081): operator_port},
                     # The operator pod: the API server's address and credentials (a
                     # kubelet's service-account mount), brokers as `make demo` reaches
-                    # them, its probe port on loopback, and short intervals.
+                    # them, its probe port on loopback.
                     env={"ferry-system": {
                         "KUBECONFIG": str(plane.kubeconfig), "FERRY_BROKER_URL": broker.url,
                         "FERRY_METRICS_HOST": "127.0.0.1",
-                        "FERRY_METRICS_PORT": str(operator_port),
-                        "FERRY_STATS_SECONDS": "2", "FERRY_RESYNC_SECONDS": "5"}})
+                        "FERRY_METRICS_PORT": str(operator_port)}})
         yield GitOps(plane, repo, argocd, node, broker)
     finally:
         print(argocd.tails())
