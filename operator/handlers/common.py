@@ -277,9 +277,11 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
     the finalizer). Timers start at a random point of their interval."""
     resource = (GROUP, VERSION, plural)
 
-    @kopf.on.resume(*resource, id="reconcile", registry=registry)
-    @kopf.on.create(*resource, id="reconcile", registry=registry)
-    @kopf.on.update(*resource, id="reconcile", field="spec", registry=registry)
+    # kopf keeps each handler's progress in an annotation ferry.dev/<id>: no handler may be
+    # called "reconcile", whose annotation is the user's pause switch.
+    @kopf.on.resume(*resource, id="converge", registry=registry)
+    @kopf.on.create(*resource, id="converge", registry=registry)
+    @kopf.on.update(*resource, id="converge", field="spec", registry=registry)
     @kopf.on.update(*resource, id="pause", field=pausing.FIELD, registry=registry)
     async def changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         if not _hold(body, patch):

@@ -162,3 +162,20 @@ def test_a_stuck_broker_pod_of_an_older_revision_is_replaced() -> None:
         == []
     deployment = {**workload, "kind": "Deployment"}
     assert readiness.stale_and_stuck(deployment, [at("x", "ImagePullBackOff")]) == []
+
+
+def test_no_handler_keeps_its_progress_in_the_pause_annotation() -> None:
+    # kopf stores each handler's progress in the annotation ferry.dev/<handler id>.
+    import kopf
+
+    from ferry.operator.handlers import common
+    from ferry.operator.settings import OperatorSettings
+
+    registry = kopf.OperatorRegistry()
+
+    async def reconcile(*_: Any, **__: Any) -> None:
+        return None
+
+    common.register_kind(registry, OperatorSettings(), "queues", reconcile)
+    ids = {str(h.id).split("/")[0] for h in registry._changing.get_all_handlers()}
+    assert pausing.ANNOTATION.split("/")[1] not in ids
