@@ -80,11 +80,16 @@ def test_kstatus_through_create_image_change_broken_spec_and_recovery(
 
     # 2. An image change: InProgress until the new pods replaced the old ones.
     apply(control_plane, namespace, pipeline(broker.url, IMAGE.replace("0.1.0", "0.1.1")))
-    eventually(lambda: status_of("telemetrypipeline", "gpu", "InProgress", sync=False),
-               "kstatus: the image change is InProgress", timeout=180)
-    tp = get(control_plane, namespace, "tp", "gpu") or {}
-    assert condition(tp, "Ready") == ("False", "ChildrenNotReady")
-    assert condition(tp, "Reconciling") == ("True", "ChildrenNotReady")
+
+    def rolling_out() -> bool:
+        # Past the generation check: the operator applied the new spec and says it rolls out.
+        tp = get(control_plane, namespace, "tp", "gpu") or {}
+        return (tp["status"]["observedGeneration"] == tp["metadata"]["generation"]
+                and condition(tp, "Reconciling") == ("True", "ChildrenNotReady")
+                and condition(tp, "Ready") == ("False", "ChildrenNotReady")
+                and kstatus(control_plane, namespace, "telemetrypipeline", "gpu") == "InProgress")
+    eventually(rolling_out, "kstatus: the image change is InProgress while it rolls out",
+               timeout=180)
     with node.syncing():
         # kubectl wait reads Ready like any client would, on all three kinds.
         control_plane.kubectl("wait", "-n", namespace, "--for=condition=Ready", "--timeout=300s",
