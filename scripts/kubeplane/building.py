@@ -68,8 +68,9 @@ class GoTool:
     # `go build -o dir/` names a binary after its package's last path element (before
     # /vN): what it produces -> the name wanted here.
     renames: Mapping[str, str] = field(default_factory=dict)
-    # Files the key module ships beside its code (CRDs...): folder in the module -> folder
-    # under the build's root, copied with the binaries.
+    # Files the key module ships beside its code (CRDs, helper scripts): a folder or file
+    # in the module -> where under the build's root, copied with the binaries (files
+    # copied into bin/ are made executable).
     assets: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -91,7 +92,7 @@ class GoTool:
     def missing(self) -> list[Path]:
         missing = [self.binary(name) for name in self.packages if not self.binary(name).is_file()]
         return missing + [self.root() / dest for dest in self.assets.values()
-                          if not (self.root() / dest).is_dir()]
+                          if not (self.root() / dest).exists()]
 
     def command(self, go: str, out_dir: Path) -> list[str]:
         return [go, "build", "-trimpath", "-buildvcs=false",
@@ -223,8 +224,14 @@ def _copy_assets(tool: GoTool, go: str) -> None:
     source_root = Path(found.stdout.strip())
     for source, dest in tool.assets.items():
         target = tool.root() / dest
-        shutil.rmtree(target, ignore_errors=True)
         # The module cache is read-only; copies must be writable to be replaced later.
+        if (source_root / source).is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source_root / source, target)
+            if target.parent == tool.bin_dir():
+                target.chmod(0o755)
+            continue
+        shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source_root / source, target, copy_function=shutil.copyfile)
 
 

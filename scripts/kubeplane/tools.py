@@ -18,12 +18,14 @@ def _argocd_ldflags(version: str) -> list[str]:
 
 
 # One binary: application-controller, repo-server or the CLI by ARGOCD_BINARY_NAME; its
-# CRDs (Application, AppProject, ApplicationSet) come from the same module release.
+# CRDs (Application, AppProject, ApplicationSet) come from the same module release, and so
+# does git-verify-wrapper.sh, which the repo-server runs for every revision it renders.
 ARGOCD = GoTool(name="argocd", module_dir=TOOLS_DIR / "argocd",
                 key_module="github.com/argoproj/argo-cd/v3",
                 packages={"argocd": "github.com/argoproj/argo-cd/v3/cmd"},
                 ldflags=_argocd_ldflags, renames={"cmd": "argocd"},
-                assets={"manifests/crds": "crds"})
+                assets={"manifests/crds": "crds",
+                        "hack/git-verify-wrapper.sh": "bin/git-verify-wrapper.sh"})
 
 # Argo CD's repo-server runs `kustomize build` for every kustomize source.
 KUSTOMIZE = GoTool(name="kustomize", module_dir=TOOLS_DIR / "kustomize",

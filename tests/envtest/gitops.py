@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 from testsupport.ports import free_port
+from testsupport.processes import die_with_parent
+from testsupport.waiting import eventually
 
 from kubeplane.building import located
 from kubeplane.tools import ARGOCD, KUSTOMIZE
@@ -70,7 +72,8 @@ def _start(name: str, argv: list[str], logs: Path, env: dict[str, str] | None = 
     log = logs / f"{name}.log"
     with log.open("ab") as sink:
         proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+                                env={**os.environ, **(env or {})}, start_new_session=True,
+                                preexec_fn=die_with_parent())
     return Server(name, proc, log)
 
 
@@ -152,22 +155,29 @@ class ArgoCD:
                 "ARGOCD_GNUPGHOME": str(work / "gpg-keys"),
                 "ARGOCD_GPG_DATA_PATH": str(work / "gpg-source"),
                 "ARGOCD_PLUGINSOCKFILEPATH": str(work / "plugins"),
-                # The repo-server runs `kustomize build` from PATH.
-                "PATH": f"{kustomize}{os.pathsep}{os.environ['PATH']}"}))
+                # The repo-server runs `kustomize build` and git-verify-wrapper.sh from PATH.
+                "PATH": os.pathsep.join([str(kustomize), str(binary.parent),
+                                         os.environ["PATH"]])}))
         self.servers.append(_start("application-controller", [
             str(binary), "--namespace", NAMESPACE, "--repo-server", f"127.0.0.1:{repo_port}",
             "--redis", f"127.0.0.1:{redis_port}", "--metrics-port", str(free_port()),
             "--status-processors", "4", "--operation-processors", "4",
             "--app-resync", "30", "--self-heal-timeout-seconds", "2",
+            # Each resource's health in the Application's status (off by default since
+            # Argo CD 3.0, which keeps it in Redis for its UI): what the test reads.
+            "--persist-resource-health",
             "--loglevel", "info"], logs, env={
                 **common, "ARGOCD_BINARY_NAME": "argocd-application-controller"}))
 
     def _install(self) -> None:
         crds = located(ARGOCD).parent / "crds"
         kubectl = self.plane.kubectl
-        kubectl("apply", "--server-side", "-f", str(crds))
-        kubectl("wait", "--for=condition=Established", "--timeout=120s",
-                "crd/applications.argoproj.io", "crd/appprojects.argoproj.io")
+        kubectl("apply", "--server-side", "-k", str(crds))
+        for crd in ("applications.argoproj.io", "appprojects.argoproj.io"):
+            eventually(lambda name=crd: kubectl(  # type: ignore[misc]
+                "get", "crd", name, "-o",
+                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                check=False).stdout == "True", f"CRD {crd} established")
         if kubectl("get", "namespace", NAMESPACE, check=False).returncode != 0:
             kubectl("create", "namespace", NAMESPACE)
         # What Argo CD's install manifest creates: its (empty) settings, its secret, and

@@ -111,6 +111,7 @@ def app_is(env: GitOps, name: str, sync: str, health: str) -> bool:
     return sync_and_health(application(env.plane, name)) == (sync, health)
 
 
+@pytest.mark.timeout(1800)  # a liveness bound for a whole GitOps scenario on 2 cores
 def test_argocd_syncs_ferry_and_judges_it_with_ferrys_lua(gitops: GitOps,
                                                           eventually: Any) -> None:
     env, kubectl = gitops, gitops.plane.kubectl
@@ -166,6 +167,7 @@ def test_argocd_syncs_ferry_and_judges_it_with_ferrys_lua(gitops: GitOps,
           "Argo CD reports the resumed Queue Healthy")
 
 
+@pytest.mark.timeout(900)
 def test_deleting_the_install_keeps_crds_queues_and_their_data(gitops: GitOps,
                                                                eventually: Any) -> None:
     env, kubectl = gitops, gitops.plane.kubectl
