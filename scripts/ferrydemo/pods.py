@@ -71,8 +71,8 @@ def _env(container: Mapping[str, Any], fields: Mapping[str, str], node: Node) ->
     out: dict[str, str] = {}
     for item in container.get("env") or []:
         name, source = item["name"], item.get("valueFrom") or {}
-        if "value" in item:
-            out[name] = expand(str(item["value"]), out)
+        if "value" in item or not source:  # the API server drops an empty value
+            out[name] = expand(str(item.get("value", "")), out)
         elif "secretKeyRef" in source:
             out[name] = _key_ref(name, source["secretKeyRef"], node.secrets, "Secret")
         elif "configMapKeyRef" in source:
