@@ -133,11 +133,15 @@ def test_argocd_syncs_ferry_and_judges_it_with_ferrys_lua(gitops: GitOps,
     assert sync_and_health(application(env.plane, "ferry"))[0] == "Synced"
 
     # A Queue whose broker cannot start: Degraded in Argo CD, through Ferry's Lua.
-    good = env.repo.read(QUEUE_FILE)
-    docs = list(yaml.safe_load_all(good))
-    docs[0]["spec"].setdefault("broker", {})["image"] = f"{UNPULLABLE}ferry:missing"
-    env.repo.commit(QUEUE_FILE, yaml.safe_dump_all(docs), "orders: a broker image that no "
-                    "registry has")
+    released = kubectl("get", "-n", "ferry-demo", "queue", "orders", "-o",
+                       "jsonpath={.spec.broker.image}").stdout
+    docs = list(yaml.safe_load_all(env.repo.read(QUEUE_FILE)))
+
+    def with_broker_image(image: str) -> str:
+        docs[0]["spec"].setdefault("broker", {})["image"] = image
+        return yaml.safe_dump_all(docs)
+    env.repo.commit(QUEUE_FILE, with_broker_image(f"{UNPULLABLE}ferry:missing"),
+                    "orders: a broker image that no registry has")
     refresh(env.plane, "ferry-examples")
 
     def degraded() -> str | None:
@@ -148,7 +152,10 @@ def test_argocd_syncs_ferry_and_judges_it_with_ferrys_lua(gitops: GitOps,
     assert "ImagePullBackOff" in message or "ErrImagePull" in message
 
     # Fixed in Git: Healthy again.
-    env.repo.commit(QUEUE_FILE, good, "orders: back to the released broker image")
+    # Said explicitly: a field dropped from Git keeps its last applied value under
+    # server-side apply when the CRD defaults it, so a revert that removes it fixes nothing.
+    env.repo.commit(QUEUE_FILE, with_broker_image(released),
+                    "orders: back to the released broker image")
     refresh(env.plane, "ferry-examples")
     until(env, eventually, lambda: resource_health(application(env.plane, "ferry-examples"),
                                                    "Queue", "orders")[0] == "Healthy",
