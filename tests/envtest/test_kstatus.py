@@ -108,9 +108,14 @@ def test_kstatus_through_create_image_change_broken_spec_and_recovery(
         control_plane.kubectl("wait", "-n", namespace, "--for=condition=Ready", "--timeout=300s",
                               "telemetrypipeline/gpu", "queue/gpu", "consumergroup/gpu-collectors",
                               timeout=330)
-    assert kstatus(control_plane, namespace, "telemetrypipeline", "gpu") == "Current"
-    collector = get(control_plane, namespace, "deployment", "gpu-collector") or {}
-    assert collector["spec"]["template"]["spec"]["containers"][0]["image"].endswith("0.1.1")
+        # The operator upgrades one workload at a time: wait for the last one.
+        def upgraded() -> bool:
+            found = get(control_plane, namespace, "deployment", "gpu-collector") or {}
+            image = found["spec"]["template"]["spec"]["containers"][0]["image"]
+            return bool(image.endswith("0.1.1")) and kstatus(
+                control_plane, namespace, "telemetrypipeline", "gpu") == "Current"
+        eventually(upgraded, "kstatus: Current with every workload on the new image",
+                   timeout=300)
 
     # 3. A broken spec (an image no registry has): Failed, with the pod's reason.
     apply(control_plane, namespace, pipeline(broker.url, f"{UNPULLABLE}ferry:missing"))
