@@ -88,17 +88,20 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
             planned = Plan(owner=owner, desired=desired, prune=planned.prune)
         if apply and not await apply_or_degrade(rt, body, patch, planned):
             return
-        ready, rollout, stuck = 0, None, None
+        ready, rollout, stuck, leader = 0, None, None, None
         if queues.manages_broker(spec):
             name = queues.broker_name(owner.name)
             sts = rt.watched.get("apps/v1", "StatefulSet", owner.namespace, name)
             ready = int(((sts or {}).get("status") or {}).get("readyReplicas") or 0)
             pods = workload_pods(rt, sts)
             stuck = readiness.stuck(pods)
+            if queues.on_postgres(spec):
+                leader = queues.leader_of(pods)
             if not queues.served_elsewhere(spec, rt.settings.broker_url):
-                # Ready only once the broker rolled out this spec, not on an older pod.
-                rollout = (readiness.rollout_gap(sts) if sts is not None
-                           else f"StatefulSet {name} is not created yet")
+                # Ready only once the broker rolled out this spec, not on an older pod; of
+                # brokers electing a leader, only the leader is ever Ready.
+                rollout = (readiness.rollout_gap(sts, ready_wanted=queues.ready_wanted(spec))
+                           if sts is not None else f"StatefulSet {name} is not created yet")
             if not apply and sts is not None:  # the stats pass keeps the last verdict
                 storage = volumes.still_blocked(
                     (body.get("status") or {}).get("conditions") or [],
@@ -109,7 +112,8 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
         write_status(body, patch, queues.status(
             owner=owner, spec=spec, endpoint_url=url, ready_replicas=ready, stats=stats,
             failure=failure, previous=(body.get("status") or {}).get("conditions") or [],
-            now=datetime.now(UTC), rollout=rollout, stuck=stuck, storage=storage))
+            now=datetime.now(UTC), rollout=rollout, stuck=stuck, storage=storage,
+            leader=leader))
         RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()
 
 

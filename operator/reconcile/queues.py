@@ -20,7 +20,7 @@ from ferry.operator.reconcile.conditions import (
 )
 from ferry.operator.reconcile.metadata import QUEUE, Manifest, child_metadata, selector_labels
 from ferry.operator.reconcile.observations import Failure, Problem
-from ferry.operator.reconcile.specs import DisruptionBudget, Overflow, Owner, QueueSpec
+from ferry.operator.reconcile.specs import DisruptionBudget, Engine, Overflow, Owner, QueueSpec
 from ferry.operator.reconcile.tenancy import TOKEN_KEY, token_ref, token_secret_name
 from ferry.operator.reconcile.workloads import (
     PodDefaults,
@@ -35,6 +35,8 @@ DATA_DIR = "/var/lib/ferry"
 TOKEN_DIR = "/etc/ferry/token"
 COMPONENT = "broker"
 CONFIG_HASH = "ferry.dev/config-hash"
+HOSTNAME = "kubernetes.io/hostname"
+ZONE = "topology.kubernetes.io/zone"
 
 
 def broker_name(queue: str) -> str:
@@ -118,6 +120,19 @@ def token_secret(owner: Owner, token: str) -> Manifest:
     }
 
 
+def on_postgres(spec: QueueSpec) -> bool:
+    return spec.storage.engine is Engine.POSTGRES
+
+
+def postgres_schema(owner: Owner, spec: QueueSpec) -> str:
+    """The queue set (PostgreSQL schema) of a postgres Queue: storage.postgres.schema, else
+    one per namespace and name, so Queues of several namespaces may share a database."""
+    if spec.storage.postgres is not None and spec.storage.postgres.schema_:
+        return spec.storage.postgres.schema_
+    digest = hashlib.sha256(f"{owner.namespace}/{owner.name}".encode()).hexdigest()[:8]
+    return f"ferry_{owner.name.replace('-', '_')[:45]}_{digest}"
+
+
 def _config_map(owner: Owner, spec: QueueSpec) -> Manifest:
     settings = broker_settings(spec).model_dump(mode="json")
     return {
@@ -172,12 +187,15 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str],
     }
     if spec.storage.storage_class_name:
         claim["storageClassName"] = spec.storage.storage_class_name
-    container = {
+    replicated = on_postgres(spec)
+    container: Manifest = {
         "name": "broker",
         "image": spec.broker.image or defaults.image,
         "command": ["ferry-broker"],
-        "args": ["--data-dir", DATA_DIR, "--port", str(BROKER_PORT),
-                 "--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}"],
+        # Flags, not env: the engine's store and, with postgres, the queue set (schema).
+        "args": (["--postgres-schema", postgres_schema(owner, spec)] if replicated
+                 else ["--data-dir", DATA_DIR]) + [
+            "--port", str(BROKER_PORT), "--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}"],
         "ports": [{"name": "http", "containerPort": BROKER_PORT}],
         "readinessProbe": http_probe("/readyz", 5),
         "livenessProbe": http_probe("/healthz", 10),
@@ -189,9 +207,11 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str],
     volumes = [{"name": "token", "secret": {
         "secretName": token_secret_name(owner.name),
         "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}}]
-    template = pod(_meta(owner, name)["labels"], {CONFIG_HASH: digest},
-                   {"terminationGracePeriodSeconds": 30, "containers": [container],
-                    "volumes": volumes},
+    pod_spec: Manifest = {"terminationGracePeriodSeconds": 30, "containers": [container],
+                          "volumes": volumes}
+    if replicated:
+        return _replicated_set(owner, spec, container, pod_spec, digest, defaults)
+    template = pod(_meta(owner, name)["labels"], {CONFIG_HASH: digest}, pod_spec,
                    spec.pod_template, defaults)
     return {
         "apiVersion": "apps/v1",
@@ -207,6 +227,73 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str],
             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim}],
         },
     }
+
+
+def _replicated_set(owner: Owner, spec: QueueSpec, container: Manifest, pod_spec: Manifest,
+                    digest: str, defaults: PodDefaults) -> Manifest:
+    """The brokers of a postgres Queue: `replicas` pods on one database, one leading.
+
+    No data volume: the data is the database's. The URI comes from the user's Secret, the pod's
+    name becomes the leader's name (status.leader). Pods are spread across nodes and zones
+    where the cluster allows (preferred, so a one-node cluster still runs them; a
+    podTemplate affinity can require it). Parallel: a standby is never Ready, so ordered
+    pod management would keep the pods after it from ever starting. OnDelete when
+    replicated: a rolling update waits for each new pod to be Ready, which a standby
+    never is, so a changed spec reaches each broker when its pod next restarts.
+    """
+    name = broker_name(owner.name)
+    assert spec.storage.postgres is not None  # the CRD requires it with engine postgres
+    ref = spec.storage.postgres.secret_ref
+    container = {**container, "volumeMounts": [
+        m for m in container["volumeMounts"] if m["name"] != "data"]}
+    container["env"] = [
+        {"name": "FERRY_POSTGRES",
+         "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    selector = {"matchLabels": selector_labels(owner, COMPONENT)}
+    pod_spec = {**pod_spec, "containers": [container]}
+    if spec.replicas > 1:
+        apart = {"topologyKey": HOSTNAME, "labelSelector": selector}
+        pod_spec["affinity"] = {"podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": apart},
+            ]}}
+        pod_spec["topologySpreadConstraints"] = [
+            {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": selector}
+            for key in (HOSTNAME, ZONE)
+        ]
+    template = pod(_meta(owner, name)["labels"], {CONFIG_HASH: digest}, pod_spec,
+                   spec.pod_template, defaults)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(owner, name),
+        "spec": {
+            "serviceName": f"{name}-headless",
+            "replicas": spec.replicas,
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "OnDelete" if spec.replicas > 1 else "RollingUpdate"},
+            "selector": selector,
+            "template": template,
+        },
+    }
+
+
+def ready_wanted(spec: QueueSpec) -> int | None:
+    """Ready broker pods a rolled-out Queue has: all of them, or the one leader."""
+    return 1 if on_postgres(spec) else None
+
+
+def leader_of(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str | None] | None:
+    """The leading broker pod of a postgres Queue and since when: the one that is Ready
+    (standbys never are). No side effects."""
+    for p in pods:
+        for c in (p.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "Ready" and c.get("status") == "True":
+                return p["metadata"]["name"], c.get("lastTransitionTime")
+    return None
 
 
 def _disruption_budget(owner: Owner) -> Manifest:
@@ -275,8 +362,10 @@ def status(
     rollout: str | None = None,
     stuck: str | None = None,
     storage: str | None = None,
+    leader: tuple[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The whole status to write; figures are left out (kept as they were) without stats."""
+    """The whole status to write; figures are left out (kept as they were) without stats.
+    `leader`: the leading broker pod and since when (leader_of), for a postgres Queue."""
     judged = verdict(spec, ready_replicas, stats, failure, endpoint_url, rollout=rollout,
                      stuck=stuck, storage=storage)
     out: dict[str, Any] = {
@@ -286,6 +375,11 @@ def status(
         "endpoint": endpoint_url,
         "tokenSecret": token_ref(owner.name, spec).model_dump(),
     }
+    if manages_broker(spec):
+        out["engine"] = spec.storage.engine.value
+    if on_postgres(spec) and manages_broker(spec):
+        out["leader"] = leader[0] if leader is not None else ""
+        out["leaderSince"] = leader[1] if leader is not None else None
     if stats is not None:
         out.update(figures(stats))
     return out

@@ -28,8 +28,10 @@ def is_workload(obj: Mapping[str, Any]) -> bool:
     return (obj.get("apiVersion"), obj.get("kind")) in _WORKLOADS
 
 
-def rollout_gap(obj: Mapping[str, Any]) -> str | None:
-    """What a workload still lacks to have rolled out its current spec; None once it has."""
+def rollout_gap(obj: Mapping[str, Any], ready_wanted: int | None = None) -> str | None:
+    """What a workload still lacks to have rolled out its current spec; None once it has.
+    `ready_wanted`: how many replicas must be ready (default: all; brokers that elect a
+    leader: one, as standbys never are)."""
     name = f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')}"
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     generation = int((obj.get("metadata") or {}).get("generation") or 0)
@@ -43,8 +45,9 @@ def rollout_gap(obj: Mapping[str, Any]) -> str | None:
         return f"{name}: {updated}/{wanted} replicas updated to the current spec"
     if total > wanted:
         return f"{name}: {total - wanted} old replicas still terminating"
-    if ready < wanted:
-        return f"{name}: {ready}/{wanted} replicas ready"
+    need = wanted if ready_wanted is None else min(ready_wanted, wanted)
+    if ready < need:
+        return f"{name}: {ready}/{need} replicas ready"
     return None
 
 

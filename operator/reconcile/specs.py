@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 IntOrString = int | str
@@ -34,10 +34,22 @@ class Resources(Spec):
     limits: dict[str, IntOrString] = {}
 
 
+class Engine(StrEnum):
+    EMBEDDED = "embedded"
+    POSTGRES = "postgres"
+
+
+class PostgresStorage(Spec):
+    secret_ref: KeyRef
+    schema_: str | None = Field(default=None, alias="schema")
+
+
 class Storage(Spec):
     size: str
     storage_class_name: str | None = None
     delete_claim: bool = False
+    engine: Engine = Engine.EMBEDDED
+    postgres: PostgresStorage | None = None
 
 
 class SecretKey(Spec):
@@ -115,6 +127,7 @@ class QueueSpec(Spec):
     broker: Broker
     deletion_policy: DeletionPolicy
     pod_template: PodTemplate | None = None
+    replicas: int = 1
 
 
 class NackBackoff(Spec):

@@ -14,7 +14,7 @@ from ferry.broker.models import (
     QueueSettings,
     QueueStats,
 )
-from ferry.operator.reconcile import queues
+from ferry.operator.reconcile import queues, readiness
 from ferry.operator.reconcile.metadata import OWNER_UID
 from ferry.operator.reconcile.observations import Failure, Problem
 from ferry.operator.reconcile.specs import Owner, QueueSpec
@@ -189,3 +189,65 @@ def test_unmanaged_budget_is_left_to_the_admins(defaulted: Defaulted) -> None:
     s = spec(defaulted, broker={"disruptionBudget": "Unmanaged"})
     assert not queues.manages_budget(s)
     assert "PodDisruptionBudget" not in [k["kind"] for k in queues.children(OWNER, s, DEFAULTS)]
+
+
+PG = {"engine": "postgres", "postgres": {"secretRef": {"name": "orders-db", "key": "uri"}}}
+
+
+def test_replicated_postgres_brokers_share_a_database_and_spread(defaulted: Defaulted) -> None:
+    kids = {k["kind"]: k for k in queues.children(OWNER, spec(defaulted, replicas=2, storage=PG),
+                                                  DEFAULTS)}
+    sts = kids["StatefulSet"]["spec"]
+    assert (sts["replicas"], sts["podManagementPolicy"]) == (2, "Parallel")
+    assert sts["updateStrategy"] == {"type": "OnDelete"}  # a standby is never Ready
+    assert "volumeClaimTemplates" not in sts  # the data is the database's
+    pod = sts["template"]["spec"]
+    (broker,) = pod["containers"]
+    assert "--data-dir" not in broker["args"] and "volumeMounts" not in broker
+    env = {e["name"]: e["valueFrom"] for e in broker["env"]}
+    assert env["FERRY_POSTGRES"] == {"secretKeyRef": {"name": "orders-db", "key": "uri"}}
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    args = broker["args"]
+    assert args[args.index("--postgres-schema") + 1].startswith("ferry_orders_")
+    selector = sts["selector"]
+    assert [(c["topologyKey"], c["labelSelector"]) for c in pod["topologySpreadConstraints"]] == [
+        ("kubernetes.io/hostname", selector), ("topology.kubernetes.io/zone", selector)]
+    (apart,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert apart["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert kids["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+
+
+def test_postgres_schema_is_unique_per_namespace_and_may_be_named(defaulted: Defaulted) -> None:
+    s = spec(defaulted, storage=PG)
+    other = OWNER.model_copy(update={"namespace": "billing"})
+    assert queues.postgres_schema(OWNER, s) != queues.postgres_schema(other, s)
+    named = spec(defaulted, storage={**PG, "postgres": {**PG["postgres"], "schema": "orders"}})
+    assert queues.postgres_schema(OWNER, named) == "orders"
+
+
+def test_status_names_the_engine_and_the_leading_pod(defaulted: Defaulted) -> None:
+    since = "2026-01-02T03:00:00Z"
+    pods = [{"metadata": {"name": "orders-broker-0"}, "status": {"conditions": [
+                {"type": "Ready", "status": "False"}]}},
+            {"metadata": {"name": "orders-broker-1"}, "status": {"conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": since}]}}]
+    leader = queues.leader_of(pods)
+    assert leader == ("orders-broker-1", since)
+    out = queues.status(owner=OWNER, spec=spec(defaulted, replicas=2, storage=PG),
+                        endpoint_url="http://b", ready_replicas=1, stats=stats(), failure=None,
+                        previous=[], now=NOW, leader=leader)
+    assert (out["engine"], out["leader"], out["leaderSince"]) == (
+        "postgres", "orders-broker-1", since)
+    embedded = queues.status(owner=OWNER, spec=spec(defaulted), endpoint_url="http://b",
+                             ready_replicas=1, stats=stats(), failure=None, previous=[], now=NOW)
+    assert embedded["engine"] == "embedded" and "leader" not in embedded
+    assert queues.leader_of(pods[:1]) is None
+
+
+def test_one_ready_leader_is_a_rolled_out_replicated_queue(defaulted: Defaulted) -> None:
+    sts = {"kind": "StatefulSet", "metadata": {"name": "orders-broker", "generation": 1},
+           "spec": {"replicas": 2}, "status": {"observedGeneration": 1, "replicas": 2,
+                                               "updatedReplicas": 2, "readyReplicas": 1}}
+    assert readiness.rollout_gap(sts) == "StatefulSet orders-broker: 1/2 replicas ready"
+    wanted = queues.ready_wanted(spec(defaulted, replicas=2, storage=PG))
+    assert readiness.rollout_gap(sts, ready_wanted=wanted) is None
