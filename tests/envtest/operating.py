@@ -18,8 +18,10 @@ def cr(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
             "spec": spec}
 
 
-def apply(plane: Any, namespace: str, manifest: dict[str, Any]) -> None:
-    plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+def apply(plane: Any, namespace: str, manifest: dict[str, Any], check: bool = True) -> Any:
+    """kubectl apply; with check=False the result (returncode, stderr) of a refused one."""
+    return plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest),
+                         check=check)
 
 
 def get(plane: Any, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
