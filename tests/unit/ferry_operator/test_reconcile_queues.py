@@ -203,7 +203,8 @@ def test_replicated_postgres_brokers_share_a_database_and_spread(defaulted: Defa
     assert "volumeClaimTemplates" not in sts  # the data is the database's
     pod = sts["template"]["spec"]
     (broker,) = pod["containers"]
-    assert "--data-dir" not in broker["args"] and "volumeMounts" not in broker
+    assert "--data-dir" not in broker["args"]
+    assert [m["name"] for m in broker["volumeMounts"]] == ["token"]  # no data volume
     env = {e["name"]: e["valueFrom"] for e in broker["env"]}
     assert env["FERRY_POSTGRES"] == {"secretKeyRef": {"name": "orders-db", "key": "uri"}}
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
