@@ -1,6 +1,7 @@
 """Suite-wide fixtures: every test must leave no asyncio task behind."""
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -9,6 +10,20 @@ import pytest
 # the functional and envtest tiers.
 pytest_plugins = ["fixtures.brokers", "fixtures.operators", "fixtures.postgres", "fixtures.keda",
                   "fixtures.kubelets"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Quarantined tests failed in a full `make test` run while passing alone; they are
+    skipped, with their reason shown by -ra, until FERRY_RUN_QUARANTINED=1 runs them and
+    the flake is understood (docs/testing.md lists them)."""
+    if os.environ.get("FERRY_RUN_QUARANTINED") == "1":
+        return
+    for item in items:
+        mark = item.get_closest_marker("quarantine")
+        if mark is not None:
+            reason = mark.kwargs.get("reason") or (mark.args[0] if mark.args else "")
+            item.add_marker(pytest.mark.skip(
+                reason=f"quarantined: {reason} (FERRY_RUN_QUARANTINED=1 runs it)"))
 
 
 @pytest.fixture(autouse=True)

