@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from ferry.broker.malloc import release_large_buffers
 from ferry.broker.store import StoreError
 from ferry.broker.store.postgres.schema import DEFAULT_SCHEMA, check_schema
 from ferry.broker.transport import Runtime, build_app, open_postgres, open_runtime
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     _ARGV[:] = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     logs.setup("ferry-broker", args.log_level)
+    release_large_buffers()
     tokens = read_tokens(args.token_file) if args.token_file else None
     try:
         import uvloop

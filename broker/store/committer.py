@@ -31,6 +31,7 @@ import sqlite3
 import sys
 import time
 
+from ferry.broker.malloc import release_large_buffers
 from ferry.broker.store.applying import Wire, apply
 from ferry.broker.store.checkpoints import CHECKPOINT_S, Checkpointer
 from ferry.broker.store.frames import Decoder, encode
@@ -106,6 +107,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs.setup("ferry-broker-committer", argv[2] if len(argv) > 2 else "info")
+    release_large_buffers()
     path = argv[1]
     conn = connect(path)
     # Checkpoints run on their own thread, never inside a commit.
