@@ -133,7 +133,7 @@ class QueueSettings(Model):
     max_deliveries: Annotated[int, Field(ge=1, le=1000), WHOLE] = 5
     dedup_window_ms: Annotated[int, Field(ge=0, le=MAX_DEDUP_WINDOW_MS), WHOLE] = 5 * 60 * 1000
     fair: bool = Field(False, description="round-robin delivery across message keys")
-    max_depth: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = Field(
+    max_depth: Annotated[int, Field(ge=1, le=1_000_000_000), WHOLE] | None = Field(
         None, description="most messages stored at once; unbounded when unset")
     overflow: Overflow = Field(
         Overflow.REJECT_PUBLISH,
