@@ -1,4 +1,4 @@
-"""Names both operator layers use: Ferry's API identity, its field manager, broker problems.
+"""Names both operator layers use: Ferry's API identity, KEDA's, its field manager, broker problems.
 
 A leaf (it imports nothing of the operator), so the pure reconcilers and the I/O
 clients read one definition each without importing each other (.importlinter).
@@ -11,6 +11,7 @@ from enum import StrEnum
 GROUP = "ferry.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+KEDA_API_VERSION = "keda.sh/v1alpha1"  # ScaledObject, TriggerAuthentication
 FIELD_MANAGER = "ferry-operator"  # server-side apply manager and managed-by label value
 
 

@@ -22,7 +22,7 @@ from kubernetes import config as kubeconfig
 from kubernetes.client import Configuration
 
 from ferry.operator.clients.errors import KubeError, KubeNotFound
-from ferry.operator.identity import API_VERSION, FIELD_MANAGER
+from ferry.operator.identity import API_VERSION, FIELD_MANAGER, KEDA_API_VERSION
 
 Obj = dict[str, Any]
 SCALE_MANAGER = "ferry-autoscaler"  # the 0 <-> 1 step of scale-to-zero
@@ -40,8 +40,8 @@ PLURALS: dict[tuple[str, str], str] = {
     ("apps/v1", "Deployment"): "deployments",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
-    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
-    ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentications",
+    (KEDA_API_VERSION, "ScaledObject"): "scaledobjects",
+    (KEDA_API_VERSION, "TriggerAuthentication"): "triggerauthentications",
     ("authorization.k8s.io/v1", "SubjectAccessReview"): "subjectaccessreviews",  # cluster
     (API_VERSION, "Queue"): "queues",
     (API_VERSION, "ConsumerGroup"): "consumergroups",

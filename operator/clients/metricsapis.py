@@ -13,9 +13,10 @@ from typing import Any
 
 from ferry.operator.clients.errors import KubeError
 from ferry.operator.clients.kube import KubeClient
+from ferry.operator.identity import KEDA_API_VERSION
 
 EXTERNAL_METRICS = "/apis/external.metrics.k8s.io/v1beta1"
-KEDA_API = "/apis/keda.sh/v1alpha1"
+KEDA_API = f"/apis/{KEDA_API_VERSION}"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import kopf
 
 from ferry.operator.clients.errors import KubeError
 from ferry.operator.handlers.common import Planner, Runtime, apply_children, key, runtime
+from ferry.operator.identity import KEDA_API_VERSION
 from ferry.operator.reconcile import drift
 from ferry.operator.reconcile.metadata import FIELD_MANAGER, GROUP, MANAGED_BY, VERSION
 
@@ -26,8 +27,8 @@ log = logging.getLogger("ferry.operator.watching")
 CHILD_KINDS = [("v1", "configmaps"), ("v1", "services"), ("apps/v1", "statefulsets"),
                ("apps/v1", "deployments"), ("policy/v1", "poddisruptionbudgets"),
                ("autoscaling/v2", "horizontalpodautoscalers"), ("v1", "pods"),
-               ("keda.sh/v1alpha1", "scaledobjects"),
-               ("keda.sh/v1alpha1", "triggerauthentications")]
+               (KEDA_API_VERSION, "scaledobjects"),
+               (KEDA_API_VERSION, "triggerauthentications")]
 OWNERS = ["queues", "consumergroups", "telemetrypipelines"]
 CHILD_SELECTOR = f"{MANAGED_BY}={FIELD_MANAGER}"
 

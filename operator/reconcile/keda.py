@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 from urllib.parse import quote
 
+from ferry.operator.identity import KEDA_API_VERSION
 from ferry.operator.reconcile import autoscaling, durations
 from ferry.operator.reconcile.metadata import Manifest, child_metadata
 from ferry.operator.reconcile.specs import Autoscaling, KeyRef, Owner
 
-API_VERSION = "keda.sh/v1alpha1"
+API_VERSION = KEDA_API_VERSION
 KIND = "ScaledObject"
 AUTH_KIND = "TriggerAuthentication"
 # The field of the broker's GroupStats that KEDA reads (GJSON path into the JSON body).

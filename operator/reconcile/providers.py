@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ferry.operator.identity import KEDA_API_VERSION
 from ferry.operator.reconcile.autoscaling import METRIC_NAME
 from ferry.operator.reconcile.conditions import make_condition
 from ferry.operator.reconcile.specs import Provider
@@ -101,7 +102,7 @@ def choose(requested: Provider, seen: Observed) -> Choice:
                           message="a KEDA ScaledObject scales on the group's backlog")
         return Choice(provider=None, active=False, reason=ScalingReason.KEDA_MISSING,
                       message="provider KEDA, but KEDA is not installed "
-                              "(the API server does not serve keda.sh/v1alpha1)")
+                              f"(the API server does not serve {KEDA_API_VERSION})")
     if (requested is Provider.AUTO and seen.metrics_api is MetricsApi.OTHER
             and seen.keda_installed):
         return Choice(provider=Provider.KEDA, active=True, reason=ScalingReason.KEDA_FALLBACK,
