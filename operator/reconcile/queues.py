@@ -176,18 +176,25 @@ def _client_service(owner: Owner) -> Manifest:
 
 def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str],
                   defaults: PodDefaults) -> Manifest:
+    """The broker StatefulSet: one pod on its own volume, or (postgres) `replicas` pods on
+    one database, one leading.
+
+    A postgres Queue's brokers have no data volume: the data is the database's. The URI
+    comes from the user's Secret, the pod's name becomes the leader's name (status.leader).
+    Pods are spread across nodes and zones where the cluster allows (preferred, so a
+    one-node cluster still runs them; a podTemplate affinity can require it). Parallel: a
+    standby is never Ready, so ordered pod management would keep the pods after it from
+    ever starting. OnDelete when replicated: a rolling update waits for each new pod to be
+    Ready, which a standby never is, so a changed spec reaches each broker when its pod
+    next restarts.
+    """
     name = broker_name(owner.name)
     digest = hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:16]
-    # The volume outlives its Queue unless the user asks (Strimzi's deleteClaim, default
-    # false): a Queue pruned by a GitOps tool or deleted by mistake loses no data.
-    pvc_policy = "Delete" if spec.storage.delete_claim else "Retain"
-    claim: Manifest = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": spec.storage.size}},
-    }
-    if spec.storage.storage_class_name:
-        claim["storageClassName"] = spec.storage.storage_class_name
     replicated = on_postgres(spec)
+    selector = {"matchLabels": selector_labels(owner, COMPONENT)}
+    mounts = [{"name": "token", "mountPath": TOKEN_DIR, "readOnly": True}]
+    if not replicated:
+        mounts.insert(0, {"name": "data", "mountPath": DATA_DIR})
     container: Manifest = {
         "name": "broker",
         "image": spec.broker.image or defaults.image,
@@ -201,84 +208,58 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str],
         "livenessProbe": http_probe("/healthz", 10),
         "resources": resources(spec.broker.resources),
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR},
-                         {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True}],
+        "volumeMounts": mounts,
     }
     volumes = [{"name": "token", "secret": {
         "secretName": token_secret_name(owner.name),
         "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}}]
     pod_spec: Manifest = {"terminationGracePeriodSeconds": 30, "containers": [container],
                           "volumes": volumes}
+    set_spec: Manifest = {"serviceName": f"{name}-headless", "selector": selector}
     if replicated:
-        return _replicated_set(owner, spec, container, pod_spec, digest, defaults)
-    template = pod(_meta(owner, name)["labels"], {CONFIG_HASH: digest}, pod_spec,
-                   spec.pod_template, defaults)
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": _meta(owner, name),
-        "spec": {
-            "serviceName": f"{name}-headless",
-            "replicas": 1,
-            "selector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": pvc_policy,
-                                                     "whenScaled": "Retain"},
-            "template": template,
-            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim}],
-        },
-    }
-
-
-def _replicated_set(owner: Owner, spec: QueueSpec, container: Manifest, pod_spec: Manifest,
-                    digest: str, defaults: PodDefaults) -> Manifest:
-    """The brokers of a postgres Queue: `replicas` pods on one database, one leading.
-
-    No data volume: the data is the database's. The URI comes from the user's Secret, the pod's
-    name becomes the leader's name (status.leader). Pods are spread across nodes and zones
-    where the cluster allows (preferred, so a one-node cluster still runs them; a
-    podTemplate affinity can require it). Parallel: a standby is never Ready, so ordered
-    pod management would keep the pods after it from ever starting. OnDelete when
-    replicated: a rolling update waits for each new pod to be Ready, which a standby
-    never is, so a changed spec reaches each broker when its pod next restarts.
-    """
-    name = broker_name(owner.name)
-    assert spec.storage.postgres is not None  # the CRD requires it with engine postgres
-    ref = spec.storage.postgres.secret_ref
-    container = {**container, "volumeMounts": [
-        m for m in container["volumeMounts"] if m["name"] != "data"]}
-    container["env"] = [
-        {"name": "FERRY_POSTGRES",
-         "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-    ]
-    selector = {"matchLabels": selector_labels(owner, COMPONENT)}
-    pod_spec = {**pod_spec, "containers": [container]}
-    if spec.replicas > 1:
-        apart = {"topologyKey": HOSTNAME, "labelSelector": selector}
-        pod_spec["affinity"] = {"podAntiAffinity": {
-            "preferredDuringSchedulingIgnoredDuringExecution": [
-                {"weight": 100, "podAffinityTerm": apart},
-            ]}}
-        pod_spec["topologySpreadConstraints"] = [
-            {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
-             "labelSelector": selector}
-            for key in (HOSTNAME, ZONE)
+        assert spec.storage.postgres is not None  # the CRD requires it with engine postgres
+        ref = spec.storage.postgres.secret_ref
+        container["env"] = [
+            {"name": "FERRY_POSTGRES",
+             "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ]
-    template = pod(_meta(owner, name)["labels"], {CONFIG_HASH: digest}, pod_spec,
-                   spec.pod_template, defaults)
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": _meta(owner, name),
-        "spec": {
-            "serviceName": f"{name}-headless",
+        if spec.replicas > 1:
+            apart = {"topologyKey": HOSTNAME, "labelSelector": selector}
+            pod_spec["affinity"] = {"podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 100, "podAffinityTerm": apart},
+                ]}}
+            pod_spec["topologySpreadConstraints"] = [
+                {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+                 "labelSelector": selector}
+                for key in (HOSTNAME, ZONE)
+            ]
+        set_spec.update({
             "replicas": spec.replicas,
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "OnDelete" if spec.replicas > 1 else "RollingUpdate"},
-            "selector": selector,
-            "template": template,
-        },
-    }
+        })
+    else:
+        claim: Manifest = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": spec.storage.size}},
+        }
+        if spec.storage.storage_class_name:
+            claim["storageClassName"] = spec.storage.storage_class_name
+        # The volume outlives its Queue unless the user asks (Strimzi's deleteClaim, default
+        # false): a Queue pruned by a GitOps tool or deleted by mistake loses no data.
+        set_spec.update({
+            "replicas": 1,
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": "Delete" if spec.storage.delete_claim else "Retain",
+                "whenScaled": "Retain"},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim}],
+        })
+    set_spec["template"] = pod(_meta(owner, name)["labels"], {CONFIG_HASH: digest}, pod_spec,
+                               spec.pod_template, defaults)
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(owner, name),
+            "spec": set_spec}
 
 
 def ready_wanted(spec: QueueSpec) -> int | None:
