@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from kubernetes import config as kubeconfig
@@ -28,6 +29,7 @@ from ferry.operator.clients.kube import KubeClient, load_credentials
 from ferry.operator.kubectl import views
 from ferry.operator.kubectl.resolving import (
     PluginError,
+    Target,
     group_queue,
     named_queue,
     queue_target,
@@ -110,6 +112,16 @@ def _kubectl(args: argparse.Namespace) -> list[str]:
     return ["kubectl", *(["--kubeconfig", args.kubeconfig] if args.kubeconfig else [])]
 
 
+@contextlib.asynccontextmanager
+async def _broker(args: argparse.Namespace, target: Target) -> AsyncIterator[BrokerClient]:
+    """A client of the target's broker (port-forwarded when in-cluster): one try, no
+    WebSocket, as a one-shot command wants."""
+    with reachable(target.url, _kubectl(args)) as url:
+        async with BrokerClient(url, token=target.token, retries=1, timeout=10,
+                                websocket=False) as client:
+            yield client
+
+
 def _emit(args: argparse.Namespace, value: Any, text: str) -> None:
     if args.output == "json":
         print(json.dumps(value, indent=2, default=str))
@@ -129,10 +141,8 @@ async def _top(args: argparse.Namespace, kube: KubeClient) -> int:
         ns, name = queue["metadata"]["namespace"], queue["metadata"]["name"]
         try:
             target = await queue_target(kube, ns, queue)
-            with reachable(target.url, _kubectl(args)) as url:
-                async with BrokerClient(url, token=target.token, retries=1, timeout=10,
-                                        websocket=False) as client:
-                    rows.append((ns, name, await client.queue_stats(name)))
+            async with _broker(args, target) as client:
+                rows.append((ns, name, await client.queue_stats(name)))
         except (PluginError, BrokerError) as e:
             rows.append((ns, name, str(e)))
     _emit(args, [{"namespace": ns, "queue": n, "stats": s if isinstance(s, str)
@@ -143,28 +153,24 @@ async def _top(args: argparse.Namespace, kube: KubeClient) -> int:
 
 async def _dead(args: argparse.Namespace, kube: KubeClient) -> int:
     target = await group_queue(kube, _namespace(args), args.group)
-    with reachable(target.url, _kubectl(args)) as url:
-        async with BrokerClient(url, token=target.token, retries=1, timeout=10,
-                                websocket=False) as client:
-            if args.redrive:
-                count = await client.redrive(target.queue, args.group, args.ids or None)
-                _emit(args, {"redriven": count},
-                      f"redrove {count:,} dead letters back to {target.queue}/{args.group}")
-                return 0
-            if args.ids:
-                raise PluginError("--id selects dead letters to redrive: add --redrive")
-            page = await client.dead_letters(target.queue, args.group, limit=args.limit,
-                                             cursor=args.cursor)
+    async with _broker(args, target) as client:
+        if args.redrive:
+            count = await client.redrive(target.queue, args.group, args.ids or None)
+            _emit(args, {"redriven": count},
+                  f"redrove {count:,} dead letters back to {target.queue}/{args.group}")
+            return 0
+        if args.ids:
+            raise PluginError("--id selects dead letters to redrive: add --redrive")
+        page = await client.dead_letters(target.queue, args.group, limit=args.limit,
+                                         cursor=args.cursor)
     _emit(args, page.model_dump(mode="json"), dead_table(page, int(time.time() * 1000)))
     return 0
 
 
 async def _peek(args: argparse.Namespace, kube: KubeClient) -> int:
     target = await named_queue(kube, _namespace(args), args.queue)
-    with reachable(target.url, _kubectl(args)) as url:
-        async with BrokerClient(url, token=target.token, retries=1, timeout=10,
-                                websocket=False) as client:
-            page = await client.peek(target.queue, limit=args.limit, cursor=args.cursor)
+    async with _broker(args, target) as client:
+        page = await client.peek(target.queue, limit=args.limit, cursor=args.cursor)
     _emit(args, page.model_dump(mode="json"), views.peeked(page, int(time.time() * 1000)))
     return 0
 
