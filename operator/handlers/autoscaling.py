@@ -50,7 +50,7 @@ async def keep_deletion_costs(rt: Runtime, body: Any, owner: Owner, spec: Autosc
     a scale-in (the HPA's or KEDA's) removes idle consumers first."""
     target = spec.target
     try:
-        workload = await _read(rt, target.api_version, target.kind, owner.namespace,
+        workload = await rt.read(target.api_version, target.kind, owner.namespace,
                                target.name)
         selector = scalein.selector_of(workload) if workload else None
         if selector is None or workload is None:
@@ -115,7 +115,7 @@ async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
         hpa = None
         if provider is Provider.KEDA:
             try:
-                hpa = await _read(rt, *HPA, owner.namespace, keda.hpa_name(owner))
+                hpa = await rt.read(*HPA, owner.namespace, keda.hpa_name(owner))
             except KubeError:
                 hpa = None
         figures = replica_status(hpa, replicas)
@@ -135,21 +135,11 @@ async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
                   message=f"scaled {what} from {replicas} to {decision.replicas}")
         replicas = decision.replicas
     try:
-        hpa = await _read(rt, *HPA, owner.namespace, owner.name)
+        hpa = await rt.read(*HPA, owner.namespace, owner.name)
     except KubeError:
         hpa = None  # the figures then come from the target alone
     figures = replica_status(hpa, replicas)
     return {**(figures.for_status() if figures else {}), "idle": decision.state.for_status()}
-
-
-async def _read(rt: Runtime, api_version: str, kind: str, namespace: str,
-                name: str) -> dict[str, Any] | None:
-    """An object from the watch (Ferry's children, KEDA's HPA with the ScaledObject's labels);
-    a GET for what is not watched (someone else's Deployment)."""
-    watched = rt.watched.get(api_version, kind, namespace, name)
-    if watched is not None:
-        return watched
-    return await rt.kube.get(api_version, kind, namespace, name)
 
 
 async def _replicas(rt: Runtime, owner: Owner, spec: Autoscaling) -> int | None:

@@ -51,7 +51,7 @@ class UpgradeSlot:
         holder = self.holder
         if holder not in (None, key):
             assert holder is not None
-            current = rt.watched.get(*holder) or await rt.kube.get(*holder)
+            current = await rt.read(*holder)
             # A copy still showing the old images (a watch event older than our apply) says
             # nothing about the new rollout: done only when it runs what was admitted.
             if current is not None and (rollouts.images(current) != self.images
@@ -76,6 +76,15 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.metrics_apis = MetricsApis(self.kube, apiservice=providers.APISERVICE)
+
+    async def read(self, api_version: str, kind: str, namespace: str,
+                   name: str) -> dict[str, Any] | None:
+        """An object from the watch; a GET when the watch has not delivered it (not listed
+        yet, or a kind the operator does not watch). KubeError when the GET fails."""
+        found = self.watched.get(api_version, kind, namespace, name)
+        if found is not None:
+            return found
+        return await self.kube.get(api_version, kind, namespace, name)
 
 
 def runtime(memo: Any) -> Runtime:
@@ -105,22 +114,20 @@ async def apply_children(rt: Runtime, body: Any, owner: Owner, desired: Sequence
     """Server-side apply each desired child that is missing or has drifted from the watched
     copy; delete owned children of the `prune` kinds that are no longer desired.
 
-    Reads come from the watch cache, never a GET: an object in sync costs no request.
+    Reads come from the watch cache (a GET only for a workload it has not listed yet): an
+    object in sync costs no request.
     Creations, drift repairs (a child changed by someone else) and prunes get one Event each
     per pass, naming the children.
     """
     done: dict[str, list[str]] = {"Created": [], "Updated": [], "Pruned": []}
     for manifest in desired:
         meta = manifest["metadata"]
-        live = rt.watched.get(manifest["apiVersion"], manifest["kind"], owner.namespace,
-                              meta["name"])
-        if live is None and readiness.is_workload(manifest):
-            # Not listed by the watch yet (the operator just started): an upgrade must not
-            # pass for a creation, so ask the API server once.
-            live = await rt.kube.get(manifest["apiVersion"], manifest["kind"], owner.namespace,
-                                     meta["name"])
+        slot = (manifest["apiVersion"], manifest["kind"], owner.namespace, meta["name"])
+        # A workload not listed by the watch yet (the operator just started) is asked for
+        # once: an upgrade must not pass for a creation.
+        live = (await rt.read(*slot) if readiness.is_workload(manifest)
+                else rt.watched.get(*slot))
         if live is not None and rollouts.changes_image(manifest, live):
-            slot = (manifest["apiVersion"], manifest["kind"], owner.namespace, meta["name"])
             if await rt.upgrades.admit(rt, slot, rollouts.images(manifest)):
                 kopf.info(body, reason="Upgrading", message=f"rolling {key(manifest)} out to "
                           f"{', '.join(sorted(set(rollouts.images(manifest).values())))}")

@@ -53,12 +53,10 @@ class QueueBroker:
 async def queue_broker(rt: Runtime, namespace: str, queue: str) -> QueueBroker | Failure:
     """The broker of the named Queue (from the watch; a GET while the watch has not seen it),
     or why the group cannot use it."""
-    found = rt.watched.get(API_VERSION, "Queue", namespace, queue)
-    if found is None:
-        try:
-            found = await rt.kube.get(API_VERSION, "Queue", namespace, queue)
-        except KubeError as e:
-            return Failure(problem=Problem.UNREACHABLE, message=f"cannot read Queue {queue}: {e}")
+    try:
+        found = await rt.read(API_VERSION, "Queue", namespace, queue)
+    except KubeError as e:
+        return Failure(problem=Problem.UNREACHABLE, message=f"cannot read Queue {queue}: {e}")
     if found is None:
         return Failure(problem=Problem.NO_QUEUE, message=f"no Queue {queue}")
     spec = QueueSpec.model_validate(found["spec"])
