@@ -290,13 +290,9 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
     @kopf.on.create(*resource, id="converge", registry=registry)
     @kopf.on.update(*resource, id="converge", field="spec", registry=registry)
     @kopf.on.update(*resource, id="pause", field=pausing.FIELD, registry=registry)
-    async def changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        if not _hold(body, patch):
-            await reconcile(runtime(memo), body, patch, apply=True)
-
     @kopf.timer(*resource, id="resync", interval=settings.resync_seconds,
                 initial_delay=jitter(settings.resync_seconds), registry=registry)
-    async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async def converge(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         if not _hold(body, patch):
             await reconcile(runtime(memo), body, patch, apply=True)
 
