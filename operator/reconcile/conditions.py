@@ -102,7 +102,7 @@ def _stamp(now: datetime) -> str:
 
 
 def make_condition(kind: str, status: str, reason: str, message: str, generation: int,
-               old: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+                   old: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
     since = (old["lastTransitionTime"]
              if old and old.get("status") == status and old.get("lastTransitionTime")
              else _stamp(now))
@@ -120,13 +120,13 @@ def conditions(
     set False: this pass reconciled); no side effects."""
     before = {c.get("type"): c for c in previous}
     out = [make_condition(kind.value, "True" if _TRUE_IN[kind] == verdict.phase.value else "False",
-                      verdict.reason.value, verdict.message, generation,
-                      before.get(kind.value), now)
+                          verdict.reason.value, verdict.message, generation,
+                          before.get(kind.value), now)
            for kind in ConditionType]
     if PAUSED in before:
         out.append(make_condition(PAUSED, "False", Reason.RESUMED.value,
-                              "reconciling again: the ferry.dev/reconcile annotation is gone",
-                              generation, before[PAUSED], now))
+                                  "reconciling again: the ferry.dev/reconcile annotation is gone",
+                                  generation, before[PAUSED], now))
     return out
 
 
@@ -137,6 +137,6 @@ def paused(previous: Sequence[Mapping[str, Any]], generation: int,
     before = {c.get("type"): c for c in previous}
     kept = [dict(c) for c in previous if c.get("type") != PAUSED]
     return [*kept, make_condition(PAUSED, "True", Reason.PAUSED.value,
-                              "ferry.dev/reconcile: paused; the operator makes no changes "
-                              "for this resource until the annotation is removed",
-                              generation, before.get(PAUSED), now)]
+                                  "ferry.dev/reconcile: paused; the operator makes no changes "
+                                  "for this resource until the annotation is removed",
+                                  generation, before.get(PAUSED), now)]
