@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from ferry.operator.clients.errors import KubeError
 from ferry.operator.clients.kube import KubeClient
@@ -17,6 +16,7 @@ from ferry.operator.identity import KEDA_API_VERSION
 
 EXTERNAL_METRICS = "/apis/external.metrics.k8s.io/v1beta1"
 KEDA_API = f"/apis/{KEDA_API_VERSION}"
+APISERVICES = "/apis/apiregistration.k8s.io/v1/apiservices"
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,12 @@ class MetricsApis:
             self._seen, self._at = await self._read(), now
         return self._seen
 
-    async def _get(self, url_path: str) -> dict[str, Any] | None:
-        """The document at url_path; None when absent; KubeError when it cannot be read."""
-        return await self._kube.read(url_path)
-
     async def _read(self) -> Offered:
         try:
-            keda = await self._get(KEDA_API) is not None
+            keda = await self._kube.read(KEDA_API) is not None
         except KubeError:
             keda = False
-        service = await self._get(f"/apis/apiregistration.k8s.io/v1/apiservices/{self._apiservice}")
+        service = await self._kube.read(f"{APISERVICES}/{self._apiservice}")
         if service is None:
             return Offered(registered=False, served_by="", metric_names=frozenset(),
                            keda_installed=keda)
@@ -56,7 +52,7 @@ class MetricsApis:
         served_by = (f"{ref.get('namespace')}/{ref.get('name')}" if ref
                      else "the API server itself")
         try:
-            discovery = await self._get(EXTERNAL_METRICS)
+            discovery = await self._kube.read(EXTERNAL_METRICS)
         except KubeError:  # registered but not answering (503): who knows what it serves
             discovery = None
         names = (frozenset(str(r.get("name")) for r in discovery.get("resources") or [])
