@@ -23,12 +23,13 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from testsupport.repeating import repeating
 
 REPO = Path(__file__).resolve().parents[2]
 GO_MODULE = REPO / "tests" / "envtest" / "go"
@@ -151,22 +152,10 @@ def _exclusive(lock_path: Path, progress: Progress) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-@contextmanager
-def _ticking(progress: Progress, what: str, every: float = 60.0) -> Iterator[None]:
-    done = threading.Event()
+def _ticking(progress: Progress, what: str, every: float = 60.0) -> AbstractContextManager[None]:
     started = time.monotonic()
-
-    def tick() -> None:
-        while not done.wait(every):
-            progress(f"  ... still {what} ({time.monotonic() - started:.0f}s)")
-
-    ticker = threading.Thread(target=tick, daemon=True)
-    ticker.start()
-    try:
-        yield
-    finally:
-        done.set()
-        ticker.join()
+    return repeating(lambda: progress(f"  ... still {what} ({time.monotonic() - started:.0f}s)"),
+                     every, f"the {what} progress ticker")
 
 
 def _go() -> str:

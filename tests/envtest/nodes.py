@@ -10,12 +10,13 @@ kubelet reports them. `stop()` ends every pod process.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
+from testsupport.repeating import repeating
 
 from ferrydemo.kubelet import Kubelet
 from ferrydemo.supervising import Supervisor
@@ -51,29 +52,8 @@ class Node:
             for kubelet in self.kubelets:
                 kubelet.sync()
 
-    @contextmanager
-    def syncing(self, every: float = 0.5) -> Iterator[None]:
-        done = threading.Event()
-
-        failed: list[BaseException] = []
-
-        def loop() -> None:
-            while not done.wait(every):
-                try:
-                    self.sync()
-                except Exception as error:  # surfaced in the test's own thread below
-                    failed.append(error)
-                    return
-
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join()
-        if failed:
-            raise RuntimeError("the process kubelet failed") from failed[0]
+    def syncing(self, every: float = 0.5) -> AbstractContextManager[None]:
+        return repeating(self.sync, every, "the process kubelet")
 
     def stop(self) -> None:
         with self.lock:

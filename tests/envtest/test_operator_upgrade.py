@@ -24,6 +24,7 @@ import pytest
 from kubernetes import client
 from operating import apply, condition, cr, get
 from testsupport.ports import free_port
+from testsupport.repeating import repeating
 
 from ferry.broker.client import BrokerClient, BrokerError
 from ferry.broker.models import OutgoingMessage
@@ -52,18 +53,10 @@ def kubelet(control_plane: Any, kube_api: client.ApiClient, namespace: str, tmp_
                    image_files={"/usr/share/ferry/examples": ROOT / "examples" / "data"},
                    services={}, fixed_ports={("broker", 7070): port}, say=lambda _: None)
     node.register()
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(0.3):
-            node.sync()
-    thread = threading.Thread(target=loop, name="kubelet", daemon=True)
-    thread.start()
     try:
-        yield node, port
+        with repeating(node.sync, 0.3, "the process kubelet", join_timeout=60):
+            yield node, port
     finally:
-        stop.set()
-        thread.join(60)
         node.stop_all()
         supervisor.stop_all()
 
