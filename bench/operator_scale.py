@@ -17,15 +17,15 @@ import json
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from bench.processes import ServerProcess, free_port
+from testsupport.ports import free_port
+from testsupport.waiting import answers, eventually
+
+from bench.processes import ServerProcess
+from kubeplane import ControlPlane, start, stop
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from kubeplane import ControlPlane, start, stop  # noqa: E402 - needs the path above
 
 NAMESPACE = "scale"
 
@@ -44,16 +44,11 @@ def _ready(plane: ControlPlane) -> int:
 
 
 def _wait_http(url: str, server: ServerProcess, limit: float = 60) -> None:
-    deadline = time.monotonic() + limit
-    while True:
+    def up() -> bool:
         server.check_alive()
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+        return answers(url)
+
+    eventually(up, f"{url} to answer", limit)
 
 
 def run(count: int, timeout: float, work: Path) -> dict[str, float]:

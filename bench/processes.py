@@ -1,4 +1,4 @@
-"""Server processes for the benchmark: free ports, start, stop, RSS of a process tree.
+"""Server processes for the benchmark: start, stop, RSS of a process tree.
 
 Every server runs on 127.0.0.1 in its own temp dir, in its own process group,
 so stopping it never touches anything the benchmark did not start.
@@ -8,39 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
+from testsupport.processes import die_with_parent
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when the harness dies, however it dies.
-
-    Servers run in their own session (so a terminal's Ctrl-C reaches only the
-    harness, which stops them in order); this covers a harness that is killed.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ServerError(RuntimeError):
     """A server did not start, or died while the benchmark needed it."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _children(pid: int) -> list[int]:
@@ -108,7 +90,9 @@ class ServerProcess:
             self._proc = subprocess.Popen(
                 self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=self.env, cwd=self.cwd, start_new_session=True,
-                preexec_fn=_die_with_parent,
+                # Its own session, so a terminal's Ctrl-C reaches only the harness, which
+                # stops the servers in order; SIGTERM when the harness itself is killed.
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
 
     def check_alive(self) -> None:

@@ -19,8 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from testsupport.ports import free_port
+
 from bench.drivers.base import GROUP, QUEUE, Connection, Driver, Handler
-from bench.processes import ServerProcess, free_port, wait_until
+from bench.processes import ServerProcess, wait_until
 from ferry.broker.client import BrokerClient, Consumer, NotFound
 from ferry.broker.models import Delivery, OutgoingMessage
 

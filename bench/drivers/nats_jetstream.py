@@ -22,9 +22,10 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
 from nats.js.errors import NotFoundError
+from testsupport.ports import free_port
 
 from bench.drivers.base import GROUP, QUEUE, Connection, Driver, Handler
-from bench.processes import ServerProcess, free_port, wait_until
+from bench.processes import ServerProcess, wait_until
 
 CONFIG = """\
 listen: 127.0.0.1:{port}

@@ -18,9 +18,10 @@ from pathlib import Path
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pamqp.common import FieldTable
+from testsupport.ports import free_port
 
 from bench.drivers.base import QUEUE, Connection, Driver, Handler
-from bench.processes import ServerProcess, free_port, wait_until
+from bench.processes import ServerProcess, wait_until
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the wrapper in /usr/sbin switches user
 CONFIG = """\

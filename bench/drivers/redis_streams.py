@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from testsupport.ports import free_port
 
 from bench.drivers.base import GROUP, QUEUE, Connection, Driver, Handler
-from bench.processes import ServerProcess, free_port, wait_until
+from bench.processes import ServerProcess, wait_until
 
 FIELD = b"b"
 
