@@ -314,7 +314,7 @@ class Binaries:
         return self.bin_dir / "kube-controller-manager"
 
     def missing(self) -> list[Path]:
-        return [self.bin_dir / name for name in PACKAGES if not (self.bin_dir / name).is_file()]
+        return [path for path in map(self.bin_dir.joinpath, PACKAGES) if not path.is_file()]
 
 
 def locate() -> Binaries:
@@ -326,11 +326,6 @@ def ensure_built(progress: Progress | None = None) -> Binaries:
     """Build the control plane unless the cache already holds this exact build."""
     ensure_tool(ENVTEST, progress)
     return locate()
-
-
-def build_info(binaries: Binaries) -> dict[str, object]:
-    """What the stamp recorded about the build (duration, date)."""
-    return _stamp(binaries.root)
 
 
 def find_kubectl() -> Path:

@@ -29,16 +29,12 @@ def _size(path: Path) -> int:
 
 def versions(binaries: building.Binaries) -> list[str]:
     """One line per binary: what it says its version is, and where it is."""
-    rows = [
-        ("etcd", [str(binaries.etcd), "--version"], binaries.etcd),
-        ("kube-apiserver", [str(binaries.kube_apiserver), "--version"], binaries.kube_apiserver),
-        ("kube-controller-manager", [str(binaries.kube_controller_manager), "--version"],
-         binaries.kube_controller_manager),
-    ]
+    rows = [(name, [str(binaries.bin_dir / name), "--version"], binaries.bin_dir / name)
+            for name in building.PACKAGES]
     kubectl = building.find_kubectl()
     rows.append(("kubectl", [str(kubectl), "version", "--client"], kubectl))
     lines = [f"{name:<24} {_first_line(argv):<28} {path}" for name, argv, path in rows]
-    info = building.build_info(binaries)
+    info = building.tool_build_info(building.ENVTEST)
     lines.append(f"cache {binaries.root}: {_size(binaries.root) / 2**20:.0f} MiB; "
                  f"built {info.get('built_at', '?')} in {info.get('build_seconds', '?')}s")
     return lines
