@@ -16,6 +16,7 @@ import asyncpg
 import yaml
 from kubernetes import client, config
 from testsupport.ports import free_port
+from testsupport.processes import tail
 
 from ferry.operator.reconcile.pipelines import API_PORT, group_name, queue_name
 from ferry.operator.reconcile.queues import BROKER_PORT, broker_name
@@ -25,7 +26,7 @@ from ferrydemo import checking, postgres
 from ferrydemo.display import Console, Progress, Summary
 from ferrydemo.http import wait_until_answers
 from ferrydemo.kubelet import Kubelet
-from ferrydemo.supervising import Child, ProcessFailedError, Supervisor, tail
+from ferrydemo.supervising import Child, ProcessFailedError, Supervisor
 from kubeplane import ControlPlane, ControlPlaneError, ensure_built
 from kubeplane import start as start_plane
 from kubeplane import stop as stop_plane
@@ -177,7 +178,7 @@ class Run:
         """Fail fast: a stopped infrastructure process or a pod that keeps crashing."""
         if self.kubelet is not None and (crashing := self.kubelet.crashing()):
             pod, log = crashing
-            raise DemoError(f"pod {pod} keeps crashing; last lines of {log}:\n{tail(log)}")
+            raise DemoError(f"pod {pod} keeps crashing; last lines of {log}:\n{tail(log, 20)}")
         for child in self.infra:
             code = child.proc.poll()
             if code is not None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testsupport.processes import die_with_parent
+from testsupport.processes import die_with_parent, tail
 
 
 class ProcessFailedError(RuntimeError):
@@ -24,14 +24,7 @@ class ProcessFailedError(RuntimeError):
 
     def __init__(self, name: str, code: int, log: Path) -> None:
         self.name, self.code, self.log = name, code, log
-        super().__init__(f"{name} exited with code {code}; last lines of {log}:\n{tail(log)}")
-
-
-def tail(log: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+        super().__init__(f"{name} exited with code {code}; last lines of {log}:\n{tail(log, 20)}")
 
 
 @dataclass

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from testsupport.processes import tail
+
 from kubeplane import flags, kubeconfigs, pki, processes
 from kubeplane.building import Binaries, Versions, find_kubectl, locate
 
@@ -100,22 +102,16 @@ def _free_ports(previous: dict[str, int]) -> dict[str, int]:
     return ports
 
 
-def _tail(log: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def _wait(what: str, server: processes.Running, probe: Callable[[], bool], deadline: float) -> None:
     while time.monotonic() < deadline:
         if not processes.alive(server.pid):
             raise ControlPlaneError(f"{server.name} exited while {what}; "
-                                    f"last lines of {server.log}:\n{_tail(server.log)}")
+                                    f"last lines of {server.log}:\n{tail(server.log, 25)}")
         if probe():
             return
         time.sleep(0.25)
-    raise ControlPlaneError(f"timed out {what}; last lines of {server.log}:\n{_tail(server.log)}")
+    raise ControlPlaneError(f"timed out {what}; last lines of {server.log}:\n"
+                            f"{tail(server.log, 25)}")
 
 
 def _ok(url: str, context: ssl.SSLContext | None = None) -> bool:

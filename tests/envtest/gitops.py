@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 from testsupport.ports import free_port
-from testsupport.processes import die_with_parent
+from testsupport.processes import die_with_parent, tail
 from testsupport.waiting import eventually
 
 from kubeplane.building import located
@@ -54,7 +54,7 @@ class Server:
     log: Path
 
     def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return tail(self.log, lines)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
