@@ -93,13 +93,14 @@ def parser() -> argparse.ArgumentParser:
                            description="Build into ${FERRY_CACHE:-.cache}/envtest/<version>/ "
                                        "unless already there; print the versions.")
     build.set_defaults(run=_build)
-    peers = sub.add_parser("tools", help="build peer tools (Argo CD, kustomize, kstatus) once",
+    names = ", ".join(sorted(tools.TOOLS))
+    peers = sub.add_parser("tools", help=f"build peer tools ({names}) once",
                            description="Build each named tool from its Go module folder "
                                        "(tests/envtest/tools/NAME/) into "
                                        "${FERRY_CACHE:-.cache}/NAME/<version>/bin/ unless "
                                        "already there; print where.")
     peers.add_argument("names", nargs="+", choices=sorted(tools.TOOLS), metavar="NAME",
-                       help=f"one of: {', '.join(sorted(tools.TOOLS))}")
+                       help=f"one of: {names}")
     peers.set_defaults(run=_tools)
     for name, run, text in (
         ("start", _start, "start a plane in DIR (built first if needed); wait until it is ready"),
