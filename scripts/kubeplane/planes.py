@@ -17,14 +17,13 @@ import socket
 import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from testsupport.processes import tail
+from testsupport.waiting import answers
 
 from kubeplane import flags, kubeconfigs, pki, processes
 from kubeplane.building import Binaries, Versions, find_kubectl, locate
@@ -115,11 +114,8 @@ def _wait(what: str, server: processes.Running, probe: Callable[[], bool], deadl
 
 
 def _ok(url: str, context: ssl.SSLContext | None = None) -> bool:
-    try:
-        with urllib.request.urlopen(url, context=context, timeout=5) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+    # Longer than answers' default: a loaded API server can take seconds to reply.
+    return answers(url, timeout=5, context=context)
 
 
 def _admin_context(paths: flags.PlanePaths) -> ssl.SSLContext:

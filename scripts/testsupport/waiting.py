@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -43,10 +44,10 @@ async def eventually_async(probe: Callable[[], Awaitable[T | None]], what: str,
         await asyncio.sleep(interval)
 
 
-def answers(url: str, timeout: float = 2.0) -> bool:
-    """Whether `url` answers a GET with 2xx now."""
+def answers(url: str, timeout: float = 2.0, context: ssl.SSLContext | None = None) -> bool:
+    """Whether `url` answers a GET with 2xx now (`context`: the TLS settings for https)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return bool(200 <= response.status < 300)
     except (urllib.error.URLError, OSError):
         return False
