@@ -87,8 +87,6 @@ def restarts_cleanly(broker: BrokerProcess) -> None:
 @pytest.mark.parametrize(("engine", "auth"), [
     ("sqlite", False), ("sqlite", True), ("postgres", False),
 ], ids=["sqlite-open", "sqlite-token-file", "postgres-open"])
-@pytest.mark.quarantine(reason="flaky: at the integrated main of 2026-11-30 some runs found "
-                        "schema-valid requests refused (0 5xx in every run); issue 21")
 def test_schemathesis_finds_no_failure_and_no_5xx(
     engine: str, auth: bool, tmp_path: Path, request: pytest.FixtureRequest,
 ) -> None:
