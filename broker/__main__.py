@@ -26,7 +26,7 @@ from ferry.broker.transport.connections import (
 from ferry.broker.transport.memory import MemoryBudget
 from ferry.broker.transport.runtime import BATCH_BYTES, BODY_TIMEOUT_S, MEMORY_BUDGET_BYTES
 from ferry.kit import logs
-from ferry.kit.config import DEFAULT_BROKER_PORT, add_log_level, port_number
+from ferry.kit.config import DEFAULT_BROKER_PORT, add_log_level, port_number, positive_int
 from ferry.kit.serving import serve
 
 log = logging.getLogger("ferry.broker")
@@ -69,19 +69,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="on SIGTERM, how long in-flight requests may take to finish (default 10)",
     )
     p.add_argument(
-        "--batch-bytes", type=_positive, default=BATCH_BYTES,
+        "--batch-bytes", type=positive_int, default=BATCH_BYTES,
         help="documents in one receive, pushed batch (SSE, WebSocket) or dead-letter page, "
              "besides their count; one larger message still goes alone "
              f"(default {BATCH_BYTES >> 20} MiB)",
     )
     p.add_argument(
-        "--memory-budget-bytes", type=_positive, default=MEMORY_BUDGET_BYTES,
+        "--memory-budget-bytes", type=positive_int, default=MEMORY_BUDGET_BYTES,
         help="request bodies and delivery batches held at once by all requests; a request "
              "over it while others hold it is answered 503 with Retry-After, untouched "
              f"(default {MEMORY_BUDGET_BYTES >> 20} MiB)",
     )
     p.add_argument(
-        "--max-connections", type=_positive, default=MAX_CONNECTIONS,
+        "--max-connections", type=positive_int, default=MAX_CONNECTIONS,
         help="connections served at once (fewer if the descriptor limit cannot be raised); "
              "one more gets 503 with Retry-After, except /healthz and /readyz, which are "
              f"answered (default {MAX_CONNECTIONS})",
@@ -106,13 +106,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         except ValueError as e:
             p.error(str(e))
     return args
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def tune_gc() -> None:
