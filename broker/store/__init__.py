@@ -15,7 +15,7 @@ from pathlib import Path
 from ferry.broker.core import Broker, DedupIndex, Restored
 from ferry.broker.store.bodies import Bodies
 from ferry.broker.store.checkpoints import CHECKPOINT_S
-from ferry.broker.store.engines import Engine, Leader
+from ferry.broker.store.engines import Engine, Leader, Loss
 from ferry.broker.store.loading import CHUNK, load, load_all, read_chunk, read_dedup
 from ferry.broker.store.schema import connect, create
 from ferry.broker.store.writer import StoreError, Writer, wait_for_lock
@@ -54,12 +54,8 @@ class Store:
         )
         self.bodies = Bodies(self.path)
         self._loader: sqlite3.Connection | None = None
-        self._lost: asyncio.Future[str] = loop.create_future()
-        self.writer.on_failure = self._lose
-
-    def _lose(self, why: str) -> None:
-        if not self._lost.done():
-            self._lost.set_result(why)
+        self._lost = Loss(loop)
+        self.writer.on_failure = self._lost
 
     def load(self, now: int) -> Broker:
         """The whole state, every message read back before this returns."""
@@ -124,7 +120,7 @@ class Store:
 
     async def lost(self) -> str:
         """Once a commit failed or the committer is gone (the writer then fails every write)."""
-        return await asyncio.shield(self._lost)
+        return await self._lost.wait()
 
     async def aclose(self) -> None:
         self.close()

@@ -45,6 +45,32 @@ class Leader:
     since_ms: int
 
 
+class Loss:
+    """Why an engine must stop writing: the first reason given wins (see Engine.lost).
+
+    Both engines lose the same way (a failed or fenced commit, a committer or lock
+    session gone), so both report it through this one future.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._why: asyncio.Future[str] | None = None
+
+    def _future(self) -> asyncio.Future[str]:
+        if self._why is None:
+            self._why = (self._loop or asyncio.get_running_loop()).create_future()
+        return self._why
+
+    def __call__(self, why: str) -> None:
+        fut = self._future()
+        if not fut.done():
+            fut.set_result(why)
+
+    async def wait(self) -> str:
+        # Shielded: a waiter cancelled (the broker stopping) must not cancel the loss.
+        return await asyncio.shield(self._future())
+
+
 class Engine(Protocol):
     """A durable store behind the broker.
 

@@ -17,7 +17,7 @@ import asyncpg
 
 from ferry.broker.core import Broker, DedupIndex, Restored
 from ferry.broker.store.bodies import DocumentCache
-from ferry.broker.store.engines import Leader
+from ferry.broker.store.engines import Leader, Loss
 from ferry.broker.store.postgres import electing, loading
 from ferry.broker.store.postgres.schema import (
     CONNECT_TIMEOUT_S,
@@ -60,13 +60,13 @@ class PgStore:
         self.dsn = dsn
         self.schema = check_schema(schema)
         self.holder = holder
-        self.writer = PgWriter(self._lose)
+        self._lost = Loss()
+        self.writer = PgWriter(self._lost)
         self.bodies = PgBodies(self)
         self._pool: asyncpg.Pool[Any] | None = None
         self._lock_conn: asyncpg.Connection[Any] | None = None
         self._writer_conn: asyncpg.Connection[Any] | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        self._lost: asyncio.Future[str] | None = None
         self.epoch = 0
         self._me: Leader | None = None  # set once this broker leads
 
@@ -106,7 +106,7 @@ class PgStore:
             break
         self._lock_conn, self._writer_conn = conn, writer
         self._me = Leader(self.holder, self.epoch, since_ms)
-        conn.add_termination_listener(lambda _c: self._lose("the leader lock's session ended"))
+        conn.add_termination_listener(lambda _c: self._lost("the leader lock's session ended"))
         self._watchdog = asyncio.create_task(self._ping(conn), name="ferry-store-pg-lease")
         log.info("elected", extra={"holder": self.holder, "epoch": self.epoch})
 
@@ -116,7 +116,7 @@ class PgStore:
             try:
                 await asyncio.wait_for(conn.fetchval("SELECT 1"), electing.LEASE_S)
             except ERRORS as e:
-                self._lose(f"the leader lock's session failed: {e or type(e).__name__}")
+                self._lost(f"the leader lock's session failed: {e or type(e).__name__}")
                 return
 
     async def leader(self) -> Leader | None:
@@ -154,18 +154,8 @@ class PgStore:
             return {qid: await loading.read_dedup(conn, qid, now - ms)
                     for qid, ms in windows.items()}
 
-    def _lost_future(self) -> asyncio.Future[str]:
-        if self._lost is None:
-            self._lost = asyncio.get_running_loop().create_future()
-        return self._lost
-
-    def _lose(self, why: str) -> None:
-        fut = self._lost_future()
-        if not fut.done():
-            fut.set_result(why)
-
     async def lost(self) -> str:
-        return await self._lost_future()
+        return await self._lost.wait()
 
     async def aclose(self) -> None:
         """Commit what was submitted, then give up the lock (a standby takes over)."""
