@@ -93,17 +93,11 @@ class KubeDirectory:
         try:
             items = await self._lister.list_objects(metadata.GROUP, metadata.VERSION, namespace,
                                                     "consumergroups")
-        except self._errors as error:
-            raise DirectoryError(str(error)) from error
-        try:
-            refs = [await self._with_token(ref, item)
-                    for ref, item in zip(group_refs(namespace, items), _listed(items),
-                                         strict=True)]
+            refs = [await self._with_token(ref, item) for ref, item in _found(namespace, items)]
         except self._errors as error:
             raise DirectoryError(str(error)) from error
         self._seen[namespace] = (refs, self._clock())
         return refs
-
 
     async def _with_token(self, ref: GroupRef, item: dict[str, Any]) -> GroupRef:
         secret = (item.get("status") or {}).get("tokenSecret") or {}
@@ -114,15 +108,17 @@ class KubeDirectory:
         return GroupRef(ref.namespace, ref.queue, ref.group, ref.broker_url, token)
 
 
-def _listed(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The items group_refs turns into refs, in the same order."""
-    return [i for i in items
-            if (i.get("status") or {}).get("endpoint") and (i.get("spec") or {}).get("queue")]
+def _found(namespace: str, items: Sequence[dict[str, Any]]
+           ) -> list[tuple[GroupRef, dict[str, Any]]]:
+    """The groups whose broker the operator has found, each with the item it comes from."""
+    return [(GroupRef(namespace, item["spec"]["queue"], item["metadata"]["name"],
+                      item["status"]["endpoint"]), item)
+            for item in items
+            if (item.get("status") or {}).get("endpoint") and (item.get("spec") or {}).get("queue")]
 
 
 def group_refs(namespace: str, items: Sequence[dict[str, Any]]) -> list[GroupRef]:
-    return [GroupRef(namespace, item["spec"]["queue"], item["metadata"]["name"],
-                     item["status"]["endpoint"]) for item in _listed(items)]
+    return [ref for ref, _ in _found(namespace, items)]
 
 
 class StaticDirectory:
