@@ -50,8 +50,7 @@ async def keep_deletion_costs(rt: Runtime, body: Any, owner: Owner, spec: Autosc
     a scale-in (the HPA's or KEDA's) removes idle consumers first."""
     target = spec.target
     try:
-        workload = await rt.read(target.api_version, target.kind, owner.namespace,
-                               target.name)
+        workload = await rt.read(target.api_version, target.kind, owner.namespace, target.name)
         selector = scalein.selector_of(workload) if workload else None
         if selector is None or workload is None:
             return
@@ -114,10 +113,8 @@ async def autoscale(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
     if provider is not Provider.FERRY:
         hpa = None
         if provider is Provider.KEDA:
-            try:
+            with contextlib.suppress(KubeError):
                 hpa = await rt.read(*HPA, owner.namespace, keda.hpa_name(owner))
-            except KubeError:
-                hpa = None
         figures = replica_status(hpa, replicas)
         return figures.for_status() if figures else {}
     previous = IdleState.model_validate((body.get("status") or {}).get("idle") or {})
