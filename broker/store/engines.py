@@ -13,7 +13,10 @@ from ferry.broker.core import Broker, DedupIndex, Restored, Writes
 class Committing(Protocol):
     """Group commit: writes submitted within one turn share one transaction."""
 
-    failed: bool
+    @property
+    def failed(self) -> bool:
+        """Nothing can become durable any more (the engine is lost)."""
+
     batches: int  # transactions committed
     items: int  # requests made durable
     on_batch: Callable[[int, float], None] | None  # items, seconds

@@ -59,10 +59,13 @@ class Writer:
         self._decoder = Decoder()
         self.batches = 0
         self.items = 0
-        self.failed = False
-        self._dead: str | None = None  # why the committer is gone
+        self.failure: str | None = None  # why the committer is gone
         self.on_batch: Callable[[int, float], None] | None = None  # items, seconds
         self.on_failure: Callable[[str], None] | None = None  # why; called once
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "ferry.broker.store.committer", self._path, self._log_level,
@@ -85,9 +88,9 @@ class Writer:
 
     def submit(self, writes: Writes, wait: bool = True) -> _Fut | None:
         fut = self._loop.create_future() if wait else None
-        if self._dead is not None:
+        if self.failure is not None:
             if fut is not None:
-                fut.set_exception(StoreError(self._dead))
+                fut.set_exception(StoreError(self.failure))
             return fut
         self._queued.append(to_wire(writes.ops, writes.totals, writes.group_totals))
         if fut is not None:
@@ -147,7 +150,7 @@ class Writer:
 
     def _answered(self, data: bytes) -> None:
         for frames, error, seconds, items in self._decoder.feed(data):
-            if self._dead is not None:
+            if self.failure is not None:
                 return
             self.batches += 1
             self.items += items
@@ -161,11 +164,10 @@ class Writer:
 
     def _fail(self, why: str) -> None:
         """Nothing can become durable any more: fail what waits, and tell the broker."""
-        first = self._dead is None
+        first = self.failure is None
         if first:
             log.error("store failing", extra={"reason": why})
-            self.failed = True
-            self._dead = why
+            self.failure = why
         with contextlib.suppress(ValueError, OSError):
             self._loop.remove_reader(self._rfd)
         if self._writing:
@@ -173,7 +175,7 @@ class Writer:
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_writer(self._wfd)
         self._out.clear()
-        exc = StoreError(self._dead)
+        exc = StoreError(self.failure)
         while self._sent:
             _resolve(self._sent.popleft(), exc)
         _resolve(self._queued_futs, exc)

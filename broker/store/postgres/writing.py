@@ -48,14 +48,12 @@ class PgWriter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
-        self.failed = False
-        self._dead: str | None = None
+        self.failure: str | None = None  # why this writer stopped for good
         self.on_batch: Callable[[int, float], None] | None = None
 
     @property
-    def failure(self) -> str | None:
-        """Why this writer stopped for good (None while it works)."""
-        return self._dead
+    def failed(self) -> bool:
+        return self.failure is not None
 
     def start(self, conn: asyncpg.Connection[Any], epoch: int) -> None:
         self._conn, self._epoch = conn, epoch
@@ -63,9 +61,9 @@ class PgWriter:
 
     def submit(self, writes: Writes, wait: bool = True) -> _Fut | None:
         fut = asyncio.get_running_loop().create_future() if wait else None
-        if self._dead is not None or self._closing:
+        if self.failure is not None or self._closing:
             if fut is not None:
-                fut.set_exception(StoreError(self._dead or "the store is closing"))
+                fut.set_exception(StoreError(self.failure or "the store is closing"))
             return fut
         self._queued.append(writes)
         if fut is not None:
@@ -108,8 +106,7 @@ class PgWriter:
 
     def _fail(self, why: str) -> None:
         log.error("store failing", extra={"reason": why})
-        self.failed = True
-        self._dead = why
+        self.failure = why
         self._on_lost(why)
 
     async def stop(self) -> None:
