@@ -14,10 +14,16 @@ import orjson
 _EMPTY_HEADERS = b"{}"
 
 
-def encode_doc(key: str | None, priority: int, headers: dict[str, str], body: bytes) -> bytes:
+def headers_json(headers: dict[str, str]) -> bytes:
+    """Headers as stored; none: b"" (they then count for nothing in a message's size)."""
+    return orjson.dumps(headers) if headers else b""
+
+
+def encode_doc(key: str | None, priority: int, headers: bytes, body: bytes) -> bytes:
+    """headers and body: their JSON (headers from headers_json)."""
     return b'{"key":%b,"priority":%d,"headers":%b,"body":%b}' % (
         b"null" if key is None else orjson.dumps(key), priority,
-        orjson.dumps(headers) if headers else _EMPTY_HEADERS, body,
+        headers or _EMPTY_HEADERS, body,
     )
 
 

@@ -29,7 +29,12 @@ from ferry.broker.models import (
     RedriveResponse,
     parse,
 )
-from ferry.broker.transport.encoding import encode_delivery, encode_doc, encode_list
+from ferry.broker.transport.encoding import (
+    encode_delivery,
+    encode_doc,
+    encode_list,
+    headers_json,
+)
 from ferry.broker.transport.errors import ApiError
 from ferry.broker.transport.limits import CURSOR, DEAD_PAGE_MAX
 from ferry.broker.transport.runtime import RUNTIME, Runtime, flow_key, now_ms, queue_key
@@ -54,16 +59,16 @@ def incoming(q: Queue, messages: list[OutgoingMessage]) -> list[Incoming]:
     items = []
     for i, m in enumerate(messages):
         body = _body_json(i, m)
-        headers = orjson.dumps(m.headers) if m.headers else b""
-        size = len(body) + len(headers)
-        if size > limit:
-            raise ApiError(
-                ErrorCode.MESSAGE_TOO_LARGE,
-                f"messages[{i}] (body and headers) is {size} bytes; "
-                f"queue {q.name!r} allows {limit}",
-            )
         try:
-            doc = encode_doc(m.key, m.priority, m.headers, body)
+            headers = headers_json(m.headers)  # dumped once: for the size and the document
+            size = len(body) + len(headers)
+            if size > limit:
+                raise ApiError(
+                    ErrorCode.MESSAGE_TOO_LARGE,
+                    f"messages[{i}] (body and headers) is {size} bytes; "
+                    f"queue {q.name!r} allows {limit}",
+                )
+            doc = encode_doc(m.key, m.priority, headers, body)
         except orjson.JSONEncodeError as e:  # a lone surrogate in the key or a header
             raise ApiError(ErrorCode.BAD_REQUEST, f"messages[{i}]: {e}") from None
         items.append(Incoming(m.priority, m.delay_ms, m.key, m.dedup_id, doc))
@@ -357,7 +362,7 @@ async def set_priority(request: web.Request) -> web.Response:
     q = rt.core.queue(queue)
     d = await stored_doc(rt, q, seq)
     d["priority"] = req.priority
-    doc = encode_doc(d["key"], req.priority, d["headers"], orjson.dumps(d["body"]))
+    doc = encode_doc(d["key"], req.priority, headers_json(d["headers"]), orjson.dumps(d["body"]))
     rt.core.set_priority(queue, seq, req.priority, doc, now_ms())
     await rt.commit()
     rt.signals.notify(queue_key(q.qid))
