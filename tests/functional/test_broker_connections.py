@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
+from testsupport.waiting import eventually_async
 
 pytestmark = pytest.mark.functional
 
@@ -69,12 +70,10 @@ async def test_health_answers_and_others_get_503_at_the_connection_limit(
         assert error["code"] == "unavailable" and "200 connections" in error["message"]
     async with aiohttp.ClientSession() as s:  # the idle ones gone, everything is served again
         # Noticing 400 closed sockets takes the broker a moment: eventually served.
-        for _ in range(int(WAIT_S * 10)):
-            if (await Api(s, b.url).call("GET", "/v1/queues"))[0] == 200:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("never served again after the idle sockets closed")
+        async def served() -> bool:
+            return (await Api(s, b.url).call("GET", "/v1/queues"))[0] == 200
+
+        await eventually_async(served, "served again after the idle sockets closed", WAIT_S)
 
 
 async def test_a_request_head_that_never_ends_is_closed(
