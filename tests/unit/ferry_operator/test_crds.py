@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from ferry.broker.models import MAX_DEDUP_WINDOW_MS, MAX_DURATION_MS, MAX_LEASE_MS
+from ferry.broker.bounds import limits
+from ferry.broker.models import (
+    MAX_DEDUP_WINDOW_MS,
+    MAX_DURATION_MS,
+    MAX_LEASE_MS,
+    GroupSettings,
+    QueueSettings,
+)
 from ferry.operator.reconcile import pipelines, queues
 from ferry.operator.reconcile.specs import Owner, QueueSpec, TelemetryPipelineSpec
 
@@ -109,6 +116,29 @@ def test_duration_bounds_are_the_brokers() -> None:
             if (m := _UPPER.fullmatch(rule["rule"]))
         }
         assert found == bounds, plural
+
+
+def _integer_range(bounds: dict[str, Any]) -> tuple[int, int]:
+    low = bounds["exclusiveMinimum"] + 1 if "exclusiveMinimum" in bounds else bounds["minimum"]
+    return low, bounds["maximum"]
+
+
+def test_integer_bounds_are_the_brokers() -> None:
+    """The CRDs' integer settings take exactly what the broker takes (its request models)."""
+    queue = {"maxMessageBytes": "max_message_bytes", "maxDeliveries": "max_deliveries",
+             "maxDepth": "max_depth"}
+    want = {
+        ("queues", ".spec"): (QueueSettings, queue),
+        ("telemetrypipelines", ".spec.queue"): (QueueSettings, queue),
+        ("consumergroups", ".spec"): (GroupSettings, {"maxDeliveries": "max_deliveries"}),
+    }
+    for (plural, at), (model, fields) in want.items():
+        schemas = dict(walk(load(plural)["spec"]["versions"][0]["schema"]["openAPIV3Schema"], ""))
+        broker = limits(model)
+        for crd_field, field in fields.items():
+            schema = schemas[f"{at}.{crd_field}"]
+            assert (schema["minimum"], schema["maximum"]) == _integer_range(broker[field]), (
+                plural, crd_field)
 
 
 def test_no_crd_defaults_an_image() -> None:
