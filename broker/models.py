@@ -52,6 +52,7 @@ LeaseMillis = Annotated[int, Field(gt=0, le=MAX_LEASE_MS), WHOLE]
 Seq = Annotated[int, Field(ge=0, le=MAX_SEQ), WHOLE]
 Receipt = Annotated[str, Field(min_length=1, max_length=128)]
 MessageId = Annotated[str, Field(min_length=1, max_length=32)]
+MaxDeliveries = Annotated[int, Field(ge=1, le=1000), WHOLE]  # queues' default and groups'
 
 
 class Model(BaseModel):
@@ -130,7 +131,7 @@ class QueueSettings(Model):
     max_message_bytes: Annotated[int, Field(gt=0, le=16 * 1024 * 1024), WHOLE] = 1024 * 1024
     retention_ms: PositiveMillis = 7 * DAY_MS
     visibility_timeout_ms: LeaseMillis = 30_000
-    max_deliveries: Annotated[int, Field(ge=1, le=1000), WHOLE] = 5
+    max_deliveries: MaxDeliveries = 5
     dedup_window_ms: Annotated[int, Field(ge=0, le=MAX_DEDUP_WINDOW_MS), WHOLE] = 5 * 60 * 1000
     fair: bool = Field(False, description="round-robin delivery across message keys")
     max_depth: Annotated[int, Field(ge=1, le=1_000_000_000), WHOLE] | None = Field(
@@ -154,7 +155,7 @@ class GroupSettings(Model):
 
     start_at: StartAt = StartAt.EARLIEST
     visibility_timeout_ms: LeaseMillis | None = None
-    max_deliveries: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = None
+    max_deliveries: MaxDeliveries | None = None
     nack_backoff: Backoff = Backoff()
 
 
