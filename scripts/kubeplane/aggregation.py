@@ -12,6 +12,7 @@ In a real cluster the same APIService points at an ordinary ClusterIP Service in
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,9 @@ def manifests(group: str, version: str, *, namespace: str, service: str, port: i
             },
         },
     ]
+
+
+def available(apiservice: Mapping[str, Any]) -> bool:
+    """Whether an APIService (as read back) is Available: the aggregator reaches its server."""
+    conditions = (apiservice.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)

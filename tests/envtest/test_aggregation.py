@@ -89,9 +89,8 @@ def test_apiservice_routes_to_a_local_server_through_the_front_proxy(
     control_plane.kubectl("apply", "-f", "-", input=document)
     try:
         def available() -> bool:
-            status = control_plane.kubectl_json("get", "apiservice", f"{VERSION}.{GROUP}")
-            conditions = status.get("status", {}).get("conditions", [])
-            return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+            return aggregation.available(
+                control_plane.kubectl_json("get", "apiservice", f"{VERSION}.{GROUP}"))
 
         eventually(available, f"APIService {VERSION}.{GROUP} becomes Available")
         whoami = control_plane.kubectl("get", "--raw", f"/apis/{GROUP}/{VERSION}/whoami")

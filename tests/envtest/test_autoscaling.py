@@ -77,9 +77,8 @@ def serving_metrics_api(control_plane: ControlPlane, namespace: str, tmp_path: P
 
         def available() -> bool:
             assert process.poll() is None, log_path.read_text()
-            found = control_plane.kubectl_json("get", "apiservice", f"{VERSION}.{GROUP}")
-            conditions = found.get("status", {}).get("conditions", [])
-            return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+            return aggregation.available(
+                control_plane.kubectl_json("get", "apiservice", f"{VERSION}.{GROUP}"))
 
         eventually(available, f"APIService {VERSION}.{GROUP} becomes Available")
         yield MetricsApi(namespace=namespace, url=f"https://127.0.0.1:{port}")
