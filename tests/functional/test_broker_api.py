@@ -54,8 +54,7 @@ async def test_group_lifecycle(api: Api) -> None:
 
 
 async def test_publish_receive_ack_and_stats(api: Api) -> None:
-    await api.ok("PUT", "/v1/queues/jobs")
-    await api.ok("PUT", "/v1/queues/jobs/groups/w")
+    await api.create("jobs", "w")
     ids = await api.publish(
         "jobs",
         {"body": {"n": 1}, "key": "gpu-1", "headers": {"trace": "t1"}},
@@ -94,8 +93,7 @@ async def test_fan_out_and_competing_consumers(api: Api) -> None:
 
 
 async def test_long_poll_is_woken_by_a_publish(api: Api) -> None:
-    await api.ok("PUT", "/v1/queues/jobs")
-    await api.ok("PUT", "/v1/queues/jobs/groups/w")
+    await api.create("jobs", "w")
     waiting = asyncio.create_task(api.receive("jobs", "w", consumer="sleeper", wait_ms=30_000))
     await api.seen("jobs", "w", "sleeper")
     assert not waiting.done()
@@ -105,8 +103,7 @@ async def test_long_poll_is_woken_by_a_publish(api: Api) -> None:
 
 
 async def test_long_poll_returns_empty_after_wait(api: Api) -> None:
-    await api.ok("PUT", "/v1/queues/jobs")
-    await api.ok("PUT", "/v1/queues/jobs/groups/w")
+    await api.create("jobs", "w")
     assert await api.receive("jobs", "w", wait_ms=100) == []
 
 
@@ -167,9 +164,7 @@ async def test_nack_backoff_and_max_deliveries_to_dlq_and_redrive(api: Api) -> N
 
 
 async def test_message_inspection(api: Api) -> None:
-    await api.ok("PUT", "/v1/queues/jobs")
-    await api.ok("PUT", "/v1/queues/jobs/groups/a")
-    await api.ok("PUT", "/v1/queues/jobs/groups/b")
+    await api.create("jobs", "a", "b")
     (mid,) = await api.publish("jobs", {"body": {"x": 1}, "key": "k", "priority": 3})
     (m,) = await api.receive("jobs", "a")
     info = await api.ok("GET", f"/v1/queues/jobs/messages/{mid}")

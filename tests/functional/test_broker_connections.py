@@ -111,8 +111,7 @@ async def test_sigterm_closes_open_websockets_instead_of_waiting_out_the_drain(
     b = broker_factory("--drain-seconds", "120")
     async with aiohttp.ClientSession() as s:
         api = Api(s, b.url)
-        await api.ok("PUT", "/v1/queues/jobs")
-        await api.ok("PUT", "/v1/queues/jobs/groups/w")
+        await api.create("jobs", "w")
         async with s.ws_connect(b.url + "/v1/ws") as ws:
             await ws.send_json({"op": "subscribe", "seq": 1, "queue": "jobs", "group": "w",
                                 "consumer": "c"})

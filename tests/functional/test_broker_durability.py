@@ -107,8 +107,7 @@ async def test_state_survives_a_restart(broker: BrokerProcess) -> None:
 async def test_sigterm_drains_long_polls_and_exits_cleanly(broker: BrokerProcess) -> None:
     async with aiohttp.ClientSession() as s:
         api = Api(s, broker.url)
-        await api.ok("PUT", "/v1/queues/jobs")
-        await api.ok("PUT", "/v1/queues/jobs/groups/w")
+        await api.create("jobs", "w")
         (mid,) = await api.publish("jobs", {"body": "kept"})
         await api.receive("jobs", "w", consumer="x")  # leased; the lease is not durable
         polls = [asyncio.create_task(api.receive("jobs", "w", consumer=f"p{i}", wait_ms=60_000))

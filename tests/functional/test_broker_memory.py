@@ -86,8 +86,7 @@ async def publish(api: Api, queue: str, *messages: dict[str, Any]) -> list[str]:
 
 async def test_receive_and_dead_pages_stop_at_the_byte_budget(api: Api) -> None:
     """Issue 21: receive max=300 over 1 MB messages built a 286 MiB response."""
-    await api.ok("PUT", "/v1/queues/q")
-    await api.ok("PUT", "/v1/queues/q/groups/g")
+    await api.create("q", "g")
     await api.ok("PUT", "/v1/queues/q/groups/d", {"max_deliveries": 1})
     ids = []
     for i in range(0, 24, 6):
@@ -124,8 +123,7 @@ async def test_one_message_larger_than_the_batch_still_goes_alone(
     b = broker_factory("--batch-bytes", "1000")
     async with aiohttp.ClientSession() as s:
         api = Api(s, b.url)
-        await api.ok("PUT", "/v1/queues/q")
-        await api.ok("PUT", "/v1/queues/q/groups/g")
+        await api.create("q", "g")
         ids = await publish(api, "q", big(5000, "a"), big(5000, "b"))
         assert [m["id"] for m in await api.receive("q", "g", max=10)] == ids[:1]
         assert [m["id"] for m in await api.receive("q", "g", max=10)] == ids[1:]

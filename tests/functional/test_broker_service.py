@@ -49,8 +49,7 @@ def test_token_file_must_exist_and_hold_a_token(tmp_path: Path) -> None:
 async def test_metrics_report_queues_groups_and_requests(broker: BrokerProcess) -> None:
     async with aiohttp.ClientSession() as s:
         api = Api(s, broker.url)
-        await api.ok("PUT", "/v1/queues/jobs")
-        await api.ok("PUT", "/v1/queues/jobs/groups/w")
+        await api.create("jobs", "w")
         await api.publish("jobs", *[{"body": i} for i in range(3)])
         got = await api.receive("jobs", "w", max=1)
         await api.settle("ack", "jobs", "w", [got[0]["receipt"]])

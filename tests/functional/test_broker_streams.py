@@ -22,8 +22,7 @@ pytestmark = [pytest.mark.functional, both_engines]
 async def api(broker: BrokerProcess) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as s:
         api = Api(s, broker.url)
-        await api.ok("PUT", "/v1/queues/jobs")
-        await api.ok("PUT", "/v1/queues/jobs/groups/w")
+        await api.create("jobs", "w")
         yield api
 
 

@@ -117,8 +117,7 @@ def fuzzed_broker(broker: BrokerProcess) -> BrokerProcess:
     async def setup() -> None:
         async with aiohttp.ClientSession() as s:
             api = Api(s, broker.url)
-            await api.ok("PUT", f"/v1/queues/{QUEUE}")
-            await api.ok("PUT", f"/v1/queues/{QUEUE}/groups/{GROUP}")
+            await api.create(QUEUE, GROUP)
 
     asyncio.run(setup())
     return broker
