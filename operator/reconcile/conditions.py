@@ -97,6 +97,11 @@ def broker_trouble(failure: Failure) -> Verdict:
     return Verdict(phase=Phase.DEGRADED, reason=reason, message=failure.message)
 
 
+def holds(conditions: Sequence[Mapping[str, Any]], *kinds: str) -> bool:
+    """Whether a condition of one of `kinds` has status True."""
+    return any(c.get("type") in kinds and c.get("status") == "True" for c in conditions)
+
+
 def _stamp(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 

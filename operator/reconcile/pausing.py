@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ferry.operator.reconcile.conditions import PAUSED
+from ferry.operator.reconcile.conditions import PAUSED, holds
 
 ANNOTATION = "ferry.dev/reconcile"
 PAUSED_VALUE = "paused"
@@ -22,7 +22,7 @@ def is_paused(annotations: Mapping[str, str]) -> bool:
 
 
 def shows_paused(conditions: Sequence[Mapping[str, Any]]) -> bool:
-    return any(c.get("type") == PAUSED and c.get("status") == "True" for c in conditions)
+    return holds(conditions, PAUSED)
 
 
 def unapplied(body: Mapping[str, Any]) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions
+from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions, holds
 from ferry.operator.reconcile.metadata import (
     API_VERSION,
     QUEUE,
@@ -260,8 +260,7 @@ def _api_service(owner: Owner) -> Manifest:
 
 
 def _degraded(obj: Mapping[str, Any]) -> bool:
-    return any(c.get("type") in ("Degraded", "Stalled") and c.get("status") == "True"
-               for c in (obj.get("status") or {}).get("conditions") or [])
+    return holds((obj.get("status") or {}).get("conditions") or [], "Degraded", "Stalled")
 
 
 def verdict(desired: Sequence[Manifest], observed: Mapping[str, Mapping[str, Any]],

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ferry.operator.reconcile.conditions import holds
 from ferry.operator.reconcile.metadata import API_VERSION
 
 _WORKLOADS = {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet")}
@@ -54,8 +55,7 @@ def rollout_gap(obj: Mapping[str, Any], ready_wanted: int | None = None) -> str 
 def is_ready(obj: Mapping[str, Any]) -> bool:
     status = obj.get("status") or {}
     if obj.get("apiVersion") == API_VERSION:
-        return any(c.get("type") == "Ready" and c.get("status") == "True"
-                   for c in status.get("conditions") or [])
+        return holds(status.get("conditions") or [], "Ready")
     if is_workload(obj):
         return rollout_gap(obj) is None
     return True  # Services, ConfigMaps, budgets: existing is being ready
