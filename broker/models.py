@@ -53,6 +53,9 @@ Seq = Annotated[int, Field(ge=0, le=MAX_SEQ), WHOLE]
 Receipt = Annotated[str, Field(min_length=1, max_length=128)]
 MessageId = Annotated[str, Field(min_length=1, max_length=32)]
 MaxDeliveries = Annotated[int, Field(ge=1, le=1000), WHOLE]  # queues' default and groups'
+# A key is a text column in PostgreSQL, which cannot hold U+0000: refused on every engine.
+MessageKey = Annotated[str, Field(max_length=256, pattern=r"^[^\x00]*$",
+                                  description="no U+0000")]
 
 
 class Model(BaseModel):
@@ -198,7 +201,7 @@ class QueueList(Model):
 
 class OutgoingMessage(Model):
     body: Any
-    key: Annotated[str, Field(max_length=256)] | None = None
+    key: MessageKey | None = None
     priority: Annotated[int, Field(ge=0, le=9), WHOLE] = Field(0, description="higher first")
     delay_ms: Millis = 0
     dedup_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None

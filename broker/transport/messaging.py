@@ -43,6 +43,7 @@ from ferry.broker.transport.views import (
     json_response,
     name_param,
     raw_json,
+    read_body,
     read_once,
 )
 
@@ -282,8 +283,7 @@ async def dead_page(
 async def redrive(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue, group = name_param(request, "queue"), name_param(request, "group")
-    raw = await request.read()
-    req = parse(RedriveRequest, raw if raw.strip() else b"{}")
+    req = parse(RedriveRequest, await read_body(request))
     rt.core.group(queue, group)
     seqs = None
     if req.ids is not None:

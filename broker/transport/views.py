@@ -61,8 +61,13 @@ def int_query(request: web.Request, key: str, default: int, low: int, high: int)
 
 
 async def read_body(request: web.Request, empty: bytes = b"{}") -> bytes:
+    """The body, or `empty` when there is none: only no bytes at all count as no body.
+
+    A body of whitespace is not JSON and is refused like any other (it once passed for
+    an absent body, so `PUT` with a body of "\\n" created a queue with default settings).
+    """
     raw = await request.read()
-    return raw if raw.strip() else empty
+    return raw if raw else empty
 
 
 async def read_once(request: web.Request) -> bytearray:

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
+from fixtures.brokers import both_engines
 
 from ferry.broker import models as m
 from ferry.broker.bounds import limits
@@ -245,3 +246,39 @@ async def test_settings_stored_beyond_todays_bounds_load_within_them(
         )
         assert len(set(ids)) == 2  # "first" is known: the stored dedup ids were read back
     assert "stored settings out of bounds" in broker.logs()
+
+
+@both_engines
+async def test_a_key_with_nul_is_refused_and_fails_no_one_else(broker: BrokerProcess) -> None:
+    """PostgreSQL's text cannot hold U+0000: such a key once failed the shared commit, and the
+    broker stopped and started over, failing every request that shared it (found by fuzzing)."""
+    async with aiohttp.ClientSession() as s:
+        api = Api(s, broker.url)
+        await api.create("q", "g")
+        bad = api.call("POST", "/v1/queues/q/messages",
+                       {"messages": [{"body": "bad", "key": "tenant\u0000a"}]})
+        good = [api.call("POST", "/v1/queues/q/messages", {"messages": [{"body": i, "key": "k"}]})
+                for i in range(20)]
+        (bad_status, bad_doc), *answers = await asyncio.gather(bad, *good)
+        assert bad_status == 400, bad_doc
+        assert bad_doc["error"]["code"] == "bad_request"
+        assert [status for status, _ in answers] == [200] * 20
+        got = await api.receive("q", "g", max=100)
+        assert sorted(x["body"] for x in got) == list(range(20))
+
+
+@both_engines
+async def test_a_body_of_whitespace_is_not_an_absent_body(broker: BrokerProcess) -> None:
+    """Only a request with no body at all takes the defaults; "\\n" is not JSON."""
+    async with aiohttp.ClientSession() as s:
+        api = Api(s, broker.url)
+        for path in ("/v1/queues/q", "/v1/queues/q/groups/g"):
+            status, doc = await api.call("PUT", path, data=b"\n",
+                                         headers={"Content-Type": "application/json"})
+            assert status == 400, (path, doc)
+            assert doc["error"]["code"] == "bad_request"
+            await api.ok("PUT", path)  # no body: the defaults
+        status, doc = await api.call("POST", "/v1/queues/q/groups/g/dead/redrive", data=b" ",
+                                     headers={"Content-Type": "application/json"})
+        assert status == 400, doc
+        assert [q["queue"] for q in (await api.ok("GET", "/v1/queues"))["queues"]] == ["q"]
