@@ -28,6 +28,10 @@ def test_the_first_message_wakes_a_group_at_zero(
     control_plane.kubectl("apply", "-f", "-",
                           input=json.dumps(workload(namespace, CONSUMERS, replicas=0)))
     apply(control_plane, namespace, cr("Queue", QUEUE, {}))
+    # The group needs its Queue's token Secret: applied before the Queue's pass made it, the
+    # group would wait for its stats timer (here an hour) to see it. Production's is 10 s.
+    eventually(lambda: condition(get(control_plane, namespace, "queue", QUEUE), "Ready")
+               == ("True", "Reconciled"), "the queue is on its broker")
     apply(control_plane, namespace, cr("ConsumerGroup", CONSUMERS, {
         "queue": QUEUE, "autoscaling": {"target": {"name": CONSUMERS}, "minReplicas": 0,
                                         "maxReplicas": 3}}))
