@@ -87,6 +87,9 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     UNAVAILABLE = "unavailable"
     QUEUE_FULL = "queue_full"
+    # The store went away while committing the request: it may or may not have happened
+    # (never a 503, which says nothing did). Retry a publish with its dedup ids.
+    OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 class ErrorDetail(Model):
@@ -112,6 +115,7 @@ STATUS_OF_CODE: dict[ErrorCode, int] = {
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.QUEUE_FULL: 429,
+    ErrorCode.OUTCOME_UNKNOWN: 500,
 }
 
 

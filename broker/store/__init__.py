@@ -18,13 +18,14 @@ from ferry.broker.store.checkpoints import CHECKPOINT_S
 from ferry.broker.store.engines import Engine, Leader, Loss
 from ferry.broker.store.loading import CHUNK, load, load_all, read_chunk, read_dedup
 from ferry.broker.store.schema import connect, create
-from ferry.broker.store.writer import StoreError, Writer, wait_for_lock
+from ferry.broker.store.writer import OutcomeUnknownError, StoreError, Writer, wait_for_lock
 
 DB_NAME = "ferry.db"
 LOCK_NAME = "ferry.lock"
 LOCK_WAIT_S = 30.0  # a previous broker's committer finishes its last commit well within this
 
-__all__ = ["CHUNK", "Bodies", "Engine", "Leader", "Store", "StoreError", "Writer"]
+__all__ = ["CHUNK", "Bodies", "Engine", "Leader", "OutcomeUnknownError", "Store", "StoreError",
+           "Writer"]
 
 
 class Store:

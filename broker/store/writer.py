@@ -9,7 +9,10 @@ in order. Nothing here runs on another thread.
 The first failure is the last: a failed commit (the committer then exits
 without committing anything sent after it) or a committer gone fails every
 write still waiting and every later one, and `on_failure` tells the broker,
-which must stop (its memory holds writes the store never will).
+which must stop (its memory holds writes the store never will). A committer
+that is gone may have committed what it was sent before it went: those
+writes fail with OutcomeUnknownError, the rest (rolled back, or never sent)
+with StoreError.
 """
 
 from __future__ import annotations
@@ -37,7 +40,15 @@ _Fut = asyncio.Future[None]
 
 
 class StoreError(Exception):
-    """The store could not make a change durable."""
+    """The store could not make a change durable: nothing of it happened (503)."""
+
+
+class OutcomeUnknownError(StoreError):
+    """The store went away while committing the change: it may or may not be durable.
+
+    Not a 503 (that says nothing happened): the answer says the outcome is unknown,
+    and a publish retried with its dedup ids, or a read after the restart, tells.
+    """
 
 
 class Writer:
@@ -116,6 +127,7 @@ class Writer:
         except BlockingIOError:
             n = 0
         except OSError as e:
+            resolve(self._sent.pop(), StoreError(f"not sent: {e}"))  # none of it went out
             self._fail(f"cannot write to the committer: {e}")
             return
         if n < len(header) + len(data):
@@ -158,12 +170,16 @@ class Writer:
                 self.on_batch(items, seconds)
             exc = None if error is None else StoreError(error)
             for _ in range(frames):
-                _resolve(self._sent.popleft(), exc)
+                resolve(self._sent.popleft(), exc)
             if error is not None:
-                self._fail(f"a commit failed: {error}")
+                self._fail(f"a commit failed: {error}", sent_unknown=False)
 
-    def _fail(self, why: str) -> None:
-        """Nothing can become durable any more: fail what waits, and tell the broker."""
+    def _fail(self, why: str, sent_unknown: bool = True) -> None:
+        """Nothing can become durable any more: fail what waits, and tell the broker.
+
+        sent_unknown: the committer may have committed frames it was sent (it is gone);
+        False after it answered a failed commit, since it then commits nothing more.
+        """
         first = self.failure is None
         if first:
             log.error("store failing", extra={"reason": why})
@@ -176,9 +192,10 @@ class Writer:
                 self._loop.remove_writer(self._wfd)
         self._out.clear()
         exc = StoreError(self.failure)
+        sent = OutcomeUnknownError(self.failure) if sent_unknown else exc
         while self._sent:
-            _resolve(self._sent.popleft(), exc)
-        _resolve(self._queued_futs, exc)
+            resolve(self._sent.popleft(), sent)
+        resolve(self._queued_futs, exc)
         self._queued, self._queued_futs = [], []
         if first and self.on_failure is not None:
             self.on_failure(why)
@@ -219,7 +236,7 @@ class Writer:
             self._fail("the store's committer stopped before answering")
 
 
-def _resolve(futures: list[_Fut], error: BaseException | None) -> None:
+def resolve(futures: list[_Fut], error: BaseException | None) -> None:
     for f in futures:
         if f.done():
             continue

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from ferry.broker.core import CoreError
 from ferry.broker.models import STATUS_OF_CODE, ErrorCode
-from ferry.broker.store import StoreError
+from ferry.broker.store import OutcomeUnknownError, StoreError
 from ferry.broker.transport.memory import RETRY_AFTER_S
 
 log = logging.getLogger("ferry.broker.transport")
@@ -53,6 +53,19 @@ def error_response(code: ErrorCode, message: str, status: int | None = None) -> 
     )
 
 
+def store_error(e: StoreError) -> tuple[ErrorCode, str]:
+    """The code and message of a change the store did not make durable (HTTP and WebSocket)."""
+    if isinstance(e, OutcomeUnknownError):
+        return ErrorCode.OUTCOME_UNKNOWN, (
+            f"the store went away while committing this request, so it may or may not have "
+            f"happened: {e}")
+    return ErrorCode.UNAVAILABLE, f"the store could not commit: {e}"
+
+
+def store_error_response(e: StoreError) -> web.Response:
+    return error_response(*store_error(e))
+
+
 def describe(e: ValidationError) -> str:
     parts = []
     for err in e.errors()[:5]:
@@ -84,7 +97,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         resp.force_close()
         return resp
     except StoreError as e:
-        return error_response(ErrorCode.UNAVAILABLE, f"the store could not commit: {e}")
+        return store_error_response(e)
     except web.HTTPException as e:
         if e.status < 400:
             raise

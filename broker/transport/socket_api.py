@@ -26,7 +26,7 @@ from ferry.broker.models import (
     WsSubscribe,
 )
 from ferry.broker.store import StoreError
-from ferry.broker.transport.errors import ApiError, describe
+from ferry.broker.transport.errors import ApiError, describe, store_error
 from ferry.broker.transport.leases import LeaseBook
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
 from ferry.broker.transport.messaging import ids_json, incoming, settle_now
@@ -188,6 +188,8 @@ class Connection:
         e = fut.exception()
         if e is None:
             self.send(answer)
+        elif isinstance(e, StoreError):
+            self.send(error_reply(seq, *store_error(e)))
         else:
             self.send(error_reply(seq, ErrorCode.UNAVAILABLE, f"the store could not commit: {e}"))
 

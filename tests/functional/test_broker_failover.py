@@ -30,7 +30,7 @@ from testsupport.waiting import eventually_async
 from ferry.broker.client import BrokerClient
 from ferry.broker.core import Incoming
 from ferry.broker.models import OutgoingMessage, QueueSettings, ReceiptStatus
-from ferry.broker.store.postgres import PgStore
+from ferry.broker.store.postgres import FencedError, PgStore
 
 pytestmark = pytest.mark.functional
 
@@ -265,7 +265,8 @@ async def test_a_deposed_leader_cannot_write(postgres: str) -> None:
 
             await eventually_async(failed, "the late commit fails")
             assert old.writer.failure is not None and "fenced" in old.writer.failure
-            assert late is not None and not late.done(), "a fenced write was answered"
+            # Refused, so rolled back: its request is told nothing happened (503).
+            assert late is not None and isinstance(late.exception(), FencedError), late
             stored = await conn.fetchval(f'SELECT count(*) FROM "{schema}".messages')
             assert stored == 0, "the deposed leader's write reached the database"
             # The engine reports itself lost (its lock session's end or the fence, whichever

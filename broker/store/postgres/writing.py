@@ -7,14 +7,22 @@ later one sees it), applies the writes and commits; only then do the requests'
 futures resolve. With synchronous standbys configured on the server, COMMIT
 returns once they hold the transaction too.
 
-When a commit fails (fenced, connection lost, server gone), its outcome may be
-unknown and the core already holds its changes: the futures are left unanswered
-and the engine reports itself lost, so the broker fail-stops and starts over.
+When a transaction fails the core already holds its changes, so the engine
+reports itself lost and the broker fail-stops and starts over. What its
+requests are told depends on where it failed: before COMMIT (fenced, a write
+refused, the connection gone) PostgreSQL rolled it back, so nothing happened
+(StoreError, 503); during COMMIT (the connection lost, the backend terminated
+while it waited for the synchronous standby) it may have committed, so the
+outcome is unknown (OutcomeUnknownError). So is a COMMIT that returned with a
+warning: PostgreSQL warns when a wait for the synchronous standby was cancelled
+and the transaction committed locally only, not replicated.
+Requests queued behind the failed transaction were never sent: StoreError.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -24,12 +32,13 @@ import asyncpg
 
 from ferry.broker.core import Writes
 from ferry.broker.store.postgres.applying import apply
-from ferry.broker.store.writer import StoreError
+from ferry.broker.store.writer import OutcomeUnknownError, StoreError, resolve
 
 log = logging.getLogger("ferry.broker.store")
 
 FENCE = "SELECT epoch FROM leader WHERE id = 1 FOR SHARE"
 _Fut = asyncio.Future[None]
+ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class FencedError(StoreError):
@@ -82,27 +91,56 @@ class PgWriter:
             batch, futs = self._queued, self._futs
             self._queued, self._futs = [], []
             t0 = time.perf_counter()
-            try:
-                async with conn.transaction():
-                    epoch = await conn.fetchval(FENCE)
-                    if epoch != self._epoch:
-                        raise FencedError(
-                            f"fenced: the queue set's epoch is {epoch}, this leader's {self._epoch}"
-                        )
-                    await apply(conn, batch)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, StoreError) as e:
-                self._fail(f"commit failed: {e}")
+            error = await self._commit(conn, batch)
+            if error is not None:
+                self._fail(f"commit failed: {error}")
+                resolve(futs, error)
+                resolve(self._futs, StoreError(str(error)))
+                self._queued, self._futs = [], []
                 return
             seconds = time.perf_counter() - t0
             self.batches += 1
             self.items += len(batch)
             if self.on_batch is not None:
                 self.on_batch(len(batch), seconds)
-            for f in futs:
-                if not f.done():
-                    f.set_result(None)
+            resolve(futs, None)
             if self._queued or self._closing:
                 self._wake.set()
+
+    async def _commit(
+        self, conn: asyncpg.Connection[Any], batch: list[Writes]
+    ) -> StoreError | None:
+        """One transaction for the batch; the error its requests get if it failed."""
+        tr = conn.transaction()
+        try:
+            await tr.start()
+            epoch = await conn.fetchval(FENCE)
+            if epoch != self._epoch:
+                raise FencedError(
+                    f"fenced: the queue set's epoch is {epoch}, this leader's {self._epoch}"
+                )
+            await apply(conn, batch)
+        except (*ERRORS, StoreError) as e:
+            with contextlib.suppress(*ERRORS):
+                await tr.rollback()
+            return e if isinstance(e, StoreError) else StoreError(f"rolled back: {e}")
+        warnings: list[str] = []
+
+        def warned(_: object, message: asyncpg.PostgresLogMessage) -> None:
+            if message.severity_en == "WARNING":
+                warnings.append(f"{message.message} {message.detail or ''}".strip())
+
+        conn.add_log_listener(warned)
+        try:
+            await tr.commit()
+        except ERRORS as e:
+            why = "; ".join([str(e) or type(e).__name__, *warnings])
+            return OutcomeUnknownError(f"the connection failed during COMMIT: {why}")
+        finally:
+            conn.remove_log_listener(warned)
+        if warnings:
+            return OutcomeUnknownError(f"COMMIT warned: {'; '.join(warnings)}")
+        return None
 
     def _fail(self, why: str) -> None:
         log.error("store failing", extra={"reason": why})
