@@ -21,12 +21,13 @@ from ferry.operator.reconcile.metadata import (
     selector_labels,
 )
 from ferry.operator.reconcile.readiness import is_ready, is_workload, rollout_gap
-from ferry.operator.reconcile.specs import KeyRef, Owner, TelemetryPipelineSpec
+from ferry.operator.reconcile.specs import KeyRef, Owner, PodTemplate, TelemetryPipelineSpec
 from ferry.operator.reconcile.tenancy import token_ref
 from ferry.operator.reconcile.workloads import (
     PodDefaults,
     container_security,
     http_probe,
+    overlay,
     pod,
     resources,
 )
@@ -131,10 +132,12 @@ def _scratch_volumes() -> tuple[list[Manifest], list[Manifest]]:
 
 
 def _pod(owner: Owner, spec: TelemetryPipelineSpec, defaults: PodDefaults, name: str,
-         component: str, container: Manifest, volumes: list[Manifest]) -> Manifest:
+         component: str, container: Manifest, volumes: list[Manifest],
+         own: PodTemplate | None) -> Manifest:
+    """The workload's pods: its own podTemplate laid over the pipeline's."""
     return pod(_meta(owner, name, component)["labels"], {},
                {"terminationGracePeriodSeconds": 30, "containers": [container],
-                "volumes": volumes}, spec.pod_template, defaults)
+                "volumes": volumes}, overlay(spec.pod_template, own), defaults)
 
 
 def _source(spec: TelemetryPipelineSpec) -> tuple[str, list[Manifest], list[Manifest]]:
@@ -188,7 +191,7 @@ def _streamer(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str,
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector_labels(owner, "streamer")},
             "template": _pod(owner, spec, defaults, name, "streamer", container,
-                             [*volumes, *src_volumes]),
+                             [*volumes, *src_volumes], streamer.pod_template),
         },
     }
 
@@ -216,7 +219,8 @@ def _collector(owner: Owner, spec: TelemetryPipelineSpec, broker_url: str,
         # No "replicas": the HorizontalPodAutoscaler owns it (server-side apply leaves it alone).
         "spec": {
             "selector": {"matchLabels": selector_labels(owner, "collector")},
-            "template": _pod(owner, spec, defaults, name, "collector", container, volumes),
+            "template": _pod(owner, spec, defaults, name, "collector", container, volumes,
+                             collector.pod_template),
         },
     }
 
@@ -244,7 +248,8 @@ def _api(owner: Owner, spec: TelemetryPipelineSpec, defaults: PodDefaults) -> Ma
         "spec": {
             "replicas": spec.api.replicas,
             "selector": {"matchLabels": selector_labels(owner, "api")},
-            "template": _pod(owner, spec, defaults, name, "api", container, volumes),
+            "template": _pod(owner, spec, defaults, name, "api", container, volumes,
+                             spec.api.pod_template),
         },
     }
 

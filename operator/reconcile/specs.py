@@ -187,6 +187,7 @@ class Streamer(Spec):
     rate_per_second: int
     loop: bool
     resources: Resources
+    pod_template: PodTemplate | None = None
 
 
 class CollectorStorage(Spec):
@@ -201,6 +202,7 @@ class Collector(Spec):
     lag_per_replica: int
     storage: CollectorStorage
     resources: Resources
+    pod_template: PodTemplate | None = None
 
 
 class Api(Spec):
@@ -208,6 +210,7 @@ class Api(Spec):
     image: str | None = None
     replicas: int
     resources: Resources = Resources()
+    pod_template: PodTemplate | None = None
 
 
 class TelemetryPipelineSpec(Spec):

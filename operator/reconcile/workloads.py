@@ -6,7 +6,14 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from ferry.operator.reconcile.metadata import Manifest
-from ferry.operator.reconcile.specs import PodTemplate, Resources
+from ferry.operator.reconcile.specs import (
+    LocalRef,
+    PodMetadata,
+    PodOverrides,
+    PodSecurity,
+    PodTemplate,
+    Resources,
+)
 
 
 class PodDefaults(BaseModel):
@@ -75,3 +82,35 @@ def pod(labels: dict[str, str], annotations: dict[str, str], spec: Manifest,
     if merged:
         metadata["annotations"] = merged
     return {"metadata": metadata, "spec": out}
+
+
+def overlay(shared: PodTemplate | None, own: PodTemplate | None) -> PodTemplate | None:
+    """A workload's own podTemplate laid over its resource's shared one, by the rules `pod`
+    lays a template over Ferry's spec: labels, annotations and nodeSelector merged (the
+    workload's keys win); tolerations, affinity, topologySpreadConstraints,
+    priorityClassName and serviceAccountName the workload's when it sets them, else the
+    shared ones; imagePullSecrets both, each name once; securityContext IDs field by field.
+    """
+    if shared is None or own is None:
+        return own or shared
+    base, mine = shared.spec, own.spec
+    security = None
+    if base.security_context is not None or mine.security_context is not None:
+        security = PodSecurity(**{
+            **(base.security_context or PodSecurity()).model_dump(exclude_defaults=True),
+            **(mine.security_context or PodSecurity()).model_dump(exclude_defaults=True)})
+    names = dict.fromkeys(s.name for s in (*base.image_pull_secrets, *mine.image_pull_secrets))
+    return PodTemplate(
+        metadata=PodMetadata(labels={**shared.metadata.labels, **own.metadata.labels},
+                             annotations={**shared.metadata.annotations,
+                                          **own.metadata.annotations}),
+        spec=PodOverrides(
+            node_selector={**base.node_selector, **mine.node_selector},
+            tolerations=mine.tolerations or base.tolerations,
+            affinity=mine.affinity or base.affinity,
+            topology_spread_constraints=(mine.topology_spread_constraints
+                                         or base.topology_spread_constraints),
+            priority_class_name=mine.priority_class_name or base.priority_class_name,
+            service_account_name=mine.service_account_name or base.service_account_name,
+            image_pull_secrets=[LocalRef(name=n) for n in names],
+            security_context=security))

@@ -82,6 +82,21 @@ INVALID = [
                                                    "nodeAffinity": {"nope": {}}}}}}),
                  'unknown field "spec.podTemplate.spec.affinity.nodeAffinity.nope"',
                  id="pod-template-affinity-schema"),
+    pytest.param(cr("TelemetryPipeline", "t", {"streamer": {"source": {"path": "/x"}},
+                                               "collector": {"podTemplate": {"spec": {
+                                                   "tolerations": [{"operator": "Maybe"}]}}}}),
+                 "spec.collector.podTemplate.spec.tolerations[0].operator",
+                 id="workload-pod-template-schema"),
+    pytest.param(cr("TelemetryPipeline", "t", {"streamer": {
+        "source": {"path": "/x"},
+        "podTemplate": {"metadata": {"annotations": {"ferry.dev/config-hash": "x"}}}}}),
+        "podTemplate annotations under ferry.dev/ are Ferry's own",
+        id="workload-pod-template-reserved-annotation"),
+    pytest.param(cr("TelemetryPipeline", "t", {"streamer": {"source": {"path": "/x"}},
+                                               "api": {"podTemplate": {"spec": {
+                                                   "securityContext": {"runAsUser": -1}}}}}),
+                 "spec.api.podTemplate.spec.securityContext.runAsUser",
+                 id="workload-pod-template-negative-uid"),
 ]
 
 
@@ -124,8 +139,8 @@ def test_storage_can_grow(control_plane: Any, ferry_crds: None, namespace: str) 
     assert stored["spec"]["storage"]["size"] == "3Gi"
 
 
-def test_a_full_pod_template_is_accepted(control_plane: Any, ferry_crds: None,
-                                         namespace: str) -> None:
+def test_a_full_pod_template_is_accepted_for_a_queue_and_each_pipeline_workload(
+        control_plane: Any, ferry_crds: None, namespace: str) -> None:
     template = {
         "metadata": {"labels": {"team": "gpu"}, "annotations": {"cost": "42"}},
         "spec": {
@@ -148,3 +163,8 @@ def test_a_full_pod_template_is_accepted(control_plane: Any, ferry_crds: None,
     apply(control_plane, namespace, cr("Queue", "placed", {"podTemplate": template}))
     stored = control_plane.kubectl_json("get", "-n", namespace, "queue", "placed")
     assert stored["spec"]["podTemplate"] == template
+    workloads = {"streamer": {"source": {"path": "/x"}, "podTemplate": template},
+                 "collector": {"podTemplate": template}, "api": {"podTemplate": template}}
+    apply(control_plane, namespace, cr("TelemetryPipeline", "placed", workloads))
+    stored = control_plane.kubectl_json("get", "-n", namespace, "tp", "placed")
+    assert [stored["spec"][w]["podTemplate"] for w in workloads] == [template] * 3

@@ -55,6 +55,50 @@ def test_pipeline_children_and_status(control_plane: Any, namespace: str, broker
     assert sts is not None and sts["spec"]["replicas"] == 2
 
 
+def test_each_workload_gets_its_own_pod_template(control_plane: Any, namespace: str,
+                                                 broker: Any, run_operator: Any,
+                                                 eventually: Any) -> None:
+    """The pipeline's podTemplate reaches every workload; each workload's own is laid over
+    it, as the API server stored both."""
+    run_operator(broker_url=broker.url)
+    gpu_nodes = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    spec = {**PIPELINE,
+            "podTemplate": {"metadata": {"labels": {"team": "gpu"}},
+                            "spec": {"nodeSelector": {"pool": "shared"}}},
+            "streamer": {**PIPELINE["streamer"], "podTemplate": {
+                "metadata": {"annotations": {"scrape": "streamer"}},
+                "spec": {"nodeSelector": {"pool": "edge"}, "tolerations": gpu_nodes}}},
+            "collector": {**PIPELINE["collector"],
+                          "resources": {"requests": {"cpu": "300m"}},
+                          "podTemplate": {"spec": {"priorityClassName": "batch-low",
+                                                   "securityContext": {"fsGroup": 3000}}}},
+            "api": {"podTemplate": {"metadata": {"labels": {"team": "query"}},
+                                    "spec": {"serviceAccountName": "telemetry-reader"}}}}
+    apply(control_plane, namespace, cr("TelemetryPipeline", "gpu", spec))
+
+    def template(kind: str, name: str) -> dict[str, Any]:
+        found = eventually(lambda: get(control_plane, namespace, kind, name),
+                           f"{kind}/{name} exists")
+        return found["spec"]["template"]  # type: ignore[no-any-return]
+
+    streamer = template("statefulset", "gpu-streamer")
+    collector = template("deployment", "gpu-collector")
+    api = template("deployment", "gpu-api")
+    assert streamer["spec"]["nodeSelector"] == {"pool": "edge"}
+    assert streamer["spec"]["tolerations"] == gpu_nodes
+    assert streamer["metadata"]["annotations"]["scrape"] == "streamer"
+    assert collector["spec"]["nodeSelector"] == {"pool": "shared"}
+    assert collector["spec"]["priorityClassName"] == "batch-low"
+    assert collector["spec"]["securityContext"]["fsGroup"] == 3000
+    assert collector["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "300m"
+    assert "tolerations" not in collector["spec"] and "tolerations" not in api["spec"]
+    assert api["spec"]["serviceAccountName"] == "telemetry-reader"
+    assert api["spec"]["nodeSelector"] == {"pool": "shared"}
+    assert [p["metadata"]["labels"]["team"] for p in (streamer, collector, api)] \
+        == ["gpu", "gpu", "query"]
+    assert "fsGroup" not in streamer["spec"]["securityContext"]
+
+
 def test_collector_replicas_belong_to_the_autoscaler(control_plane: Any, namespace: str,
                                                      broker: Any, run_operator: Any,
                                                      eventually: Any) -> None:

@@ -150,11 +150,15 @@ def test_no_crd_defaults_an_image() -> None:
         assert pinned == [], plural
 
 
-def test_pipeline_pod_template_is_the_queues() -> None:
+def test_pipeline_pod_templates_are_the_queues() -> None:
+    """The pipeline's shared podTemplate and each workload's own are the Queue's schema."""
     def spec(plural: str) -> dict[str, Any]:
         root = load(plural)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         return root["properties"]["spec"]["properties"]  # type: ignore[no-any-return]
-    assert spec("telemetrypipelines")["podTemplate"] == spec("queues")["podTemplate"]
+    pipeline, queue = spec("telemetrypipelines"), spec("queues")["podTemplate"]
+    assert pipeline["podTemplate"] == queue
+    for workload in ("streamer", "collector", "api"):
+        assert pipeline[workload]["properties"]["podTemplate"] == queue, workload
 
 
 def name_limit(plural: str) -> int:

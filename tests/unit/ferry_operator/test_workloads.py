@@ -109,6 +109,53 @@ def test_pod_template_reaches_every_workload_merged_field_by_field(defaulted: De
         assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_each_pipeline_workload_lays_its_own_pod_template_over_the_shared_one(
+        defaulted: Defaulted) -> None:
+    shared = {"metadata": {"labels": {"team": "gpu", "tier": "shared"}},
+              "spec": {"nodeSelector": {"pool": "gpu"}, "priorityClassName": "normal",
+                       "tolerations": [{"key": "gpu", "operator": "Exists"}],
+                       "imagePullSecrets": [{"name": "mirror"}],
+                       "securityContext": {"runAsUser": 1000}}}
+    streamer = {"metadata": {"labels": {"tier": "ingest"}},
+                "spec": {"nodeSelector": {"pool": "edge", "zone": "a"}}}
+    collector = {"metadata": {"annotations": {"cost-center": "7"}},
+                 "spec": {"tolerations": [{"key": "spot", "operator": "Exists"}],
+                          "securityContext": {"fsGroup": 2000}}}
+    api = {"spec": {"priorityClassName": "low", "serviceAccountName": "api-reader",
+                    "imagePullSecrets": [{"name": "api-mirror"}, {"name": "mirror"}]}}
+    pods = pipeline_pods(defaulted, podTemplate=shared,
+                         streamer={"source": SOURCE, "podTemplate": streamer},
+                         collector={"podTemplate": collector}, api={"podTemplate": api})
+    s = pods["StatefulSet/gpu-streamer"]
+    c = pods["Deployment/gpu-collector"]
+    a = pods["Deployment/gpu-api"]
+    assert s["spec"]["nodeSelector"] == {"pool": "edge", "zone": "a"}
+    assert s["metadata"]["labels"]["tier"] == "ingest"
+    assert s["spec"]["tolerations"] == shared["spec"]["tolerations"]  # not set: the shared
+    assert c["spec"]["nodeSelector"] == {"pool": "gpu"}
+    assert c["spec"]["tolerations"] == [{"key": "spot", "operator": "Exists"}]
+    assert c["metadata"]["annotations"] == {"cost-center": "7"}
+    assert c["spec"]["securityContext"]["runAsUser"] == 1000
+    assert c["spec"]["securityContext"]["fsGroup"] == 2000
+    assert "fsGroup" not in s["spec"]["securityContext"]
+    assert a["spec"]["priorityClassName"] == "low"
+    assert a["spec"]["serviceAccountName"] == "api-reader"
+    assert a["spec"]["imagePullSecrets"] == [{"name": "mirror"}, {"name": "api-mirror"}]
+    assert {p["metadata"]["labels"]["team"] for p in pods.values()} == {"gpu"}
+    assert {p["spec"]["priorityClassName"] for p in (s, c)} == {"normal"}
+    for pod in pods.values():  # Ferry's selector label stays Ferry's
+        assert pod["metadata"]["labels"][INSTANCE] == "gpu"
+
+
+def test_a_workload_pod_template_alone_reaches_only_that_workload(
+        defaulted: Defaulted) -> None:
+    pods = pipeline_pods(defaulted, collector={
+        "podTemplate": {"spec": {"nodeSelector": {"pool": "cpu"}}}})
+    assert pods["Deployment/gpu-collector"]["spec"]["nodeSelector"] == {"pool": "cpu"}
+    assert "nodeSelector" not in pods["StatefulSet/gpu-streamer"]["spec"]
+    assert "nodeSelector" not in pods["Deployment/gpu-api"]["spec"]
+
+
 def test_image_pull_secrets_add_to_the_operators_each_once(defaulted: Defaulted) -> None:
     plain = broker_pod(defaulted, WITH_SECRETS)
     assert plain["spec"]["imagePullSecrets"] == [{"name": "shared"}]
