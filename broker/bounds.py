@@ -18,7 +18,8 @@ from ferry.broker import models as m
 REQUESTS: list[type[BaseModel]] = [
     m.QueueSettings, m.GroupSettings, m.Backoff, m.OutgoingMessage, m.PublishRequest,
     m.ReceiveRequest, m.ReceiptsRequest, m.NackRequest, m.ExtendRequest, m.RedriveRequest,
-    m.PriorityChange, m.WsPublish, m.WsSubscribe, m.WsSettle,
+    m.PriorityChange, m.BrowseQuery, m.WsPublish, m.WsSubscribe, m.WsSettle, m.WsBrowse,
+    m.WsCancel, m.WsPurge,
 ]
 _KEYS = ("minimum", "exclusiveMinimum", "maximum", "minLength", "maxLength",
          "minItems", "maxItems")

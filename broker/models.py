@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 CONSUMER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -31,6 +31,8 @@ MAX_DURATION_MS = 3650 * DAY_MS
 MAX_LEASE_MS = 12 * 3600 * 1000  # visibility timeouts (as SQS): a longer lease is a lost consumer
 MAX_DEDUP_WINDOW_MS = 7 * DAY_MS  # the dedup index holds every id published within the window
 MAX_BATCH = 10_000  # messages per publish, receipts per settle, ids per redrive
+PAGE_MAX = 1000  # messages or dead letters in one page (limit=)
+CURSOR_PATTERN = "^[0-9]{1,19}$"  # a page cursor: the last seq the page before looked at
 MAX_SEQ = 2**53 - 1  # WebSocket frame numbers: exact in every JSON client (JavaScript too)
 
 
@@ -52,6 +54,7 @@ LeaseMillis = Annotated[int, Field(gt=0, le=MAX_LEASE_MS), WHOLE]
 Seq = Annotated[int, Field(ge=0, le=MAX_SEQ), WHOLE]
 Receipt = Annotated[str, Field(min_length=1, max_length=128)]
 MessageId = Annotated[str, Field(min_length=1, max_length=32)]
+Cursor = Annotated[str, Field(pattern=CURSOR_PATTERN)]
 MaxDeliveries = Annotated[int, Field(ge=1, le=1000), WHOLE]  # queues' default and groups'
 # A key is a text column in PostgreSQL, which cannot hold U+0000: refused on every engine.
 MessageKey = Annotated[str, Field(max_length=256, pattern=r"^[^\x00]*$",
@@ -336,7 +339,34 @@ class MessagePage(Model):
     """Stored messages of a queue, oldest first, as GET .../messages pages them (a peek)."""
 
     messages: list[MessageInfo]
-    next_cursor: str | None
+    next_cursor: str | None = Field(
+        description="where the next page starts; null at the end (a page may be short, even "
+                    "empty, and still have one: each request scans a bounded stretch)")
+
+
+class BrowseQuery(Model):
+    """GET /v1/queues/{queue}/messages: which stored messages, a page at a time."""
+
+    limit: Annotated[int, Field(ge=1, le=PAGE_MAX), WHOLE] = 100
+    cursor: Cursor | None = Field(None, description="next_cursor of the page before")
+    group: Name | None = Field(
+        None, description="only messages this group is not done with (not acked)")
+    state: MessageGroupState | None = Field(
+        None, description="only messages in this state for `group` (needs group)")
+    key: MessageKey | None = Field(None, description="only messages with this key")
+    priority: Annotated[int, Field(ge=0, le=9), WHOLE] | None = Field(
+        None, description="only messages of this priority (as deliveries use it now)")
+
+    @model_validator(mode="after")
+    def _state_needs_group(self) -> BrowseQuery:
+        if self.state is not None and self.group is None:
+            raise ValueError("state needs group: a state is a group's")
+        return self
+
+
+class PurgeResponse(Model):
+    purged: int = Field(description="messages that were ready and went (from at least "
+                                    "one group, for a queue's purge)")
 
 
 # --- WebSocket transport (GET /v1/ws) -----------------------------------------
@@ -374,7 +404,34 @@ class WsSettle(Model):
     visibility_timeout_ms: LeaseMillis | None = None
 
 
-WsRequest = Annotated[WsPublish | WsSubscribe | WsSettle, Field(discriminator="op")]
+class WsBrowse(BrowseQuery):
+    """A page of stored messages, as GET /v1/queues/{queue}/messages answers it."""
+
+    op: Literal["browse"]
+    seq: Seq
+    queue: Name
+
+
+class WsCancel(Model):
+    """DELETE /v1/queues/{queue}/messages/{id}: gone for every group."""
+
+    op: Literal["cancel"]
+    seq: Seq
+    queue: Name
+    id: MessageId
+
+
+class WsPurge(Model):
+    """POST .../purge: the ready messages of one group, or of every group without one."""
+
+    op: Literal["purge"]
+    seq: Seq
+    queue: Name
+    group: Name | None = None
+
+
+WsFrame = WsPublish | WsSubscribe | WsSettle | WsBrowse | WsCancel | WsPurge
+WsRequest = Annotated[WsFrame, Field(discriminator="op")]
 
 
 class WsReply(Model):
@@ -384,6 +441,9 @@ class WsReply(Model):
     seq: int
     ids: list[str] | None = None
     results: list[ReceiptResult] | None = None
+    page: MessagePage | None = None
+    cancelled: str | None = Field(None, description="the id a cancel frame removed")
+    purged: int | None = None
     error: ErrorDetail | None = None
 
 

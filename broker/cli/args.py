@@ -20,6 +20,8 @@ from ferry.kit.config import (
 
 EPILOG = f"Environment: {BROKER_URL_ENV} (default {DEFAULT_BROKER_URL}), {BROKER_TOKEN_ENV}."
 PRIORITY = int_between(0, 9)
+# A message's states in a group, as the broker names them (browse --state in-flight too).
+STATES = ("ready", "in_flight", "delayed", "dead", "acked")
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--priority", type=PRIORITY, metavar="N",
         help="first change its priority (0-9) for deliveries still to come",
     )
+    browse = sub(commands, "browse",
+                 "list stored messages a page at a time, without consuming them")
+    browse.add_argument("queue")
+    browse.add_argument("--group", help="only messages this group is not done with")
+    browse.add_argument("--state", choices=[s.replace("_", "-") for s in STATES],
+                        help="only messages in this state for --group")
+    browse.add_argument("--key", help="only messages with this key")
+    browse.add_argument("--priority", type=PRIORITY, metavar="N",
+                        help="only messages of this priority (0-9)")
+    browse.add_argument("--limit", type=int_between(1, 1000), default=20, metavar="N",
+                        help="messages per page (1-1000, default 20)")
+    browse.add_argument("--cursor", help="continue after this page (printed as 'more:')")
+
+    cancel = sub(commands, "cancel",
+                 "remove stored messages for every group (a lease on one can no longer ack)")
+    cancel.add_argument("queue")
+    cancel.add_argument("ids", nargs="+", metavar="ID")
+
+    purge = sub(commands, "purge",
+                "remove the messages ready now, for one group or every group of the queue "
+                "(in flight, delayed and dead ones stay)")
+    purge.add_argument("queue")
+    purge.add_argument("group", nargs="?", help="only for this group (default: every group)")
+    purge.add_argument("--yes", action="store_true", help="do it (without, nothing is purged)")
     return parser
 
 

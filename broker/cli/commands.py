@@ -26,6 +26,11 @@ from ferry.broker.models import (
     StartAt,
 )
 
+
+class UsageError(Exception):
+    """Arguments that parse but do not go together: exit 2 with the message."""
+
+
 Command = Callable[[BrokerClient, argparse.Namespace, TextIO], Awaitable[int]]
 # Lines read per publish() call: big enough to keep many batches in flight, small
 # enough that memory stays flat for any input size.
@@ -272,6 +277,35 @@ async def message(client: BrokerClient, args: argparse.Namespace, out: TextIO) -
     return 0
 
 
+async def browse(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    state = args.state.replace("-", "_") if args.state else None
+    if state and not args.group:
+        raise UsageError("--state needs --group: a state is a group's")
+    page = await client.browse(args.queue, limit=args.limit, cursor=args.cursor,
+                               group=args.group, state=state, key=args.key,
+                               priority=args.priority)
+    emit(out, args, page, lambda: tables.messages_table(page, now_ms()))
+    return 0
+
+
+async def cancel(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    for mid in args.ids:
+        await client.cancel(args.queue, mid)
+    n = len(args.ids)
+    emit(out, args, {"cancelled": args.ids},
+         lambda: f"cancelled {n:,} message{'s' if n != 1 else ''} in {args.queue}")
+    return 0
+
+
+async def purge(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
+    where = f"{args.queue}/{args.group}" if args.group else f"every group of {args.queue}"
+    if not args.yes:
+        raise UsageError(f"purge removes the ready messages of {where}: add --yes to do it")
+    n = await client.purge(args.queue, args.group)
+    emit(out, args, {"purged": n}, lambda: f"purged {n:,} ready messages of {where}")
+    return 0
+
+
 COMMANDS: dict[tuple[str, str | None], Command] = {
     ("queue", "create"): queue_create,
     ("queue", "list"): queue_list,
@@ -285,4 +319,7 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("dead", "list"): dead_list,
     ("dead", "redrive"): dead_redrive,
     ("message", None): message,
+    ("browse", None): browse,
+    ("cancel", None): cancel,
+    ("purge", None): purge,
 }

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     # --help and usage errors need not wait for.
     from pydantic import ValidationError
 
-    from ferry.broker.cli.commands import COMMANDS
+    from ferry.broker.cli.commands import COMMANDS, UsageError
     from ferry.broker.client import BrokerClient, BrokerError, Unavailable
 
     conn = connection(args, os.environ)
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokerError as e:
         print(f"ferry: error: {e.message} [{e.code}]", file=sys.stderr)
         return EXIT_FAILED
+    except UsageError as e:
+        print(f"ferry: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except ValidationError as e:  # settings the models reject before anything is sent
         problems = "; ".join(
             f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()

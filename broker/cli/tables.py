@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ferry.broker.cli.lines import line_of
-from ferry.broker.models import DeadList, GroupStats, MessageInfo, QueueStats
+from ferry.broker.models import DeadList, GroupStats, MessageInfo, MessagePage, QueueStats
 
 BODY_WIDTH = 60
 
@@ -143,6 +143,21 @@ def dead_table(page: DeadList, now_ms: int) -> str:
         for d in page.messages
     ]
     text = table(["ID", "DELIVERIES", "DEAD", "REASON", "BODY"], rows)
+    if page.next_cursor:
+        text += f"\n\nmore: --cursor {page.next_cursor}"
+    return text
+
+
+def messages_table(page: MessagePage, now_ms: int) -> str:
+    """A browsed page: one line per message with its state in each group."""
+    rows = [[m.id, age(now_ms, m.published_at_ms), m.priority, m.key or "",
+             " ".join(f"{g.group}:{g.state.value}({g.delivery_count})" for g in m.groups),
+             clip(line_of(m.body))] for m in page.messages]
+    if rows:
+        text = table(["ID", "PUBLISHED", "PRIORITY", "KEY", "GROUPS (STATE, DELIVERIES)", "BODY"],
+                     rows)
+    else:  # a page can be empty and not the last (each request scans a bounded stretch)
+        text = "no matching messages" + (" on this page" if page.next_cursor else "")
     if page.next_cursor:
         text += f"\n\nmore: --cursor {page.next_cursor}"
     return text

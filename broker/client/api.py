@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
@@ -23,6 +23,7 @@ from ferry.broker.models import (
     ExtendRequest,
     GroupSettings,
     GroupStats,
+    MessageGroupState,
     MessageInfo,
     MessagePage,
     NackRequest,
@@ -30,6 +31,7 @@ from ferry.broker.models import (
     PriorityChange,
     PublishRequest,
     PublishResponse,
+    PurgeResponse,
     QueueList,
     QueueSettings,
     QueueStats,
@@ -315,12 +317,46 @@ class BrokerClient:
         path = f"{_g(queue, group)}/dead/redrive"
         return (await self._request("POST", path, body, RedriveResponse)).redriven
 
-    async def peek(self, queue: str, *, limit: int = 100,
-                   cursor: str | None = None) -> MessagePage:
-        """Stored messages, oldest first, with their state per group; nothing is leased."""
-        params = {"limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+    async def browse(
+        self, queue: str, *, limit: int = 100, cursor: str | None = None,
+        group: str | None = None, state: MessageGroupState | str | None = None,
+        key: str | None = None, priority: int | None = None,
+    ) -> MessagePage:
+        """A page of stored messages, oldest first, with their state per group; nothing is
+        leased. Filters: `group` (messages it is not done with), `state` in that group,
+        `key`, `priority`. A page can be short, even empty, with a next_cursor: go on until
+        next_cursor is None (see `browse_all`)."""
+        given = {"limit": limit, "cursor": cursor, "group": group, "key": key,
+                 "priority": priority, "state": state}
+        # Checked by the broker (400 with its reason), as every other argument is.
+        params = {k: str(v) for k, v in given.items() if v is not None}
         return await self._request("GET", f"{_q(queue)}/messages", None, MessagePage,
                                    params=params)
+
+    async def browse_all(
+        self, queue: str, *, limit: int = 100, group: str | None = None,
+        state: MessageGroupState | str | None = None, key: str | None = None,
+        priority: int | None = None,
+    ) -> AsyncIterator[MessageInfo]:
+        """Every stored message matching the filters, page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.browse(queue, limit=limit, cursor=cursor, group=group,
+                                     state=state, key=key, priority=priority)
+            for info in page.messages:
+                yield info
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def cancel(self, queue: str, id: str) -> None:
+        """Remove a stored message for every group (a lease on it can no longer ack)."""
+        await self._send("DELETE", f"{_q(queue)}/messages/{quote(id, safe='')}")
+
+    async def purge(self, queue: str, group: str | None = None) -> int:
+        """Remove the messages ready now, for one group or every group; returns how many."""
+        path = f"{_q(queue)}/purge" if group is None else f"{_g(queue, group)}/purge"
+        return (await self._request("POST", path, None, PurgeResponse)).purged
 
     async def message(self, queue: str, id: str) -> MessageInfo:
         path = f"{_q(queue)}/messages/{quote(id, safe='')}"

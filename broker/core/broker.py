@@ -32,6 +32,7 @@ from ferry.broker.models import (
 )
 
 CONSUMER_FORGET_MS = 3600 * 1000  # idle consumers without leases drop out of stats
+BROWSE_SCAN = 100_000  # seqs one browse request looks at, at most (~50 ms with a group filter)
 
 
 @dataclass(slots=True)  # not frozen: one per message, and frozen __init__ is 4x slower
@@ -315,17 +316,79 @@ class Broker:
         entries = [DeadEntry(s, *g.dead.letters[s]) for s in page]
         return entries, (page[-1] if len(seqs) > limit else None)
 
-    def stored(self, queue: str, limit: int, after: int) -> tuple[list[int], int | None]:
-        """Seqs of the queue's stored, durable messages after `after`, oldest first (a peek:
-        nothing is leased or changed); the cursor of the next page, or None."""
+    def browse(
+        self, queue: str, limit: int, after: int, now: int, *, group: str | None = None,
+        state: MessageGroupState | None = None, key: str | None = None,
+        priority: int | None = None, scan: int = BROWSE_SCAN,
+    ) -> tuple[list[int], int | None]:
+        """Seqs of the queue's stored, durable messages after `after`, oldest first, that
+        match every filter given (a peek: nothing is leased or changed), and the cursor of
+        the next page, or None at the end.
+
+        `group` alone keeps the messages the group is not done with; `state` (with a
+        group) those in that state for it; `priority` is the one deliveries use now. At
+        most `scan` seqs are looked at: a page of a rare match may come back short (even
+        empty) with a cursor to go on from, so no request walks a whole queue.
+        """
         q = self.queue(queue)
+        g = self.group(queue, group) if group is not None else None
+        kid = -2  # no key filter
+        if key is not None:
+            kid = q.keys.get(key, -3)  # a key never published matches nothing
         page: list[int] = []
-        for seq in range(max(q.base, after + 1), q.durable_next):
-            if q.exists(seq):
-                if len(page) == limit:
-                    return page, page[-1]
-                page.append(seq)
-        return page, None
+        start, end = max(q.base, after + 1), q.durable_next
+        stop = min(end, start + scan)
+        for seq in range(start, stop):
+            if not q.exists(seq):
+                continue
+            if kid != -2 and q.key_of(seq) != kid:
+                continue
+            if priority is not None and q.priority_now(seq) != priority:
+                continue
+            if g is not None:
+                st = g.state_of(seq, now)
+                if st is None or (st[0] is not state if state is not None
+                                  else st[0] is MessageGroupState.ACKED):
+                    continue
+            if len(page) == limit:
+                return page, page[-1]
+            page.append(seq)
+        return page, (stop - 1 if stop < end else None)
+
+    def cancel(self, queue: str, seq: int) -> None:
+        """The message is gone for every group: an in-flight lease's later ack is stale."""
+        q = self.queue(queue)
+        mid = rowid(q.qid, seq)
+        if q.loading:
+            raise UnavailableError(f"queue {queue!r} is still loading after a restart; retry")
+        if not q.exists(seq) or seq >= q.durable_next:  # not durable: its publish is unanswered
+            raise MessageNotFoundError(f"message {mid} is not in queue {queue!r}")
+        for g in q.groups.values():
+            g.cancel(seq, self._writes)
+        q.cancel(seq)
+        self._writes.add(Kind.CONSUMED, (mid,))
+
+    def purge(self, queue: str, group: str | None, now: int) -> int:
+        """Messages ready now go: for one group (done for it, as if acked), or for every
+        group of the queue (a queue without groups: every stored message that is due).
+        In-flight, delayed and dead messages stay. Returns how many messages went (from
+        at least one group)."""
+        q = self.queue(queue)
+        groups = [self.group(queue, group)] if group is not None else list(q.groups.values())
+        if q.loading:
+            raise UnavailableError(f"queue {queue!r} is still loading after a restart; retry")
+        w = self._writes
+        if not groups:
+            seqs = [s for s in range(q.base, q.durable_next) if q.exists(s) and q.due(s, now)]
+            for s in seqs:
+                q.cancel(s)
+            w.extend(Kind.CONSUMED, [(rowid(q.qid, s),) for s in seqs])
+            return len(seqs)
+        purged: set[int] = set()
+        for g in groups:
+            purged.update(g.purge(now, w))
+            self._timed(g)
+        return len(purged)
 
     def redrive(self, queue: str, group: str, seqs: list[int] | None) -> int:
         return self.group(queue, group).redrive(seqs, self._writes)

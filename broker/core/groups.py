@@ -8,7 +8,8 @@ here. Fair mode buffers upcoming messages by key (`FairBuckets`); what the store
 said about messages ahead of the cursor is in `Restoring`.
 
 Invariants across the parts (`Group.violations`): leased, waiting and dead seqs
-are held, and no seq is more than one of them; each part states its own.
+are held, and no seq is more than one of them; a held seq is still stored (a
+cancel drops it from every group); each part states its own.
 """
 
 from __future__ import annotations
@@ -276,9 +277,14 @@ class Group:
 
     def ack(self, s: int, now: int, w: Writes) -> None:
         self.leases.end(s, now)
-        del self.held[s]
         self.acked_total += 1
         w.group_totals[self.gid] = self.acked_total
+        self._done_with(s, w)
+
+    def _done_with(self, s: int, w: Writes) -> None:
+        """The group is finished with held s (acked or purged): the message is gone once
+        every group is."""
+        del self.held[s]
         persisted = self.restoring.persisted
         if s in persisted:
             persisted.discard(s)
@@ -353,6 +359,35 @@ class Group:
             self._make_ready(s)
         return len(chosen)
 
+    def purge(self, now: int, w: Writes) -> list[int]:
+        """Every message ready for the group now is done for it, as if leased and acked at
+        once (acked_total stays: nothing was consumed); in flight, delayed and dead stay.
+
+        Ready messages come out the way `take` finds them; a pass repeats while one finds
+        some, since a pass can make ready a message of a priority it has passed (a priority
+        changed before the cursor reached it).
+        """
+        self.expire(now, w)
+        out: list[int] = []
+        nxt = self._next_fair if self.queue.settings.fair else self._next_plain
+        found = True
+        while found:
+            found = False
+            for p in range(PRIORITIES - 1, -1, -1):
+                while (s := nxt(p, now)) is not None:
+                    self._done_with(s, w)
+                    out.append(s)
+                    found = True
+        return out
+
+    def cancel(self, s: int, w: Writes) -> None:
+        """s is cancelled for every group: drop it here, and the rows kept for it."""
+        if s in self.dead.letters:
+            w.add(Kind.DEAD_DELETED, (self.gid, s))
+        if s in self.restoring.persisted:
+            w.add(Kind.COUNT_DELETED, (self.gid, s))
+        self.forget(s)
+
     def forget(self, s: int) -> None:
         """The message is gone (retention): drop every trace of it."""
         self.leases.drop(s)
@@ -412,6 +447,7 @@ class Group:
 
     def figures(self, now: int) -> GroupFigures:
         q = self.queue
+        cancelled = q.cancelled  # gone, still in the ready lists: not ready
         fresh = 0
         oldest: int | None = None
         for p in range(PRIORITIES):
@@ -420,9 +456,15 @@ class Group:
             j = bisect_left(arr, q.durable_next)
             if j > i:
                 fresh += j - i
-                oldest = arr[i] if oldest is None else min(oldest, arr[i])
+                k = i
+                while k < j and arr[k] in cancelled:
+                    k += 1
+                if k < j:
+                    oldest = arr[k] if oldest is None else min(oldest, arr[k])
         r = self.restoring
         fresh -= len(r.acked_skip) + len(r.held_skip)
+        fresh -= sum(1 for s in cancelled if self.start_seq <= s < q.durable_next
+                     and not self.passed(s))
         waiting = 0
         for s, nb in q.not_before.items():
             if nb > now and s >= self.start_seq and s not in self.held \
@@ -466,6 +508,9 @@ class Group:
         out += [f"dead {s} holds {held.get(s)} deliveries, not {c}"
                 for s, (c, _, _) in dead.items() if held.get(s) != c]
         out += [f"acked {s} is held" for s in sorted(r.acked_skip & held.keys())]
+        if not self.queue.loading:  # until loaded, seqs not read back yet count as gone
+            out += [f"held {s} is gone (cancelled, purged or expired)"
+                    for s in sorted(held) if self.queue.is_gone(s)]
         counted = held.keys() | r.prior.keys()
         out += [f"count row of {s} without a count" for s in sorted(r.persisted - counted)]
         return out

@@ -82,6 +82,9 @@ class Queue:
         # Messages whose priority changed: seq -> priority now. They stay in the ready list
         # of their published priority (group cursors index it); groups hold them instead.
         self.moved: dict[int, int] = {}
+        # Seqs cancelled (DELETE, purge) at or above base: gone, yet still in the ready lists
+        # ahead of some group's cursor, where depth would count them (Group.figures).
+        self.cancelled: set[int] = set()
         self.dedup = DedupIndex()  # dedup_hash(id) -> seq, within the dedup window
         self.dedup_ready = True  # False while a restart is still reading stored dedup ids
         self.loading = False  # a restart is still reading stored messages (see begin_restore)
@@ -241,6 +244,13 @@ class Queue:
         self.moved.pop(seq, None)
         return True
 
+    def cancel(self, seq: int) -> bool:
+        """seq is gone for every group at once (a cancel or purge), wherever cursors are."""
+        if not self.mark_gone(seq):
+            return False
+        self.cancelled.add(seq)
+        return True
+
     def done_for_all(self, seq: int) -> bool:
         """Every group is finished with seq (a queue without groups keeps everything)."""
         if not self.groups:
@@ -262,8 +272,14 @@ class Queue:
                 freed.append(seq)
             seq += 1
         self.base = seq
+        self._forget_cancelled()
         self._trim()
         return freed
+
+    def _forget_cancelled(self) -> None:
+        if self.cancelled:
+            base = self.base
+            self.cancelled = {s for s in self.cancelled if s >= base}
 
     def expire_before(self, cutoff_ms: int) -> list[int]:
         """Retention: seqs published at or before cutoff become gone (for every group)."""
@@ -290,6 +306,7 @@ class Queue:
         if seq > self.base:
             self.base = seq
             self.durable_next = max(self.durable_next, seq)
+            self._forget_cancelled()
             self._trim()
         return freed
 

@@ -14,7 +14,15 @@ from ferry.broker.core import Broker
 from ferry.broker.models import ErrorCode
 from ferry.broker.store import Engine, Leader, Store
 from ferry.broker.store.postgres import PgStore
-from ferry.broker.transport import admin, messaging, metrics, openapi, socket_api, streaming
+from ferry.broker.transport import (
+    admin,
+    browsing,
+    messaging,
+    metrics,
+    openapi,
+    socket_api,
+    streaming,
+)
 from ferry.broker.transport.admission import memory_middleware
 from ferry.broker.transport.auth import auth_middleware
 from ferry.broker.transport.errors import Handler, error_response, errors_middleware
@@ -161,6 +169,7 @@ def build_app(rt: Runtime) -> web.Application:
     app.add_routes(probes)
     app.add_routes(admin.routes)
     app.add_routes(messaging.routes)
+    app.add_routes(browsing.routes)
     app.add_routes(streaming.routes)
     socket_api.install(app)
     openapi.install(app, auth=rt.tokens is not None)

@@ -2,7 +2,10 @@
 
 import re
 
+from ferry.broker.models import CURSOR_PATTERN, PAGE_MAX
+
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # above the largest batch of the largest messages allowed
-DEAD_PAGE_MAX = 1000  # dead letters in one page (GET .../dead?limit=)
-CURSOR_PATTERN = "^[0-9]{1,19}$"  # a dead-letter page cursor: the last seq of the page before
+DEAD_PAGE_MAX = PAGE_MAX  # dead letters in one page (GET .../dead?limit=), as messages
 CURSOR = re.compile(CURSOR_PATTERN)
+
+__all__ = ["CURSOR", "CURSOR_PATTERN", "DEAD_PAGE_MAX", "MAX_REQUEST_BYTES"]

@@ -1,4 +1,6 @@
-"""Publish, receive, settle (ack/nack/extend), dead letters, message inspection and priority."""
+"""Publish, receive, settle (ack/nack/extend), dead letters, one message and its priority.
+
+Browsing, cancelling and purging are in `browsing`."""
 
 from __future__ import annotations
 
@@ -17,7 +19,6 @@ from ferry.broker.models import (
     ExtendRequest,
     MessageGroupInfo,
     MessageInfo,
-    MessagePage,
     NackRequest,
     OutgoingMessage,
     PriorityChange,
@@ -320,26 +321,6 @@ def message_info(rt: Runtime, q: Queue, seq: int, d: dict[str, Any], now: int) -
 
 def message_json(rt: Runtime, q: Queue, seq: int, d: dict[str, Any]) -> web.Response:
     return json_response(message_info(rt, q, seq, d, now_ms()))
-
-
-@routes.get("/v1/queues/{queue}/messages")
-async def peek(request: web.Request) -> web.Response:
-    """Stored messages, oldest first, with their state per group: nothing is leased."""
-    rt = request.app[RUNTIME]
-    queue = name_param(request, "queue")
-    limit, after = _page(request)
-    seqs, nxt = rt.core.stored(queue, limit, after)
-    q = rt.core.queue(queue)
-    docs = await rt.store.bodies.get([rowid(q.qid, s) for s in seqs])
-    now = now_ms()
-    out = []
-    for seq in seqs:
-        doc = docs.get(rowid(q.qid, seq))
-        if doc is None:  # acked by every group meanwhile
-            continue
-        out.append(message_info(rt, q, seq, orjson.loads(doc), now))
-    return json_response(MessagePage(messages=out,
-                                     next_cursor=None if nxt is None else str(nxt)))
 
 
 @routes.get("/v1/queues/{queue}/messages/{id}")

@@ -35,11 +35,17 @@ OPERATIONS: list[
     ("delete", Q, "Delete a queue and its messages", None, None, 204),
     ("post", Q + "/messages", "Publish (answered once durable)", m.PublishRequest,
      m.PublishResponse, 200),
-    ("get", Q + "/messages", "Stored messages, oldest first (a peek: nothing leased; "
-     "limit, cursor)", None, m.MessagePage, 200),
+    ("get", Q + "/messages", "Browse stored messages, oldest first, a page at a time, "
+     "filtered by a group's state, key or priority (a peek: nothing is leased)", None,
+     m.MessagePage, 200),
     ("get", Q + "/messages/{id}", "A message and its state per group", None, m.MessageInfo, 200),
     ("patch", Q + "/messages/{id}", "Change a stored message's priority", m.PriorityChange,
      m.MessageInfo, 200),
+    ("delete", Q + "/messages/{id}", "Cancel a message: gone for every group (a lease on it "
+     "no longer acks: stale); answered once durable", None, None, 204),
+    ("post", Q + "/purge", "Purge the messages ready in every group (a queue without groups: "
+     "every due message); in flight, delayed and dead stay; answered once durable", None,
+     m.PurgeResponse, 200),
     ("put", G, "Create or update a consumer group", m.GroupSettings, m.GroupStats,
      CREATED_OR_OK),
     ("get", G, "Group stats (?wait_ms=N: once the group has a backlog, or after N ms)", None,
@@ -52,12 +58,15 @@ OPERATIONS: list[
      m.ReceiptsResponse, 200),
     ("post", G + "/extend", "Extend leases", m.ExtendRequest, m.ReceiptsResponse, 200),
     ("get", G + "/dead", "Dead letters, paged (limit, cursor)", None, m.DeadList, 200),
+    ("post", G + "/purge", "Purge the messages ready for the group (done for it, as if "
+     "acked); in flight, delayed and dead stay; answered once durable", None,
+     m.PurgeResponse, 200),
     ("post", G + "/dead/redrive", "Move dead letters back to the group", m.RedriveRequest,
      m.RedriveResponse, 200),
 ]
 STREAM = G + "/stream"
-WS_MODELS: list[type[BaseModel]] = [m.WsPublish, m.WsSubscribe, m.WsSettle, m.WsReply,
-                                    m.WsDeliver, m.Delivery]
+WS_MODELS: list[type[BaseModel]] = [m.WsPublish, m.WsSubscribe, m.WsSettle, m.WsBrowse,
+                                    m.WsCancel, m.WsPurge, m.WsReply, m.WsDeliver, m.Delivery]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -83,9 +92,29 @@ def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[st
 # "method path" where methods of one path differ.
 _PAGE = [_query("limit", {"type": "integer", "minimum": 1, "maximum": DEAD_PAGE_MAX}),
          _query("cursor", {"type": "string", "pattern": CURSOR_PATTERN})]
+
+
+def _query_of(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """A query model's fields as query parameters: optional ones without their null,
+    enums inline (a parameter has no components of its own)."""
+    schema = model.model_json_schema()
+    defs = schema.get("$defs", {})
+    out = []
+    for name, prop in schema["properties"].items():
+        variants = [v for v in prop.get("anyOf", [prop]) if v.get("type") != "null"]
+        (one,) = variants
+        ref = one.get("$ref")
+        one = dict(defs[ref.rsplit("/", 1)[-1]]) if ref else dict(one)
+        if "description" in prop:
+            one["description"] = prop["description"]
+        one.pop("title", None)
+        out.append(_query(name, one))
+    return out
+
+
 QUERY: dict[str, list[dict[str, Any]]] = {
     G + "/dead": _PAGE,
-    "get " + Q + "/messages": _PAGE,
+    "get " + Q + "/messages": _query_of(m.BrowseQuery),
     G + "/stream": [
         _query("consumer", {"type": "string", "pattern": m.CONSUMER_PATTERN}, required=True),
         _query("max_in_flight", {"type": "integer", "minimum": 1, "maximum": 10_000}),
@@ -138,7 +167,8 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "text/event-stream": {"schema": _ref(m.Delivery)}}}, **errors},
     }
     ops["get", "/v1/ws"] = {
-        "summary": "WebSocket: WsPublish/WsSubscribe/WsSettle frames in; WsReply/WsDeliver out",
+        "summary": "WebSocket: WsPublish/WsSubscribe/WsSettle/WsBrowse/WsCancel/WsPurge "
+                   "frames in; WsReply/WsDeliver out",
         "responses": {"101": {"description": "switching protocols"}, **errors},
     }
     health = {"type": "object", "properties": {"status": {"type": "string"}}}

@@ -19,13 +19,19 @@ from pydantic import TypeAdapter, ValidationError
 
 from ferry.broker.core import CoreError
 from ferry.broker.models import (
+    BrowseQuery,
     ErrorCode,
+    WsBrowse,
+    WsCancel,
+    WsFrame,
     WsPublish,
+    WsPurge,
     WsRequest,
     WsSettle,
     WsSubscribe,
 )
 from ferry.broker.store import StoreError
+from ferry.broker.transport.browsing import browse_page, cancel_now, purge_now
 from ferry.broker.transport.errors import ApiError, describe, store_error
 from ferry.broker.transport.leases import LeaseBook
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
@@ -37,7 +43,7 @@ log = logging.getLogger("ferry.broker.transport")
 routes = web.RouteTableDef()
 SOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 
-_REQUEST: TypeAdapter[WsPublish | WsSubscribe | WsSettle] = TypeAdapter(WsRequest)
+_REQUEST: TypeAdapter[WsFrame] = TypeAdapter(WsRequest)
 KEEPALIVE_S = 15.0
 
 
@@ -71,6 +77,7 @@ class Connection:
         # last one before leasing more, so a client that stops reading holds one batch.
         self.unsent_pushes = 0
         self.pushes_sent = asyncio.Event()
+        self.browsing: set[asyncio.Task[None]] = set()  # browse frames reading the store
 
     def send(self, frame: bytes, held: int = 0) -> None:
         if self.closed:
@@ -129,20 +136,30 @@ class Connection:
 
     # --- frames --------------------------------------------------------------
 
-    def parse(self, data: str | bytes) -> WsPublish | WsSubscribe | WsSettle | None:
+    def parse(self, data: str | bytes) -> WsFrame | None:
         try:
             return _REQUEST.validate_json(data, strict=True)
         except ValidationError as e:
             self.send(error_reply(_seq_of(data), _error_code(e), describe(e)))
             return None
 
-    def dispatch(self, frame: WsPublish | WsSubscribe | WsSettle, held: int = 0) -> None:
+    def dispatch(self, frame: WsFrame, held: int = 0) -> None:
         fut: asyncio.Future[None] | None = None
         try:
             if isinstance(frame, WsPublish):
                 fut = self._publish(frame)
             elif isinstance(frame, WsSettle):
                 fut = self._settle(frame)
+            elif isinstance(frame, WsCancel):
+                fut = cancel_now(self.rt, frame.queue, frame.id)
+                self._after(fut, frame.seq, reply(frame.seq, b"cancelled", orjson.dumps(frame.id)))
+            elif isinstance(frame, WsPurge):
+                n, fut = purge_now(self.rt, frame.queue, frame.group)
+                self._after(fut, frame.seq, reply(frame.seq, b"purged", b"%d" % n))
+            elif isinstance(frame, WsBrowse):
+                task = asyncio.create_task(self._browse(frame), name=f"ferry-ws-browse-{frame.seq}")
+                self.browsing.add(task)
+                task.add_done_callback(self.browsing.discard)
             else:
                 self._subscribe(frame)
         except (ApiError, CoreError) as e:
@@ -175,6 +192,15 @@ class Connection:
         ])
         self._after(fut, f.seq, reply(f.seq, b"results", results))
         return fut
+
+    async def _browse(self, f: WsBrowse) -> None:
+        query = BrowseQuery.model_validate(f.model_dump(exclude={"op", "seq", "queue"}))
+        try:
+            page = await browse_page(self.rt, f.queue, query)
+        except (ApiError, CoreError) as e:
+            self.send(error_reply(f.seq, e.code, e.message))
+            return
+        self.send(reply(f.seq, b"page", orjson.dumps(page.model_dump(mode="json"))))
 
     def _after(self, fut: asyncio.Future[None] | None, seq: int, answer: bytes) -> None:
         if fut is None:
@@ -223,6 +249,10 @@ class Connection:
             self.send(error_reply(sub.seq, e.code, e.message))
 
     async def _end_subscriptions(self) -> None:
+        for task in list(self.browsing):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for sub in self.subs.values():
             if sub.task is not None:
                 sub.task.cancel()

@@ -21,7 +21,7 @@ from typing import Any
 
 from kubernetes import config as kubeconfig
 
-from ferry.broker.cli.tables import dead_table
+from ferry.broker.cli.tables import dead_table, messages_table
 from ferry.broker.client import BrokerClient, BrokerError
 from ferry.broker.models import QueueStats
 from ferry.operator.clients.errors import KubeError
@@ -170,8 +170,8 @@ async def _dead(args: argparse.Namespace, kube: KubeClient) -> int:
 async def _peek(args: argparse.Namespace, kube: KubeClient) -> int:
     target = await named_queue(kube, _namespace(args), args.queue)
     async with _broker(args, target) as client:
-        page = await client.peek(target.queue, limit=args.limit, cursor=args.cursor)
-    _emit(args, page.model_dump(mode="json"), views.peeked(page, int(time.time() * 1000)))
+        page = await client.browse(target.queue, limit=args.limit, cursor=args.cursor)
+    _emit(args, page.model_dump(mode="json"), messages_table(page, int(time.time() * 1000)))
     return 0
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ferry.broker.cli.lines import line_of
-from ferry.broker.cli.tables import age, clip, duration, table
-from ferry.broker.models import MessagePage, QueueStats
+from ferry.broker.cli.tables import duration, table
+from ferry.broker.models import QueueStats
 
 
 def top_queues(rows: Sequence[tuple[str, str, QueueStats | str]]) -> str:
@@ -27,16 +26,3 @@ def top_queues(rows: Sequence[tuple[str, str, QueueStats | str]]) -> str:
         ])
     return table(["NAMESPACE", "QUEUE", "MESSAGES", "IN-FLIGHT", "LAG", "DEAD", "CONSUMERS",
                   "GROUPS", "OLDEST", "PROBLEM"], out)
-
-
-def peeked(page: MessagePage, now_ms: int) -> str:
-    if not page.messages:
-        return "no stored messages"
-    rows = [[m.id, age(now_ms, m.published_at_ms), m.priority, m.key or "",
-             " ".join(f"{g.group}:{g.state.value}({g.delivery_count})" for g in m.groups),
-             clip(line_of(m.body))] for m in page.messages]
-    text = table(["ID", "PUBLISHED", "PRIORITY", "KEY", "GROUPS (STATE, DELIVERIES)", "BODY"],
-                 rows)
-    if page.next_cursor:
-        text += f"\n\nmore: --cursor {page.next_cursor}"
-    return text

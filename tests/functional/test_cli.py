@@ -124,6 +124,42 @@ def test_message_priority_change(broker: Any, q: str) -> None:
     assert bad.returncode != 0 and "must be 0-9" in bad.stderr
 
 
+def test_browse_cancel_and_purge(broker: Any, q: str) -> None:
+    url = broker.url
+    ok(url, "queue", "create", q)
+    ok(url, "group", "create", q, "workers")
+    ok(url, "publish", q, "--key", "k1", stdin="a\nb\n")
+    ok(url, "publish", q, "--key", "k2", "--priority", "5", stdin="c\nd\n")
+    table = ok(url, "browse", q, "--limit", "2")
+    header, *rows, blank, more = table.splitlines()
+    assert header.split()[:4] == ["ID", "PUBLISHED", "PRIORITY", "KEY"]
+    assert [r.split()[-1] for r in rows] == ["a", "b"] and blank == ""
+    assert more.startswith("more: --cursor ")
+    rest = ok(url, "browse", q, "--limit", "2", "--cursor", more.split()[-1])
+    assert [r.split()[-1] for r in rest.splitlines()[1:]] == ["c", "d"]
+    page = json.loads(ok(url, "browse", q, "--group", "workers", "--state", "ready",
+                         "--key", "k2", "--json"))
+    assert [m["body"] for m in page["messages"]] == ["c", "d"]
+    assert "no matching messages" in ok(url, "browse", q, "--priority", "9")
+
+    ids = [m["id"] for m in json.loads(ok(url, "browse", q, "--json"))["messages"]]
+    assert ok(url, "cancel", q, ids[0], ids[1]).strip() == f"cancelled 2 messages in {q}"
+    refused = ferry(url, "purge", q, "workers")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert ok(url, "purge", q, "workers", "--yes").strip() == (
+        f"purged 2 ready messages of {q}/workers")
+    assert json.loads(ok(url, "browse", q, "--json"))["messages"] == []
+
+    again = ferry(url, "cancel", q, ids[0])
+    assert again.returncode == 1 and "message_not_found" in again.stderr
+    no_group = ferry(url, "browse", q, "--state", "ready")
+    assert no_group.returncode == 2 and "--state needs --group" in no_group.stderr
+    bad_state = ferry(url, "browse", q, "--group", "workers", "--state", "gone")
+    assert bad_state.returncode == 2 and "invalid choice" in bad_state.stderr
+    for cmd in ("browse", "cancel", "purge"):
+        assert ok(url, cmd, "--help").startswith("usage: ferry " + cmd)
+
+
 def test_failures_exit_non_zero_with_a_clear_message(broker: Any, q: str, tmp_path: Path) -> None:
     url = broker.url
     missing = ferry(url, "queue", "stats", q)

@@ -149,19 +149,38 @@ async def test_peek_pages_stored_messages_without_leasing_them(client: BrokerCli
     await client.put_group(q, "g")
     await client.publish(q, [OutgoingMessage(body={"n": n}, key="k") for n in range(5)])
     leased = await client.receive(q, "g", "c1", max=2)
-    first = await client.peek(q, limit=3)
+    first = await client.browse(q, limit=3)
     assert [m.body for m in first.messages] == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert [m.groups[0].state for m in first.messages] == [
         MessageGroupState.IN_FLIGHT, MessageGroupState.IN_FLIGHT, MessageGroupState.READY]
     assert first.next_cursor is not None
-    rest = await client.peek(q, limit=3, cursor=first.next_cursor)
+    rest = await client.browse(q, limit=3, cursor=first.next_cursor)
     assert [m.body for m in rest.messages] == [{"n": 3}, {"n": 4}] and rest.next_cursor is None
     again = await client.receive(q, "g", "c1", max=3)  # peeking leased nothing
     assert [m.body for m in again] == [{"n": 2}, {"n": 3}, {"n": 4}]
     assert all(m.delivery_count == 1 for m in [*leased, *again])
     with pytest.raises(BrokerError) as bad:
-        await client.peek(q, cursor="-1")
+        await client.browse(q, cursor="-1")
     assert bad.value.status == 400
+
+
+async def test_browse_filters_cancel_and_purge(client: BrokerClient, q: str) -> None:
+    await client.put_queue(q)
+    await client.put_group(q, "g")
+    ids = await client.publish(q, [OutgoingMessage(body=n, key=f"k{n % 2}") for n in range(5)])
+    (leased,) = await client.receive(q, "g", "c1", max=1)
+    odd = [m.body async for m in client.browse_all(q, limit=1, key="k1")]
+    assert odd == [1, 3]
+    ready = await client.browse(q, group="g", state=MessageGroupState.READY)
+    assert [m.body for m in ready.messages] == [1, 2, 3, 4]
+    await client.cancel(q, leased.id)
+    (result,) = await client.ack(q, "g", [leased.receipt])
+    assert result.status is ReceiptStatus.STALE
+    assert await client.purge(q, "g") == 4
+    assert await client.purge(q) == 0
+    assert (await client.browse(q)).messages == []
+    with pytest.raises(NotFound):
+        await client.cancel(q, ids[1])
 
 
 async def test_broker_errors_carry_the_servers_code(client: BrokerClient, q: str) -> None:

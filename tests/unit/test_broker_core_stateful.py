@@ -17,6 +17,7 @@ from ferry.broker.models import (
     MAX_DURATION_MS,
     Backoff,
     GroupSettings,
+    MessageGroupState,
     Overflow,
     QueueSettings,
     ReceiptStatus,
@@ -229,6 +230,78 @@ class BrokerMachine(RuleBasedStateMachine):
             for g in GROUPS:
                 self.leases[g].pop(seq, None)
                 self.acked[g].discard(seq)
+
+    @rule(i=st.integers(0, 100))
+    def cancel(self, i: int) -> None:
+        """A cancelled message is gone for every group; a lease on it no longer acks."""
+        q = self.b.queue("q")
+        stored = [s for s in sorted(self.published) if q.exists(s)]
+        if not stored:
+            return
+        seq = stored[i % len(stored)]
+        leased = [(g, self.leases[g][seq][0]) for g in GROUPS if seq in self.leases[g]]
+        self.b.cancel("q", seq)
+        assert not q.exists(seq)
+        self.forget({seq})
+        for g, receipt in leased:
+            assert self.b.ack("q", g, [receipt], self.now) == [ReceiptStatus.STALE]
+
+    @rule(group=st.sampled_from([*GROUPS, None]))
+    def purge(self, group: str | None) -> None:
+        """Purge takes exactly the messages ready for the group (each group: None)."""
+        self.b.tick(self.now)  # expired leases are ready, as purge sees them
+        groups = GROUPS if group is None else (group,)
+        ready = {
+            g: {s for s in self.published
+                if self._state(g, s) is MessageGroupState.READY}
+            for g in groups
+        }
+        n = self.b.purge("q", group, self.now)
+        assert n == len(set().union(*ready.values()))
+        for g, seqs in ready.items():
+            for s in seqs:
+                assert self._state(g, s) in (MessageGroupState.ACKED, None)
+                self.acked[g].add(s)
+                self.leases[g].pop(s, None)  # an expired lease: its receipt is stale now
+
+    def _state(self, group: str, seq: int) -> MessageGroupState | None:
+        if not self.b.queue("q").exists(seq):
+            return None
+        st_ = self.b.group("q", group).state_of(seq, self.now)
+        return None if st_ is None else st_[0]
+
+    @rule(group=st.sampled_from([*GROUPS, None]),
+          state=st.sampled_from([None, *MessageGroupState]),
+          key=st.sampled_from([None, "k1", "k3"]), priority=st.sampled_from([None, 0, 9]),
+          limit=st.integers(1, 3), scan=st.integers(1, 5))
+    def browse(self, group: str | None, state: MessageGroupState | None, key: str | None,
+               priority: int | None, limit: int, scan: int) -> None:
+        """Paging through a filtered browse finds each matching message once, in order,
+        however small the pages and the scan bound; it changes nothing."""
+        if group is None:
+            state = None
+        q = self.b.queue("q")
+        want = [
+            s for s in sorted(self.published)
+            if q.exists(s) and (key is None or self.published[s].key == key)
+            and (priority is None or q.priority_now(s) == priority)
+            and (group is None or self._state(group, s) not in (None, MessageGroupState.ACKED)
+                 if state is None else self._state(group, s) is state)
+        ]
+        before = [self.b.figures("q", g, self.now) for g in GROUPS]
+        got: list[int] = []
+        after = 0
+        for _ in range(10_000):
+            page, nxt = self.b.browse("q", limit, after, self.now, group=group, state=state,
+                                      key=key, priority=priority, scan=scan)
+            assert len(page) <= limit
+            got += page
+            if nxt is None:
+                break
+            assert nxt >= after
+            after = nxt
+        assert got == want
+        assert [self.b.figures("q", g, self.now) for g in GROUPS] == before
 
     @rule(ms=st.sampled_from([1, 10, 100, 999, 1000, 2500]))
     def advance(self, ms: int) -> None:
