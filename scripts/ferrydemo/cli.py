@@ -45,6 +45,9 @@ def parser() -> argparse.ArgumentParser:
                    help="keep logs and data here (default: a temporary folder, removed at the end)")
     p.add_argument("--summary-json", type=Path, default=None,
                    help="also write the summary figures to this file as JSON")
+    p.add_argument("--failover", action="store_true",
+                   help="run the queue on 2 broker pods over PostgreSQL and kill the leader "
+                        "half-way: the standby takes over, the summary still checks every row")
     return p
 
 
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir / stale, ignore_errors=True)  # a previous run's, never reused
     console = Console()
     run = Run(Settings(root=ROOT, workdir=workdir, namespace=args.namespace, rows=args.rows,
-                       timeout=args.timeout), console)
+                       timeout=args.timeout, failover=args.failover), console)
     code = 1
     try:
         summary = run.execute()

@@ -83,6 +83,8 @@ class Summary:
     streamers: int
     collectors_peak: int
     gpus: int
+    failover: str | None = None  # --failover: which broker was killed, which took over
+    takeover_seconds: float | None = None
 
     @property
     def throughput(self) -> float:
@@ -92,7 +94,7 @@ class Summary:
     def ok(self) -> bool:
         return self.missing == 0 and self.duplicates == 0 and self.unexpected == 0
 
-    def as_dict(self) -> dict[str, float | int | bool]:
+    def as_dict(self) -> dict[str, float | int | bool | str | None]:
         return {**{k: v for k, v in self.__dict__.items()}, "throughput": self.throughput,
                 "ok": self.ok}
 
@@ -110,5 +112,8 @@ class Summary:
             ("throughput", f"{self.throughput:,.0f} rows/s"),
             ("streamers / collectors", f"{self.streamers} / {self.collectors_peak} (peak)"),
         ]
+        if self.failover is not None and self.takeover_seconds is not None:
+            rows.append(("failover", f"{self.failover}: took over in "
+                                     f"{self.takeover_seconds:.2f} s"))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -162,6 +162,7 @@ class Kubelet:
         self._heartbeat()
         seen = set()
         for pod in self._list("pod"):
+            self._heartbeat()  # between pods too: starting several can take long under load
             uid = pod["metadata"]["uid"]
             seen.add(uid)
             if pod["metadata"].get("deletionTimestamp"):
@@ -322,9 +323,13 @@ class Kubelet:
             state = {"waiting": {"reason": "CrashLoopBackOff",
                                  "message": f"exited with code {local.exit_code}"}}
         key = f"{ready}/{next(iter(state))}/{local.restarts}"
-        if key == local.reported:
-            return
         flag = "True" if ready else "False"
+        shown = [c.get("status") for c in (pod.get("status") or {}).get("conditions") or []
+                 if c.get("type") == "Ready"]
+        # Reported already, unless someone else changed it since: the node controller marks
+        # a node's pods unready when it missed heartbeats; a kubelet posts the truth again.
+        if key == local.reported and shown == [flag]:
+            return
         container = pod["spec"]["containers"][0]
         status = {
             "phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",

@@ -17,12 +17,13 @@ import yaml
 from kubernetes import client, config
 from testsupport.ports import free_port
 from testsupport.processes import tail
+from testsupport.services import ThreadedService
 
 from ferry.operator.reconcile.pipelines import API_PORT, group_name, queue_name
 from ferry.operator.reconcile.queues import BROKER_PORT, broker_name
 from ferry.operator.reconcile.specs import Owner
 from ferry.telemetry.storage.opening import store_for
-from ferrydemo import checking, postgres
+from ferrydemo import checking, failover, postgres
 from ferrydemo.display import Console, Progress, Summary
 from ferrydemo.http import wait_until_answers
 from ferrydemo.kubelet import Kubelet
@@ -49,6 +50,7 @@ class Settings:
     namespace: str
     rows: int | None
     timeout: float
+    failover: bool = False  # the queue on 2 broker pods over PostgreSQL; leader killed half-way
 
 
 def _docs(path: Path) -> list[dict[str, Any]]:
@@ -63,6 +65,9 @@ class Run:
         self.kubelet: Kubelet | None = None
         self.infra: list[Child] = []
         self.pg_dir: Path | None = None
+        self.service: ThreadedService | None = None  # --failover: the broker's Service
+        self.broker_ports: list[int] = []  # running broker pods' ports, for the Service
+        self.takeover: failover.Takeover | None = None
         pipeline = _docs(settings.root / PIPELINE)[0]
         self.pipeline = pipeline["metadata"]["name"]
         owner = Owner(api_version=pipeline["apiVersion"], kind=pipeline["kind"],
@@ -92,8 +97,16 @@ class Run:
         c.info(f"PostgreSQL {pg} stands in for {DATABASE}'s StatefulSet")
         c.info(f"the Ferry image's {SAMPLE_IN_IMAGE} is {sample.parent}")
 
-        c.step("Starting the Ferry operator (ferry-operator)")
         broker_port, api_port, metrics_port = free_port(), free_port(), free_port()
+        pipeline = s.root / PIPELINE
+        if s.failover:
+            pipeline = self._replicated_pipeline(pg)
+            self.service = ThreadedService(broker_port, lambda: self.broker_ports)
+            self.service.start()
+            c.info(f"the Queue runs {failover.REPLICAS} broker pods over PostgreSQL; its "
+                   f"Service (127.0.0.1:{broker_port}) routes to the ready one, the leader")
+
+        c.step("Starting the Ferry operator (ferry-operator)")
         operator = self.supervisor.start("ferry-operator", [
             "ferry-operator", "--kubeconfig", str(self.plane.kubeconfig), "--standalone",
             "--namespace", s.namespace, "--broker-url", f"http://127.0.0.1:{broker_port}",
@@ -104,10 +117,12 @@ class Run:
             raise DemoError(f"the operator did not answer /healthz; see {operator.log}")
         c.info(f"watching namespace {s.namespace}; /metrics on 127.0.0.1:{metrics_port}")
 
-        c.step(f"Applying {DATABASE} and {PIPELINE}")
+        c.step(f"Applying {DATABASE} and {PIPELINE}" + (
+            f" (its queue: replicas {failover.REPLICAS}, storage.engine postgres)"
+            if s.failover else ""))
         self._kubectl("create", "namespace", s.namespace)
         self._kubectl("apply", "--server-side", "-n", s.namespace,
-                      "-f", str(s.root / DATABASE), "-f", str(s.root / PIPELINE))
+                      "-f", str(s.root / DATABASE), "-f", str(pipeline))
         self.kubelet = self._kubelet(sample.parent, broker_port, api_port, pg)
         self._wait_ready()
 
@@ -134,7 +149,10 @@ class Run:
             rows_stored=verdict.stored, duplicates=verdict.duplicates, missing=verdict.missing,
             unexpected=verdict.unexpected, dead_letters=self._group_status().get("dead", 0),
             seconds=seconds, streamers=self._count("streamer", running_only=False),
-            collectors_peak=peak, gpus=gpus)
+            collectors_peak=peak, gpus=gpus,
+            failover=None if self.takeover is None else
+            f"leader {self.takeover.killed} killed (SIGKILL) half-way, {self.takeover.leader}",
+            takeover_seconds=None if self.takeover is None else self.takeover.seconds)
         c.block(summary.text())
         rate = _docs(s.root / PIPELINE)[0]["spec"]["streamer"].get("ratePerSecond", 0)
         if rate:
@@ -151,6 +169,8 @@ class Run:
         if self.kubelet is not None:
             self.kubelet.stop_all()
         self.supervisor.stop_all()
+        if self.service is not None:
+            self.service.stop()
         if self.plane is not None:
             running += len(stop_plane(self.plane.directory))
         if self.pg_dir is not None:
@@ -198,6 +218,27 @@ class Run:
                 dst.write(line)
         return folder / full.name
 
+    def _replicated_pipeline(self, pg: str) -> Path:
+        """The example pipeline with a replicated queue, and its database's Secret, as one
+        file to apply (the queue set lives in the demo's PostgreSQL, beside the telemetry)."""
+        path = self.s.workdir / "telemetrypipeline-failover.yaml"
+        docs = [failover.secret(pg), failover.replicated(_docs(self.s.root / PIPELINE)[0])]
+        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        return path
+
+    def _sync(self) -> None:
+        """One kubelet pass; the Service learns which broker pods run."""
+        assert self.kubelet is not None
+        self.kubelet.sync()
+        self.broker_ports = [port for _, port in self._brokers().values()]
+
+    def _brokers(self) -> dict[str, tuple[int, int]]:
+        """Running broker pods: pod -> (pid, port)."""
+        assert self.kubelet is not None
+        return {c.pod: (c.child.proc.pid, c.ports[BROKER_PORT])
+                for c in list(self.kubelet.containers.values())
+                if c.component == "broker" and c.child is not None}
+
     def _db_address(self) -> str:
         """host:port of the database URL in examples/telemetry-db.yaml's Secret."""
         secret = next(d for d in _docs(self.s.root / DATABASE) if d["kind"] == "Secret")
@@ -219,7 +260,9 @@ class Run:
             core=client.CoreV1Api(api), namespace=ns, supervisor=self.supervisor,
             volumes=self.s.workdir / "volumes", image_files={SAMPLE_IN_IMAGE: image_files},
             services=services,
-            fixed_ports={("broker", BROKER_PORT): broker_port, ("api", API_PORT): api_port},
+            # Replicated, the brokers take ports of their own behind the Service's.
+            fixed_ports={("api", API_PORT): api_port} if self.s.failover else
+            {("broker", BROKER_PORT): broker_port, ("api", API_PORT): api_port},
             say=self.console.info)
         kubelet.register()
         return kubelet
@@ -247,7 +290,7 @@ class Run:
         assert self.kubelet is not None
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self.kubelet.sync()
+            self._sync()
             self._check()
             time.sleep(0.5)
 
@@ -256,7 +299,7 @@ class Run:
         deadline = time.monotonic() + self.s.timeout
         last = ""
         while True:
-            self.kubelet.sync()
+            self._sync()
             self._check()
             ready = self._condition("telemetrypipeline", self.pipeline, "Ready")
             text = f"{ready.get('reason', 'waiting')}: {ready.get('message', '')}".strip(": ")
@@ -300,7 +343,7 @@ class Run:
         peak, last_change, last_stored, collectors = 0, time.monotonic(), -1, 0
         shown, first = False, self._stored(pg)
         while True:
-            self.kubelet.sync()
+            self._sync()
             self._check()
             stored = self._stored(pg)
             now = time.monotonic()
@@ -319,6 +362,9 @@ class Run:
                                                now - started, first), final=True)
                 self.console.info(f"kubectl get queues,cg,tp -n {self.s.namespace} (live)")
                 self.console.block(self._kubectl("get", "queues,cg,tp", "-n", self.s.namespace))
+            if self.s.failover and self.takeover is None and stored * 2 >= total:
+                # Half-way (on a fast short run the poll may first see it done: still a kill).
+                self._fail_over(stored, total)
             if stored >= total or now - last_change > STALL_SECONDS:
                 # Done, or stuck: either way the read-back below says exactly what arrived.
                 self.console.progress(Progress(stored, total, status.get("lag"), collectors,
@@ -331,6 +377,20 @@ class Run:
                                 f"{self.s.timeout:.0f}s")
             time.sleep(0.5)
 
+    def _fail_over(self, stored: int, total: int) -> None:
+        """Kill the leading broker pod's process; report how soon the standby led."""
+        try:
+            self.takeover = failover.kill_leader(self._brokers(), self._check)
+        except RuntimeError as error:
+            raise DemoError(str(error)) from error
+        t = self.takeover
+        self.console.info(f"kill -9 of the leading broker pod {t.killed} with {stored:,} of "
+                          f"{total:,} rows stored: {t.leader} took over in {t.seconds:.2f} s; "
+                          "clients retry through the Service")
+        self._sync_for(1.5)  # the kubelet reports the killed pod, the new leader Ready
+        self.console.block(self._kubectl("get", "pods", "-n", self.s.namespace,
+                                         "-l", "app.kubernetes.io/component=broker"))
+
     def _delete_pipeline(self) -> None:
         assert self.plane is not None and self.kubelet is not None
         out = self.plane.kubectl("delete", "telemetrypipeline", self.pipeline, "-n",
@@ -339,7 +399,7 @@ class Run:
             raise DemoError(f"kubectl delete: {out.stderr.strip()}")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            self.kubelet.sync()
+            self._sync()
             left = self._kubectl("get", "telemetrypipelines,queues,consumergroups,deployments,"
                                  "statefulsets,pods", "-n", self.s.namespace,
                                  "-o", "name").split()

@@ -1,7 +1,7 @@
 """Replicated queues on PostgreSQL: leader kill -9, fencing, database failover.
 
 Brokers share one PostgreSQL queue set: one leads, the others stand by. Clients
-reach them through one address that routes to the ready broker (fixtures/services.py,
+reach them through one address that routes to the ready broker (testsupport/services.py,
 what a Kubernetes Service does), and ride through every takeover with the real
 Python client: publishes retried with their dedup ids, consumers reconnecting.
 """
@@ -23,8 +23,8 @@ import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
 from fixtures.postgres import Replicated, replicated
-from fixtures.services import ReadyService
 from testsupport.processes import Process
+from testsupport.services import ReadyService
 from testsupport.waiting import eventually_async
 
 from ferry.broker.client import BrokerClient
