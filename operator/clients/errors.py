@@ -13,6 +13,12 @@ class KubeError(Exception):
     def __str__(self) -> str:
         return f"{self.status} {self.reason}: {self.message}"
 
+    @property
+    def transient(self) -> bool:
+        """No answer, too many requests or a server error: worth trying again soon, not a
+        fault of the request (a 4xx other than 429 would fail the same way again)."""
+        return self.status == 0 or self.status == 429 or self.status >= 500
+
 
 class KubeNotFound(KubeError):  # noqa: N818 - reads as the condition it names
     pass

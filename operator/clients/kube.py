@@ -124,7 +124,11 @@ class KubeClient:
     def __init__(self, cfg: Configuration, *, timeout: float = 30.0) -> None:
         self._cfg = cfg
         self._tls = _tls(cfg)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+        # The timeout bounds the API server's silence (connecting, then between reads), not
+        # the whole call: under a burst (hundreds of objects created at once) calls wait
+        # for a pooled connection, and a total timeout would fail them for having queued.
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=timeout, sock_read=timeout))
 
     async def close(self) -> None:
         await self._session.close()
@@ -152,6 +156,8 @@ class KubeClient:
                 return response.status, payload if isinstance(payload, dict) else {}
         except aiohttp.ClientError as e:
             raise KubeError(0, "Unreachable", f"{method} {url_path}: {e}") from e
+        except TimeoutError as e:  # aiohttp's own timeouts are ClientErrors; this is not
+            raise KubeError(0, "Timeout", f"{method} {url_path}: no answer in time") from e
 
     async def serves(self, api_version: str, plural: str) -> bool:
         """Whether the API server serves this resource now (e.g. its CRD is installed)."""

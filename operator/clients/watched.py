@@ -21,18 +21,43 @@ def key_of(obj: Mapping[str, Any]) -> Key:
 
 
 class Watched:
-    """Objects by key, and children by the uid of their controlling owner."""
+    """Objects by key, indexed by kind and namespace and by the uid of their controlling owner:
+    a pass reads its own children and pods without scanning every object the operator
+    watches (with hundreds of resources, a scan per pass made a burst quadratic)."""
 
     def __init__(self) -> None:
         self._objects: dict[Key, Obj] = {}
+        self._by_kind: dict[tuple[str, str, str], dict[str, Obj]] = {}  # by name
+        self._by_owner: dict[str, dict[Key, None]] = {}  # an ordered set of keys per uid
+        self._owner_of: dict[Key, str] = {}
 
     def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         """Record a watch event (or an API answer); DELETED forgets the object."""
         key = key_of(obj)
+        self._forget(key)
         if event_type == "DELETED":
-            self._objects.pop(key, None)
-        else:
-            self._objects[key] = copy.deepcopy(dict(obj))
+            return
+        kept = copy.deepcopy(dict(obj))
+        self._objects[key] = kept
+        self._by_kind.setdefault(key[:3], {})[key[3]] = kept
+        uid = controller_uid(kept)
+        if uid is not None:
+            self._owner_of[key] = uid
+            self._by_owner.setdefault(uid, {})[key] = None
+
+    def _forget(self, key: Key) -> None:
+        if self._objects.pop(key, None) is None:
+            return
+        bucket = self._by_kind[key[:3]]
+        del bucket[key[3]]
+        if not bucket:
+            del self._by_kind[key[:3]]
+        uid = self._owner_of.pop(key, None)
+        if uid is not None:
+            owned = self._by_owner[uid]
+            del owned[key]
+            if not owned:
+                del self._by_owner[uid]
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         return self._objects.get((api_version, kind, namespace, name))
@@ -40,12 +65,12 @@ class Watched:
     def matching(self, api_version: str, kind: str, namespace: str,
                  labels: Mapping[str, str]) -> list[Obj]:
         """Objects of a kind in a namespace whose labels include `labels` (a selector)."""
-        return [o for (v, k, ns, _), o in self._objects.items()
-                if (v, k, ns) == (api_version, kind, namespace)
-                and labels.items() <= ((o["metadata"].get("labels") or {}).items())]
+        wanted = labels.items()
+        return [o for o in self._by_kind.get((api_version, kind, namespace), {}).values()
+                if wanted <= (o["metadata"].get("labels") or {}).items()]
 
     def owned_by(self, uid: str) -> list[Obj]:
-        return [o for o in self._objects.values() if controller_uid(o) == uid]
+        return [self._objects[k] for k in self._by_owner.get(uid, {})]
 
     def __len__(self) -> int:
         return len(self._objects)

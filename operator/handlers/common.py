@@ -328,10 +328,18 @@ def parse_spec(model: type[SpecT], body: Any, patch: kopf.Patch | None) -> SpecT
 
 
 async def apply_or_degrade(rt: Runtime, body: Any, patch: kopf.Patch, plan: Plan) -> bool:
-    """apply_children; on a Kubernetes error a Warning Event and Degraded/ApplyFailed."""
+    """apply_children; on a Kubernetes error a Warning Event and Degraded/ApplyFailed.
+
+    An API server that did not answer in time, or answered 429 or 5xx (a burst of objects
+    created at once), is asked again within seconds (kopf.TemporaryError, jittered), not at
+    the next resync: nothing was wrong with the object."""
     try:
         await apply_children(rt, body, plan.owner, plan.desired, plan.prune)
     except KubeError as e:
+        if e.transient:
+            RECONCILES.labels(body["kind"], "api-busy").inc()
+            raise kopf.TemporaryError(str(e), delay=random.uniform(
+                rt.settings.retry_base_seconds, 2 * rt.settings.retry_base_seconds)) from e
         kopf.warn(body, reason="ApplyFailed", message=str(e))
         patch["status"] = verdict_status(body, Verdict(
             phase=Phase.DEGRADED, reason=Reason.APPLY_FAILED, message=str(e)))

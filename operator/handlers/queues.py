@@ -81,13 +81,15 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
             # The Secret first: the broker pod mounts it (a failure shows in the broker pass).
             with contextlib.suppress(TokenMissingError):
                 await broker_token(rt, owner.namespace, owner.name, spec, owner)
-        planned = _plan(rt, owner, spec)
+        previous = (body.get("status") or {}).get("conditions") or []
         storage: str | None = None
-        if apply and queues.manages_broker(spec):
-            desired, storage = await _storage(rt, body, owner, planned.desired)
-            planned = Plan(owner=owner, desired=desired, prune=planned.prune)
-        if apply and not await apply_or_degrade(rt, body, patch, planned):
-            return
+        if apply:
+            planned = _plan(rt, owner, spec)
+            if queues.manages_broker(spec):
+                desired, storage = await _storage(rt, body, owner, planned.desired)
+                planned = Plan(owner=owner, desired=desired, prune=planned.prune)
+            if not await apply_or_degrade(rt, body, patch, planned):
+                return
         ready, rollout, stuck, leader = 0, None, None, None
         if queues.manages_broker(spec):
             name = queues.broker_name(owner.name)
@@ -102,16 +104,18 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
                 # brokers electing a leader, only the leader is ever Ready.
                 rollout = (readiness.rollout_gap(sts, ready_wanted=queues.ready_wanted(spec))
                            if sts is not None else f"StatefulSet {name} is not created yet")
-            if not apply and sts is not None:  # the stats pass keeps the last verdict
+            # The stats pass keeps the last verdict; it builds the children (which it
+            # does not apply) only when there is a verdict to keep.
+            if not apply and sts is not None and volumes.last_block(previous) is not None:
+                desired = _plan(rt, owner, spec).desired
                 storage = volumes.still_blocked(
-                    (body.get("status") or {}).get("conditions") or [],
-                    next(m for m in planned.desired if m["kind"] == "StatefulSet"), sts)
+                    previous, next(m for m in desired if m["kind"] == "StatefulSet"), sts)
             if apply and sts is not None:
                 await replace_stuck_pods(rt, body, sts, pods)
         stats, failure = await _broker_pass(rt, owner, spec, url)
         write_status(body, patch, queues.status(
             owner=owner, spec=spec, endpoint_url=url, ready_replicas=ready, stats=stats,
-            failure=failure, previous=(body.get("status") or {}).get("conditions") or [],
+            failure=failure, previous=previous,
             now=datetime.now(UTC), rollout=rollout, stuck=stuck, storage=storage,
             leader=leader))
         RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()

@@ -86,6 +86,11 @@ def still_blocked(previous: Sequence[Mapping[str, Any]], desired: Mapping[str, A
     not look at the StorageClass keep the verdict instead of flapping back to Ready)."""
     if claim_size(live) == claim_size(desired):
         return None
+    return last_block(previous)
+
+
+def last_block(previous: Sequence[Mapping[str, Any]]) -> str | None:
+    """The StorageNotExpandable message the conditions show, if they show one."""
     for c in previous:
         if c.get("type") == "Degraded" and c.get("status") == "True" and \
                 c.get("reason") == Reason.STORAGE_NOT_EXPANDABLE:
