@@ -35,7 +35,11 @@ def kopf_settings() -> kopf.OperatorSettings:
     # Ride out an API server whose watch cache is (re)initializing (429) or restarting for
     # about three minutes before kopf gives up on a watch (its default is under a minute).
     s.networking.error_backoffs = [1, 2, 4, 8, 15, 30, 30, 30, 30, 30]
-    s.watching.server_timeout = 60
+    # A watch stream is renewed every 10 minutes (client-go's reflectors: 5-10): at 60 s the
+    # renewals of the dozen streams were most of an idle operator's requests. A dead stream
+    # is still noticed within a minute (kopf's inactivity_timeout, 70 s, against the API
+    # server's bookmarks every 60 s).
+    s.watching.server_timeout = 600
     # Children are watched through a server-side selector: the operator never lists or
     # streams other people's ConfigMaps, Services or workloads.
     for api_version, plural in watching.CHILD_KINDS:

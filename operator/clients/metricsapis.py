@@ -1,12 +1,14 @@
 """What the cluster offers autoscalers: who serves external metrics, whether KEDA is there.
 
-Cluster-wide facts every ConsumerGroup pass needs; read at most once per `ttl` seconds
-so that many groups cost the API server a few GETs per period, not a few each.
+Cluster-wide facts every ConsumerGroup pass needs; read at most once per `ttl` seconds,
+by one pass while the others wait for it, so that many groups cost the API server a few
+GETs per period, not a few each.
 `reconcile.providers` turns them into a decision.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -32,12 +34,15 @@ class MetricsApis:
         self._kube, self._apiservice, self._ttl = kube, apiservice, ttl
         self._seen: Offered | None = None
         self._at = 0.0
+        # One read at a time: the groups whose passes come due together while the copy is
+        # stale wait for that read instead of each making its own.
+        self._reading = asyncio.Lock()
 
     async def offered(self) -> Offered:
-        now = time.monotonic()
-        if self._seen is None or now - self._at >= self._ttl:
-            self._seen, self._at = await self._read(), now
-        return self._seen
+        async with self._reading:
+            if self._seen is None or time.monotonic() - self._at >= self._ttl:
+                self._seen, self._at = await self._read(), time.monotonic()
+            return self._seen
 
     async def _read(self) -> Offered:
         try:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
 
 from ferry.broker.client import BrokerClient, NotFound
 from ferry.broker.models import OutgoingMessage
 
 T = TypeVar("T")
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests" / "operator"
+OPERATOR_ACCOUNT = ("ferry-system", "ferry-operator")  # manifests/operator: its ServiceAccount
 
 
 def cr(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -100,3 +105,24 @@ def queue_missing(url: str, queue: str) -> bool:
             return True
         return False
     return on_broker(url, probe)
+
+
+def service_account_kubeconfig(plane: Any, directory: Path) -> Path:
+    """A kubeconfig holding a token of the ferry-operator ServiceAccount, bound by rbac.yaml."""
+    namespace, account = OPERATOR_ACCOUNT
+    if plane.kubectl("get", "namespace", namespace, check=False).returncode != 0:
+        plane.kubectl("create", "namespace", namespace)
+    for manifest in ("serviceaccount.yaml", "rbac.yaml"):
+        plane.kubectl("apply", "-n", namespace, "-f", str(MANIFESTS / manifest))
+    token = plane.kubectl("create", "token", account, "-n", namespace,
+                          "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(Path(plane.kubeconfig).read_text())
+    cluster = admin["clusters"][0]
+    config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+              "users": [{"name": account, "user": {"token": token}}],
+              "contexts": [{"name": "sa", "context": {"cluster": cluster["name"],
+                                                      "user": account}}],
+              "current-context": "sa"}
+    path = directory / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path

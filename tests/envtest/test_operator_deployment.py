@@ -10,31 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
-from operating import apply, condition, cr, events, get
+from operating import apply, condition, cr, events, get, service_account_kubeconfig
 
 pytestmark = pytest.mark.envtest
-MANIFESTS = Path(__file__).resolve().parents[2] / "manifests" / "operator"
 PIPELINE = {"streamer": {"source": {"path": "/data/sample.csv"}}}
-
-
-def service_account_kubeconfig(plane: Any, directory: Path) -> Path:
-    """A kubeconfig holding a token of the ferry-operator ServiceAccount, bound by rbac.yaml."""
-    if plane.kubectl("get", "namespace", "ferry-system", check=False).returncode != 0:
-        plane.kubectl("create", "namespace", "ferry-system")
-    for manifest in ("serviceaccount.yaml", "rbac.yaml"):
-        plane.kubectl("apply", "-n", "ferry-system", "-f", str(MANIFESTS / manifest))
-    token = plane.kubectl("create", "token", "ferry-operator", "-n", "ferry-system",
-                          "--duration=1h").stdout.strip()
-    admin = yaml.safe_load(Path(plane.kubeconfig).read_text())
-    cluster = admin["clusters"][0]
-    config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-              "users": [{"name": "ferry-operator", "user": {"token": token}}],
-              "contexts": [{"name": "sa", "context": {"cluster": cluster["name"],
-                                                      "user": "ferry-operator"}}],
-              "current-context": "sa"}
-    path = directory / "operator.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def test_the_cluster_role_is_enough(control_plane: Any, namespace: str, broker: Any,
