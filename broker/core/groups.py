@@ -359,26 +359,38 @@ class Group:
             self._make_ready(s)
         return len(chosen)
 
-    def purge(self, now: int, w: Writes) -> list[int]:
-        """Every message ready for the group now is done for it, as if leased and acked at
-        once (acked_total stays: nothing was consumed); in flight, delayed and dead stay.
+    def purge(self, now: int, w: Writes, below: int, budget: int) -> tuple[list[int], bool]:
+        """Messages ready for the group now and published before seq `below` become done
+        for it, as if leased and acked at once (acked_total stays: nothing was consumed);
+        in flight, delayed and dead ones stay. At most `budget` messages are purged:
+        returns the purged seqs and whether the budget ran out (call again for the rest).
 
-        Ready messages come out the way `take` finds them; a pass repeats while one finds
-        some, since a pass can make ready a message of a priority it has passed (a priority
-        changed before the cursor reached it).
+        Ready messages come out the way `take` finds them. Later ones (>= below) are set
+        aside and made ready again at the end; a pass repeats while it purged some, since
+        it can make ready a message of a priority it has passed (a priority changed before
+        the cursor reached it).
         """
         self.expire(now, w)
         out: list[int] = []
-        nxt = self._next_fair if self.queue.settings.fair else self._next_plain
+        later: list[int] = []
+        fair = self.queue.settings.fair
+        nxt = self._next_fair if fair else self._next_plain
         found = True
-        while found:
+        while found and len(out) < budget:
             found = False
             for p in range(PRIORITIES - 1, -1, -1):
-                while (s := nxt(p, now)) is not None:
+                while len(out) < budget and (s := nxt(p, now)) is not None:
+                    if s >= below:
+                        later.append(s)
+                        if fair:  # fair order is by key: older ones may still come
+                            continue
+                        break  # plain order is by seq within a priority: the rest is later
                     self._done_with(s, w)
                     out.append(s)
                     found = True
-        return out
+        for s in later:
+            self._make_ready(s)
+        return out, len(out) >= budget
 
     def cancel(self, s: int, w: Writes) -> None:
         """s is cancelled for every group: drop it here, and the rows kept for it."""

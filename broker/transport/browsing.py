@@ -49,11 +49,21 @@ def cancel_now(rt: Runtime, queue: str, message_id: str) -> asyncio.Future[None]
     return fut
 
 
-def purge_now(
-    rt: Runtime, queue: str, group: str | None
-) -> tuple[int, asyncio.Future[None] | None]:
-    n = rt.core.purge(queue, group, now_ms())
-    return n, rt.flush()
+async def purge(rt: Runtime, queue: str, group: str | None) -> int:
+    """Purge step by step (other requests run in between), answered once every step is
+    durable; how many messages went."""
+    n = 0
+    pending: list[asyncio.Future[None]] = []
+    for so_far in rt.core.purge(queue, group, now_ms()):
+        n = so_far
+        fut = rt.flush()
+        if fut is not None:
+            pending.append(fut)
+        await asyncio.sleep(0)
+    for outcome in await asyncio.shield(asyncio.gather(*pending, return_exceptions=True)):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return n
 
 
 def _wake_consumers(rt: Runtime, q: Queue) -> None:
@@ -88,8 +98,7 @@ async def cancel(request: web.Request) -> web.Response:
 @routes.post("/v1/queues/{queue}/purge")
 async def purge_queue(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    n, fut = purge_now(rt, name_param(request, "queue"), None)
-    await _durable(fut)
+    n = await purge(rt, name_param(request, "queue"), None)
     return json_response(PurgeResponse(purged=n))
 
 
@@ -97,6 +106,4 @@ async def purge_queue(request: web.Request) -> web.Response:
 async def purge_group(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue, group = name_param(request, "queue"), name_param(request, "group")
-    n, fut = purge_now(rt, queue, group)
-    await _durable(fut)
-    return json_response(PurgeResponse(purged=n))
+    return json_response(PurgeResponse(purged=await purge(rt, queue, group)))

@@ -31,7 +31,7 @@ from ferry.broker.models import (
     WsSubscribe,
 )
 from ferry.broker.store import StoreError
-from ferry.broker.transport.browsing import browse_page, cancel_now, purge_now
+from ferry.broker.transport.browsing import browse_page, cancel_now, purge
 from ferry.broker.transport.errors import ApiError, describe, store_error
 from ferry.broker.transport.leases import LeaseBook
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
@@ -77,7 +77,7 @@ class Connection:
         # last one before leasing more, so a client that stops reading holds one batch.
         self.unsent_pushes = 0
         self.pushes_sent = asyncio.Event()
-        self.browsing: set[asyncio.Task[None]] = set()  # browse frames reading the store
+        self.tasks: set[asyncio.Task[None]] = set()  # browse and purge frames awaiting the store
 
     def send(self, frame: bytes, held: int = 0) -> None:
         if self.closed:
@@ -153,13 +153,10 @@ class Connection:
             elif isinstance(frame, WsCancel):
                 fut = cancel_now(self.rt, frame.queue, frame.id)
                 self._after(fut, frame.seq, reply(frame.seq, b"cancelled", orjson.dumps(frame.id)))
-            elif isinstance(frame, WsPurge):
-                n, fut = purge_now(self.rt, frame.queue, frame.group)
-                self._after(fut, frame.seq, reply(frame.seq, b"purged", b"%d" % n))
-            elif isinstance(frame, WsBrowse):
-                task = asyncio.create_task(self._browse(frame), name=f"ferry-ws-browse-{frame.seq}")
-                self.browsing.add(task)
-                task.add_done_callback(self.browsing.discard)
+            elif isinstance(frame, WsBrowse | WsPurge):  # awaits the store: a task each
+                task = asyncio.create_task(self._answer(frame), name=f"ferry-ws-{frame.op}")
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
             else:
                 self._subscribe(frame)
         except (ApiError, CoreError) as e:
@@ -193,14 +190,19 @@ class Connection:
         self._after(fut, f.seq, reply(f.seq, b"results", results))
         return fut
 
-    async def _browse(self, f: WsBrowse) -> None:
-        query = BrowseQuery.model_validate(f.model_dump(exclude={"op", "seq", "queue"}))
+    async def _answer(self, f: WsBrowse | WsPurge) -> None:
         try:
+            if isinstance(f, WsPurge):
+                n = await purge(self.rt, f.queue, f.group)
+                self.send(reply(f.seq, b"purged", b"%d" % n))
+                return
+            query = BrowseQuery.model_validate(f.model_dump(exclude={"op", "seq", "queue"}))
             page = await browse_page(self.rt, f.queue, query)
+            self.send(reply(f.seq, b"page", orjson.dumps(page.model_dump(mode="json"))))
         except (ApiError, CoreError) as e:
             self.send(error_reply(f.seq, e.code, e.message))
-            return
-        self.send(reply(f.seq, b"page", orjson.dumps(page.model_dump(mode="json"))))
+        except StoreError as e:
+            self.send(error_reply(f.seq, *store_error(e)))
 
     def _after(self, fut: asyncio.Future[None] | None, seq: int, answer: bytes) -> None:
         if fut is None:
@@ -249,7 +251,7 @@ class Connection:
             self.send(error_reply(sub.seq, e.code, e.message))
 
     async def _end_subscriptions(self) -> None:
-        for task in list(self.browsing):
+        for task in list(self.tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

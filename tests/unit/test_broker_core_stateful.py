@@ -246,9 +246,11 @@ class BrokerMachine(RuleBasedStateMachine):
         for g, receipt in leased:
             assert self.b.ack("q", g, [receipt], self.now) == [ReceiptStatus.STALE]
 
-    @rule(group=st.sampled_from([*GROUPS, None]))
-    def purge(self, group: str | None) -> None:
-        """Purge takes exactly the messages ready for the group (each group: None)."""
+    @rule(group=st.sampled_from([*GROUPS, None]), step=st.integers(1, 3),
+          meanwhile=st.lists(st.integers(0, 9), max_size=3))
+    def purge(self, group: str | None, step: int, meanwhile: list[int]) -> None:
+        """Purge takes exactly the messages ready for the group (each group: None) when it
+        began, step by step; messages published between its steps stay."""
         self.b.tick(self.now)  # expired leases are ready, as purge sees them
         groups = GROUPS if group is None else (group,)
         ready = {
@@ -256,7 +258,13 @@ class BrokerMachine(RuleBasedStateMachine):
                 if self._state(g, s) is MessageGroupState.READY}
             for g in groups
         }
-        n = self.b.purge("q", group, self.now)
+        steps = self.b.purge("q", group, self.now, step=step)
+        n = next(steps)
+        known = set(self.published)
+        self.publish_items([Incoming(p, 0, None, None, None) for p in meanwhile])
+        n = max([n, *steps])  # the rest of the steps; each yields the count so far
+        for s in set(self.published) - known:
+            assert all(self._state(g, s) is MessageGroupState.READY for g in GROUPS)
         assert n == len(set().union(*ready.values()))
         for g, seqs in ready.items():
             for s in seqs:
