@@ -56,6 +56,7 @@ class Group:
         self.restoring = Restoring()
         self.fair = FairBuckets()
         self.acked_total = 0
+        self.purged_total = 0  # purged for this group (since start)
         # Receipts carry a token that never repeats, not even across restarts.
         self.receipts = receipts if receipts is not None else Receipts(now_ms)
 
@@ -390,6 +391,7 @@ class Group:
                     found = True
         for s in later:
             self._make_ready(s)
+        self.purged_total += len(out)
         return out, len(out) >= budget
 
     def cancel(self, s: int, w: Writes) -> None:

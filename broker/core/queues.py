@@ -62,6 +62,7 @@ class Queue:
         self.groups: dict[str, Group] = {}
         self.published_total = 0
         self.dropped_total = 0  # let go by the drop_oldest overflow policy (since start)
+        self.cancelled_total = 0  # cancelled, or purged from a queue without groups (since start)
         self.live = 0  # stored: not yet gone for every group
         # Sequences [base, next_seq) are described by the arrays below, at index seq - arr_base.
         self.next_seq = 1
@@ -249,6 +250,7 @@ class Queue:
         if not self.mark_gone(seq):
             return False
         self.cancelled.add(seq)
+        self.cancelled_total += 1
         return True
 
     def done_for_all(self, seq: int) -> bool:

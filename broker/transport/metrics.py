@@ -23,6 +23,7 @@ class GroupRow:
     name: str
     figures: GroupFigures
     acked_total: int
+    purged_total: int
     consumers: int
 
 
@@ -32,6 +33,7 @@ class QueueRow:
     published_total: int
     live: int
     dropped_total: int
+    cancelled_total: int
     groups: list[GroupRow]
 
 
@@ -49,8 +51,9 @@ class Snapshot:
 async def snapshot(rt: Runtime) -> Snapshot:
     now = now_ms()
     queues = [
-        QueueRow(q.name, q.published_total, q.live, q.dropped_total, [
-            GroupRow(gname, g.figures(now), g.acked_total, len(g.leases.consumers))
+        QueueRow(q.name, q.published_total, q.live, q.dropped_total, q.cancelled_total, [
+            GroupRow(gname, g.figures(now), g.acked_total, g.purged_total,
+                     len(g.leases.consumers))
             for gname, g in q.groups.items()
         ])
         async for q in in_chunks(rt, list(rt.core.queues))
@@ -74,7 +77,12 @@ class BrokerCollector(Collector):
         dropped = CounterMetricFamily(
             "ferry_messages_dropped", "messages let go at maxDepth (overflow drop_oldest)",
             labels=q_labels)
+        cancelled = CounterMetricFamily(
+            "ferry_messages_cancelled", "messages cancelled for every group (DELETE, or a purge "
+            "of a queue without groups)", labels=q_labels)
         acked = CounterMetricFamily("ferry_messages_acked", "acks per group", labels=g_labels)
+        purged = CounterMetricFamily(
+            "ferry_messages_purged", "ready messages purged per group", labels=g_labels)
         gauges = {
             name: GaugeMetricFamily(f"ferry_group_{name}", doc, labels=g_labels)
             for name, doc in (
@@ -91,9 +99,11 @@ class BrokerCollector(Collector):
             published.add_metric([q.name], q.published_total)
             stored.add_metric([q.name], q.live)
             dropped.add_metric([q.name], q.dropped_total)
+            cancelled.add_metric([q.name], q.cancelled_total)
             for g in q.groups:
                 f = g.figures
                 acked.add_metric([q.name, g.name], g.acked_total)
+                purged.add_metric([q.name, g.name], g.purged_total)
                 labels = [q.name, g.name]
                 gauges["depth"].add_metric(labels, f.depth)
                 gauges["in_flight"].add_metric(labels, f.in_flight)
@@ -110,7 +120,8 @@ class BrokerCollector(Collector):
             "ferry_store_document_reads", "documents read for deliveries", labels=["source"])
         cache.add_metric(["cache"], self.snap.cache_hits)
         cache.add_metric(["disk"], self.snap.cache_misses)
-        yield from (published, stored, dropped, acked, *gauges.values(), commits, writes, cache)
+        yield from (published, stored, dropped, cancelled, acked, purged, *gauges.values(),
+                    commits, writes, cache)
 
 
 def format_snapshot(snap: Snapshot) -> bytes:

@@ -106,6 +106,8 @@ async def test_a_cancel_holds_for_every_group_and_after_kill_9(broker: BrokerPro
         assert await api.settle("ack", "jobs", "a", [held["receipt"]]) == ["stale"]
         status, _ = await api.call("GET", f"{Q}/messages/{held['id']}")
         assert status == 404
+        _, metrics = await api.call("GET", "/metrics")
+        assert 'ferry_messages_cancelled_total{queue="jobs"} 3.0' in metrics
         stats = await api.ok("GET", f"{Q}/groups/a")
         assert (stats["depth"], stats["in_flight"]) == (3, 0)
     broker.kill()
@@ -141,6 +143,11 @@ async def test_purges_take_ready_messages_and_hold_after_kill_9(broker: BrokerPr
         doc = await api.ok("POST", f"{Q}/purge")
         assert doc == {"purged": 6}  # b's six ready ones (a has none left)
         assert (await api.ok("POST", f"{Q}/purge")) == {"purged": 0}
+        _, metrics = await api.call("GET", "/metrics")
+        purged = sorted(x for x in metrics.splitlines()
+                        if x.startswith("ferry_messages_purged_total"))
+        assert purged == ['ferry_messages_purged_total{group="a",queue="jobs"} 4.0',
+                          'ferry_messages_purged_total{group="b",queue="jobs"} 6.0']
     broker.kill()
     broker.restart()
     async with aiohttp.ClientSession() as s:
