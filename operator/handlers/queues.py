@@ -25,8 +25,8 @@ from ferry.operator.handlers.common import (
     write_status,
 )
 from ferry.operator.handlers.tokens import TokenMissingError, broker_token, forget
-from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
-from ferry.operator.reconcile import deletion, queues, readiness, tenancy, volumes
+from ferry.operator.metrics import CHILD_CHANGES, RECONCILE_SECONDS, RECONCILES
+from ferry.operator.reconcile import deletion, queues, readiness, rolling, tenancy, volumes
 from ferry.operator.reconcile.conditions import Reason
 from ferry.operator.reconcile.metadata import Manifest
 from ferry.operator.reconcile.observations import Failure, Problem
@@ -112,6 +112,8 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
                     previous, next(m for m in desired if m["kind"] == "StatefulSet"), sts)
             if apply and sts is not None:
                 await replace_stuck_pods(rt, body, sts, pods)
+            if sts is not None and queues.on_postgres(spec) and spec.replicas > 1:
+                await _roll(rt, body, sts, pods)  # every pass: the stats pass is the frequent one
         stats, failure = await _broker_pass(rt, owner, spec, url)
         write_status(body, patch, queues.status(
             owner=owner, spec=spec, endpoint_url=url, ready_replicas=ready, stats=stats,
@@ -119,6 +121,30 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
             now=datetime.now(UTC), rollout=rollout, stuck=stuck, storage=storage,
             leader=leader))
         RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()
+
+
+# StatefulSet (namespace, name) -> uid of the broker pod deleted last: until the watch shows
+# that pod going, the cache could show it running and a second pod would go too.
+_ROLLING: dict[tuple[str, str], str] = {}
+
+
+async def _roll(rt: Runtime, body: Any, sts: Any, pods: list[Any]) -> None:
+    """Roll a replicated broker one pod at a time, the leader last (see reconcile.rolling)."""
+    key = (sts["metadata"]["namespace"], sts["metadata"]["name"])
+    deleted = _ROLLING.get(key)
+    if deleted is not None and any(p["metadata"].get("uid") == deleted
+                                   and not p["metadata"].get("deletionTimestamp") for p in pods):
+        return
+    step = rolling.next_step(sts, pods)
+    if step is None:
+        return
+    pod = next(p for p in pods if p["metadata"]["name"] == step.pod)
+    _ROLLING[key] = pod["metadata"].get("uid", "")
+    await rt.kube.delete("v1", "Pod", key[0], step.pod)
+    CHILD_CHANGES.labels("Pod", "rolled").inc()
+    which = "the leader, last" if step.leader else "a standby"
+    kopf.info(body, reason="Rolled",
+              message=f"deleted pod {step.pod} ({which}) to roll it to revision {step.revision}")
 
 
 async def _storage(rt: Runtime, body: Any, owner: Owner,

@@ -185,8 +185,7 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str],
     one-node cluster still runs them; a podTemplate affinity can require it). Parallel: a
     standby is never Ready, so ordered pod management would keep the pods after it from
     ever starting. OnDelete when replicated: a rolling update waits for each new pod to be
-    Ready, which a standby never is, so a changed spec reaches each broker when its pod
-    next restarts.
+    Ready, which a standby never is, so the operator rolls the pods itself (rolling.py).
     """
     name = broker_name(owner.name)
     digest = hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode()).hexdigest()[:16]
