@@ -90,7 +90,7 @@ bench-servers: ## install Debian's redis-server, nats-server, rabbitmq-server (o
 	fi
 
 # BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--quick" or "--runs 5".
-bench: venv bench-servers ## Ferry vs Redis Streams, NATS JetStream, RabbitMQ (see bench/README.md)
+bench: venv bench-servers postgres ## Ferry (embedded; on PostgreSQL + a sync standby) vs Redis, NATS (R1, R3), RabbitMQ (1, 3 nodes)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean: ## remove build output (keeps .venv and .cache)

@@ -17,6 +17,7 @@ from bench.results import Result
 from bench.runner import run_all
 from bench.settings import KNOWN, SYSTEMS, BenchConfig, Scenario, preset
 from bench.systems import FACTORIES
+from ferrydemo.postgres import PostgresMissingError, bindir
 
 BINARIES = {"redis": "redis-server", "nats": "nats-server", "rabbitmq": "rabbitmq-server",
             "ferry": "ferry-broker"}
@@ -89,6 +90,11 @@ def check_binaries(cfg: BenchConfig) -> None:
         if not shutil.which(BINARIES[s.split("-")[0]], path=f"{Path(sys.executable).parent}:"
                             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     })
+    if "ferry-pg" in cfg.systems:
+        try:
+            bindir()
+        except PostgresMissingError:
+            missing.append("postgresql (`make postgres`)")
     if missing:
         raise SystemExit(f"bench: {', '.join(missing)} not installed; `make bench` installs them")
 

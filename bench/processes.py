@@ -70,13 +70,14 @@ class ServerProcess:
 
     def __init__(
         self, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
+        cwd: Path | None = None, user: str | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log = log
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
+        self.user = user  # run as this OS user (PostgreSQL refuses to run as root)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -89,7 +90,7 @@ class ServerProcess:
         with self.log.open("ab") as out:
             self._proc = subprocess.Popen(
                 self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=self.cwd, start_new_session=True,
+                env=self.env, cwd=self.cwd, start_new_session=True, user=self.user,
                 # Its own session, so a terminal's Ctrl-C reaches only the harness, which
                 # stops the servers in order; SIGTERM when the harness itself is killed.
                 preexec_fn=die_with_parent(signal.SIGTERM),

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bench.results import Report, Result
-from bench.settings import BenchConfig, Scenario
+from bench.settings import BenchConfig, Scenario, reference
 
 RATIO_SIZE = 256
 THROUGHPUT = (
@@ -69,13 +69,14 @@ def medians(results: Iterable[Result]) -> dict[str, dict[str, float | None]]:
 
 
 def ratios(results: list[Result], systems: Iterable[str]) -> dict[str, float | None]:
-    """ferry/peer e2e msgs/s at 256 B; None unless every run of both sides counted right."""
+    """Per peer: its Ferry (settings.reference) / peer e2e msgs/s at 256 B, both measured in
+    this run; None unless every run of both sides counted right."""
     med = medians(results)
     out: dict[str, float | None] = {}
-    ferry = med.get(key("ferry", Scenario.E2E, RATIO_SIZE))
     for peer in systems:
-        if peer.startswith("ferry"):  # ferry-poll is Ferry too, not a peer
+        if peer.startswith("ferry") or reference(peer) not in systems:  # Ferry is no peer
             continue
+        ferry = med.get(key(reference(peer), Scenario.E2E, RATIO_SIZE))
         other = med.get(key(peer, Scenario.E2E, RATIO_SIZE))
         ok = all(
             row is not None and row["runs"] == row["runs_ok"] and row["msgs_per_s"]
@@ -126,10 +127,10 @@ def tables(results: list[Result], cfg: BenchConfig) -> str:
 
 
 def ratio_lines(results: list[Result], cfg: BenchConfig) -> str:
-    if "ferry" not in cfg.systems or Scenario.E2E not in cfg.scenarios:
+    if Scenario.E2E not in cfg.scenarios:
         return ""
     return "\n".join(
-        f"ratio ferry/{peer} e2e_msgs_per_s: "
+        f"ratio {reference(peer)}/{peer} e2e_msgs_per_s: "
         + ("n/a (a run lost or kept messages, see counts)" if r is None else f"{r:.2f}")
         for peer, r in ratios(results, cfg.systems).items()
     )

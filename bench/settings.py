@@ -16,9 +16,18 @@ class Scenario(StrEnum):
     BACKLOG = "backlog"  # (4) restart with a large backlog: time to serve again, RSS
 
 
-SYSTEMS = ("ferry", "redis-everysec", "redis-always", "nats", "rabbitmq")
+SYSTEMS = ("ferry", "redis-everysec", "redis-always", "nats", "rabbitmq",
+           "ferry-pg", "nats-r3", "rabbitmq-r3")
 # Also known, not run unless asked for: "ferry-poll" (Ferry consuming by receive/ack batches).
 KNOWN = (*SYSTEMS, "ferry-poll")
+# Replicated peers are compared with Ferry replicated (PostgreSQL + a synchronous standby),
+# the others with the embedded engine.
+REPLICATED = ("nats-r3", "rabbitmq-r3")
+
+
+def reference(peer: str) -> str:
+    """The Ferry system a peer's ratio is taken against."""
+    return "ferry-pg" if peer in REPLICATED else "ferry"
 # Restarting with a million messages is cheap for these; RabbitMQ's quorum
 # queue would need minutes to load one, so it joins only when asked for.
 BACKLOG_SYSTEMS = ("ferry", "redis-everysec", "nats")

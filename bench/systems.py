@@ -18,6 +18,10 @@ FACTORIES: dict[str, Callable[[Path], Driver]] = {
     "redis-always": lambda w: RedisDriver(w, "always"),
     "nats": NatsDriver,
     "rabbitmq": RabbitDriver,
+    # Replicated: Ferry on PostgreSQL with a synchronous standby, against 3-node clusters.
+    "ferry-pg": lambda w: FerryDriver(w, engine="postgres"),
+    "nats-r3": lambda w: NatsDriver(w, replicas=3),
+    "rabbitmq-r3": lambda w: RabbitDriver(w, nodes=3),
 }
 
 

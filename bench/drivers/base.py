@@ -69,6 +69,12 @@ class Driver(ABC):
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.server: ServerProcess | None = None
+        # The rest of a replicated system (its other nodes, its database): counted in its
+        # RSS and CPU like the server, checked alive, stopped after it, last one first.
+        self.others: list[ServerProcess] = []
+
+    def processes(self) -> list[ServerProcess]:
+        return ([] if self.server is None else [self.server]) + self.others
 
     @abstractmethod
     async def start(self) -> None:
@@ -77,6 +83,9 @@ class Driver(ABC):
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
+        for p in reversed(self.others):
+            await p.stop()
+        self.others = []
 
     @abstractmethod
     async def reset(self) -> None:
@@ -86,16 +95,12 @@ class Driver(ABC):
     async def connect(self) -> Connection: ...
 
     def rss_bytes(self) -> int:
-        if self.server is None:
-            return 0
-        return self.server.rss_bytes()
+        return sum(p.rss_bytes() for p in self.processes())
 
     def cpu_seconds(self) -> float:
-        """CPU time the server has used so far (process tree, all threads)."""
-        if self.server is None:
-            return 0.0
-        return self.server.cpu_seconds()
+        """CPU time the system has used so far (process trees, all threads)."""
+        return sum(p.cpu_seconds() for p in self.processes())
 
     def check_alive(self) -> None:
-        if self.server is not None:
-            self.server.check_alive()
+        for p in self.processes():
+            p.check_alive()

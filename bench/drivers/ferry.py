@@ -7,6 +7,9 @@ pushes deliveries over the WebSocket, at most `batch` unacked, and this
 driver acks whatever has arrived since its last ack in one call) or "poll"
 (`receive(max=batch)` then one `ack` per batch, like XREADGROUP + XACK).
 Durability: Ferry's default, group commit with fsync before the answer.
+Engine "postgres" (`ferry-pg`): the broker on a PostgreSQL primary with one
+synchronous streaming standby (postgres_pair.py), so every answer waits for
+the standby to hold the commit; its RSS and CPU include both servers.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from typing import Literal
 from testsupport.ports import free_port
 
 from bench.drivers.base import GROUP, QUEUE, Connection, Driver, Handler
+from bench.drivers.postgres_pair import PgPair
 from bench.processes import ServerProcess, wait_until
 from ferry.broker.client import BrokerClient, Consumer, NotFound
 from ferry.broker.models import Delivery, OutgoingMessage
 
 ConsumeMode = Literal["stream", "poll"]
+EngineName = Literal["sqlite", "postgres"]
 
 
 def _body(delivery: Delivery) -> bytes:
@@ -107,21 +112,30 @@ async def _stream(consumer: Consumer, handle: Handler, stop: asyncio.Event) -> N
 
 
 class FerryDriver(Driver):
-    durability = "default: group commit, fsync before the answer"
-
-    def __init__(self, workdir: Path, mode: ConsumeMode = "stream") -> None:
+    def __init__(
+        self, workdir: Path, mode: ConsumeMode = "stream", engine: EngineName = "sqlite",
+    ) -> None:
         super().__init__(workdir)
-        self.name = "ferry" if mode == "stream" else f"ferry-{mode}"
+        self.name = "ferry" + ("" if mode == "stream" else f"-{mode}") + (
+            "-pg" if engine == "postgres" else "")
+        self.durability = (
+            "default: group commit, fsync before the answer" if engine == "sqlite" else
+            "PostgreSQL, group commit; COMMIT fsynced on the primary and its synchronous standby")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mode: ConsumeMode = mode
+        self.pg = PgPair(workdir / "pg") if engine == "postgres" else None
 
     async def start(self) -> None:
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
         exe = shutil.which("ferry-broker", path=str(Path(sys.executable).parent))
         if exe is None:
             raise RuntimeError(f"ferry-broker is not installed next to {sys.executable}")
-        argv = [exe, "--data-dir", str(self.workdir / "data"), "--host", "127.0.0.1",
+        store = ["--data-dir", str(self.workdir / "data")]
+        if self.pg is not None:
+            self.others = await self.pg.start()
+            store = ["--postgres", self.pg.dsn]
+        argv = [exe, *store, "--host", "127.0.0.1",
                 "--port", str(self.port), "--log-level", "warning"]
         self.server = ServerProcess(self.name, argv, self.workdir / "server.log")
         self.server.start()

@@ -8,12 +8,15 @@ ack, which is not itself confirmed: the unacked() check at the end catches
 any that were lost). Durability: file storage; Debian's nats-server 2.9 writes
 every message to the file before its PubAck but fsyncs on its own schedule
 (sync_interval arrived in 2.10), so a power loss may lose recent messages.
+`nats-r3`: three servers in one cluster on loopback, the stream replicated to
+all three (num_replicas=3): a PubAck means a majority of them stored it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +24,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 from testsupport.ports import free_port
 
 from bench.drivers.base import GROUP, QUEUE, Connection, Driver, Handler
@@ -94,25 +97,51 @@ class NatsConnection(Connection):
         await self._nc.close()
 
 
-class NatsDriver(Driver):
-    name = "nats"
-    durability = "JetStream file storage, work-queue stream (2.9: fsync on its own timer)"
+NO_PLACEMENT = 10005  # JetStream's err_code: no suitable peers for placement
+PLACEMENT_WAIT_S = 120.0
 
-    def __init__(self, workdir: Path) -> None:
+CLUSTER = """\
+server_name: n{index}
+cluster {{
+  name: bench
+  listen: 127.0.0.1:{route}
+  routes: [{routes}]
+}}
+"""
+
+
+class NatsDriver(Driver):
+    def __init__(self, workdir: Path, replicas: int = 1) -> None:
         super().__init__(workdir)
-        self.port = free_port()
+        self.replicas = replicas
+        self.name = "nats" if replicas == 1 else f"nats-r{replicas}"
+        self.durability = (
+            "JetStream file storage, work-queue stream (2.9: fsync on its own timer)"
+            + ("" if replicas == 1 else f"; {replicas} replicas, PubAck once a majority stored it"))
+        self.ports = [free_port() for _ in range(replicas)]
+        self.routes = [free_port() for _ in range(replicas)]
+        self.port = self.ports[0]  # clients talk to the first server
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        conf = self.workdir / "nats.conf"
-        conf.write_text(CONFIG.format(port=self.port, store=self.workdir / "jetstream"))
-        self.server = ServerProcess(self.name, ["nats-server", "-c", str(conf)],
-                                    self.workdir / "server.log")
-        self.server.start()
+        servers = []
+        for i, port in enumerate(self.ports):
+            conf = self.workdir / f"nats{i}.conf"
+            text = CONFIG.format(port=port, store=self.workdir / f"jetstream{i}")
+            if self.replicas > 1:
+                text += CLUSTER.format(index=i, route=self.routes[i], routes=", ".join(
+                    f"nats-route://127.0.0.1:{r}" for j, r in enumerate(self.routes) if j != i))
+            conf.write_text(text)
+            servers.append(ServerProcess(f"{self.name}-{i}", ["nats-server", "-c", str(conf)],
+                                         self.workdir / f"server{i}.log"))
+        for server in servers:
+            server.start()
+        self.server, self.others = servers[0], servers[1:]
 
         async def ready() -> bool:
             nc = await _connect(self.port)
             try:
+                # Clustered: answers once the servers elected their JetStream meta leader.
                 await nc.jetstream().account_info()
                 return True
             finally:
@@ -126,10 +155,21 @@ class NatsDriver(Driver):
             js = nc.jetstream()
             with contextlib.suppress(NotFoundError):
                 await js.delete_stream(QUEUE)
-            await js.add_stream(api.StreamConfig(
+            config = api.StreamConfig(
                 name=QUEUE, subjects=[QUEUE], storage=api.StorageType.FILE,
-                retention=api.RetentionPolicy.WORK_QUEUE, num_replicas=1,
-            ))
+                retention=api.RetentionPolicy.WORK_QUEUE, num_replicas=self.replicas,
+            )
+            deadline = time.monotonic() + PLACEMENT_WAIT_S
+            while True:
+                try:
+                    await js.add_stream(config)
+                    break
+                except BadRequestError as e:
+                    # Clustered: "no suitable peers for placement" while the meta leader
+                    # counts a (loaded, late) server as away; it comes back by itself.
+                    if e.err_code != NO_PLACEMENT or time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
             await js.add_consumer(QUEUE, api.ConsumerConfig(
                 durable_name=GROUP, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30,
                 max_ack_pending=20_000, max_waiting=512,

@@ -17,7 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.functional
 
-SMOKE_SYSTEMS = ("ferry", "ferry-poll", "redis-everysec", "redis-always", "nats", "rabbitmq")
+SMOKE_SYSTEMS = ("ferry", "ferry-poll", "redis-everysec", "redis-always", "nats", "rabbitmq",
+                 "ferry-pg", "nats-r3", "rabbitmq-r3")
 BACKLOG_SYSTEMS = ("ferry", "redis-everysec", "nats")
 MESSAGES = 300  # the --smoke preset
 
@@ -31,7 +32,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--systems", ",".join(SMOKE_SYSTEMS),
          "--backlog-systems", ",".join(BACKLOG_SYSTEMS), "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=280,
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, f"bench exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc, json.loads(out.read_text())
@@ -82,10 +83,13 @@ def test_report_has_a_table_per_scenario(smoke: Smoke) -> None:
         assert title in proc.stdout
     assert set(report["medians"]) >= {f"{s}/e2e/256" for s in SMOKE_SYSTEMS}
     # One ratio line per peer, last, each with a number (every run counted right).
+    # Replicated peers against Ferry on PostgreSQL with a synchronous standby.
     peers = [s for s in SMOKE_SYSTEMS if not s.startswith("ferry")]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("ratio ")]
-    assert [ln.split()[1] for ln in lines] == [f"ferry/{p}" for p in peers]
-    assert all(re.fullmatch(r"ratio ferry/\S+ e2e_msgs_per_s: \d+\.\d\d", ln) for ln in lines)
+    assert [ln.split()[1] for ln in lines] == [
+        f"{'ferry-pg' if p.endswith('-r3') else 'ferry'}/{p}" for p in peers]
+    assert all(re.fullmatch(r"ratio ferry(-pg)?/\S+ e2e_msgs_per_s: \d+\.\d\d", ln)
+               for ln in lines)
     assert set(report["ratios"]) == set(peers)
 
 
