@@ -19,7 +19,7 @@ REQUESTS: list[type[BaseModel]] = [
     m.QueueSettings, m.GroupSettings, m.Backoff, m.OutgoingMessage, m.PublishRequest,
     m.ReceiveRequest, m.ReceiptsRequest, m.NackRequest, m.ExtendRequest, m.RedriveRequest,
     m.PriorityChange, m.BrowseQuery, m.WsPublish, m.WsSubscribe, m.WsSettle, m.WsBrowse,
-    m.WsCancel, m.WsPurge,
+    m.WsCancel, m.WsPurge, m.WsUnsubscribe,
 ]
 _KEYS = ("minimum", "exclusiveMinimum", "maximum", "minLength", "maxLength",
          "minItems", "maxItems")

@@ -430,7 +430,20 @@ class WsPurge(Model):
     group: Name | None = None
 
 
-WsFrame = WsPublish | WsSubscribe | WsSettle | WsBrowse | WsCancel | WsPurge
+class WsUnsubscribe(Model):
+    """Stop pushing deliveries of subscription `sub` (a consumer that was told to stop).
+
+    What was already pushed stays leased to this connection, to be acked or nacked, instead
+    of being handed back; the reply comes after the subscription's last deliver frame.
+    """
+
+    op: Literal["unsubscribe"]
+    seq: Seq
+    sub: Seq = Field(description="seq of the subscribe frame to stop")
+
+
+WsFrame = (WsPublish | WsSubscribe | WsSettle | WsBrowse | WsCancel | WsPurge
+           | WsUnsubscribe)
 WsRequest = Annotated[WsFrame, Field(discriminator="op")]
 
 

@@ -4,6 +4,8 @@ Sources: "stream" subscribes over the WebSocket /v1/ws (acks go back on the same
 connection), "sse" reads the Server-Sent Events stream, "poll" long-polls receive.
 Every delivery is held until it is acked or nacked; while held, a background task extends
 its lease before it runs out (auto_extend), and close() hands back whatever is still held.
+A consumer told to stop calls stop_receiving() first: it takes no new leases, finishes the
+ones it holds (iteration ends after the last), and close() hands back only what is left.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class Consumer:
         self._extender: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
         self._closing = False
+        self._receiving = True  # asking for more: until stop_receiving()
+        self._taking = True  # deliveries reach the iterator: until they end
+        self._sub_seq: int | None = None  # stream: the live subscription's seq
         self._polling = mode == "poll"
 
     # --- the user's side -----------------------------------------------------
@@ -124,7 +129,7 @@ class Consumer:
     async def start(self) -> None:
         """Resolve the lease length and start receiving; iterating starts it too."""
         async with self._start_lock:
-            if self._source is not None or self._closing:
+            if self._source is not None or self._closing or not self._receiving:
                 return
             visibility_ms = self._visibility_ms
             if visibility_ms is None and self._auto_extend:
@@ -135,6 +140,33 @@ class Consumer:
             self._source = asyncio.create_task(sources[self.mode](), name=f"ferry-{self.mode}")
             if self._auto_extend:
                 self._extender = asyncio.create_task(self._extend_leases(), name="ferry-extend")
+
+    async def stop_receiving(self) -> None:
+        """Take no new leases; what was received can still be iterated and settled, and
+        iteration ends after it. Safe twice; close() still hands back what is left.
+
+        stream: the broker stops pushing and confirms after its last delivery, keeping the
+        connection for acks; poll: the running long poll answers first; sse: the stream
+        stays open until close() (an SSE stream's leases go back when it ends), and what it
+        delivers meanwhile is held back from the iterator and handed back by close().
+        """
+        if self._closing or not self._receiving:
+            return
+        self._receiving = False
+        self._room.set()
+        if self._source is not None and self._polling:
+            await self._stop_source()
+        elif self._source is None or self.mode == "sse":
+            self._taking = False
+        else:
+            pipe, sub = self._pipe, self._sub_seq
+            if pipe is not None and sub is not None:
+                try:
+                    await pipe.unsubscribe(sub)
+                except BrokerError as e:  # the connection went: the broker handed them back
+                    log.info("could not unsubscribe (%s); the leases went back with it", e)
+        self._taking = False
+        self._buffer.put_nowait(_END)
 
     async def close(self) -> None:
         """Stop receiving and hand back (nack) every delivery not yet acked; safe twice."""
@@ -229,14 +261,14 @@ class Consumer:
         self._wake.set()
         if len(self._leases) >= self._max_in_flight:
             self._room.clear()
-        if not self._closing:  # after close they are only handed back
+        if self._taking and not self._closing:  # after close they are only handed back
             for delivery in deliveries:
                 self._buffer.put_nowait(delivery)
 
     # --- sources -----------------------------------------------------------------
 
     async def _poll(self) -> None:
-        while not self._closing:
+        while self._receiving and not self._closing:
             room = self._max_in_flight - len(self._leases)
             if room <= 0:
                 self._room.clear()
@@ -275,14 +307,14 @@ class Consumer:
             nonlocal failures
             failures = 0
 
-        while not self._closing:
+        while self._receiving and not self._closing:
             try:
                 await connect(connected)
                 continue  # the connection ended cleanly: open the next one at once
             except NoWebSocketError:
                 raise
             except BrokerError as e:
-                if self.closing:
+                if self.closing or not self._receiving:
                     return
                 delays = self._client.policy.delays()
                 if not is_retryable(e) or failures >= len(delays):
@@ -294,6 +326,9 @@ class Consumer:
 
     async def _stream_once(self, connected: Callable[[], None]) -> None:
         pipe = await self._client.open_pipe()
+        if not self._receiving:  # stopped while connecting: subscribe to nothing
+            await pipe.close()
+            return
         ended: asyncio.Future[BrokerError] = asyncio.get_running_loop().create_future()
 
         def on_deliver(item: list[Delivery] | BrokerError) -> None:
@@ -307,6 +342,7 @@ class Consumer:
         try:
             seq = pipe.next_seq()
             pipe.subscribe(seq, on_deliver)
+            self._sub_seq = seq
             frame = WsSubscribe.model_construct(
                 op="subscribe",
                 seq=seq,
@@ -320,7 +356,7 @@ class Consumer:
             connected()
             raise await ended
         finally:
-            self._pipe = None
+            self._pipe, self._sub_seq = None, None
             await pipe.close()
 
     async def _sse_once(self, connected: Callable[[], None]) -> None:

@@ -18,7 +18,7 @@ import aiohttp
 from pydantic import Field, TypeAdapter, ValidationError
 
 from ferry.broker.client.errors import BrokerError, error_for, unreachable
-from ferry.broker.models import Delivery, ErrorCode, WsDeliver, WsReply
+from ferry.broker.models import Delivery, ErrorCode, WsDeliver, WsReply, WsUnsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,13 @@ class Pipe:
     def subscribe(self, seq: int, on_deliver: OnDeliver) -> None:
         """Route WsDeliver frames of subscription `seq` to `on_deliver` (before sending it)."""
         self._subscriptions[seq] = on_deliver
+
+    async def unsubscribe(self, sub: int) -> None:
+        """Ask the broker to push nothing more for subscription `sub`. When this returns,
+        every delivery it pushed has been routed; the connection stays open for acks."""
+        seq = self.next_seq()
+        await self.call(seq, WsUnsubscribe(op="unsubscribe", seq=seq, sub=sub).model_dump_json())
+        self._subscriptions.pop(sub, None)
 
     async def close(self) -> None:
         """Close the connection and end every pending call; safe to call twice."""

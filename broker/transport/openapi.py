@@ -66,7 +66,8 @@ OPERATIONS: list[
 ]
 STREAM = G + "/stream"
 WS_MODELS: list[type[BaseModel]] = [m.WsPublish, m.WsSubscribe, m.WsSettle, m.WsBrowse,
-                                    m.WsCancel, m.WsPurge, m.WsReply, m.WsDeliver, m.Delivery]
+                                    m.WsCancel, m.WsPurge, m.WsUnsubscribe, m.WsReply,
+                                    m.WsDeliver, m.Delivery]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -167,8 +168,8 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "text/event-stream": {"schema": _ref(m.Delivery)}}}, **errors},
     }
     ops["get", "/v1/ws"] = {
-        "summary": "WebSocket: WsPublish/WsSubscribe/WsSettle/WsBrowse/WsCancel/WsPurge "
-                   "frames in; WsReply/WsDeliver out",
+        "summary": "WebSocket: WsPublish/WsSubscribe/WsSettle/WsBrowse/WsCancel/WsPurge/"
+                   "WsUnsubscribe frames in; WsReply/WsDeliver out",
         "responses": {"101": {"description": "switching protocols"}, **errors},
     }
     health = {"type": "object", "properties": {"status": {"type": "string"}}}

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -29,6 +29,7 @@ from ferry.broker.models import (
     WsRequest,
     WsSettle,
     WsSubscribe,
+    WsUnsubscribe,
 )
 from ferry.broker.store import StoreError
 from ferry.broker.transport.browsing import browse_page, cancel_now, purge
@@ -63,6 +64,9 @@ class Subscription:
     frame: WsSubscribe
     book: LeaseBook
     task: asyncio.Task[None] | None = None
+    # Set by unsubscribe: push nothing more, keep the leases pushed.
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: bool = False  # the push loop holds no lease in hand (safe to cancel)
 
 
 class Connection:
@@ -157,6 +161,8 @@ class Connection:
                 task = asyncio.create_task(self._answer(frame), name=f"ferry-ws-{frame.op}")
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
+            elif isinstance(frame, WsUnsubscribe):
+                self._unsubscribe(frame)
             else:
                 self._subscribe(frame)
         except (ApiError, CoreError) as e:
@@ -230,14 +236,34 @@ class Connection:
         self.send(b'{"op":"reply","seq":%d}' % f.seq)
         sub.task = asyncio.create_task(self._push(sub), name=f"ferry-ws-sub-{f.seq}")
 
+    def _unsubscribe(self, f: WsUnsubscribe) -> None:
+        """Stop the push loop of subscription f.sub, then reply: the reply follows its last
+        deliver frame, so the client knows it holds every lease it will get. The leases stay
+        in the subscription's book, handed back only if the connection goes."""
+        sub = self.subs.get(f.sub)
+        if sub is None:
+            raise ApiError(ErrorCode.BAD_REQUEST, f"no subscription {f.sub} on this connection")
+        sub.stopped.set()
+        answer = b'{"op":"reply","seq":%d}' % f.seq
+        task = sub.task
+        if task is None or task.done():
+            self.send(answer)
+            return
+        if sub.waiting:  # waiting for room or messages: nothing leased is in hand
+            task.cancel()
+        task.add_done_callback(lambda _: self.send(answer))
+
     async def _push(self, sub: Subscription) -> None:
         f, rt = sub.frame, self.rt
         head = b'{"op":"deliver","sub":%d,"messages":[' % sub.seq
         try:
-            while not self.closed and not rt.draining:
+            while not self.closed and not rt.draining and not sub.stopped.is_set():
+                sub.waiting = True
                 while self.unsent_pushes:
                     self.pushes_sent.clear()
                     await self.pushes_sent.wait()
+                sub.waiting = False
+                # Not cancelled from here to the send: what push_ready leases is sent.
                 pushed = await push_ready(
                     rt, f.queue, f.group, f.consumer, f.max_in_flight, f.visibility_timeout_ms
                 )
@@ -246,7 +272,11 @@ class Connection:
                     self.unsent_pushes += 1
                     self.send(head + b",".join(pushed.parts) + b"]}", held=pushed.held)
                     continue
+                if sub.stopped.is_set():  # unsubscribed while leasing
+                    break
+                sub.waiting = True
                 await wait_for_room_or_messages(rt, f.queue, f.group, f.consumer, KEEPALIVE_S)
+                sub.waiting = False
         except CoreError as e:  # the queue or group was deleted
             self.send(error_reply(sub.seq, e.code, e.message))
 

@@ -49,6 +49,11 @@ class Metrics:
             "ferry_collector_messages", "deliveries handled, by outcome", ["outcome"], registry=r
         )
         self.batches = Counter("ferry_collector_batches", "batches written", registry=r)
+        self.redelivered = Counter(
+            "ferry_collector_redelivered",
+            "deliveries of a message delivered before (a lease ran out or was handed back)",
+            registry=r,
+        )
         self.write_seconds = Histogram(
             "ferry_collector_write_seconds", "one batch write, commit included", registry=r
         )
@@ -73,13 +78,13 @@ class Collector:
         self.store = store
         self.stop = stop
         self.metrics = metrics or Metrics()
-        self.counts = {"stored": 0, "duplicate": 0, "poison": 0}
+        self.counts = {"stored": 0, "duplicate": 0, "poison": 0, "redelivered": 0}
         self.storage_problem: str | None = None
         self.running = False
 
     async def run(self) -> dict[str, int]:
-        """Collect until `stop` is set, then drain: what was received is stored and acked,
-        what is still held is handed back to the broker."""
+        """Collect until `stop` is set, then drain: take no new leases, store and ack every
+        one held; only what cannot be stored before the end is handed back to the broker."""
         consumer = self.client.consumer(
             self.s.queue,
             self.s.group,
@@ -94,11 +99,17 @@ class Collector:
             try:
                 while not self.stop.is_set() and not pump.done():
                     batch = await self._gather(inbox, pump)
-                    if self.stop.is_set():
-                        batch += [inbox.get_nowait() for _ in range(inbox.qsize())]
-                        log.info("draining", extra={"deliveries": len(batch)})
                     if batch:
                         await self._handle(consumer, batch)
+                if not pump.done():
+                    # Stopped: take no new leases, then finish every one already held, so
+                    # a scale-in redelivers nothing (close() hands back what is left).
+                    await consumer.stop_receiving()
+                    await pump  # ends after the last held delivery
+                    rest = [inbox.get_nowait() for _ in range(inbox.qsize())]
+                    log.info("draining", extra={"deliveries": len(rest)})
+                    for start in range(0, len(rest), self.s.batch_size):
+                        await self._handle(consumer, rest[start:start + self.s.batch_size])
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump  # re-raises the broker error that ended it, if any
@@ -156,6 +167,10 @@ class Collector:
     async def _handle(self, consumer: Consumer, batch: list[Delivery]) -> None:
         good: list[tuple[Delivery, Sample]] = []
         poison: list[Delivery] = []
+        again = sum(d.delivery_count > 1 for d in batch)
+        if again:
+            self.counts["redelivered"] += again
+            self.metrics.redelivered.inc(again)
         for d in batch:
             try:
                 row = row_of(d.body)

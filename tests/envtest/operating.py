@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,6 +13,8 @@ import yaml
 
 from ferry.broker.client import BrokerClient, NotFound
 from ferry.broker.models import OutgoingMessage
+from ferry.telemetry.parsing.messages import body_of
+from ferry.telemetry.parsing.rows import TelemetryRow
 
 T = TypeVar("T")
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests" / "operator"
@@ -66,6 +69,39 @@ def workload(namespace: str, name: str, replicas: int = 1) -> dict[str, Any]:
                 {"name": "worker", "image": "registry.k8s.io/pause:3.10"}]}},
         },
     }
+
+
+def collectors(namespace: str, name: str, broker_url: str, queue: str, replicas: int,
+               hold: bool = False) -> dict[str, Any]:
+    """A Deployment of ferry-collectors the process kubelet runs, each consumer named after
+    its pod (as the operator's deletion costs expect). With `hold`, a batch never fills or
+    times out: each collector holds every lease it gets until it is told to stop."""
+    manifest = workload(namespace, name, replicas=replicas)
+    batching = ["--batch-size", "1000", "--flush-interval", "3600"] if hold else []
+    manifest["spec"]["template"]["spec"] = {
+        "terminationGracePeriodSeconds": 30,
+        "volumes": [{"name": "data", "emptyDir": {}}],
+        "containers": [{
+            "name": "collector", "image": "ferry:dev", "command": ["ferry-collector"],
+            "args": ["--broker-url", broker_url, "--queue", queue, "--group", name,
+                     "--consumer", "$(POD_NAME)", "--storage", "sqlite:///data/telemetry.db",
+                     *batching],
+            "env": [{"name": "POD_NAME",
+                     "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        }],
+    }
+    return manifest
+
+
+def telemetry_rows(first: int, count: int) -> list[OutgoingMessage]:
+    """Messages a collector stores: one telemetry row each, numbered from `first`."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return [OutgoingMessage(body=body_of(TelemetryRow.model_validate({
+        "timestamp": at + timedelta(seconds=n), "metric_name": "DCGM_FI_DEV_GPU_UTIL",
+        "gpu_id": 0, "device": "nvidia0", "uuid": f"GPU-{n:08x}-0000-0000-0000-000000000000",
+        "modelName": "H100", "Hostname": "node-1", "value": float(n)})))
+        for n in range(first, first + count)]
 
 
 def on_broker(url: str, call: Callable[[BrokerClient], Awaitable[T]]) -> T:

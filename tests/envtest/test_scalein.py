@@ -1,20 +1,27 @@
 """Drain-first scale-in: the operator keeps each consumer pod's pod-deletion-cost equal to
 the leases its consumers hold, so kube-controller-manager's ReplicaSet controller removes
-idle consumers first when the workload shrinks.
+idle consumers first when the workload shrinks; a consumer told to stop (SIGTERM) takes no
+new leases and finishes the ones it holds, so the scale-in redelivers nothing.
 
-No kubelet here: the Deployment's pods exist (Pending) and never run, so the test itself
-plays their consumers, named after the pods as the clients' default `<hostname>-<pid>` is.
+The first test has no kubelet: the Deployment's pods exist (Pending) and never run, so the
+test itself plays their consumers, named after the pods as the clients' default
+`<hostname>-<pid>` is. The second runs real collectors through the process kubelet, which
+stops a deleted pod's process as a kubelet does (SIGTERM, then SIGKILL after the grace).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtures.broker_process import BrokerProcess
-from operating import apply, cr, on_broker, publish, workload
+from operating import apply, collectors, cr, on_broker, publish, telemetry_rows, workload
+from testsupport.repeating import repeating
+
+from ferry.broker.models import GroupStats
 
 pytestmark = [pytest.mark.envtest, pytest.mark.scalein]
 QUEUE, CONSUMERS = "jobs", "workers"
@@ -65,3 +72,75 @@ def test_a_scale_in_removes_idle_consumers_first(
     busiest = pods[0]
     eventually(lambda: list(_pods(control_plane, namespace)) == [busiest],
                "only the consumer holding the most leases is left")
+
+
+def _stopped_counts(log: Path) -> dict[str, int]:
+    """The counts a collector logs when it stops (its last words before exit 0)."""
+    for line in reversed(log.read_text().splitlines()):
+        if line.startswith("{") and json.loads(line).get("msg") == "stopped":
+            record = json.loads(line)
+            return {k: int(record[k]) for k in ("stored", "duplicate", "redelivered")}
+    raise AssertionError(f"{log.name} has no 'stopped' line:\n{log.read_text()[-2000:]}")
+
+
+def test_consumers_told_to_stop_finish_their_leases_so_a_scale_in_redelivers_nothing(
+        control_plane: Any, namespace: str, broker: BrokerProcess, run_operator: Any,
+        process_kubelet: Any, tmp_path: Path, eventually: Callable[..., Any]) -> None:
+    """4 collectors holding leases, scaled to 1 while messages keep coming: the removed pods
+    get SIGTERM, take no new leases, store and ack what they hold; the survivor gets the
+    rest. Every message is stored once and none is delivered twice."""
+    run_operator(broker_url=broker.url)
+    apply(control_plane, namespace, cr("Queue", QUEUE, {}))
+    apply(control_plane, namespace, cr("ConsumerGroup", CONSUMERS, {
+        "queue": QUEUE, "visibilityTimeout": "10m",
+        "autoscaling": {"provider": "Ferry", "target": {"name": CONSUMERS},
+                        "minReplicas": 1, "maxReplicas": 4}}))
+    eventually(lambda: (control_plane.kubectl_json("get", "cg", CONSUMERS, "-n", namespace)
+                        .get("status") or {}).get("endpoint"), "the group is on its broker")
+    process_kubelet()
+    deployment = collectors(namespace, CONSUMERS, broker.url, QUEUE, replicas=4, hold=True)
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(deployment))
+
+    def stats() -> GroupStats:
+        return on_broker(broker.url, lambda c: c.group_stats(QUEUE, CONSUMERS))
+
+    eventually(lambda: len(stats().consumers) == 4, "4 collectors subscribed", timeout=120)
+    sent = 0
+    for _ in range(4):  # in waves, so the broker spreads them over the collectors
+        on_broker(broker.url, lambda c, first=sent: c.publish(QUEUE, telemetry_rows(first, 10)))
+        sent += 10
+    eventually(lambda: stats().in_flight == sent, f"the collectors hold all {sent}")
+    held = {c.name: c.in_flight for c in stats().consumers}
+    pods = {name: str(held.get(name, 0)) for name in _pods(control_plane, namespace)}
+    eventually(lambda: {n: (p["metadata"].get("annotations") or {}).get(COST)
+                        for n, p in _pods(control_plane, namespace).items()} == pods,
+               f"each pod's deletion cost is its leases: {pods}")
+
+    # Messages keep coming while three pods stop: none of them may take one and hand it back.
+    def more() -> None:
+        nonlocal sent
+        on_broker(broker.url, lambda c, first=sent: c.publish(QUEUE, telemetry_rows(first, 5)))
+        sent += 5
+
+    def pods_left() -> int:  # terminating ones included: they go once their process ended
+        return len(control_plane.kubectl_json("get", "pods", "-n", namespace, "-l",
+                                              f"app={CONSUMERS}")["items"])
+
+    with repeating(more, 0.05, "publishing during the scale-in"):
+        control_plane.kubectl("scale", "deployment", CONSUMERS, "-n", namespace,
+                              "--replicas=1")
+        eventually(lambda: pods_left() == 1, "the three removed pods are gone", timeout=120)
+    survivor = next(iter(_pods(control_plane, namespace)))
+    assert int(pods[survivor]) == max(int(n) for n in pods.values()), (survivor, pods)
+
+    # The survivor holds the rest; scaling to 0 drains it too, and every count is in.
+    control_plane.kubectl("scale", "deployment", CONSUMERS, "-n", namespace, "--replicas=0")
+    eventually(lambda: stats().acked_total == sent and stats().lag == 0,
+               f"all {sent} messages acked", timeout=120)
+    eventually(lambda: pods_left() == 0, "the survivor's process ended", timeout=120)
+    logs = sorted((tmp_path / "pods").glob(f"{CONSUMERS}-*.log"))
+    counts = {log.stem: _stopped_counts(log) for log in logs}
+    print(f"scale-in 4 -> 1 -> 0: {sent} messages, per pod {counts}")
+    assert len(counts) == 4
+    assert sum(c["stored"] for c in counts.values()) == sent
+    assert sum(c["redelivered"] + c["duplicate"] for c in counts.values()) == 0

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from testsupport.waiting import eventually_async
 
-from ferry.broker.client import BrokerClient, Consumer, Mode, NotFound
-from ferry.broker.models import Delivery, OutgoingMessage, QueueSettings
+from ferry.broker.client import BrokerClient, BrokerError, Consumer, Mode, NotFound
+from ferry.broker.models import Delivery, ErrorCode, OutgoingMessage, QueueSettings
 
 pytestmark = pytest.mark.functional
 
@@ -120,6 +121,41 @@ async def test_close_hands_back_unacked_deliveries_at_once(
         again += batch
     assert sorted(d.id for d in again) == sorted(d.id for d in got[3:])
     assert all(d.delivery_count == 2 for d in again)
+
+
+@pytest.mark.parametrize("mode", ["stream", "poll"])
+async def test_a_stopped_consumer_takes_no_new_leases_and_finishes_its_own(
+    client: BrokerClient, mode: Mode
+) -> None:
+    """What a consumer told to stop (SIGTERM) does: stop_receiving, work off and ack what it
+    holds, close. Nothing it held goes back, nothing new comes: the rest of the queue is
+    delivered to the next consumer for the first time."""
+    q = await _queue(client, 60_000, 20)
+    async with client.consumer(q, "workers", "leaving", mode=mode, max_in_flight=5) as first:
+        got = await _take(first, 2)
+        async def holds_five() -> bool:
+            return first.held == 5
+        await eventually_async(holds_five, "the consumer to hold 5 deliveries")
+        await first.stop_receiving()
+        got += [d async for d in first]  # the three it had received; then the end
+        assert len(got) == 5
+        await first.ack(*got)
+        await first.stop_receiving()  # safe twice
+        stats = await client.group_stats(q, "workers")
+        assert (stats.in_flight, stats.depth, stats.acked_total) == (0, 15, 5)
+    rest = await client.receive(q, "workers", "staying", max=20, wait_ms=5000)
+    assert len(rest) == 15
+    assert all(d.delivery_count == 1 for d in rest)
+
+
+async def test_unsubscribing_an_unknown_subscription_is_refused(client: BrokerClient) -> None:
+    pipe = await client.open_pipe()
+    try:
+        with pytest.raises(BrokerError) as refused:
+            await pipe.unsubscribe(4711)
+        assert refused.value.code == ErrorCode.BAD_REQUEST
+    finally:
+        await pipe.close()
 
 
 async def test_a_consumer_of_a_missing_group_raises_not_found(client: BrokerClient) -> None:

@@ -1,7 +1,7 @@
 """WebSocket frames fuzzed with Hypothesis against a real broker process.
 
 Frames are drawn from the wire models' own fields (WsPublish, WsSubscribe,
-WsSettle), then damaged: a field dropped, one added, any value swapped for any
+WsSettle, WsUnsubscribe), then damaged: a field dropped, one added, any value swapped for any
 JSON (huge integers, floats, nesting), or not JSON at all. Each example sends
 its frames on one connection together with a valid publish, and requires that
 every frame is answered, the valid publish is durable, no reply is a broker
@@ -24,7 +24,7 @@ from fixtures.brokers import both_engines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ferry.broker.models import WsPublish, WsSettle, WsSubscribe
+from ferry.broker.models import WsPublish, WsSettle, WsSubscribe, WsUnsubscribe
 
 pytestmark = [pytest.mark.fuzz, both_engines]
 
@@ -55,6 +55,7 @@ FIELDS: dict[type[Any], dict[str, st.SearchStrategy[Any]]] = {
     WsSettle: {"queue": queues, "group": groups,
                "receipts": st.lists(st.text(max_size=12), max_size=3),
                "delay_ms": millis, "visibility_timeout_ms": millis},
+    WsUnsubscribe: {"sub": st.integers(0, 1000) | huge},
 }
 # Every field of every request model has a generator: a new field fails here first.
 for model, fields in FIELDS.items():

@@ -458,6 +458,31 @@ async def test_sigterm_drains_what_the_collector_holds_before_exiting(
     assert collector.logs("draining")
 
 
+async def test_sigterm_takes_no_new_leases_so_a_scale_in_redelivers_nothing(
+    procs: Procs, client: BrokerClient, tmp_path: Path, sample_rows: list[TelemetryRow]
+) -> None:
+    """Regression: the drain acked what the collector held, which made room, and the broker
+    pushed it more deliveries that the exit then handed back (delivered twice)."""
+    storage = f"sqlite://{tmp_path / 'telemetry.db'}"
+    collector = procs.collector(storage, "--max-in-flight", "10", "--batch-size", "10")
+    await healthy(collector)
+    await client.publish(
+        QUEUE, [OutgoingMessage(body=body_of(r), dedup_id=row_id(r)) for r in sample_rows]
+    )
+
+    async def working() -> bool:
+        return (await client.group_stats(QUEUE, GROUP)).acked_total > 0
+
+    await eventually(working, "the collector to store its first batch")
+    await stop(collector)  # in the middle of the backlog, holding up to 10 deliveries
+    g = await client.group_stats(QUEUE, GROUP)
+    assert g.in_flight == 0
+    assert 0 < g.depth == len(sample_rows) - g.acked_total, "stopped after the backlog"
+    rest = await client.receive(QUEUE, GROUP, "next", max=1000, wait_ms=5000)
+    assert rest
+    assert {d.delivery_count for d in rest} == {1}  # none delivered before
+
+
 async def test_an_uploaded_csv_is_validated_published_and_stored_once(
     procs: Procs, client: BrokerClient, tmp_path: Path
 ) -> None:
