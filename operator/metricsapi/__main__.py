@@ -15,8 +15,9 @@ from aiohttp import web
 
 from ferry.broker.client import BrokerClient, BrokerError
 from ferry.kit import logs
-from ferry.kit.config import add_log_level, port_number
+from ferry.kit.config import add_log_level, port_number, positive_float
 from ferry.kit.serving import serve
+from ferry.operator.clients.errors import KubeError
 from ferry.operator.clients.kube import KubeClient, load_credentials
 from ferry.operator.clients.kubereads import AccessReviewer, KubeReader, KubernetesReadError
 from ferry.operator.metricsapi import certificates, frontproxy
@@ -29,6 +30,7 @@ from ferry.operator.metricsapi.lags import (
     StatsCache,
     StatsClient,
 )
+from ferry.operator.metricsapi.ownership import CHECK_SECONDS, Watch
 from ferry.operator.metricsapi.routes import make_app
 
 log = logging.getLogger("ferry.metricsapi")
@@ -69,6 +71,10 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds a broker's figure is reused (default 2)")
     p.add_argument("--broker-timeout", type=float, default=3.0,
                    help="seconds to wait for a broker's stats (default 3)")
+    p.add_argument("--apiservice-check-seconds", type=positive_float, default=CHECK_SECONDS,
+                   help="how often to read who holds the cluster's external metrics "
+                        f"APIService (default {CHECK_SECONDS:.0f}); /readyz answers 503 while "
+                        "another server holds it")
     add_log_level(p)
     return p
 
@@ -138,7 +144,11 @@ async def _build(
                                   errors=(KubernetesReadError,))
     cache = StatsCache(_broker(args.broker_timeout, args.token), ttl=args.cache_ttl)
     lags = LagReader(directory, cache, errors=(BrokerError, OSError, asyncio.TimeoutError))
-    app = make_app(lags, cache, auth, authorizer)
+    watch = None
+    if kube is not None:
+        watch = Watch(kube.read, args.namespace, args.service, errors=(KubeError,),
+                      every=args.apiservice_check_seconds)
+    app = make_app(lags, cache, auth, authorizer, watch)
     if kube is not None:
         async def close(_: web.Application) -> None:
             await kube.close()

@@ -6,14 +6,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from ferry.kit.health import health_handler, metrics_handler
+from ferry.kit.health import health, health_handler, metrics_handler
 from ferry.operator.metricsapi import documents, frontproxy, selectors
 from ferry.operator.metricsapi.access import Authorizer, ReviewUnavailableError
 from ferry.operator.metricsapi.lags import (
@@ -22,6 +23,7 @@ from ferry.operator.metricsapi.lags import (
     LagUnavailableError,
     StatsCache,
 )
+from ferry.operator.metricsapi.ownership import Holder, Watch
 
 log = logging.getLogger("ferry.metricsapi")
 
@@ -100,8 +102,24 @@ async def _metric(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+def _holds(watch: Watch, holder: Holder) -> float:
+    return float(watch.last.holder is holder)
+
+
+def _ready(watch: Watch | None) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """/readyz: 503 while the APIService routes elsewhere (or is missing), saying to whom."""
+    async def readyz(_: web.Request) -> web.Response:
+        if watch is None:
+            return health(None)
+        seen = watch.last
+        return health(seen.problem, apiservice=seen.holder.value, served_by=seen.served_by,
+                      **({"message": seen.message} if seen.problem else {}))
+    return readyz
+
+
 def make_app(reader: LagReader, cache: StatsCache, auth: frontproxy.RequestHeaderConfig,
-             authorizer: Authorizer) -> web.Application:
+             authorizer: Authorizer, watch: Watch | None = None) -> web.Application:
+    """`watch`: who holds the APIService (None with --group and no Kubernetes API)."""
     app = web.Application(middlewares=[_errors_and_auth])
     registry = CollectorRegistry()
     app[READER], app[CACHE], app[AUTH] = reader, cache, auth
@@ -114,8 +132,20 @@ def make_app(reader: LagReader, cache: StatsCache, auth: frontproxy.RequestHeade
     hits = Gauge("ferry_metrics_api_cache_hits", "values served without a broker read",
                  registry=registry)
     hits.set_function(lambda: cache.hits)
-    for probe in ("/healthz", "/livez", "/readyz"):
+    if watch is not None:
+        holder = Gauge("ferry_metrics_api_apiservice", "1 for who holds the cluster's "
+                       "external metrics APIService: ours, taken, absent, unknown",
+                       ["holder"], registry=registry)
+        for h in Holder:
+            holder.labels(h.value).set_function(functools.partial(_holds, watch, h))
+
+        async def watching(_: web.Application) -> AsyncIterator[None]:
+            async with watch.running():
+                yield
+        app.cleanup_ctx.append(watching)
+    for probe in ("/healthz", "/livez"):
         app.router.add_get(probe, health_handler())
+    app.router.add_get("/readyz", _ready(watch))
     app.router.add_get("/metrics", metrics_handler(registry))
     app.router.add_get("/apis", _api_group_list)
     app.router.add_get(f"/apis/{documents.GROUP}", _api_group)

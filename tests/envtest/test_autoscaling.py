@@ -67,7 +67,9 @@ def serving_metrics_api(control_plane: ControlPlane, namespace: str, tmp_path: P
         [sys.executable, "-m", "ferry.operator.metricsapi",
          "--bind-address", "127.0.0.1", "--secure-port", str(port),
          "--tls-cert-file", str(cert.cert), "--tls-private-key-file", str(cert.key),
-         "--kubeconfig", str(control_plane.kubeconfig), "--cache-ttl", "1", *flags],
+         "--kubeconfig", str(control_plane.kubeconfig), "--cache-ttl", "1",
+         "--namespace", namespace, "--service", SERVICE, "--apiservice-check-seconds", "1",
+         *flags],
         stdout=log, stderr=log)
     manifests = aggregation.manifests(GROUP, VERSION, namespace=namespace, service=SERVICE,
                                       port=port, ca_bundle=ca.cert.read_bytes())
@@ -99,6 +101,43 @@ def metrics_api(control_plane: ControlPlane, namespace: str, broker: BrokerProce
     with serving_metrics_api(control_plane, namespace, tmp_path, eventually, "--group",
                              f"{namespace}/{QUEUE}/{CONSUMERS}={broker.url}") as api:
         yield api
+
+
+def _readyz(api: MetricsApi, ca: Path) -> tuple[int, dict[str, Any]]:
+    context = ssl.create_default_context(cafile=str(ca))
+    try:
+        with urllib.request.urlopen(f"{api.url}/readyz", timeout=5, context=context) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_the_metrics_api_says_when_another_server_holds_the_apiservice(
+        control_plane: ControlPlane, metrics_api: MetricsApi, tmp_path: Path,
+        eventually: Eventually) -> None:
+    """KEDA (here: any other Service) takes v1beta1.external.metrics.k8s.io: Ferry's metrics
+    API, which HPAs can no longer reach, says so on /readyz and in its log instead of
+    serving in silence, and recovers when the APIService routes to it again."""
+    ns, ca = metrics_api.namespace, tmp_path / "serving" / "ca.crt"
+    assert _readyz(metrics_api, ca) == (200, {"status": "ok", "apiservice": "ours",
+                                              "served_by": f"{ns}/{SERVICE}"})
+    other = aggregation.manifests(GROUP, VERSION, namespace=ns, service="keda-metrics",
+                                  port=free_port(), ca_bundle=ca.read_bytes())
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": other}))
+    doc = eventually(lambda: (r := _readyz(metrics_api, ca))[0] == 503 and r[1],
+                     "the metrics API reports the APIService taken")
+    assert (doc["reason"], doc["apiservice"], doc["served_by"]) == (
+        "apiservice_taken", "taken", f"{ns}/keda-metrics")
+    assert "HorizontalPodAutoscalers never ask it" in doc["message"]
+    log = (tmp_path / "metrics-api.log").read_text()
+    assert f"is served by {ns}/keda-metrics, not by this server" in log
+    ours = aggregation.manifests(GROUP, VERSION, namespace=ns, service=SERVICE,
+                                 port=int(metrics_api.url.rsplit(":", 1)[1]),
+                                 ca_bundle=ca.read_bytes())
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": ours}))
+    eventually(lambda: _readyz(metrics_api, ca)[0] == 200, "ready again once it is ours")
 
 
 def _lag_through_the_aggregator(control_plane: ControlPlane, namespace: str,

@@ -4,6 +4,7 @@ import pytest
 
 from ferry.operator.metricsapi.frontproxy import RequestHeaderConfig
 from ferry.operator.metricsapi.lags import GroupRef, StaticDirectory, group_refs
+from ferry.operator.metricsapi.ownership import Holder, Seen, seen
 
 pytestmark = pytest.mark.unit
 
@@ -44,3 +45,16 @@ def test_requestheader_settings_come_from_the_api_servers_configmap() -> None:
 def test_a_cluster_without_the_aggregation_layer_is_named_as_the_cause() -> None:
     with pytest.raises(ValueError, match="is the aggregation layer enabled"):
         RequestHeaderConfig.from_configmap({"client-ca-file": "..."})
+
+
+def test_who_holds_the_apiservice_is_read_from_its_service_reference() -> None:
+    ours = {"spec": {"service": {"namespace": "ferry-system", "name": "ferry-metrics-api"}}}
+    keda = {"spec": {"service": {"namespace": "keda", "name": "keda-operator-metrics"}}}
+    assert seen(ours, "ferry-system", "ferry-metrics-api") == Seen(Holder.OURS,
+                                                                   "ferry-system/ferry-metrics-api")
+    taken = seen(keda, "ferry-system", "ferry-metrics-api")
+    assert (taken.holder, taken.problem) == (Holder.TAKEN, "apiservice_taken")
+    assert "served by keda/keda-operator-metrics, not by this server" in taken.message
+    assert seen({"spec": {}}, "ferry-system", "ferry-metrics-api") == Seen(Holder.TAKEN, "local")
+    assert seen(None, "ferry-system", "ferry-metrics-api").problem == "apiservice_absent"
+    assert Seen(Holder.UNKNOWN).problem is None  # not known: no claim either way
