@@ -5,6 +5,7 @@ kopf would retry only after its 60 s default backoff."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -47,3 +48,44 @@ async def test_an_unanswered_call_is_a_transient_kube_error(silent_server: str) 
     finally:
         await kube.close()
     assert raised.value.status == 0 and raised.value.transient
+
+
+async def test_calls_in_flight_are_capped_and_queued_ones_do_not_time_out() -> None:
+    """A burst waits in the client, not at the API server: at most max_in_flight requests
+    reach the server at once, and waiting for a slot counts against no timeout."""
+    in_flight, most = 0, 0
+    connections: list[asyncio.StreamWriter] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await serve(reader, writer)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal in_flight, most
+        while await reader.readuntil(b"\r\n\r\n"):
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.2)
+            in_flight -= 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 2\r\n\r\n{}")
+            await writer.drain()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    cfg = Configuration()
+    cfg.host = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    cfg.verify_ssl = False
+    kube = KubeClient(cfg, timeout=0.5, max_in_flight=3)
+    try:
+        found = await asyncio.gather(*(kube.get("v1", "ConfigMap", "shop", f"c{i}")
+                                       for i in range(12)))
+    finally:
+        await kube.close()
+        for writer in connections:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+    assert len(found) == 12 and most == 3  # 12 x 0.2 s / 3 = 0.8 s, past the 0.5 s timeout
