@@ -104,6 +104,12 @@ def telemetry_rows(first: int, count: int) -> list[OutgoingMessage]:
         for n in range(first, first + count)]
 
 
+def replicas(plane: Any, namespace: str, deployment: str) -> int:
+    """A Deployment's spec.replicas, as the autoscalers set it."""
+    found = plane.kubectl_json("get", "deployment", deployment, "-n", namespace)
+    return int(found["spec"].get("replicas", 0))
+
+
 def on_broker(url: str, call: Callable[[BrokerClient], Awaitable[T]]) -> T:
     async def run() -> T:
         async with BrokerClient(url, retries=1, timeout=10) as client:
