@@ -67,8 +67,6 @@ def node(control_plane: Any, namespace: str, tmp_path: Path,
         running.stop()
 
 
-@pytest.mark.quarantine(reason="failed in the full envtest tier on 2026-11-30 "
-                                "(passes alone); issue 15")
 @pytest.mark.timeout(1200)  # four rollouts on a loaded 2-core machine
 def test_kstatus_through_create_image_change_broken_spec_and_recovery(
         control_plane: Any, namespace: str, broker: Any, run_operator: Any, node: Node,
