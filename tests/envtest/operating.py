@@ -57,6 +57,24 @@ def events(plane: Any, namespace: str, name: str) -> list[tuple[str, str, str]]:
     return [(e["type"], e["reason"], e["message"]) for e in found["items"]]
 
 
+def queue_and_group_at_zero(plane: Any, namespace: str, eventually: Callable[..., Any],
+                            queue: str, group: str) -> None:
+    """A Queue, then a ConsumerGroup scaling `group` between 0 and 3, both Ready.
+
+    The group waits for its Queue's pass (its token Secret): a group reconciled first sees
+    the Queue only at its stats timer, which the wake tests set to an hour. kopf's first
+    listings of new CRDs may answer 429 and retry in either order, so the order is forced.
+    """
+    apply(plane, namespace, cr("Queue", queue, {}))
+    eventually(lambda: condition(get(plane, namespace, "queue", queue), "Ready")
+               == ("True", "Reconciled"), "the queue is on its broker")
+    apply(plane, namespace, cr("ConsumerGroup", group, {
+        "queue": queue, "autoscaling": {"target": {"name": group}, "minReplicas": 0,
+                                        "maxReplicas": 3}}))
+    eventually(lambda: condition(get(plane, namespace, "cg", group), "Ready")
+               == ("True", "Reconciled"), "the group is on its broker")
+
+
 def workload(namespace: str, name: str, replicas: int = 1) -> dict[str, Any]:
     """A Deployment to scale (without a kubelet its pods are created, never run)."""
     labels = {"app": name}

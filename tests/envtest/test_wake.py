@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fixtures.broker_process import BrokerProcess
-from operating import apply, condition, cr, events, get, publish, workload
+from operating import events, publish, queue_and_group_at_zero, workload
 
 pytestmark = pytest.mark.envtest
 QUEUE, CONSUMERS = "jobs", "workers"
@@ -27,16 +27,7 @@ def test_the_first_message_wakes_a_group_at_zero(
     run_operator("--resync-seconds", HOUR, "--stats-seconds", HOUR, broker_url=broker.url)
     control_plane.kubectl("apply", "-f", "-",
                           input=json.dumps(workload(namespace, CONSUMERS, replicas=0)))
-    apply(control_plane, namespace, cr("Queue", QUEUE, {}))
-    # The group needs its Queue's token Secret: applied before the Queue's pass made it, the
-    # group would wait for its stats timer (here an hour) to see it. Production's is 10 s.
-    eventually(lambda: condition(get(control_plane, namespace, "queue", QUEUE), "Ready")
-               == ("True", "Reconciled"), "the queue is on its broker")
-    apply(control_plane, namespace, cr("ConsumerGroup", CONSUMERS, {
-        "queue": QUEUE, "autoscaling": {"target": {"name": CONSUMERS}, "minReplicas": 0,
-                                        "maxReplicas": 3}}))
-    eventually(lambda: condition(get(control_plane, namespace, "cg", CONSUMERS), "Ready")
-               == ("True", "Reconciled"), "the group is on its broker")
+    queue_and_group_at_zero(control_plane, namespace, eventually, QUEUE, CONSUMERS)
 
     def replicas() -> int:
         found = control_plane.kubectl_json("get", "deployment", CONSUMERS, "-n", namespace)

@@ -16,16 +16,7 @@ from typing import Any
 
 import pytest
 from fixtures.broker_process import BrokerProcess
-from operating import (
-    apply,
-    collectors,
-    condition,
-    cr,
-    get,
-    on_broker,
-    replicas,
-    telemetry_rows,
-)
+from operating import collectors, on_broker, queue_and_group_at_zero, replicas, telemetry_rows
 
 pytestmark = pytest.mark.envtest
 QUEUE, CONSUMERS = "jobs", "workers"
@@ -39,12 +30,7 @@ def test_the_first_message_reaches_a_consumer_of_a_group_at_zero(
     process_kubelet()
     deployment = collectors(namespace, CONSUMERS, broker.url, QUEUE, replicas=0)
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(deployment))
-    apply(control_plane, namespace, cr("Queue", QUEUE, {}))
-    apply(control_plane, namespace, cr("ConsumerGroup", CONSUMERS, {
-        "queue": QUEUE, "autoscaling": {"target": {"name": CONSUMERS}, "minReplicas": 0,
-                                        "maxReplicas": 3}}))
-    eventually(lambda: condition(get(control_plane, namespace, "cg", CONSUMERS), "Ready")
-               == ("True", "Reconciled"), "the group is on its broker")
+    queue_and_group_at_zero(control_plane, namespace, eventually, QUEUE, CONSUMERS)
 
     assert replicas(control_plane, namespace, CONSUMERS) == 0
     started = time.monotonic()
