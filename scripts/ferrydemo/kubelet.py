@@ -5,7 +5,10 @@ to this machine, runs the container as a local process (see `pods`), reports the
 Running and Ready (so ReplicaSets, StatefulSets, Deployments, the HPA and Ferry's status
 see real figures), restarts a crashed container with backoff, and on deletion stops the
 process and releases the pod. Pods whose container cannot run here (an image without a
-command, such as PostgreSQL's) are left Pending; the demo runs a local stand-in for them.
+command, such as PostgreSQL's) are left Pending, unless the kubelet is given a stand-in
+for that pod (`stand_ins`: pod name -> host:port of a local server doing its work, e.g. a
+PostgreSQL started beside it): such a pod is reported Running, and Ready while its
+stand-in accepts connections, as a kubelet's TCP readiness probe would.
 A kubelet given `pullable` reports a pod whose image that refuses as a real kubelet reports
 an image it cannot pull: waiting in ErrImagePull, then ImagePullBackOff, never started.
 
@@ -22,6 +25,7 @@ import itertools
 import json
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -70,6 +74,12 @@ def _loopback(argv: list[str]) -> list[str]:
     return [*argv, *extra]
 
 
+def _container_id(local: LocalContainer) -> str:
+    if local.child is not None:
+        return f"local://{local.child.proc.pid}"
+    return f"stand-in://{local.stand_in}" if local.stand_in else ""
+
+
 def _readiness(container: Mapping[str, Any], ports: Mapping[int, int]) -> tuple[int, str] | None:
     probe = (container.get("readinessProbe") or {}).get("httpGet")
     if not probe:
@@ -92,6 +102,7 @@ class LocalContainer:
     exit_code: int | None = None
     retry_at: float = 0.0
     reported: str = ""
+    stand_in: str | None = None   # host:port of the local server doing this pod's work
 
 
 @dataclass
@@ -107,6 +118,7 @@ class Kubelet:
     coordination: client.CoordinationV1Api | None = None
     pullable: Callable[[str], bool] = lambda image: True   # images this node can pull
     env: Mapping[str, str] = field(default_factory=dict)   # what the node gives every pod
+    stand_ins: Mapping[str, str] = field(default_factory=dict)  # pod name -> host:port
     containers: dict[str, LocalContainer] = field(default_factory=dict)  # by pod uid
     last_heartbeat: float = 0.0
     refused: dict[str, str] = field(default_factory=dict)                # pod uid -> why
@@ -216,6 +228,12 @@ class Kubelet:
         node = Node(volumes=self.volumes, image_files=self.image_files, services=self.services,
                     ports=ports, config_maps=self._data("config_map"),
                     secrets=self._data("secret"))
+        if meta["name"] in self.stand_ins:
+            local = LocalContainer(meta["name"], component, None, ports, None,
+                                   stand_in=self.stand_ins[meta["name"]])
+            self.containers[meta["uid"]] = local
+            self.say(f"pod {meta['name']}: served by {local.stand_in}")
+            return local
         if shutil.which((container.get("command") or [""])[0]) is None:
             # Not a Ferry process (e.g. PostgreSQL's image): the demo runs a stand-in.
             self.refused[meta["uid"]] = f"{container.get('image')}: no local command"
@@ -305,6 +323,13 @@ class Kubelet:
                                                   {"status": status}, _preload_content=False)
 
     def _ready(self, local: LocalContainer) -> bool:
+        if local.stand_in is not None:
+            host, number = local.stand_in.rsplit(":", 1)
+            try:
+                socket.create_connection((host, int(number)), timeout=1).close()
+            except OSError:
+                return False
+            return True
         if local.child is None:
             return False
         if local.readiness is None:
@@ -314,7 +339,7 @@ class Kubelet:
 
     def _report(self, pod: dict[str, Any], local: LocalContainer) -> None:
         ready = self._ready(local)
-        if local.child is not None:
+        if local.child is not None or local.stand_in is not None:
             state: dict[str, Any] = {"running": {"startedAt": local.started}}
         elif local.exit_code == 0:
             state = {"terminated": {"exitCode": 0, "reason": "Completed",
@@ -342,9 +367,8 @@ class Kubelet:
             ],
             "containerStatuses": [{
                 "name": container["name"], "image": container.get("image", ""), "imageID": "",
-                "ready": ready, "started": local.child is not None, "restartCount": local.restarts,
-                "state": state,
-                "containerID": f"local://{local.child.proc.pid}" if local.child else "",
+                "ready": ready, "started": "running" in state, "restartCount": local.restarts,
+                "state": state, "containerID": _container_id(local),
             }],
         }
         try:

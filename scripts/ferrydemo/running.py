@@ -57,6 +57,14 @@ def _docs(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
+def database_address(root: Path) -> str:
+    """host:port of the database URL in examples/telemetry-db.yaml's Secret (what the
+    pipeline's pods connect to, and a local PostgreSQL stands in for)."""
+    secret = next(d for d in _docs(root / DATABASE) if d["kind"] == "Secret")
+    url = urllib.parse.urlsplit(secret["stringData"]["url"])
+    return f"{url.hostname}:{url.port}"
+
+
 class Run:
     def __init__(self, settings: Settings, console: Console) -> None:
         self.s, self.console = settings, console
@@ -239,12 +247,6 @@ class Run:
                 for c in list(self.kubelet.containers.values())
                 if c.component == "broker" and c.child is not None}
 
-    def _db_address(self) -> str:
-        """host:port of the database URL in examples/telemetry-db.yaml's Secret."""
-        secret = next(d for d in _docs(self.s.root / DATABASE) if d["kind"] == "Secret")
-        url = urllib.parse.urlsplit(secret["stringData"]["url"])
-        return f"{url.hostname}:{url.port}"
-
     def _kubelet(self, image_files: Path, broker_port: int, api_port: int, pg: str) -> Kubelet:
         assert self.plane is not None
         api = config.new_client_from_config(  # type: ignore[no-untyped-call]
@@ -254,7 +256,7 @@ class Run:
         services = {
             f"http://{broker_name(self.queue)}.{ns}.svc:{BROKER_PORT}":
                 f"http://127.0.0.1:{broker_port}",
-            self._db_address(): pg_address,
+            database_address(self.s.root): pg_address,
         }
         kubelet = Kubelet(
             core=client.CoreV1Api(api), namespace=ns, supervisor=self.supervisor,

@@ -5,10 +5,11 @@ Procfile runs it outside a cluster).
 
 `GitRepo` is a snapshot of this checkout (tracked and untracked, not ignored files) as one
 commit on `main`, served by `git daemon` on 127.0.0.1; `commit(path, text)` changes a file
-and pushes, as a user's commit would. `ArgoCD.start` installs Argo CD's CRDs (from the
-same module release as the binary), its settings (the shipped argocd-cm, see
-examples/gitops/argocd-cm-patch.yaml, patched in by the test) and the default AppProject
-(argocd-server creates it in a full install), then starts the servers; `stop` ends them.
+and pushes, as a user's commit would, and `revert(commit)` undoes one. `ArgoCD.start`
+installs Argo CD's CRDs (from the same module release as the binary), its settings (the
+shipped argocd-cm, see examples/gitops/argocd-cm-patch.yaml, patched in by the test) and
+the default AppProject (argocd-server creates it in a full install), then starts the
+servers; `stop` ends them.
 """
 
 from __future__ import annotations
@@ -115,6 +116,12 @@ class GitRepo:
         """Change one file on main and push it; the new commit's id."""
         (self.work / path).write_text(text)
         _git(self.work, "commit", "-q", "-am", message)
+        _git(self.work, "push", "-q", "origin", "main")
+        return _git(self.work, "rev-parse", "HEAD").strip()
+
+    def revert(self, commit: str) -> str:
+        """`git revert` of one commit, pushed, as a user undoes a bad change; the new id."""
+        _git(self.work, "revert", "--no-edit", commit)
         _git(self.work, "push", "-q", "origin", "main")
         return _git(self.work, "rev-parse", "HEAD").strip()
 

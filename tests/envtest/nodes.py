@@ -4,7 +4,9 @@
 pods as local processes while `syncing()` is active (a background thread), or one pass at
 a time with `sync()`; a test that wants a rollout to wait simply stops syncing. Images
 under `registry.invalid/` cannot be pulled: their pods wait in ImagePullBackOff, as a
-kubelet reports them. `stop()` ends every pod process.
+kubelet reports them. A pod given a stand-in (e.g. PostgreSQL's, served by a local
+PostgreSQL) is reported Running, Ready while the stand-in accepts connections. `stop()`
+ends every pod process.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ class Node:
                  services: Mapping[str, str] | None = None,
                  fixed_ports: Mapping[tuple[str, int], int] | None = None,
                  image_files: Mapping[str, Path] | None = None,
-                 env: Mapping[str, Mapping[str, str]] | None = None) -> None:
+                 env: Mapping[str, Mapping[str, str]] | None = None,
+                 stand_ins: Mapping[str, str] | None = None) -> None:
         """`env`: per namespace, environment the node gives its pods' processes (what a
-        cluster would: API credentials, addresses)."""
+        cluster would: API credentials, addresses); `stand_ins`: pod name -> host:port of
+        a local server doing that pod's work (its image cannot run here)."""
         self.api = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=str(plane.kubeconfig))
         self.supervisor = Supervisor(workdir / "pods")
@@ -42,7 +46,7 @@ class Node:
                     services=dict(services or {}), fixed_ports=dict(fixed_ports or {}),
                     say=lambda line: None,
                     pullable=lambda image: not image.startswith(UNPULLABLE),
-                    env=dict((env or {}).get(ns, {})))
+                    env=dict((env or {}).get(ns, {})), stand_ins=dict(stand_ins or {}))
             for ns in namespaces]
         self.kubelets[0].register()
         self.lock = threading.Lock()
