@@ -11,6 +11,8 @@ PostgreSQL started beside it): such a pod is reported Running, and Ready while i
 stand-in accepts connections, as a kubelet's TCP readiness probe would.
 A kubelet given `pullable` reports a pod whose image that refuses as a real kubelet reports
 an image it cannot pull: waiting in ErrImagePull, then ImagePullBackOff, never started.
+A pod whose Secret or ConfigMap (or key) does not exist yet waits in
+CreateContainerConfigError and starts once it does, as with a kubelet.
 
 Deliberate difference from a kubelet: a container that exits 0 is not restarted (a
 streamer that finished its input stays finished).
@@ -39,7 +41,7 @@ from kubernetes.client.exceptions import ApiException
 from testsupport.ports import free_port
 from testsupport.waiting import answers
 
-from ferrydemo.pods import Node, local_pod
+from ferrydemo.pods import MissingReferenceError, Node, local_pod
 from ferrydemo.supervising import Child, Supervisor
 
 NODE_NAME = "ferry-demo-node"
@@ -280,7 +282,13 @@ class Kubelet:
             if not self.pullable(image):
                 self._cannot_pull(pod, image)
                 return
-            local = self._start(pod)
+            try:
+                local = self._start(pod)
+            except MissingReferenceError as error:
+                # A kubelet keeps such a pod waiting and tries again (the operator may
+                # create the Secret just after the workload).
+                self._waiting(pod, "CreateContainerConfigError", str(error))
+                return
             if local is None:
                 return
         elif local.child is not None and local.exit_code is None:
@@ -303,6 +311,10 @@ class Kubelet:
         if any((c.get("state") or {}).get("waiting", {}).get("reason") == "ImagePullBackOff"
                for c in statuses):
             return
+        self._waiting(pod, reason, f'Back-off pulling image "{image}"')
+
+    def _waiting(self, pod: dict[str, Any], reason: str, message: str) -> None:
+        """Report the pod's container waiting, never started, for `reason`."""
         container = pod["spec"]["containers"][0]
         status = {
             "phase": "Pending", "hostIP": "127.0.0.1",
@@ -312,10 +324,9 @@ class Kubelet:
                 {"type": "Ready", "status": "False", "lastTransitionTime": _now()},
             ],
             "containerStatuses": [{
-                "name": container["name"], "image": image, "imageID": "", "ready": False,
-                "started": False, "restartCount": 0,
-                "state": {"waiting": {"reason": reason,
-                                      "message": f'Back-off pulling image "{image}"'}},
+                "name": container["name"], "image": container.get("image", ""),
+                "imageID": "", "ready": False, "started": False, "restartCount": 0,
+                "state": {"waiting": {"reason": reason, "message": message}},
             }],
         }
         with contextlib.suppress(ApiException):

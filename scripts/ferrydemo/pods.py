@@ -25,6 +25,11 @@ class UnsupportedPodError(ValueError):
     """The template asks for something this stand-in cannot give a local process."""
 
 
+class MissingReferenceError(UnsupportedPodError):
+    """A Secret or ConfigMap (or one of its keys) the pod uses does not exist yet: a kubelet
+    keeps such a pod waiting and tries again."""
+
+
 @dataclass(frozen=True)
 class LocalPod:
     name: str
@@ -57,7 +62,7 @@ def _key_ref(name: str, ref: Mapping[str, Any], store: Mapping[str, Mapping[str,
              what: str) -> str:
     data = store.get(ref["name"])
     if data is None or ref["key"] not in data:
-        raise UnsupportedPodError(f"env {name}: {what} {ref['name']} has no key {ref['key']!r}")
+        raise MissingReferenceError(f"env {name}: {what} {ref['name']} has no key {ref['key']!r}")
     return data[ref["key"]]
 
 
@@ -101,6 +106,9 @@ def _mounts(spec: Mapping[str, Any], container: Mapping[str, Any], pod: str,
             data = store.get(source.get("name") or source.get("secretName") or "", {})
             items = source.get("items") or [{"key": k, "path": k} for k in data]
             for item in items:
+                if item["key"] not in data:
+                    raise MissingReferenceError(f"volume {mount['name']}: no key "
+                                                f"{item['key']!r} in {source}")
                 (folder / item["path"]).parent.mkdir(parents=True, exist_ok=True)
                 (folder / item["path"]).write_text(data[item["key"]])
         elif "emptyDir" not in volume and "projected" not in volume:

@@ -11,7 +11,7 @@ from ferry_operator.conftest import DEFAULTS, apply_defaults, spec_schema
 
 from ferry.operator.reconcile import pipelines, queues
 from ferry.operator.reconcile.specs import Owner, QueueSpec, TelemetryPipelineSpec
-from ferrydemo.pods import Node, UnsupportedPodError, expand, local_pod
+from ferrydemo.pods import MissingReferenceError, Node, UnsupportedPodError, expand, local_pod
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,6 +92,20 @@ def test_what_cannot_run_locally_is_refused_clearly(tmp_path: Path) -> None:
         {"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}]}]}}
     with pytest.raises(UnsupportedPodError, match="env X"):
         local_pod(template, workload="w", namespace="n", index=0, node=_node(tmp_path))
+
+
+def test_a_secret_not_created_yet_is_waited_for_not_refused(tmp_path: Path) -> None:
+    """The operator may create a workload just before its token Secret: the kubelet keeps
+    such a pod waiting (CreateContainerConfigError) instead of giving up on it."""
+    env = {"name": "T", "valueFrom": {"secretKeyRef": {"name": "later", "key": "token"}}}
+    volume = {"name": "v", "secret": {"secretName": "later",
+                                      "items": [{"key": "token", "path": "token"}]}}
+    for container, volumes in (({"env": [env]}, []),
+                               ({"volumeMounts": [{"name": "v", "mountPath": "/t"}]}, [volume])):
+        template = {"spec": {"volumes": volumes, "containers": [
+            {"name": "c", "command": ["run"], **container}]}}
+        with pytest.raises(MissingReferenceError):
+            local_pod(template, workload="w", namespace="n", index=0, node=_node(tmp_path))
 
 
 def test_the_broker_reads_its_token_from_the_secret_volume(tmp_path: Path) -> None:
