@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from ferry.broker.core import Broker, DedupIndex, Restored
@@ -122,6 +123,9 @@ class Store:
     async def lost(self) -> str:
         """Once a commit failed or the committer is gone (the writer then fails every write)."""
         return await self._lost.wait()
+
+    def on_lost(self, listener: Callable[[str], None]) -> None:
+        self._lost.subscribe(listener)
 
     async def aclose(self) -> None:
         self.close()

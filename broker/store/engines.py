@@ -58,6 +58,16 @@ class Loss:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop
         self._why: asyncio.Future[str] | None = None
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call `listener` with the first reason, at the loss itself.
+
+        Synchronously, in the same step that fails the waiting writes: before any of
+        their requests is answered, so no later request is answered from a core that
+        holds what the store lost (a waiter of `wait` runs only a few steps later).
+        """
+        self._listeners.append(listener)
 
     def _future(self) -> asyncio.Future[str]:
         if self._why is None:
@@ -68,6 +78,8 @@ class Loss:
         fut = self._future()
         if not fut.done():
             fut.set_result(why)
+            for listener in self._listeners:
+                listener(why)
 
     async def wait(self) -> str:
         # Shielded: a waiter cancelled (the broker stopping) must not cancel the loss.
@@ -108,5 +120,8 @@ class Engine(Protocol):
         """Stored dedup ids per queue id, each inside its window (ms)."""
 
     async def lost(self) -> str: ...
+
+    def on_lost(self, listener: Callable[[str], None]) -> None:
+        """Call `listener` at the loss itself (Loss.subscribe), before `lost` returns."""
 
     async def aclose(self) -> None: ...

@@ -70,6 +70,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.core.receipts.key = self.receipt_key
+        # At the loss itself: a request answered 503 for it must not be followed by one
+        # answered from the core (the supervisor's own wait sees the loss steps later).
+        self.store.on_lost(lambda why: self.fail(f"store lost: {why}"))
 
     def fail(self, why: str) -> None:
         """Fail-stop: the core may hold writes the store will never have.

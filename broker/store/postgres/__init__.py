@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -106,9 +107,12 @@ class PgStore:
             break
         self._lock_conn, self._writer_conn = conn, writer
         self._me = Leader(self.holder, self.epoch, since_ms)
-        conn.add_termination_listener(lambda _c: self._lost("the leader lock's session ended"))
+        conn.add_termination_listener(self._lock_session_ended)
         self._watchdog = asyncio.create_task(self._ping(conn), name="ferry-store-pg-lease")
         log.info("elected", extra={"holder": self.holder, "epoch": self.epoch})
+
+    def _lock_session_ended(self, _conn: object) -> None:
+        self._lost("the leader lock's session ended")
 
     async def _ping(self, conn: asyncpg.Connection[Any]) -> None:
         while True:
@@ -157,6 +161,9 @@ class PgStore:
     async def lost(self) -> str:
         return await self._lost.wait()
 
+    def on_lost(self, listener: Callable[[str], None]) -> None:
+        self._lost.subscribe(listener)
+
     async def aclose(self) -> None:
         """Commit what was submitted, then give up the lock (a standby takes over)."""
         if self._watchdog is not None:
@@ -165,6 +172,8 @@ class PgStore:
                 await self._watchdog
         if not self.writer.failed:
             await self.writer.stop()
+        if self._lock_conn is not None:  # giving the lock up is not losing it
+            self._lock_conn.remove_termination_listener(self._lock_session_ended)
         for conn in (self._writer_conn, self._lock_conn):
             if conn is not None:
                 with contextlib.suppress(*ERRORS):
