@@ -34,6 +34,9 @@ def _pods(plane: Any, namespace: str) -> dict[str, dict[str, Any]]:
             if not p["metadata"].get("deletionTimestamp")}
 
 
+@pytest.mark.quarantine(reason="failed in a full make test on 2026-11-30 about a second "
+                        "after its operator started (before any reconcile; its output was "
+                        "not kept), passed in the two full runs before; issue 16")
 def test_a_scale_in_removes_idle_consumers_first(
         control_plane: Any, namespace: str, broker: BrokerProcess, run_operator: Any,
         eventually: Callable[..., Any]) -> None:
