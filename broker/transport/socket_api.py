@@ -19,7 +19,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from ferry.broker.core import CoreError
 from ferry.broker.models import (
-    BrowseQuery,
     ErrorCode,
     WsBrowse,
     WsCancel,
@@ -202,8 +201,7 @@ class Connection:
                 n = await purge(self.rt, f.queue, f.group)
                 self.send(reply(f.seq, b"purged", b"%d" % n))
                 return
-            query = BrowseQuery.model_validate(f.model_dump(exclude={"op", "seq", "queue"}))
-            page = await browse_page(self.rt, f.queue, query)
+            page = await browse_page(self.rt, f.queue, f)  # a WsBrowse is a BrowseQuery
             self.send(reply(f.seq, b"page", orjson.dumps(page.model_dump(mode="json"))))
         except (ApiError, CoreError) as e:
             self.send(error_reply(f.seq, e.code, e.message))
