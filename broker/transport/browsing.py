@@ -15,7 +15,14 @@ from aiohttp import web
 from ferry.broker.core import Queue, rowid
 from ferry.broker.models import BrowseQuery, MessagePage, PurgeResponse
 from ferry.broker.transport.messaging import message_info
-from ferry.broker.transport.runtime import RUNTIME, Runtime, flow_key, now_ms, queue_key
+from ferry.broker.transport.runtime import (
+    RUNTIME,
+    Runtime,
+    durable,
+    flow_key,
+    now_ms,
+    queue_key,
+)
 from ferry.broker.transport.views import json_response, name_param
 
 routes = web.RouteTableDef()
@@ -73,11 +80,6 @@ def _wake_consumers(rt: Runtime, q: Queue) -> None:
     rt.signals.notify(queue_key(q.qid))
 
 
-async def _durable(fut: asyncio.Future[None] | None) -> None:
-    if fut is not None:
-        await asyncio.shield(fut)
-
-
 @routes.get("/v1/queues/{queue}/messages")
 async def browse(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
@@ -91,7 +93,7 @@ async def browse(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     queue = name_param(request, "queue")
-    await _durable(cancel_now(rt, queue, request.match_info["id"]))
+    await durable(cancel_now(rt, queue, request.match_info["id"]))
     return web.Response(status=204)
 
 

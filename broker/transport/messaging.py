@@ -38,7 +38,14 @@ from ferry.broker.transport.encoding import (
 )
 from ferry.broker.transport.errors import ApiError
 from ferry.broker.transport.limits import CURSOR, DEAD_PAGE_MAX
-from ferry.broker.transport.runtime import RUNTIME, Runtime, flow_key, now_ms, queue_key
+from ferry.broker.transport.runtime import (
+    RUNTIME,
+    Runtime,
+    durable,
+    flow_key,
+    now_ms,
+    queue_key,
+)
 from ferry.broker.transport.views import (
     int_query,
     json_response,
@@ -185,8 +192,7 @@ async def settle(
     delay_ms: int | None = None, vt_ms: int | None = None,
 ) -> list[ReceiptStatus]:
     statuses, fut = settle_now(rt, op, queue, group, receipts, delay_ms, vt_ms)
-    if fut is not None:
-        await asyncio.shield(fut)
+    await durable(fut)
     return statuses
 
 

@@ -25,6 +25,13 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+async def durable(fut: asyncio.Future[None] | None) -> None:
+    """Wait until the store has the writes of `fut` (None: nothing to store). Shielded:
+    a request cancelled meanwhile (its client gone) must not cancel the commit's answer."""
+    if fut is not None:
+        await asyncio.shield(fut)
+
+
 def queue_key(qid: int) -> Hashable:
     """Signal key: the queue has something newly ready."""
     return ("q", qid)
@@ -154,15 +161,12 @@ class Runtime:
         return self.store.writer.submit(w, wait)
 
     async def commit(self) -> None:
-        fut = self.flush()
-        if fut is not None:
-            await asyncio.shield(fut)
+        await durable(self.flush())
 
     async def publish(self, q: Queue, items: list[Incoming]) -> list[int]:
         await self.dedup_ready(q, items)
         ids, fut = self.publish_nowait(q, items)
-        if fut is not None:
-            await asyncio.shield(fut)
+        await durable(fut)
         return ids
 
     def publish_nowait(
