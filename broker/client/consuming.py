@@ -156,9 +156,8 @@ class Consumer:
         self._room.set()
         if self._source is not None and self._polling:
             await self._stop_source()
-        elif self._source is None or self.mode == "sse":
-            self._taking = False
-        else:
+        elif self._source is not None and self.mode != "sse":
+            # stream: what is pushed before the reply still reaches the iterator
             pipe, sub = self._pipe, self._sub_seq
             if pipe is not None and sub is not None:
                 try:
