@@ -239,8 +239,8 @@ async def extend(request: web.Request) -> web.Response:
 
 
 def _page(request: web.Request) -> tuple[int, int]:
-    """limit (1..DEAD_PAGE_MAX, default 100) and the seq a cursor names (0: from the start);
-    dead-letter pages and peeks share the bounds."""
+    """limit (1..DEAD_PAGE_MAX, default 100) and the seq a cursor names (0: from the start)
+    of a dead-letter page (browse pages take the same bounds from BrowseQuery)."""
     limit = int_query(request, "limit", 100, 1, DEAD_PAGE_MAX)
     cursor = request.query.get("cursor")
     if cursor is None:
