@@ -32,6 +32,16 @@ async def _browse(api: Api, **query: Any) -> list[dict[str, Any]]:
             return out
 
 
+async def _browse_loaded(api: Api, n: int) -> list[dict[str, Any]]:
+    """Every stored message, once a restarted broker has read all n of them back."""
+
+    async def loaded() -> list[dict[str, Any]] | None:
+        got = await _browse(api)
+        return got if len(got) == n else None
+
+    return await eventually_async(loaded, "the stored messages to load back")
+
+
 async def _setup(api: Api) -> list[str]:
     """jobs with groups a and b; 6 messages: keys k1/k2, priorities 0/5; a leases 2."""
     await api.create("jobs", "a", "b")
@@ -115,12 +125,7 @@ async def test_a_cancel_holds_for_every_group_and_after_kill_9(broker: BrokerPro
     async with aiohttp.ClientSession() as s:
         api = Api(s, broker.url)
         cancelled = {held["id"], ids[0], ids[1]}
-
-        async def loaded() -> list[dict[str, Any]] | None:
-            got = await _browse(api)
-            return got if len(got) == 3 else None
-
-        left = await eventually_async(loaded, "the stored messages to load back")
+        left = await _browse_loaded(api, 3)
         assert not cancelled & {m["id"] for m in left}
         for g in ("a", "b"):
             got = await api.receive("jobs", g, max=10)
@@ -152,12 +157,7 @@ async def test_purges_take_ready_messages_and_hold_after_kill_9(broker: BrokerPr
     broker.restart()
     async with aiohttp.ClientSession() as s:
         api = Api(s, broker.url)
-
-        async def loaded() -> list[dict[str, Any]] | None:
-            got = await _browse(api)
-            return got if len(got) == 2 else None
-
-        left = await eventually_async(loaded, "the stored messages to load back")
+        left = await _browse_loaded(api, 2)
         assert {m["id"] for m in left} == {leased[1]["id"], delayed}
         assert await api.receive("jobs", "b", max=10) == []  # purged stays purged
         a = await api.ok("GET", f"{Q}/groups/a")
