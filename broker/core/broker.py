@@ -334,16 +334,15 @@ class Broker:
         """
         q = self.queue(queue)
         g = self.group(queue, group) if group is not None else None
-        kid = -2  # no key filter
-        if key is not None:
-            kid = q.keys.get(key, -3)  # a key never published matches nothing
+        # A key never published matches nothing (-2: no message has it; -1 is "no key").
+        kid = None if key is None else q.keys.get(key, -2)
         page: list[int] = []
         start, end = max(q.base, after + 1), q.durable_next
         stop = min(end, start + scan)
         for seq in range(start, stop):
             if not q.exists(seq):
                 continue
-            if kid != -2 and q.key_of(seq) != kid:
+            if kid is not None and q.key_of(seq) != kid:
                 continue
             if priority is not None and q.priority_now(seq) != priority:
                 continue
