@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ferry.operator.reconcile.conditions import holds
+
 REVISION = "controller-revision-hash"
 
 
@@ -27,8 +29,7 @@ class Step:
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+    return holds((pod.get("status") or {}).get("conditions") or [], "Ready")
 
 
 def _running(pod: Mapping[str, Any]) -> bool:
