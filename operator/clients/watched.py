@@ -29,7 +29,6 @@ class Watched:
         self._objects: dict[Key, Obj] = {}
         self._by_kind: dict[tuple[str, str, str], dict[str, Obj]] = {}  # by name
         self._by_owner: dict[str, dict[Key, None]] = {}  # an ordered set of keys per uid
-        self._owner_of: dict[Key, str] = {}
 
     def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         """Record a watch event (or an API answer); DELETED forgets the object."""
@@ -42,17 +41,17 @@ class Watched:
         self._by_kind.setdefault(key[:3], {})[key[3]] = kept
         uid = controller_uid(kept)
         if uid is not None:
-            self._owner_of[key] = uid
             self._by_owner.setdefault(uid, {})[key] = None
 
     def _forget(self, key: Key) -> None:
-        if self._objects.pop(key, None) is None:
+        old = self._objects.pop(key, None)
+        if old is None:
             return
         bucket = self._by_kind[key[:3]]
         del bucket[key[3]]
         if not bucket:
             del self._by_kind[key[:3]]
-        uid = self._owner_of.pop(key, None)
+        uid = controller_uid(old)  # the stored copy is ours: its owner is the one indexed
         if uid is not None:
             owned = self._by_owner[uid]
             del owned[key]
