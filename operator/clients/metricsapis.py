@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ferry.operator.clients.errors import KubeError
 from ferry.operator.clients.kube import KubeClient
@@ -19,6 +21,12 @@ from ferry.operator.identity import KEDA_API_VERSION
 EXTERNAL_METRICS = "/apis/external.metrics.k8s.io/v1beta1"
 KEDA_API = f"/apis/{KEDA_API_VERSION}"
 APISERVICES = "/apis/apiregistration.k8s.io/v1/apiservices"
+
+
+def backing_service(apiservice: Mapping[str, Any]) -> str | None:
+    """The "<namespace>/<service>" an APIService routes to; None: the API server serves it."""
+    ref = (apiservice.get("spec") or {}).get("service")
+    return f"{ref.get('namespace')}/{ref.get('name')}" if ref else None
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,7 @@ class MetricsApis:
         if service is None:
             return Offered(registered=False, served_by="", metric_names=frozenset(),
                            keda_installed=keda)
-        ref = (service.get("spec") or {}).get("service")
-        served_by = (f"{ref.get('namespace')}/{ref.get('name')}" if ref
-                     else "the API server itself")
+        served_by = backing_service(service) or "the API server itself"
         try:
             discovery = await self._kube.read(EXTERNAL_METRICS)
         except KubeError:  # registered but not answering (503): who knows what it serves

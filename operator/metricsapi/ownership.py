@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ferry.operator.clients.metricsapis import APISERVICES, backing_service
+from ferry.operator.reconcile.providers import APISERVICE
+
 log = logging.getLogger("ferry.metricsapi")
-APISERVICE = "v1beta1.external.metrics.k8s.io"
-APISERVICE_PATH = f"/apis/apiregistration.k8s.io/v1/apiservices/{APISERVICE}"
+APISERVICE_PATH = f"{APISERVICES}/{APISERVICE}"
 CHECK_SECONDS = 30.0
 
 
@@ -60,11 +62,10 @@ def seen(apiservice: Mapping[str, Any] | None, namespace: str, service: str) -> 
     """Who holds the APIService, from the object as read (None: not registered). Pure."""
     if apiservice is None:
         return Seen(Holder.ABSENT)
-    ref = (apiservice.get("spec") or {}).get("service")
-    if not ref:
+    served_by = backing_service(apiservice)
+    if served_by is None:
         return Seen(Holder.TAKEN, "local")
-    served_by = f"{ref.get('namespace')}/{ref.get('name')}"
-    ours = (ref.get("namespace"), ref.get("name")) == (namespace, service)
+    ours = served_by == f"{namespace}/{service}"
     return Seen(Holder.OURS if ours else Holder.TAKEN, served_by)
 
 
