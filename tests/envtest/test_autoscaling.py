@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from fixtures.broker_process import BrokerProcess, free_port
-from operating import apply, cr, drain, events, get, publish, table, workload
+from operating import apply, cr, drain, events, get, publish, replicas, table, workload
 
 from ferry.broker.client import BrokerClient
 from ferry.operator.reconcile import autoscaling
@@ -192,24 +192,23 @@ def test_the_hpa_controller_scales_a_deployment_with_the_lag(
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(workload(ns, CONSUMERS)))
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(_hpa(ns)))
 
-    def replicas() -> int:
-        found = control_plane.kubectl_json("get", "deployment", CONSUMERS, "-n", ns)
-        return int(found["spec"]["replicas"])
-
     # 35 messages at 10 per replica: ceil(35 / 10) = 4 replicas.
     publish(broker.url, QUEUE, 35)
-    eventually(lambda: replicas() == 4, "4 replicas for a lag of 35 at 10 per replica")
+    eventually(lambda: replicas(control_plane, ns, CONSUMERS) == 4,
+               "4 replicas for a lag of 35 at 10 per replica")
     hpa = control_plane.kubectl_json("get", "hpa", CONSUMERS, "-n", ns)
     assert hpa["status"]["currentMetrics"][0]["external"]["metric"]["name"] == (
         "ferry_consumergroup_lag")
 
     # 135 messages would want 14: maxReplicas bounds it at 5.
     publish(broker.url, QUEUE, 100)
-    eventually(lambda: replicas() == 5, "the maximum of 5 replicas for a lag of 135")
+    eventually(lambda: replicas(control_plane, ns, CONSUMERS) == 5,
+               "the maximum of 5 replicas for a lag of 135")
 
     # Drained, the group has no lag: back to minReplicas.
     assert drain(broker.url, QUEUE, CONSUMERS) == 135
-    eventually(lambda: replicas() == 1, "back to 1 replica once the lag is worked off")
+    eventually(lambda: replicas(control_plane, ns, CONSUMERS) == 1,
+               "back to 1 replica once the lag is worked off")
     hpa = control_plane.kubectl_json("get", "hpa", CONSUMERS, "-n", ns)
     assert hpa["status"]["desiredReplicas"] == 1
 
@@ -255,10 +254,6 @@ def test_a_consumergroup_scales_its_workers_with_lag_and_to_zero_when_idle(
                         "lagPerReplica": 10, "scaleDownStabilization": "0s",
                         "idleAfter": "2s"}}))
 
-    def replicas() -> int:
-        found = control_plane.kubectl_json("get", "deployment", CONSUMERS, "-n", namespace)
-        return int(found["spec"]["replicas"])
-
     def group_row() -> dict[str, str]:
         return table(control_plane, namespace, "cg").get(CONSUMERS) or {}
 
@@ -270,7 +265,8 @@ def test_a_consumergroup_scales_its_workers_with_lag_and_to_zero_when_idle(
     assert hpa["metadata"]["ownerReferences"][0]["uid"] == group["metadata"]["uid"]
     with serving_metrics_api(control_plane, namespace, tmp_path, eventually):
         # Idle for idleAfter: the operator takes the target to zero, which the HPA cannot.
-        eventually(lambda: replicas() == 0, "the idle group's workers scaled to zero")
+        eventually(lambda: replicas(control_plane, namespace, CONSUMERS) == 0,
+                   "the idle group's workers scaled to zero")
         eventually(lambda: group_row().get("REPLICAS") == "0", "kubectl get cg shows 0")
         reasons = [reason for _, reason, _ in events(control_plane, namespace, CONSUMERS)]
         assert "ScaledToZero" in reasons
@@ -281,13 +277,15 @@ def test_a_consumergroup_scales_its_workers_with_lag_and_to_zero_when_idle(
         answer = _lag_through_the_aggregator(control_plane, namespace, f"group={CONSUMERS}")
         assert [(i["metricLabels"], i["value"]) for i in answer["items"]] == [
             ({"namespace": namespace, "queue": QUEUE, "group": CONSUMERS}, "25")]
-        eventually(lambda: replicas() == 3, "3 workers for a lag of 25 at 10 per replica")
+        eventually(lambda: replicas(control_plane, namespace, CONSUMERS) == 3,
+                   "3 workers for a lag of 25 at 10 per replica")
         eventually(lambda: group_row().get("REPLICAS") == "3", "kubectl get cg shows 3")
         assert "Activated" in [r for _, r, _ in events(control_plane, namespace, CONSUMERS)]
 
         # Drained: the HPA goes back to 1, then idleAfter later the operator to 0.
         assert drain(broker.url, QUEUE, CONSUMERS) == 25
-        eventually(lambda: replicas() == 0, "back to zero once the backlog is worked off")
+        eventually(lambda: replicas(control_plane, namespace, CONSUMERS) == 0,
+                   "back to zero once the backlog is worked off")
 
 
 def test_a_pipelines_collectors_get_an_hpa_through_its_consumer_group(

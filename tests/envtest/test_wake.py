@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fixtures.broker_process import BrokerProcess
-from operating import events, publish, queue_and_group_at_zero, workload
+from operating import events, publish, queue_and_group_at_zero, replicas, workload
 
 pytestmark = pytest.mark.envtest
 QUEUE, CONSUMERS = "jobs", "workers"
@@ -29,13 +29,10 @@ def test_the_first_message_wakes_a_group_at_zero(
                           input=json.dumps(workload(namespace, CONSUMERS, replicas=0)))
     queue_and_group_at_zero(control_plane, namespace, eventually, QUEUE, CONSUMERS)
 
-    def replicas() -> int:
-        found = control_plane.kubectl_json("get", "deployment", CONSUMERS, "-n", namespace)
-        return int(found["spec"].get("replicas", 0))
-
     started = time.monotonic()
     publish(broker.url, QUEUE, 1)
-    eventually(lambda: replicas() == 1, "the first message brings the first replica",
+    eventually(lambda: replicas(control_plane, namespace, CONSUMERS) == 1,
+               "the first message brings the first replica",
                timeout=60)
     print(f"publish -> first replica: {time.monotonic() - started:.2f} s "
           "(timers at 1 h; includes kubectl polling)")
