@@ -24,6 +24,8 @@ from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
+from testsupport.waiting import GaveUpError, eventually
+
 from ferrydemo.http import get_json
 
 REPLICAS = 2
@@ -75,10 +77,18 @@ def kill_leader(brokers: dict[str, tuple[int, int]], check: Callable[[], None]) 
     killed = leaders[0]
     os.kill(brokers[killed][0], signal.SIGKILL)
     t0 = time.monotonic()
-    while time.monotonic() - t0 < TAKEOVER_LIMIT_S:
+
+    def new_leader() -> str | None:
         for pod, (_, port) in brokers.items():
             if pod != killed and role(port) == "leader":
-                return Takeover(killed, pod, time.monotonic() - t0)
+                return pod
         check()
-        time.sleep(0.02)
-    raise RuntimeError(f"no broker took over from {killed} within {TAKEOVER_LIMIT_S:.0f}s")
+        return None
+
+    try:
+        leader = eventually(new_leader, f"a broker to take over from {killed}",
+                            TAKEOVER_LIMIT_S, interval=0.02)
+    except GaveUpError as error:
+        raise RuntimeError(f"no broker took over from {killed} within "
+                           f"{TAKEOVER_LIMIT_S:.0f}s") from error
+    return Takeover(killed, leader, time.monotonic() - t0)
