@@ -140,3 +140,19 @@ async def wait_until(
         await asyncio.sleep(0.02)
     server.check_alive()
     raise ServerError(f"{server.name}: {what} not reached in {limit_s:.0f}s (last error: {last!r})")
+
+
+async def retrying(attempt: Callable[[], Awaitable[object]], transient: Callable[[Exception], bool],
+                   limit_s: float, interval: float) -> None:
+    """Run attempt() until it succeeds. An error transient() says passes by itself (a
+    clustered server counting a loaded, late peer as away) is retried until limit_s ran
+    out, then raised like any other."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            await attempt()
+            return
+        except Exception as e:
+            if not transient(e) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(interval)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from testsupport.ports import free_port
 
 from bench.drivers.base import GROUP, QUEUE, Connection, Driver, Handler
-from bench.processes import ServerProcess, wait_until
+from bench.processes import ServerProcess, retrying, wait_until
 
 CONFIG = """\
 listen: 127.0.0.1:{port}
@@ -100,6 +99,11 @@ class NatsConnection(Connection):
 NO_PLACEMENT = 10005  # JetStream's err_code: no suitable peers for placement
 PLACEMENT_WAIT_S = 120.0
 
+
+def _no_placement(error: Exception) -> bool:
+    return isinstance(error, BadRequestError) and error.err_code == NO_PLACEMENT
+
+
 CLUSTER = """\
 server_name: n{index}
 cluster {{
@@ -159,17 +163,9 @@ class NatsDriver(Driver):
                 name=QUEUE, subjects=[QUEUE], storage=api.StorageType.FILE,
                 retention=api.RetentionPolicy.WORK_QUEUE, num_replicas=self.replicas,
             )
-            deadline = time.monotonic() + PLACEMENT_WAIT_S
-            while True:
-                try:
-                    await js.add_stream(config)
-                    break
-                except BadRequestError as e:
-                    # Clustered: "no suitable peers for placement" while the meta leader
-                    # counts a (loaded, late) server as away; it comes back by itself.
-                    if e.err_code != NO_PLACEMENT or time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.2)
+            # Clustered: "no suitable peers for placement" while the meta leader counts a
+            # (loaded, late) server as away; it comes back by itself.
+            await retrying(lambda: js.add_stream(config), _no_placement, PLACEMENT_WAIT_S, 0.2)
             await js.add_consumer(QUEUE, api.ConsumerConfig(
                 durable_name=GROUP, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30,
                 max_ack_pending=20_000, max_waiting=512,

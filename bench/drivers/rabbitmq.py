@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import secrets
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from pamqp.common import FieldTable
 from testsupport.ports import free_port
 
 from bench.drivers.base import QUEUE, Connection, Driver, Handler
-from bench.processes import ServerProcess, wait_until
+from bench.processes import ServerProcess, retrying, wait_until
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the wrapper in /usr/sbin switches user
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -42,6 +41,11 @@ log.file.level = warning
 """
 QUORUM: FieldTable = {"x-queue-type": "quorum"}
 DECLARE_WAIT_S = 120.0
+
+
+def _cluster_not_formed(error: Exception) -> bool:
+    return (isinstance(error, aio_pika.exceptions.ConnectionClosed)
+            and "cluster_not_formed" in str(error))
 
 
 class RabbitConnection(Connection):
@@ -200,22 +204,18 @@ class RabbitDriver(Driver):
         return conn, await conn.channel(publisher_confirms=True)
 
     async def reset(self) -> None:
-        deadline = time.monotonic() + DECLARE_WAIT_S
-        while True:
+        async def declare() -> None:
             conn, ch = await self._channel()
             try:
                 await ch.queue_delete(QUEUE)
                 await ch.declare_queue(QUEUE, durable=True, arguments={
                     **QUORUM, "x-quorum-initial-group-size": self.nodes})
-                return
-            except aio_pika.exceptions.ConnectionClosed as e:
-                # Clustered: "cluster_not_formed" while a (loaded, late) node is counted
-                # away; the declaration succeeds once it answers again.
-                if "cluster_not_formed" not in str(e) or time.monotonic() > deadline:
-                    raise
             finally:
                 await conn.close()
-            await asyncio.sleep(0.5)
+
+        # Clustered: "cluster_not_formed" while a (loaded, late) node is counted away; the
+        # declaration succeeds once it answers again.
+        await retrying(declare, _cluster_not_formed, DECLARE_WAIT_S, 0.5)
 
     async def connect(self) -> Connection:
         conn, ch = await self._channel()
