@@ -133,7 +133,7 @@ class FerryDriver(Driver):
             raise RuntimeError(f"ferry-broker is not installed next to {sys.executable}")
         store = ["--data-dir", str(self.workdir / "data")]
         if self.pg is not None:
-            self.others = await self.pg.start()
+            await self.pg.start(self.others)
             store = ["--postgres", self.pg.dsn]
         argv = [exe, *store, "--host", "127.0.0.1",
                 "--port", str(self.port), "--log-level", "warning"]

@@ -31,7 +31,6 @@ class PgPair:
         self.bins = bindir()
         self.user = "postgres" if os.geteuid() == 0 else None
         self.ports = free_port(), free_port()
-        self.processes: list[ServerProcess] = []
 
     @property
     def dsn(self) -> str:
@@ -50,8 +49,10 @@ class PgPair:
                    "-k", str(self.top), *opts],
             self.top / f"{name}.log", user=self.user, cwd=self.top)
 
-    async def start(self) -> list[ServerProcess]:
-        """initdb and pg_basebackup on first start; both servers, once they take clients."""
+    async def start(self, started: list[ServerProcess]) -> None:
+        """initdb and pg_basebackup on first start; both servers, once they take clients.
+        Each server joins `started` as it starts, so the caller stops what did start even
+        when the other does not."""
         fresh = not (self.top / "primary").exists()
         if fresh:
             self.top.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,7 @@ class PgPair:
                                     "-A", "trust", "-U", SUPERUSER, "-E", "UTF8")
         primary = self._server("primary", self.ports[0], *PRIMARY)
         primary.start()
-        self.processes = [primary]
+        started.append(primary)
         await self._ready(primary, self.ports[0])
         if fresh:
             await asyncio.to_thread(
@@ -72,9 +73,8 @@ class PgPair:
                 "-p", str(self.ports[0]), "-U", SUPERUSER, "-R", "-X", "stream")
         standby = self._server("standby", self.ports[1], "synchronous_standby_names=")
         standby.start()
-        self.processes.append(standby)
+        started.append(standby)
         await self._ready(standby, self.ports[1])
-        return self.processes
 
     @staticmethod
     async def _ready(server: ServerProcess, port: int) -> None:
