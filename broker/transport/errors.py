@@ -62,10 +62,6 @@ def store_error(e: StoreError) -> tuple[ErrorCode, str]:
     return ErrorCode.UNAVAILABLE, f"the store could not commit: {e}"
 
 
-def store_error_response(e: StoreError) -> web.Response:
-    return error_response(*store_error(e))
-
-
 def describe(e: ValidationError) -> str:
     parts = []
     for err in e.errors()[:5]:
@@ -97,7 +93,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         resp.force_close()
         return resp
     except StoreError as e:
-        return store_error_response(e)
+        return error_response(*store_error(e))
     except web.HTTPException as e:
         if e.status < 400:
             raise
