@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ferry.broker.core import DeadEntry, Incoming, MessageNotFoundError, Queue, rowid
 from ferry.broker.models import (
+    PAGE_MAX,
     DeadLetter,
     DeadList,
     ErrorCode,
@@ -37,7 +38,7 @@ from ferry.broker.transport.encoding import (
     headers_json,
 )
 from ferry.broker.transport.errors import ApiError
-from ferry.broker.transport.limits import CURSOR, DEAD_PAGE_MAX
+from ferry.broker.transport.limits import CURSOR
 from ferry.broker.transport.runtime import (
     RUNTIME,
     Runtime,
@@ -239,9 +240,9 @@ async def extend(request: web.Request) -> web.Response:
 
 
 def _page(request: web.Request) -> tuple[int, int]:
-    """limit (1..DEAD_PAGE_MAX, default 100) and the seq a cursor names (0: from the start)
+    """limit (1..PAGE_MAX, default 100) and the seq a cursor names (0: from the start)
     of a dead-letter page (browse pages take the same bounds from BrowseQuery)."""
-    limit = int_query(request, "limit", 100, 1, DEAD_PAGE_MAX)
+    limit = int_query(request, "limit", 100, 1, PAGE_MAX)
     cursor = request.query.get("cursor")
     if cursor is None:
         return limit, 0

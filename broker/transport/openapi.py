@@ -15,7 +15,6 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ferry.broker import models as m
-from ferry.broker.transport.limits import CURSOR_PATTERN, DEAD_PAGE_MAX
 
 routes = web.RouteTableDef()
 OPENAPI = web.AppKey("openapi_json", bytes)
@@ -91,8 +90,8 @@ def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[st
 
 # Query parameters, with the bounds the routes enforce (views.int_query), by path or by
 # "method path" where methods of one path differ.
-_PAGE = [_query("limit", {"type": "integer", "minimum": 1, "maximum": DEAD_PAGE_MAX}),
-         _query("cursor", {"type": "string", "pattern": CURSOR_PATTERN})]
+_PAGE = [_query("limit", {"type": "integer", "minimum": 1, "maximum": m.PAGE_MAX}),
+         _query("cursor", {"type": "string", "pattern": m.CURSOR_PATTERN})]
 
 
 def _query_of(model: type[BaseModel]) -> list[dict[str, Any]]:
