@@ -96,9 +96,6 @@ class Watch:
         self.last = now
         return now
 
-    async def health(self) -> str | None:
-        return self.last.problem
-
     async def _loop(self) -> None:
         while True:
             await self.check()
