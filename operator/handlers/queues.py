@@ -123,15 +123,10 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
         RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()
 
 
-# StatefulSet (namespace, name) -> uid of the broker pod deleted last: until the watch shows
-# that pod going, the cache could show it running and a second pod would go too.
-_ROLLING: dict[tuple[str, str], str] = {}
-
-
 async def _roll(rt: Runtime, body: Any, sts: Any, pods: list[Any]) -> None:
     """Roll a replicated broker one pod at a time, the leader last (see reconcile.rolling)."""
     key = (sts["metadata"]["namespace"], sts["metadata"]["name"])
-    deleted = _ROLLING.get(key)
+    deleted = rt.rolled.get(key)
     if deleted is not None and any(p["metadata"].get("uid") == deleted
                                    and not p["metadata"].get("deletionTimestamp") for p in pods):
         return
@@ -139,7 +134,7 @@ async def _roll(rt: Runtime, body: Any, sts: Any, pods: list[Any]) -> None:
     if step is None:
         return
     pod = next(p for p in pods if p["metadata"]["name"] == step.pod)
-    _ROLLING[key] = pod["metadata"].get("uid", "")
+    rt.rolled[key] = pod["metadata"].get("uid", "")
     await rt.kube.delete("v1", "Pod", key[0], step.pod)
     CHILD_CHANGES.labels("Pod", "rolled").inc()
     which = "the leader, last" if step.leader else "a standby"
