@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from ferry.operator.reconcile.rolling import Step, next_step
 
+pytestmark = pytest.mark.unit
 NEW, OLD = "rev-new", "rev-old"
 
 
