@@ -119,8 +119,11 @@ def test_the_metrics_api_says_when_another_server_holds_the_apiservice(
     API, which HPAs can no longer reach, says so on /readyz and in its log instead of
     serving in silence, and recovers when the APIService routes to it again."""
     ns, ca = metrics_api.namespace, tmp_path / "serving" / "ca.crt"
-    assert _readyz(metrics_api, ca) == (200, {"status": "ok", "apiservice": "ours",
-                                              "served_by": f"{ns}/{SERVICE}"})
+    # The server reads the APIService every second from its start, before the fixture
+    # registered it: the APIService can be Available before its next read.
+    eventually(lambda: _readyz(metrics_api, ca) == (200, {"status": "ok", "apiservice": "ours",
+                                                          "served_by": f"{ns}/{SERVICE}"}),
+               "the metrics API sees the APIService route to it")
     other = aggregation.manifests(GROUP, VERSION, namespace=ns, service="keda-metrics",
                                   port=free_port(), ca_bundle=ca.read_bytes())
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(
