@@ -1,8 +1,8 @@
 """WebSocket frames fuzzed with Hypothesis against a real broker process.
 
-Frames are drawn from the wire models' own fields (WsPublish, WsSubscribe,
-WsSettle, WsUnsubscribe), then damaged: a field dropped, one added, any value swapped for any
-JSON (huge integers, floats, nesting), or not JSON at all. Each example sends
+Frames are drawn from the wire models' own fields (every model of WsRequest), then
+damaged: a field dropped, one added, any value swapped for any JSON (huge integers,
+floats, nesting), or not JSON at all. Each example sends
 its frames on one connection together with a valid publish, and requires that
 every frame is answered, the valid publish is durable, no reply is a broker
 failure, and the connection is still open afterwards; the broker then restarts
@@ -24,7 +24,16 @@ from fixtures.brokers import both_engines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ferry.broker.models import WsPublish, WsSettle, WsSubscribe, WsUnsubscribe
+from ferry.broker.models import (
+    WsBrowse,
+    WsCancel,
+    WsFrame,
+    WsPublish,
+    WsPurge,
+    WsSettle,
+    WsSubscribe,
+    WsUnsubscribe,
+)
 
 pytestmark = [pytest.mark.fuzz, both_engines]
 
@@ -56,8 +65,15 @@ FIELDS: dict[type[Any], dict[str, st.SearchStrategy[Any]]] = {
                "receipts": st.lists(st.text(max_size=12), max_size=3),
                "delay_ms": millis, "visibility_timeout_ms": millis},
     WsUnsubscribe: {"sub": st.integers(0, 1000) | huge},
+    WsBrowse: {"queue": queues, "limit": st.integers(-1, 1001) | huge,
+               "cursor": st.text(max_size=4) | st.integers(0, 30).map(str),
+               "group": groups, "state": st.sampled_from(["ready", "in_flight", "lost"]),
+               "key": st.text(max_size=5), "priority": st.integers(-1, 10)},
+    WsCancel: {"queue": queues, "id": st.text(max_size=4) | st.integers(0, 2**60).map(str)},
+    WsPurge: {"queue": queues, "group": groups},
 }
-# Every field of every request model has a generator: a new field fails here first.
+# Every request model has a generator for every field: a new model or field fails here first.
+assert set(FIELDS) == set(WsFrame.__args__)
 for model, fields in FIELDS.items():
     assert set(fields) | {"op", "seq"} == set(model.model_fields), model
 
