@@ -196,16 +196,14 @@ async def _until_stopped_or_lost(rt: Runtime, stop: asyncio.Event) -> None:
     every start: the broker drains and exits 1 for its supervisor, with backoff.
     """
     stopped = asyncio.create_task(stop.wait())
-    lost = asyncio.create_task(rt.store.lost())
     failed = asyncio.create_task(rt.failed.wait())
-    await asyncio.wait((stopped, lost, failed), return_when=asyncio.FIRST_COMPLETED)
-    for t in (stopped, lost, failed):
+    await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
+    for t in (stopped, failed):
         t.cancel()
-    if stop.is_set() or lost.cancelled() or not lost.done():
+    if stop.is_set() or rt.lost is None:
         return  # a signal or a failure: drain, then exit (0 or 1)
-    rt.fail(f"store lost: {lost.result()}")
-    await asyncio.sleep(LOST_GRACE_S)
-    log.error("store lost: starting over from the store", extra={"reason": lost.result()})
+    await asyncio.sleep(LOST_GRACE_S)  # Runtime.fail ran at the loss (Engine.on_lost)
+    log.error("store lost: starting over from the store", extra={"reason": rt.lost})
     logging.shutdown()
     os.execv(sys.executable, [sys.executable, "-m", "ferry.broker", *_ARGV])
 

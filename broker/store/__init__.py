@@ -56,7 +56,7 @@ class Store:
         )
         self.bodies = Bodies(self.path)
         self._loader: sqlite3.Connection | None = None
-        self._lost = Loss(loop)
+        self._lost = Loss()
         self.writer.on_failure = self._lost
 
     def load(self, now: int) -> Broker:
@@ -119,10 +119,6 @@ class Store:
     async def dedup(self, windows: dict[int, int], now: int) -> dict[int, DedupIndex]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.read_dedup, windows, now)
-
-    async def lost(self) -> str:
-        """Once a commit failed or the committer is gone (the writer then fails every write)."""
-        return await self._lost.wait()
 
     def on_lost(self, listener: Callable[[str], None]) -> None:
         self._lost.subscribe(listener)

@@ -49,41 +49,32 @@ class Leader:
 
 
 class Loss:
-    """Why an engine must stop writing: the first reason given wins (see Engine.lost).
+    """Why an engine must stop writing: the first reason given wins (see Engine.on_lost).
 
     Both engines lose the same way (a failed or fenced commit, a committer or lock
-    session gone), so both report it through this one future.
+    session gone), so both report it here.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self._loop = loop
-        self._why: asyncio.Future[str] | None = None
+    def __init__(self) -> None:
+        self.why: str | None = None
         self._listeners: list[Callable[[str], None]] = []
 
     def subscribe(self, listener: Callable[[str], None]) -> None:
-        """Call `listener` with the first reason, at the loss itself.
+        """Call `listener` with the first reason, at the loss itself (at once if lost already).
 
         Synchronously, in the same step that fails the waiting writes: before any of
         their requests is answered, so no later request is answered from a core that
-        holds what the store lost (a waiter of `wait` runs only a few steps later).
+        holds what the store lost.
         """
         self._listeners.append(listener)
-
-    def _future(self) -> asyncio.Future[str]:
-        if self._why is None:
-            self._why = (self._loop or asyncio.get_running_loop()).create_future()
-        return self._why
+        if self.why is not None:
+            listener(self.why)
 
     def __call__(self, why: str) -> None:
-        fut = self._future()
-        if not fut.done():
-            fut.set_result(why)
+        if self.why is None:
+            self.why = why
             for listener in self._listeners:
                 listener(why)
-
-    async def wait(self) -> str:
-        # Shielded: a waiter cancelled (the broker stopping) must not cancel the loss.
-        return await asyncio.shield(self._future())
 
 
 class Engine(Protocol):
@@ -91,7 +82,7 @@ class Engine(Protocol):
 
     `elect` returns once this process may write (SQLite: it holds the data dir's
     lock; PostgreSQL: it holds the queue set's advisory lock and raised the epoch);
-    `restore` then rebuilds the core. `lost` completes when this process must stop
+    `restore` then rebuilds the core. `on_lost` listeners hear when this process must stop
     writing (a failed or fenced commit, a lost lock): the broker then fail-stops,
     since its core may hold changes that never became durable.
     """
@@ -119,9 +110,7 @@ class Engine(Protocol):
     async def dedup(self, windows: dict[int, int], now: int) -> dict[int, DedupIndex]:
         """Stored dedup ids per queue id, each inside its window (ms)."""
 
-    async def lost(self) -> str: ...
-
     def on_lost(self, listener: Callable[[str], None]) -> None:
-        """Call `listener` at the loss itself (Loss.subscribe), before `lost` returns."""
+        """Call `listener` when this process must stop writing (Loss.subscribe)."""
 
     async def aclose(self) -> None: ...

@@ -69,6 +69,7 @@ class Runtime:
     dedup_loaded: asyncio.Event = field(default_factory=asyncio.Event)
     loaded: asyncio.Event = field(default_factory=asyncio.Event)  # every stored message read
     failure: str | None = None  # why the broker is failing (it is stopping)
+    lost: str | None = None  # why the store was lost, if that was the failure: start over
     # Set with `failure`: the broker is to stop (see __main__._until_stopped_or_lost).
     failed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -79,14 +80,19 @@ class Runtime:
         self.core.receipts.key = self.receipt_key
         # At the loss itself: a request answered 503 for it must not be followed by one
         # answered from the core (the supervisor's own wait sees the loss steps later).
-        self.store.on_lost(lambda why: self.fail(f"store lost: {why}"))
+        self.store.on_lost(self._store_lost)
+
+    def _store_lost(self, why: str) -> None:
+        if self.failure is None:  # a failure before it decides how the broker stops
+            self.lost = why
+        self.fail(f"store lost: {why}")
 
     def fail(self, why: str) -> None:
         """Fail-stop: the core may hold writes the store will never have.
 
         Writes are applied to the core before they are durable (that is what
         lets many requests share one commit), so after a failed commit (the
-        store is lost: Engine.lost) or a background task that died, the core is
+        store is lost: Engine.on_lost) or a background task that died, the core is
         no longer what a restart would read back. Undoing each write in memory
         would need an inverse of every core operation; stopping needs none: from
         here on every request but health and metrics gets 503, /healthz and

@@ -158,9 +158,6 @@ class PgStore:
             return {qid: await loading.read_dedup(conn, qid, now - ms)
                     for qid, ms in windows.items()}
 
-    async def lost(self) -> str:
-        return await self._lost.wait()
-
     def on_lost(self, listener: Callable[[str], None]) -> None:
         self._lost.subscribe(listener)
 
