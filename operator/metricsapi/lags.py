@@ -93,7 +93,8 @@ class KubeDirectory:
         try:
             items = await self._lister.list_objects(metadata.GROUP, metadata.VERSION, namespace,
                                                     "consumergroups")
-            refs = [await self._with_token(ref, item) for ref, item in _found(namespace, items)]
+            refs = [await self._with_token(ref, item)
+                    for ref, item in found_groups(namespace, items)]
         except self._errors as error:
             raise DirectoryError(str(error)) from error
         self._seen[namespace] = (refs, self._clock())
@@ -108,17 +109,13 @@ class KubeDirectory:
         return GroupRef(ref.namespace, ref.queue, ref.group, ref.broker_url, token)
 
 
-def _found(namespace: str, items: Sequence[dict[str, Any]]
+def found_groups(namespace: str, items: Sequence[dict[str, Any]]
            ) -> list[tuple[GroupRef, dict[str, Any]]]:
     """The groups whose broker the operator has found, each with the item it comes from."""
     return [(GroupRef(namespace, item["spec"]["queue"], item["metadata"]["name"],
                       item["status"]["endpoint"]), item)
             for item in items
             if (item.get("status") or {}).get("endpoint") and (item.get("spec") or {}).get("queue")]
-
-
-def group_refs(namespace: str, items: Sequence[dict[str, Any]]) -> list[GroupRef]:
-    return [ref for ref, _ in _found(namespace, items)]
 
 
 class StaticDirectory:

@@ -3,7 +3,7 @@
 import pytest
 
 from ferry.operator.metricsapi.frontproxy import RequestHeaderConfig
-from ferry.operator.metricsapi.lags import GroupRef, StaticDirectory, group_refs
+from ferry.operator.metricsapi.lags import GroupRef, StaticDirectory, found_groups
 from ferry.operator.metricsapi.ownership import Holder, Seen, seen
 
 pytestmark = pytest.mark.unit
@@ -16,7 +16,7 @@ def test_only_groups_whose_broker_is_known_are_served() -> None:
         {"metadata": {"name": "fresh"}, "spec": {"queue": "orders"}},  # not reconciled yet
         {"metadata": {"name": "audit"}, "spec": {"queue": "orders"}, "status": {}},
     ]
-    assert group_refs("shop", items) == [
+    assert [ref for ref, _ in found_groups("shop", items)] == [
         GroupRef("shop", "orders", "billing", "http://orders-broker.shop.svc:8080")]
 
 
