@@ -18,7 +18,7 @@ import pytest
 import yaml
 from fixtures.broker_process import BrokerProcess
 from fixtures.keda import Keda
-from operating import apply, condition, cr, drain, get, publish, table, workload
+from operating import apply, condition, cr, drain, get, publish, replicas, table, workload
 
 pytestmark = [pytest.mark.envtest, pytest.mark.keda]
 
@@ -34,6 +34,10 @@ def _group(provider: str, **autoscaling: Any) -> dict[str, Any]:
         "scaleDownStabilization": "0s", "idleAfter": "2s", **autoscaling}})
 
 
+def workers(plane: Any, namespace: str) -> int:
+    return replicas(plane, namespace, CONSUMERS)
+
+
 def test_keda_scales_the_workers_on_the_backlog_and_back_to_zero(
         control_plane: Any, namespace: str, broker: BrokerProcess, keda: Keda,
         run_operator: Any, eventually: Eventually) -> None:
@@ -41,10 +45,6 @@ def test_keda_scales_the_workers_on_the_backlog_and_back_to_zero(
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(workload(namespace, CONSUMERS)))
     apply(control_plane, namespace, cr("Queue", QUEUE, {}))
     apply(control_plane, namespace, _group("KEDA"))
-
-    def replicas() -> int:
-        found = control_plane.kubectl_json("get", "deployment", CONSUMERS, "-n", namespace)
-        return int(found["spec"]["replicas"])
 
     scaled = eventually(lambda: get(control_plane, namespace, "scaledobject", CONSUMERS),
                         "the ConsumerGroup's ScaledObject exists")
@@ -57,11 +57,13 @@ def test_keda_scales_the_workers_on_the_backlog_and_back_to_zero(
                "ScalingActive says KEDA scales the group")
 
     # KEDA reads no backlog: after cooldownPeriod (idleAfter) the workers go to zero.
-    eventually(lambda: replicas() == 0, "KEDA scales the idle workers to zero")
+    eventually(lambda: workers(control_plane, namespace) == 0,
+               "KEDA scales the idle workers to zero")
 
     # 35 messages: KEDA activates the target, its HPA aims for ceil(35 / 10) = 4.
     publish(broker.url, QUEUE, 35)
-    eventually(lambda: replicas() == 4, "4 workers for a backlog of 35 at 10 per replica")
+    eventually(lambda: workers(control_plane, namespace) == 4,
+               "4 workers for a backlog of 35 at 10 per replica")
     hpa = eventually(lambda: get(control_plane, namespace, "hpa", f"keda-hpa-{CONSUMERS}"),
                      "KEDA's HPA exists")
     assert hpa["spec"]["maxReplicas"] == 5
@@ -70,7 +72,8 @@ def test_keda_scales_the_workers_on_the_backlog_and_back_to_zero(
 
     # Drained: back to zero (minReplicas 0), through KEDA alone.
     assert drain(broker.url, QUEUE, CONSUMERS) == 35
-    eventually(lambda: replicas() == 0, "back to zero once the backlog is worked off")
+    eventually(lambda: workers(control_plane, namespace) == 0,
+               "back to zero once the backlog is worked off")
 
     # The ScaledObject goes with the autoscaling spec (and KEDA's HPA with it).
     control_plane.kubectl("patch", "cg", CONSUMERS, "-n", namespace, "--type=json",
@@ -97,9 +100,8 @@ def test_beside_keda_ferry_never_takes_the_metrics_api_and_auto_falls_back(
     eventually(lambda: get(control_plane, namespace, "scaledobject", CONSUMERS),
                "the fallen-back group owns a ScaledObject")
     publish(broker.url, QUEUE, 15)
-    eventually(lambda: control_plane.kubectl_json(
-        "get", "deployment", CONSUMERS, "-n", namespace)["spec"]["replicas"] == 2,
-        "KEDA scales the fallen-back group to ceil(15 / 10) = 2")
+    eventually(lambda: workers(control_plane, namespace) == 2,
+               "KEDA scales the fallen-back group to ceil(15 / 10) = 2")
 
     apply(control_plane, namespace, _group("Ferry"))
     eventually(lambda: scaling() == ("False", "MetricsApiTaken"),
