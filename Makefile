@@ -7,11 +7,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 # Strict editable installs link files one by one, so a new module needs the
-# install re-run: the stamp depends on every Python file and on the metadata.
-SOURCES := $(shell find broker operator telemetry kit -name '*.py' -o -name 'py.typed' 2>/dev/null)
+# install re-run: the stamp depends on every Python file, the console's static files
+# (package data, linked the same way) and the metadata.
+SOURCES := $(shell find broker operator telemetry kit -name '*.py' -o -name 'py.typed' 2>/dev/null) \
+	$(wildcard broker/console/*)
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck imports postgres envtest tools test unit demo bench bench-servers clean
+.PHONY: help venv lint typecheck imports postgres envtest tools browser test unit demo bench bench-servers clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,9 +62,18 @@ TOOLS := argocd kustomize kstatus keda
 tools: venv ## build the peer tools once (cached): Argo CD, kustomize, kstatus, KEDA
 	$(BIN)/python scripts/controlplane tools $(TOOLS)
 
+# The browser tier drives Debian's chromium with Playwright (from PyPI, in the dev extra):
+# Playwright's own browser download is never used (only package registries are reached).
+browser: ## install Debian's chromium for the browser tier (once)
+	@if ! dpkg-query -W -f='$${Status}' chromium 2>/dev/null | grep -q 'install ok installed'; then \
+	  echo "installing chromium from Debian"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+
 # pytest exits 5 when it collected nothing: make treats that as a failure too,
 # so an empty suite can never pass.
-test: lint typecheck imports postgres bench-servers envtest tools ## everything CI runs: lint, types, layers, the whole suite
+test: lint typecheck imports postgres bench-servers browser envtest tools ## everything CI runs: lint, types, layers, the whole suite
 	$(BIN)/pytest
 
 unit: venv ## the fast tier only

@@ -203,6 +203,14 @@ class QueueList(Model):
     queues: list[QueueStats]
 
 
+class StatsEvent(Model):
+    """One `stats` event of GET /v1/stats/stream: every queue's stats at one moment."""
+
+    at_ms: int = Field(description="epoch milliseconds the figures were read at (rates: the "
+                                   "change of published_total and acked_total between events)")
+    queues: list[QueueStats]
+
+
 # --- publishing --------------------------------------------------------------
 
 

@@ -17,11 +17,13 @@ from ferry.broker.store.postgres import PgStore
 from ferry.broker.transport import (
     admin,
     browsing,
+    console,
     messaging,
     metrics,
     openapi,
     socket_api,
     streaming,
+    watching,
 )
 from ferry.broker.transport.admission import memory_middleware
 from ferry.broker.transport.auth import auth_middleware
@@ -171,6 +173,8 @@ def build_app(rt: Runtime) -> web.Application:
     app.add_routes(messaging.routes)
     app.add_routes(browsing.routes)
     app.add_routes(streaming.routes)
+    app.add_routes(watching.routes)
+    console.install(app)
     socket_api.install(app)
     openapi.install(app, auth=rt.tokens is not None)
     app.cleanup_ctx.append(_background)

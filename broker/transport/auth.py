@@ -1,4 +1,5 @@
-"""Bearer tokens (--token-file): every route but the health checks needs one when set."""
+"""Bearer tokens (--token-file): every route but the health checks and the console's static
+files needs one when set."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import hmac
 from aiohttp import web
 
 from ferry.broker.models import ErrorCode
+from ferry.broker.transport import console
 from ferry.broker.transport.errors import Handler, error_response
 from ferry.broker.transport.runtime import RUNTIME
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# The console's files are open: the page asks for the token and sends it with each request.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", *console.PATHS})
 
 
 @web.middleware

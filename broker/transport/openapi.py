@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ferry.broker import models as m
+from ferry.broker.transport import console, watching
 
 routes = web.RouteTableDef()
 OPENAPI = web.AppKey("openapi_json", bytes)
@@ -121,6 +122,9 @@ QUERY: dict[str, list[dict[str, Any]]] = {
         _query("visibility_timeout_ms",
                {"type": "integer", "minimum": 0, "maximum": m.MAX_LEASE_MS}),
     ],
+    watching.PATH: [_query("interval_ms", {"type": "integer",
+                                           "minimum": watching.MIN_INTERVAL_MS,
+                                           "maximum": watching.MAX_INTERVAL_MS})],
 }
 
 
@@ -175,6 +179,18 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
     for path, summary in (("/healthz", "Alive"), ("/readyz", "Ready to serve")):
         ops["get", path] = {"summary": summary, "security": [], "responses": {
             "200": _json(health), "503": _json(health, "not ready")}}
+    ops["get", watching.PATH] = {
+        "summary": "Server-Sent Events: one `stats` event (every queue's stats) each "
+                   "interval_ms, until the client goes",
+        "parameters": QUERY[watching.PATH],
+        "responses": {"200": {"description": "event stream", "content": {
+            "text/event-stream": {"schema": _ref(m.StatsEvent)}}}, **errors},
+    }
+    for path in console.PATHS:  # the page asks for the token itself: its files are open
+        ops["get", path] = {"summary": f"Web console: {console.PATHS[path]}", "security": [],
+                            "responses": {"200": {"description": "ok", "content": {
+                                console.content_type(path): {"schema": {"type": "string"}}}},
+                                **errors}}
     ops["get", "/metrics"] = {"summary": "Prometheus metrics", "responses": {
         "200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}},
         **errors}}
@@ -193,7 +209,7 @@ def document(router: web.UrlDispatcher, auth: bool = False) -> dict[str, Any]:
         raise RuntimeError(
             f"OpenAPI and routes differ: undescribed {sorted(set(routes_) - ops.keys())}, "
             f"not served {sorted(ops.keys() - set(routes_))}")
-    models: set[type[BaseModel]] = {m.ErrorBody, *WS_MODELS}
+    models: set[type[BaseModel]] = {m.ErrorBody, m.StatsEvent, *WS_MODELS}
     for _, _, _, req, resp, _ in OPERATIONS:
         models.update(x for x in (req, resp) if x is not None)
     _, defs = models_json_schema(

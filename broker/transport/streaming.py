@@ -19,6 +19,8 @@ routes = web.RouteTableDef()
 KEEPALIVE_S = 15.0
 CHECK_S = 1.0
 PUSH_BATCH = 500
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+               "X-Accel-Buffering": "no"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +78,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
     max_in_flight = int_query(request, "max_in_flight", 100, 1, 10_000)
     vt = int_query(request, "visibility_timeout_ms", 0, 0, MAX_LEASE_MS) or None
     rt.core.group(queue, group)  # 404 before the stream starts
-    resp = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-    })
+    resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
     book = LeaseBook(rt, queue, group, max_in_flight)  # handed back when the client goes
     idle = 0.0
     try:
         with contextlib.suppress(ConnectionError, CoreError):
-            while not rt.draining and not _gone(request):
+            while not rt.draining and not client_gone(request):
                 pushed = await push_ready(rt, queue, group, consumer, max_in_flight, vt)
                 if pushed:
                     book.remember(pushed.leased)
@@ -104,11 +103,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     idle = 0.0
                     await resp.write(b": keepalive\n\n")
     finally:
-        if _gone(request) or rt.draining:
+        if client_gone(request) or rt.draining:
             book.hand_back()
     return resp
 
 
-def _gone(request: web.Request) -> bool:
+def client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()

@@ -5,7 +5,8 @@ engine with and without a token file, and the PostgreSQL engine. Each must pass
 every check with not one 5xx among its requests, and the broker must then drain
 on SIGTERM and start again cleanly on what the fuzzer left. FERRY_FUZZ_SEED
 replays a run (the seed is printed). The WebSocket and the SSE stream are not
-request/response operations: tests/fuzz/test_fuzz_ws.py fuzzes the WebSocket.
+request/response operations (nor the stats stream): tests/fuzz/test_fuzz_ws.py fuzzes the
+WebSocket.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ SECONDS = int(os.environ.get("FERRY_FUZZ_SECONDS", "35"))
 SEED = os.environ.get("FERRY_FUZZ_SEED", "20261130")
 TOKEN = "fuzz-token"
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-NOT_FUZZED = ("/v1/ws", "/v1/queues/{queue}/groups/{group}/stream")
+NOT_FUZZED = ("/v1/ws", "/v1/queues/{queue}/groups/{group}/stream", "/v1/stats/stream")
 
 
 @dataclass
