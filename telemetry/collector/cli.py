@@ -48,7 +48,12 @@ def parser() -> argparse.ArgumentParser:
         type=positive_int,
         help="with --create: deliveries before a message is dead-lettered",
     )
-    p.add_argument("--batch-size", type=positive_int, default=200, help="rows per write")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1000,
+        help="rows per write (default 1000; a many-rows message counts all its rows)",
+    )
     p.add_argument(
         "--flush-interval",
         type=positive_float,

@@ -2,8 +2,14 @@
 
 Idempotent by construction: the store ignores a row_id or message id it already holds,
 so a redelivery (a collector killed before its ack, a lease that ran out) stores nothing
-twice. Messages that are not telemetry rows (poison) are nacked; the broker moves them
-to the group's dead-letter queue after maxDeliveries.
+twice. A many-rows message (dcgm-rows/v1) stores each row under `<message id>:<index>`,
+so a redelivered one is stored once too. Messages that are not telemetry rows (poison)
+are nacked; the broker moves them to the group's dead-letter queue after maxDeliveries.
+A poison row inside a many-rows message must not take its good neighbours with it: the
+good rows are stored, the poison row is published again as a message of its own (dedup
+id `<message id>:<index>`, so a redelivery republishes it once) and takes that path,
+and only then is the many-rows message acked. (Every group of the queue sees the
+republished row; a pipeline's queue has one group.)
 """
 
 from __future__ import annotations
@@ -17,9 +23,16 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ferry.broker.client import BrokerClient, Consumer
-from ferry.broker.models import Delivery
+from ferry.broker.models import Delivery, OutgoingMessage
 from ferry.kit.backoff import ceiling
-from ferry.telemetry.parsing.messages import row_of
+from ferry.telemetry.parsing.messages import (
+    SCHEMA_HEADER,
+    SCHEMA_VERSION,
+    carries_rows,
+    part_id,
+    row_bodies,
+    row_of,
+)
 from ferry.telemetry.parsing.rows import RowError, row_id
 from ferry.telemetry.storage.base import StorageError, Store
 from ferry.telemetry.storage.records import Sample
@@ -33,7 +46,7 @@ class Settings:
     queue: str
     group: str
     consumer: str
-    batch_size: int = 200
+    batch_size: int = 1000  # rows per write (a many-rows message counts all its rows)
     flush_interval: float = 0.2  # seconds a partial batch waits for more deliveries
     max_in_flight: int = 1000
     visibility_timeout_ms: int | None = None
@@ -46,7 +59,11 @@ class Metrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.messages = Counter(
-            "ferry_collector_messages", "deliveries handled, by outcome", ["outcome"], registry=r
+            "ferry_collector_messages",
+            "rows stored or found stored already, poison deliveries, and poison rows split "
+            "out of many-rows messages, by outcome",
+            ["outcome"],
+            registry=r,
         )
         self.batches = Counter("ferry_collector_batches", "batches written", registry=r)
         self.redelivered = Counter(
@@ -78,7 +95,7 @@ class Collector:
         self.store = store
         self.stop = stop
         self.metrics = metrics or Metrics()
-        self.counts = {"stored": 0, "duplicate": 0, "poison": 0, "redelivered": 0}
+        self.counts = {"stored": 0, "duplicate": 0, "poison": 0, "split": 0, "redelivered": 0}
         self.storage_problem: str | None = None
         self.running = False
 
@@ -135,10 +152,12 @@ class Collector:
         if first is None:
             return []
         batch = [first]
+        rows = rows_in(first)
         deadline = time.monotonic() + self.s.flush_interval
-        while len(batch) < self.s.batch_size:
+        while rows < self.s.batch_size:
             if not inbox.empty():
                 batch.append(inbox.get_nowait())
+                rows += rows_in(batch[-1])
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
@@ -147,6 +166,7 @@ class Collector:
             if item is None:
                 break
             batch.append(item)
+            rows += rows_in(item)
         return batch
 
     async def _next(
@@ -165,38 +185,45 @@ class Collector:
         return None if get.cancelled() else get.result()
 
     async def _handle(self, consumer: Consumer, batch: list[Delivery]) -> None:
-        good: list[tuple[Delivery, Sample]] = []
-        poison: list[Delivery] = []
         again = sum(d.delivery_count > 1 for d in batch)
         if again:
             self.counts["redelivered"] += again
             self.metrics.redelivered.inc(again)
-        for d in batch:
-            try:
-                row = row_of(d.body)
-            except RowError as e:
-                poison.append(d)
-                log.warning(
-                    "poison message",
-                    extra={
-                        "id": d.id,
-                        "delivery_count": d.delivery_count,
-                        "reason": e.reason,
-                    },
-                )
-                continue
-            good.append((d, Sample(row_id=row_id(row), message_id=d.id, row=row)))
+        parsed = [parse(d) for d in batch]
+        good = [d for d, p in zip(batch, parsed, strict=True) if isinstance(p, Parsed)]
+        poison = [d for d, p in zip(batch, parsed, strict=True) if isinstance(p, RowError)]
+        for d, p in zip(batch, parsed, strict=True):
+            if isinstance(p, RowError):
+                self._report("poison message", d, p.reason)
+            else:
+                for i, _, reason in p.poison:
+                    self._report("poison row split out", d, reason, index=i)
+        samples = [s for p in parsed if isinstance(p, Parsed) for s in p.samples]
+        split = [(d, p) for d, p in zip(batch, parsed, strict=True)
+                 if isinstance(p, Parsed) and p.poison]
         if good:
-            inserted = await self._write([s for _, s in good])
+            inserted = await self._write(samples) if samples else 0
             if inserted is None:  # stopped while the store was down: hand them back
-                await consumer.nack(*(d for d, _ in good), delay_ms=0)
+                await consumer.nack(*good, delay_ms=0)
                 return
-            await consumer.ack(*(d for d, _ in good))
+            if split:  # stored before the republish, so a crash between loses no good row
+                await self.client.publish(self.s.queue, [
+                    OutgoingMessage(body=body, dedup_id=part_id(d.id, i),
+                                    headers={SCHEMA_HEADER: SCHEMA_VERSION})
+                    for d, p in split for i, body, _ in p.poison
+                ])
+                self._count("split", sum(len(p.poison) for _, p in split))
+            await consumer.ack(*good)
             self._count("stored", inserted)
-            self._count("duplicate", len(good) - inserted)
+            self._count("duplicate", len(samples) - inserted)
         if poison:
             await consumer.nack(*poison)
             self._count("poison", len(poison))
+
+    @staticmethod
+    def _report(what: str, d: Delivery, reason: str, **more: int) -> None:
+        extra = {"id": d.id, "delivery_count": d.delivery_count, "reason": reason, **more}
+        log.warning(what, extra=extra)
 
     async def _write(self, samples: list[Sample]) -> int | None:
         """Write until it commits; None if asked to stop before it could."""
@@ -225,3 +252,40 @@ class Collector:
         if n:
             self.counts[outcome] += n
             self.metrics.messages.labels(outcome).inc(n)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A delivery's valid rows, and the poison rows of a many-rows message: (index, body,
+    reason)."""
+
+    samples: list[Sample]
+    poison: list[tuple[int, object, str]]
+
+
+def parse(d: Delivery) -> Parsed | RowError:
+    """A delivery's samples; RowError when the whole message is poison."""
+    try:
+        if not carries_rows(d.headers):
+            row = row_of(d.body)
+            return Parsed([Sample.model_construct(row_id=row_id(row), message_id=d.id, row=row)],
+                          [])
+        bodies = row_bodies(d.body)
+    except RowError as e:
+        return e
+    samples, poison = [], []
+    for i, body in enumerate(bodies):
+        try:
+            row = row_of(body)
+        except RowError as e:
+            poison.append((i, body, e.reason))
+            continue
+        # model_construct: the row is validated already, the ids are ours.
+        samples.append(Sample.model_construct(row_id=row_id(row), message_id=part_id(d.id, i),
+                                              row=row))
+    return Parsed(samples, poison)
+
+
+def rows_in(d: Delivery) -> int:
+    """How many rows a delivery carries (what a write's batch size counts)."""
+    return len(d.body) if carries_rows(d.headers) and isinstance(d.body, list) else 1

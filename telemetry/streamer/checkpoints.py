@@ -27,6 +27,7 @@ class Checkpoint(BaseModel):
         default_factory=dict, description="file name -> records fully handled in this loop"
     )
     published: int = 0
+    messages: int = Field(0, description="messages those rows were published in")
     bad: int = 0
     others: int = Field(0, description="rows left to the other instances")
 

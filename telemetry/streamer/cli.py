@@ -23,11 +23,12 @@ from ferry.kit.config import (
 )
 from ferry.kit.health import health_handler, metrics_handler
 from ferry.kit.serving import listening, stop_event
+from ferry.telemetry.parsing.messages import MAX_ROWS_PER_MESSAGE
 from ferry.telemetry.parsing.pacing import Pace
 from ferry.telemetry.runtime.arguments import add_broker, require_broker
 from ferry.telemetry.streamer.checkpoints import CheckpointError
 from ferry.telemetry.streamer.reading import InputError
-from ferry.telemetry.streamer.streaming import Metrics, Settings, Streamer
+from ferry.telemetry.streamer.streaming import ROWS_PER_MESSAGE, Metrics, Settings, Streamer
 from ferry.telemetry.streamer.uploading import MAX_UPLOAD_BYTES, upload_handler
 
 log = logging.getLogger("ferry.telemetry.streamer")
@@ -37,8 +38,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ferry-streamer",
         description="Publish DCGM exporter CSV rows to a Ferry queue: validated (bad rows are "
-        "counted and reported, never published), one message per row keyed by GPU uuid, "
-        "with a dedup id derived from the row so a replay never duplicates. Prints a JSON "
+        "counted and reported, never published), up to --rows-per-message rows of one GPU per "
+        "message keyed by GPU uuid, with a dedup id derived from the rows so a replay never "
+        "duplicates. Prints a JSON "
         "summary on stdout when done.",
     )
     p.add_argument(
@@ -52,6 +54,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--create-queue", action="store_true", help="create the queue if missing")
     p.add_argument("--rate", type=positive_float, help="rows per second (default: no limit)")
     p.add_argument("--batch-size", type=positive_int, default=500, help="rows per publish")
+    p.add_argument(
+        "--rows-per-message",
+        type=positive_int,
+        default=ROWS_PER_MESSAGE,
+        help=f"rows of one GPU per message, at most {MAX_ROWS_PER_MESSAGE} (default "
+        f"{ROWS_PER_MESSAGE}; 1 publishes each row as its own message)",
+    )
     p.add_argument(
         "--loop",
         action="store_true",
@@ -103,6 +112,8 @@ def settings_of(args: argparse.Namespace) -> Settings:
             f"--instance-index {args.instance_index} must be below --instance-count "
             f"{args.instance_count}"
         )
+    if args.rows_per_message > MAX_ROWS_PER_MESSAGE:
+        raise ValueError(f"--rows-per-message must be at most {MAX_ROWS_PER_MESSAGE}")
     if args.loops is not None and not args.loop:
         raise ValueError("--loops needs --loop")
     return Settings(
@@ -115,6 +126,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
         max_loops=args.loops,
         checkpoint=args.checkpoint,
         progress_every=args.progress_every,
+        rows_per_message=args.rows_per_message,
     )
 
 

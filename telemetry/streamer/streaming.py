@@ -16,7 +16,13 @@ from pydantic import BaseModel
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import OutgoingMessage
-from ferry.telemetry.parsing.messages import SCHEMA_HEADER, SCHEMA_VERSION, body_of
+from ferry.telemetry.parsing.messages import (
+    ROWS_VERSION,
+    SCHEMA_HEADER,
+    SCHEMA_VERSION,
+    body_of,
+    rows_dedup_id,
+)
 from ferry.telemetry.parsing.pacing import Pace
 from ferry.telemetry.parsing.replaying import loop_span
 from ferry.telemetry.parsing.rows import (
@@ -35,6 +41,10 @@ from ferry.telemetry.streamer.reading import CsvFile, Record, input_files
 log = logging.getLogger("ferry.telemetry.streamer")
 BAD_ROWS_KEPT = 50  # the summary lists this many bad rows; the count covers all of them
 YIELD_EVERY = 1000  # records between turns of the event loop (signals, /metrics)
+# Rows per message by default: the broker's cost is per message, so 100 rows of one GPU
+# in one message took the pipeline from ~7,500 rows/s (one row each, bound by the
+# streamer) to the speed of its store (bench/README.md, "pipeline").
+ROWS_PER_MESSAGE = 100
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class Settings:
     max_loops: int | None = None  # with loop: stop after this many passes
     checkpoint: Path | None = None
     progress_every: float = 2.0  # seconds between progress lines
+    rows_per_message: int = ROWS_PER_MESSAGE  # 1: one message per row (the dcgm-row/v1 format)
 
 
 class BadRow(BaseModel):
@@ -59,6 +70,7 @@ class BadRow(BaseModel):
 class Summary(BaseModel):
     instance: str
     published: int = 0
+    messages: int = 0
     bad: int = 0
     others: int = 0
     loops: int = 0
@@ -84,6 +96,28 @@ def message_of(row: TelemetryRow, source: str) -> OutgoingMessage:
         dedup_id=row_id(row),
         headers={SCHEMA_HEADER: SCHEMA_VERSION, "source": source},
     )
+
+
+def messages_of(rows: list[tuple[TelemetryRow, str]], per_message: int) -> list[OutgoingMessage]:
+    """Rows (with their sources) as messages of up to `per_message` rows of one GPU each,
+    in the order each GPU first appears; a GPU's rows keep their order. Pure: the same
+    rows give the same messages and dedup ids, so a resumed streamer's replay is deduped."""
+    if per_message == 1:
+        return [message_of(row, source) for row, source in rows]
+    by_gpu: dict[str, list[tuple[TelemetryRow, str]]] = {}
+    for item in rows:
+        by_gpu.setdefault(item[0].uuid, []).append(item)
+    out = []
+    for uuid, items in by_gpu.items():
+        for start in range(0, len(items), per_message):
+            part = items[start:start + per_message]
+            out.append(OutgoingMessage(
+                body=[body_of(r) for r, _ in part],
+                key=uuid,
+                dedup_id=rows_dedup_id([row_id(r) for r, _ in part]),
+                headers={SCHEMA_HEADER: ROWS_VERSION, "source": part[0][1]},
+            ))
+    return out
 
 
 class Streamer:
@@ -158,7 +192,7 @@ class Streamer:
         """Publish this instance's rows of one file; False when stopped part-way."""
         name = f.path.name
         start = ck.done.get(name, 0)
-        pending: list[OutgoingMessage] = []
+        pending: list[tuple[TelemetryRow, str]] = []
         last = start
         batch = self.s.pace.batch()
         for rec in f.records():
@@ -173,7 +207,7 @@ class Streamer:
             row = self._parse(f, rec, ck)
             if row is None:
                 continue
-            pending.append(message_of(shifted(row, shift), f"{name}:{rec.number}"))
+            pending.append((shifted(row, shift), f"{name}:{rec.number}"))
             if len(pending) >= batch:
                 await self._publish(pending, ck, name, last)
                 pending = []
@@ -195,16 +229,18 @@ class Streamer:
             return None
 
     async def _publish(
-        self, pending: list[OutgoingMessage], ck: Checkpoint, name: str, last: int
+        self, pending: list[tuple[TelemetryRow, str]], ck: Checkpoint, name: str, last: int
     ) -> None:
         if pending:
             delay = self.s.pace.delay(self._sent, self.clock() - self._t0)
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), delay)
-            await self.client.publish(self.s.queue, pending)
+            messages = messages_of(pending, self.s.rows_per_message)
+            await self.client.publish(self.s.queue, messages)
             self._sent += len(pending)
             ck.published += len(pending)
+            ck.messages += len(messages)
             self.metrics.published.inc(len(pending))
         ck.done[name] = last
         self._save(ck)
@@ -230,6 +266,7 @@ class Streamer:
 
     def _finish(self, ck: Checkpoint, *, complete: bool) -> Summary:
         self.summary.published, self.summary.bad = ck.published, ck.bad
+        self.summary.messages = ck.messages
         self.summary.others, self.summary.loops = ck.others, ck.loop
         self.summary.complete = complete
         log.info(

@@ -24,7 +24,13 @@ from ferry.telemetry.parsing.rows import (
     parse_record,
     record_of,
 )
-from ferry.telemetry.streamer.streaming import BAD_ROWS_KEPT, BadRow, Metrics, message_of
+from ferry.telemetry.streamer.streaming import (
+    BAD_ROWS_KEPT,
+    ROWS_PER_MESSAGE,
+    BadRow,
+    Metrics,
+    messages_of,
+)
 
 log = logging.getLogger("ferry.telemetry.streamer")
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -77,18 +83,20 @@ def upload_handler(
             rows, bad = read_upload(text)
         except UploadError as e:
             return _error(400, "invalid_csv", str(e))
-        messages = [message_of(r, f"upload:{i}") for i, r in enumerate(rows, 1)]
+        messages = messages_of(
+            [(r, f"upload:{i}") for i, r in enumerate(rows, 1)], ROWS_PER_MESSAGE
+        )
         try:
             if messages:
                 await client.publish(queue, messages)
         except BrokerError as e:
             log.error("upload not published", extra={"error": str(e)})
             return _error(503, "broker_unavailable", f"nothing was published: {e}")
-        metrics.published.inc(len(messages))
+        metrics.published.inc(len(rows))
         metrics.bad.inc(len(bad))
         for b in bad:
             log.warning("bad row not published", extra=b.model_dump())
-        result = UploadResult(published=len(messages), bad=len(bad), bad_rows=bad[:BAD_ROWS_KEPT])
+        result = UploadResult(published=len(rows), bad=len(bad), bad_rows=bad[:BAD_ROWS_KEPT])
         return web.json_response(result.model_dump())
 
     return upload

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from ferry.telemetry.parsing.messages import body_of, carries_rows
 from ferry.telemetry.parsing.replaying import loop_span
-from ferry.telemetry.parsing.rows import COLUMNS
+from ferry.telemetry.parsing.rows import COLUMNS, parse_record, record_of, row_id
 from ferry.telemetry.streamer import checkpoints
 from ferry.telemetry.streamer.checkpoints import Checkpoint, CheckpointError
 from ferry.telemetry.streamer.reading import CsvFile, InputError, input_files
+from ferry.telemetry.streamer.streaming import messages_of
 from ferry.telemetry.streamer.uploading import UploadError, read_upload
 
 pytestmark = pytest.mark.unit
@@ -81,3 +83,24 @@ def test_an_upload_is_validated_like_a_file() -> None:
         read_upload("")
     with pytest.raises(UploadError, match="lacks column"):
         read_upload("a,b\n1,2\n")
+
+
+def test_many_rows_messages_hold_one_gpus_rows_in_order_with_stable_dedup_ids() -> None:
+    f = CsvFile(DATA / "dcgm_sample.csv")
+    rows = [(parse_record(record_of(r.fields, f.positions)), f"s:{r.number}")
+            for r in f.records()][:700]
+    messages = messages_of(rows, 30)
+    assert sum(len(m.body) for m in messages) == 700
+    for m in messages:
+        assert 1 <= len(m.body) <= 30
+        assert {b["uuid"] for b in m.body} == {m.key}
+        assert carries_rows(m.headers)
+    per_gpu = [b["metric_name"] + b["timestamp"] for m in messages if m.key == rows[0][0].uuid
+               for b in m.body]
+    assert per_gpu == [r.metric_name + body_of(r)["timestamp"] for r, _ in rows
+                       if r.uuid == rows[0][0].uuid]
+    assert [m.dedup_id for m in messages_of(rows, 30)] == [m.dedup_id for m in messages]
+    assert len({m.dedup_id for m in messages}) == len(messages)
+    single = messages_of(rows[:3], 1)
+    assert [m.dedup_id for m in single] == [row_id(r) for r, _ in rows[:3]]
+    assert not any(carries_rows(m.headers) for m in single)
