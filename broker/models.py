@@ -189,6 +189,9 @@ class GroupStats(Model):
     oldest_ready_age_ms: int
     acked_total: int
     consumers: list[ConsumerInfo]
+    restoring: bool = Field(
+        False, description="a restart is still reading the queue's stored messages back: "
+                           "the figures count only those read so far")
 
 
 class QueueStats(Model):
@@ -197,6 +200,9 @@ class QueueStats(Model):
     messages: int = Field(description="messages stored (not yet acked by every group)")
     published_total: int
     groups: list[GroupStats]
+    restoring: bool = Field(
+        False, description="a restart is still reading the queue's stored messages back: "
+                           "messages counts only those read so far")
 
 
 class QueueList(Model):

@@ -108,6 +108,7 @@ def group_stats(g: Group, now: int) -> GroupStats:
             ConsumerInfo(name=name, last_seen_ms=c.last_seen, in_flight=c.in_flight)
             for name, c in sorted(g.leases.consumers.items())
         ],
+        restoring=g.queue.loading,
     )
 
 
@@ -115,4 +116,5 @@ def queue_stats(q: Queue, now: int) -> QueueStats:
     return QueueStats(
         queue=q.name, settings=q.settings, messages=q.live, published_total=q.published_total,
         groups=[group_stats(g, now) for _, g in sorted(q.groups.items())],
+        restoring=q.loading,
     )

@@ -40,8 +40,9 @@ def _record(owner: Owner, provider: Provider | None, replicas: int,
             with contextlib.suppress(KeyError):
                 SCALED_REPLICAS.remove(owner.namespace, owner.name, other)
     SCALED_REPLICAS.labels(owner.namespace, owner.name, name).set(replicas)
-    if stats is not None:
-        SCALED_BACKLOG.labels(owner.namespace, owner.name).set(metric_value(stats))
+    value = None if stats is None else metric_value(stats)
+    if value is not None:
+        SCALED_BACKLOG.labels(owner.namespace, owner.name).set(value)
 
 
 async def keep_deletion_costs(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,
@@ -84,12 +85,14 @@ async def wake_on_first_message(rt: Runtime, body: Any, owner: Owner, spec: Auto
     stats = await rt.brokers.group_stats(url, token, queue, owner.name, wait_ms=WAKE_POLL_MS)
     # Read again: the stats timer, KEDA or a person may have moved it meanwhile.
     replicas = await _replicas(rt, owner, spec)
-    if metric_value(stats) == 0 or not should_wake(spec, replicas):
+    # The backlog itself, not metric_value: while a restarted broker reads its messages
+    # back it is a lower bound, and any message at all is work for a consumer.
+    if stats.backlog == 0 or not should_wake(spec, replicas):
         return should_wake(spec, replicas)
     await rt.kube.scale(target.api_version, target.kind, owner.namespace, target.name, 1)
     kopf.info(body, reason=IdleReason.ACTIVATED.value,
               message=f"scaled {target.kind}/{target.name} from 0 to 1: the broker reported "
-                      f"a backlog of {metric_value(stats)}")
+                      f"a backlog of {stats.backlog}")
     return False
 
 

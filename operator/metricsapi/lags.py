@@ -50,6 +50,10 @@ class DirectoryError(Exception):
     """The list of consumer groups could not be read (the Kubernetes API did not answer)."""
 
 
+class LagNotKnownError(Exception):
+    """The broker answered, but its figure is not the lag yet (see metric_value)."""
+
+
 class LagUnavailableError(Exception):
     """Some selected groups' lag could not be read; a partial sum would under-scale."""
 
@@ -187,7 +191,11 @@ class StatsCache:
         if client is None:
             client = self._clients[where] = self._client_for(*where)
         self.reads += 1
-        return metric_value(await client.group_stats(ref.queue, ref.group))
+        value = metric_value(await client.group_stats(ref.queue, ref.group))
+        if value is None:
+            raise LagNotKnownError("the broker restarted and is still reading its stored "
+                                   "messages back")
+        return value
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
@@ -199,7 +207,7 @@ class LagReader:
                  errors: tuple[type[Exception], ...] = (OSError,)) -> None:
         self._directory = directory
         self._cache = cache
-        self._errors = errors
+        self._errors: tuple[type[Exception], ...] = (*errors, LagNotKnownError)
 
     async def samples(self, namespace: str,
                       selector: Selector) -> list[tuple[dict[str, str], int]]:

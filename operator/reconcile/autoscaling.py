@@ -29,13 +29,15 @@ LABEL_QUEUE = "queue"
 LABEL_GROUP = "group"
 
 
-def metric_value(stats: GroupStats) -> int:
-    """The lag more consumers can work off: ready plus in-flight messages.
+def metric_value(stats: GroupStats) -> int | None:
+    """The lag more consumers can work off: ready plus in-flight messages (None: not known).
 
     Delayed messages (a future not-before time or a nack backoff) wait for the clock, not for
     consumers, so they do not ask for replicas; dead letters are out of the flow altogether.
+    A broker that restarted counts only the messages it has read back so far: a figure that
+    low would scale consumers in, so it is no figure at all until the restore is done.
     """
-    return stats.backlog
+    return None if stats.restoring else stats.backlog
 
 
 def metric_labels(namespace: str, queue: str, group: str) -> dict[str, str]:

@@ -44,10 +44,6 @@ async def test_fair_mode_takes_keys_in_turn_before_and_after_a_restart(
         assert await api.receive("jobs", "w") == []
 
 
-@pytest.mark.quarantine(reason="failed once in a full make test on sqlite (after the restart "
-                        "the queue held 0 messages, not the 1 published after retention was "
-                        "raised; 16 of 16 runs alone passed): a message may be lost, "
-                        "not yet explained; issue 14")
 async def test_retention_drops_old_messages_for_good(broker: BrokerProcess) -> None:
     async with aiohttp.ClientSession() as s:
         api = Api(s, broker.url)

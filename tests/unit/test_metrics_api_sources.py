@@ -2,9 +2,18 @@
 
 import pytest
 
+from ferry.broker.models import GroupSettings, GroupStats
 from ferry.operator.metricsapi.frontproxy import RequestHeaderConfig
-from ferry.operator.metricsapi.lags import GroupRef, StaticDirectory, found_groups
+from ferry.operator.metricsapi.lags import (
+    GroupRef,
+    LagReader,
+    LagUnavailableError,
+    StaticDirectory,
+    StatsCache,
+    found_groups,
+)
 from ferry.operator.metricsapi.ownership import Holder, Seen, seen
+from ferry.operator.metricsapi.selectors import Selector
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +67,30 @@ def test_who_holds_the_apiservice_is_read_from_its_service_reference() -> None:
     assert seen({"spec": {}}, "ferry-system", "ferry-metrics-api") == Seen(Holder.TAKEN, "local")
     assert seen(None, "ferry-system", "ferry-metrics-api").problem == "apiservice_absent"
     assert Seen(Holder.UNKNOWN).problem is None  # not known: no claim either way
+
+
+class _Restarting:
+    """A broker's stats as a restart reads its backlog back: partial, then whole."""
+
+    def __init__(self) -> None:
+        self.restoring = True
+
+    async def group_stats(self, queue: str, group: str) -> GroupStats:
+        depth = 40 if self.restoring else 90_000
+        return GroupStats(queue=queue, group=group, settings=GroupSettings(), depth=depth,
+                          in_flight=0, delayed=0, dead=0, lag=depth, backlog=depth,
+                          oldest_ready_age_ms=0, acked_total=0, consumers=[],
+                          restoring=self.restoring)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_broker_still_restoring_is_no_lag_rather_than_a_low_one() -> None:
+    broker = _Restarting()
+    directory = StaticDirectory.parse(["shop/orders/billing=http://127.0.0.1:8080"])
+    lags = LagReader(directory, StatsCache(lambda url, token: broker, ttl=0))
+    with pytest.raises(LagUnavailableError, match="still reading its stored messages"):
+        await lags.samples("shop", Selector())
+    broker.restoring = False
+    assert [value for _, value in await lags.samples("shop", Selector())] == [90_000]

@@ -30,12 +30,13 @@ OWNER = Owner(api_version="ferry.dev/v1alpha1", kind="ConsumerGroup", name="bill
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-def stats(depth: int = 0, in_flight: int = 0, delayed: int = 0, dead: int = 0) -> GroupStats:
+def stats(depth: int = 0, in_flight: int = 0, delayed: int = 0, dead: int = 0,
+          restoring: bool = False) -> GroupStats:
     return GroupStats(queue="q", group="g", settings=GroupSettings(), depth=depth,
                       in_flight=in_flight, delayed=delayed, dead=dead,
                       lag=depth + in_flight + delayed, backlog=depth + in_flight,
                       oldest_ready_age_ms=0, acked_total=0,
-                      consumers=[])
+                      consumers=[], restoring=restoring)
 
 
 def group(**autoscaling: Any) -> ConsumerGroupSpec:
@@ -60,6 +61,11 @@ def test_metric_counts_ready_and_in_flight_messages() -> None:
 
 def test_delayed_and_dead_messages_do_not_ask_for_replicas() -> None:
     assert metric_value(stats(depth=5, delayed=1000, dead=70)) == 5
+
+
+def test_a_broker_still_restoring_gives_no_figure_rather_than_a_low_one() -> None:
+    # It has read back only part of its messages: 5 of perhaps a million.
+    assert metric_value(stats(depth=5, restoring=True)) is None
 
 
 @pytest.mark.parametrize(("value", "expected"), [
