@@ -23,8 +23,10 @@ from ferry.broker.transport.connections import (
     Limited,
     usable_connections,
 )
+from ferry.broker.transport.keyring import Keyring
 from ferry.broker.transport.memory import MemoryBudget
 from ferry.broker.transport.runtime import BATCH_BYTES, BODY_TIMEOUT_S, MEMORY_BUDGET_BYTES
+from ferry.broker.transport.tokens import Grant, TokenFileError, parse_tokens
 from ferry.kit import logs
 from ferry.kit.config import DEFAULT_BROKER_PORT, add_log_level, port_number, positive_int
 from ferry.kit.serving import serve
@@ -59,9 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     p.add_argument(
         "--token-file",
-        help="file with bearer tokens, one per line (surrounding spaces ignored; a line "
-             "whose first non-blank character is # is a comment); when set, every route but "
-             "/healthz and /readyz requires `Authorization: Bearer <token>`",
+        help="file with bearer tokens, one a line: `TOKEN` (an admin token) or `TOKEN "
+             "RIGHTS[,RIGHTS] [queues=GLOB[,GLOB]] [rate=N/s]`, rights admin, publish, "
+             "consume, read (a line whose first non-blank character is # is a comment); "
+             "when set, every route but /healthz and /readyz requires `Authorization: "
+             "Bearer <token>`; a malformed line stops the broker (exit 1, naming the line)",
     )
     add_log_level(p)
     p.add_argument(
@@ -122,19 +126,24 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 10, 10)
 
 
-def read_tokens(path: str) -> frozenset[str]:
+def read_tokens(path: str) -> dict[str, Grant]:
+    """The tokens of --token-file with their grants; a bad file stops the broker here."""
     try:
-        lines = Path(path).read_text().splitlines()
+        text = Path(path).read_text()
     except OSError as e:
         raise SystemExit(f"ferry-broker: cannot read --token-file {path}: {e.strerror}") from None
-    stripped = (line.strip() for line in lines)
-    tokens = frozenset(t for t in stripped if t and not t.startswith("#"))
-    if not tokens:
+    except UnicodeDecodeError:
+        raise SystemExit(f"ferry-broker: --token-file {path} is not UTF-8 text") from None
+    try:
+        grants = parse_tokens(text)
+    except TokenFileError as e:  # names the line, never the token
+        raise SystemExit(f"ferry-broker: --token-file {path} {e}") from None
+    if not grants:
         raise SystemExit(f"ferry-broker: --token-file {path} holds no token")
-    return tokens
+    return grants
 
 
-async def run(args: argparse.Namespace, tokens: frozenset[str] | None) -> int:
+async def run(args: argparse.Namespace, tokens: dict[str, Grant] | None) -> int:
     loop = asyncio.get_running_loop()
     t0 = time.perf_counter()
     try:
@@ -146,7 +155,7 @@ async def run(args: argparse.Namespace, tokens: frozenset[str] | None) -> int:
             rt = open_runtime(args.data_dir, loop, args.log_level)
     except StoreError as e:
         raise SystemExit(f"ferry-broker: {e}") from e
-    rt.tokens = tokens
+    rt.tokens = None if tokens is None else Keyring(tokens)
     rt.batch_bytes = args.batch_bytes
     rt.memory = MemoryBudget(args.memory_budget_bytes)
     rt.body_timeout_s = args.body_timeout_seconds

@@ -88,6 +88,8 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     CONFLICT = "conflict"
     UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"  # a known token without the right (or the queue) for the request
+    RATE_LIMITED = "rate_limited"  # over the token's rate=N/s: retry after Retry-After
     UNAVAILABLE = "unavailable"
     QUEUE_FULL = "queue_full"
     # The store went away while committing the request: it may or may not have happened
@@ -110,6 +112,8 @@ STATUS_OF_CODE: dict[ErrorCode, int] = {
     ErrorCode.BAD_REQUEST: 400,
     ErrorCode.INVALID_NAME: 400,
     ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.QUEUE_NOT_FOUND: 404,
     ErrorCode.GROUP_NOT_FOUND: 404,
     ErrorCode.MESSAGE_NOT_FOUND: 404,

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from ferry.broker.cli.commands import COMMANDS, UsageError
-    from ferry.broker.client import BrokerClient, BrokerError, Unavailable
+    from ferry.broker.client import BrokerClient, BrokerError, Forbidden, RateLimited, Unavailable
 
     conn = connection(args, os.environ)
     command = COMMANDS[(args.command, getattr(args, "action", None))]
@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except BrokerError as e:
         print(f"ferry: error: {e.message} [{e.code}]", file=sys.stderr)
+        if isinstance(e, Forbidden):
+            print("ferry: the broker knows the token (--broker-token or FERRY_BROKER_TOKEN) "
+                  "but its line in the broker's token file does not grant this", file=sys.stderr)
+        elif isinstance(e, RateLimited) and e.retry_after is not None:
+            print(f"ferry: the token's request rate is spent; retry in {e.retry_after:g} s",
+                  file=sys.stderr)
         return EXIT_FAILED
     except UsageError as e:
         print(f"ferry: error: {e}", file=sys.stderr)

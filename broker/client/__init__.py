@@ -12,15 +12,23 @@ async with BrokerClient("http://127.0.0.1:7070") as client:
 
 from ferry.broker.client.api import BrokerClient
 from ferry.broker.client.consuming import Consumer, Mode
-from ferry.broker.client.errors import BrokerError, NotFound, Unavailable
+from ferry.broker.client.errors import (
+    BrokerError,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unavailable,
+)
 from ferry.broker.client.retrying import RetryPolicy
 
 __all__ = [
     "BrokerClient",
     "BrokerError",
     "Consumer",
+    "Forbidden",
     "Mode",
     "NotFound",
+    "RateLimited",
     "RetryPolicy",
     "Unavailable",
 ]

@@ -13,7 +13,12 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from ferry.broker.client.batching import batches, dedup_prefix, wire_messages, with_dedup_ids
-from ferry.broker.client.errors import BrokerError, error_from_response, unreachable
+from ferry.broker.client.errors import (
+    BrokerError,
+    error_from_response,
+    retry_after,
+    unreachable,
+)
 from ferry.broker.client.pipe import NoWebSocketError, Pipe
 from ferry.broker.client.retrying import RetryPolicy, with_retries
 from ferry.broker.models import (
@@ -444,10 +449,11 @@ class BrokerClient:
             ) as response:
                 raw = await response.read()
                 status, reason = response.status, response.reason or ""
+                wait = retry_after(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as e:
             raise unreachable(self.url, e) from e
         if status >= 300:
-            raise error_from_response(status, raw, reason)
+            raise error_from_response(status, raw, reason, wait)
         return status, raw
 
 

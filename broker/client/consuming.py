@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Literal
 import aiohttp
 from pydantic import ValidationError
 
-from ferry.broker.client.errors import BrokerError, error_from_response, is_retryable, unreachable
+from ferry.broker.client.errors import (
+    BrokerError,
+    error_from_response,
+    is_retryable,
+    retry_after,
+    unreachable,
+)
 from ferry.broker.client.leases import Leases
 from ferry.broker.client.pipe import NoWebSocketError, Pipe
 from ferry.broker.client.sse import EventParser
@@ -367,7 +373,8 @@ class Consumer:
         try:
             async with self._client.session().get(url, params=params, timeout=timeout) as resp:
                 if resp.status >= 300:
-                    raise error_from_response(resp.status, await resp.read(), resp.reason or "")
+                    raise error_from_response(resp.status, await resp.read(), resp.reason or "",
+                                              retry_after(resp.headers.get("Retry-After")))
                 connected()
                 parser = EventParser()
                 async for line in resp.content:

@@ -32,7 +32,25 @@ class Unavailable(BrokerError):  # noqa: N818 - the contract's name
     """The broker could not be reached or kept failing after every retry."""
 
 
-def error_for(status: int | None, detail: ErrorDetail) -> BrokerError:
+class Forbidden(BrokerError):  # noqa: N818 - named for its status, like NotFound
+    """The token lacks the right for this call, or its queues= globs miss the queue."""
+
+
+class RateLimited(BrokerError):  # noqa: N818 - named for its code, like NotFound
+    """Over the token's request rate (rate=N/s); `retry_after` says when to come back.
+
+    Not retried by the client: like every 4xx (a full queue's 429 too) it is the
+    caller's to handle, and a retry loop would only spend the token's rate.
+    """
+
+    def __init__(self, status: int, code: ErrorCode | str, message: str,
+                 retry_after: float | None = None) -> None:
+        super().__init__(status, code, message)
+        self.retry_after = retry_after
+
+
+def error_for(status: int | None, detail: ErrorDetail,
+              retry_after: float | None = None) -> BrokerError:
     """The exception for an error the server answered with; `status` is None on WebSocket."""
     if status is None:
         status = STATUS_OF_CODE.get(detail.code, 400)
@@ -40,10 +58,23 @@ def error_for(status: int | None, detail: ErrorDetail) -> BrokerError:
         return NotFound(status, detail.code, detail.message)
     if status == 503 or detail.code == ErrorCode.UNAVAILABLE:
         return Unavailable(status, detail.code, detail.message)
+    if detail.code == ErrorCode.FORBIDDEN:
+        return Forbidden(status, detail.code, detail.message)
+    if detail.code == ErrorCode.RATE_LIMITED:
+        return RateLimited(status, detail.code, detail.message, retry_after)
     return BrokerError(status, detail.code, detail.message)
 
 
-def error_from_response(status: int, body: bytes, reason: str = "") -> BrokerError:
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header's seconds (None: absent, or an HTTP date Ferry never sends)."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def error_from_response(status: int, body: bytes, reason: str = "",
+                        retry_after_s: float | None = None) -> BrokerError:
     """Translate a non-2xx answer; a body that is not Ferry's error shape still gives a message."""
     try:
         detail = ErrorBody.model_validate_json(body).error
@@ -51,7 +82,7 @@ def error_from_response(status: int, body: bytes, reason: str = "") -> BrokerErr
         text = body.decode("utf-8", "replace").strip()[:200] or reason or "no error body"
         fallback = ErrorCode.UNAVAILABLE if status >= 500 else ErrorCode.BAD_REQUEST
         detail = ErrorDetail(code=fallback, message=f"HTTP {status}: {text}")
-    return error_for(status, detail)
+    return error_for(status, detail, retry_after_s)
 
 
 def unreachable(url: str, cause: BaseException) -> Unavailable:

@@ -17,8 +17,15 @@ from typing import Annotated
 import aiohttp
 from pydantic import Field, TypeAdapter, ValidationError
 
-from ferry.broker.client.errors import BrokerError, error_for, unreachable
-from ferry.broker.models import Delivery, ErrorCode, WsDeliver, WsReply, WsUnsubscribe
+from ferry.broker.client.errors import BrokerError, error_for, retry_after, unreachable
+from ferry.broker.models import (
+    Delivery,
+    ErrorCode,
+    ErrorDetail,
+    WsDeliver,
+    WsReply,
+    WsUnsubscribe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +76,12 @@ class Pipe:
                 raise NoWebSocketError(
                     e.status, ErrorCode.BAD_REQUEST, "broker has no /v1/ws"
                 ) from e
-            raise BrokerError(e.status, _handshake_code(e.status), f"WebSocket refused: {e}") from e
+            code = _handshake_code(e.status)
+            if code in (ErrorCode.FORBIDDEN, ErrorCode.RATE_LIMITED):
+                wait = retry_after(e.headers.get("Retry-After") if e.headers else None)
+                raise error_for(e.status, ErrorDetail(code=code, message=f"WebSocket refused: {e}"),
+                                wait) from e
+            raise BrokerError(e.status, code, f"WebSocket refused: {e}") from e
         except (aiohttp.ClientError, TimeoutError) as e:
             raise unreachable(url, e) from e
         return cls(ws, url, reply_s)
@@ -183,9 +195,13 @@ class Pipe:
                 on_deliver(frame.messages)
 
 
+_HANDSHAKE_CODES = {401: ErrorCode.UNAUTHORIZED, 403: ErrorCode.FORBIDDEN,
+                    429: ErrorCode.RATE_LIMITED}
+
+
 def _handshake_code(status: int) -> ErrorCode:
-    if status == 401:
-        return ErrorCode.UNAUTHORIZED
+    if status in _HANDSHAKE_CODES:
+        return _HANDSHAKE_CODES[status]
     return ErrorCode.UNAVAILABLE if status >= 500 else ErrorCode.BAD_REQUEST
 
 

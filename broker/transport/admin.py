@@ -9,7 +9,9 @@ from aiohttp import web
 
 from ferry.broker.models import MAX_WAIT_MS, GroupSettings, QueueSettings, parse
 from ferry.broker.transport.encoding import encode_list
+from ferry.broker.transport.rights import grant_of
 from ferry.broker.transport.runtime import RUNTIME, Runtime, in_chunks, now_ms, queue_key
+from ferry.broker.transport.tokens import Grant
 from ferry.broker.transport.views import (
     group_stats,
     int_query,
@@ -40,14 +42,16 @@ async def list_queues(request: web.Request) -> web.Response:
 
     10,000 queues took 0.5-0.8 s in one piece, with the event loop blocked all along.
     """
-    return raw_json(encode_list(b"queues", await every_queue_stats(request.app[RUNTIME],
-                                                                    now_ms())))
+    return raw_json(encode_list(b"queues", await every_queue_stats(
+        request.app[RUNTIME], now_ms(), grant_of(request))))
 
 
-async def every_queue_stats(rt: Runtime, now: int) -> list[bytes]:
-    """Each queue's stats as JSON, by name (the list and the stats stream)."""
+async def every_queue_stats(rt: Runtime, now: int, grant: Grant | None = None) -> list[bytes]:
+    """Each queue's stats as JSON, by name (the list and the stats stream); with a token's
+    grant, only the queues it covers (queues=)."""
+    names = sorted(n for n in rt.core.queues if grant is None or grant.covers(n))
     return [orjson.dumps(queue_stats(q, now).model_dump(mode="json"))
-            async for q in in_chunks(rt, sorted(rt.core.queues))]
+            async for q in in_chunks(rt, names)]
 
 
 @routes.get("/v1/queues/{queue}")

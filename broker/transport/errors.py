@@ -26,10 +26,11 @@ _HTTP_CODES = {
 
 
 class ApiError(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, for a Retry-After header
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -44,8 +45,9 @@ def error_body(code: ErrorCode, message: str) -> bytes:
 RETRY_AFTER_SECONDS = {ErrorCode.QUEUE_FULL: 1, ErrorCode.UNAVAILABLE: RETRY_AFTER_S}
 
 
-def error_response(code: ErrorCode, message: str, status: int | None = None) -> web.Response:
-    retry = RETRY_AFTER_SECONDS.get(code)
+def error_response(code: ErrorCode, message: str, status: int | None = None,
+                   retry_after: int | None = None) -> web.Response:
+    retry = RETRY_AFTER_SECONDS.get(code) if retry_after is None else retry_after
     return web.Response(
         body=error_body(code, message), status=status or STATUS_OF_CODE[code],
         content_type="application/json",
@@ -79,7 +81,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except ApiError as e:
-        return error_response(e.code, e.message)
+        return error_response(e.code, e.message, retry_after=e.retry_after)
     except CoreError as e:
         return error_response(e.code, e.message)
     except ValidationError as e:

@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ferry.broker.core import GroupFigures
+from ferry.broker.models import ErrorCode
 from ferry.broker.transport.runtime import RUNTIME, Runtime, in_chunks, now_ms
 from ferry.kit.health import request_metrics
 
@@ -141,7 +142,26 @@ def install(app: web.Application, rt: Runtime) -> None:
     app.middlewares.append(request_metrics(
         registry, "ferry_http",
         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 60)))
+    if rt.tokens is not None:
+        registry.register(RefusalCollector(rt))
     app.router.add_get("/metrics", metrics)
+
+
+class RefusalCollector(Collector):
+    """Requests refused by the token check, per reason (never per token: no secret in a
+    label, and no label per token either)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def collect(self) -> Iterator[Metric]:
+        refused = CounterMetricFamily(
+            "ferry_auth_refusals", "requests and WebSocket frames refused: unauthorized (401), "
+            "forbidden (403), rate_limited (429)", labels=["reason"])
+        counts = self.rt.tokens.refusals if self.rt.tokens is not None else {}
+        for reason in (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.RATE_LIMITED):
+            refused.add_metric([reason.value], counts.get(reason, 0))
+        yield refused
 
 
 async def metrics(request: web.Request) -> web.Response:

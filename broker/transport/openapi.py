@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from ferry.broker import models as m
 from ferry.broker.transport import console, watching
+from ferry.broker.transport.rights import ADMIN, ROUTE_RIGHTS
 
 routes = web.RouteTableDef()
 OPENAPI = web.AppKey("openapi_json", bytes)
@@ -197,6 +198,21 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
     return ops
 
 
+def _refusals(ops: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """The token check's answers (auth.py): 401, 429 (the token's rate) and, where the
+    route needs a right (rights.ROUTE_RIGHTS), 403."""
+    error = _ref(m.ErrorBody)
+    for (method, path), op in ops.items():
+        if op.get("security") == []:  # health: open
+            continue
+        answers = {"401": _json(error, "no bearer token, or one the broker does not know"),
+                   "429": _json(error, "over the token's rate (rate=N/s); see Retry-After")}
+        if ROUTE_RIGHTS.get((method.upper(), path), ADMIN):
+            answers["403"] = _json(error, "the token lacks the right, or its queues= globs "
+                                          "do not match the queue")
+        op["responses"] = {**op["responses"], **dict(sorted(answers.items()))}
+
+
 def document(router: web.UrlDispatcher, auth: bool = False) -> dict[str, Any]:
     """The OpenAPI document of the router's routes.
 
@@ -204,6 +220,8 @@ def document(router: web.UrlDispatcher, auth: bool = False) -> dict[str, Any]:
     RuntimeError when a served route has no description here or the reverse.
     """
     ops = _operations()
+    if auth:
+        _refusals(ops)
     routes_ = served(router)
     if set(routes_) != ops.keys():
         raise RuntimeError(

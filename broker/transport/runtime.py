@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ferry.broker.core import ROW_ID, ROW_PAYLOAD, Broker, Incoming, Kind, Leased, Queue, rowid
 from ferry.broker.store import CHUNK, Engine
+from ferry.broker.transport.keyring import Keyring
 from ferry.broker.transport.memory import MemoryBudget
 from ferry.broker.transport.signals import Signals
 
@@ -58,7 +59,7 @@ class Runtime:
     core: Broker
     store: Engine
     role: Role = Role.LEADER
-    tokens: frozenset[str] | None = None
+    tokens: Keyring | None = None  # --token-file
     batch_bytes: int = BATCH_BYTES
     body_timeout_s: float = BODY_TIMEOUT_S
     memory: MemoryBudget = field(default_factory=lambda: MemoryBudget(MEMORY_BUDGET_BYTES))

@@ -36,8 +36,10 @@ from ferry.broker.transport.errors import ApiError, describe, store_error
 from ferry.broker.transport.leases import LeaseBook
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
 from ferry.broker.transport.messaging import ids_json, incoming, settle_now
+from ferry.broker.transport.rights import check_frame, grant_of
 from ferry.broker.transport.runtime import RUNTIME, Runtime
 from ferry.broker.transport.streaming import push_ready, wait_for_room_or_messages
+from ferry.broker.transport.tokens import Grant
 
 log = logging.getLogger("ferry.broker.transport")
 routes = web.RouteTableDef()
@@ -69,9 +71,11 @@ class Subscription:
 
 
 class Connection:
-    def __init__(self, rt: Runtime, ws: web.WebSocketResponse) -> None:
+    def __init__(self, rt: Runtime, ws: web.WebSocketResponse, grant: Grant | None = None
+                 ) -> None:
         self.rt = rt
         self.ws = ws
+        self.grant = grant  # the handshake's token: each frame is checked against it
         # Frames to send, each with the memory it holds until sent (a pushed batch).
         self.outbox: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
         self.subs: dict[int, Subscription] = {}
@@ -149,6 +153,7 @@ class Connection:
     def dispatch(self, frame: WsFrame, held: int = 0) -> None:
         fut: asyncio.Future[None] | None = None
         try:
+            check_frame(self.rt, self.grant, frame)
             if isinstance(frame, WsPublish):
                 fut = self._publish(frame)
             elif isinstance(frame, WsSettle):
@@ -319,7 +324,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     try:
-        await Connection(rt, ws).run()
+        await Connection(rt, ws, grant_of(request)).run()
     except StoreError:  # pragma: no cover - replies carry store errors; nothing to add
         log.exception("websocket store failure")
     finally:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ferry.broker.transport.admin import every_queue_stats
 from ferry.broker.transport.encoding import encode_list
+from ferry.broker.transport.rights import grant_of
 from ferry.broker.transport.runtime import RUNTIME, now_ms
 from ferry.broker.transport.streaming import SSE_HEADERS, client_gone
 from ferry.broker.transport.views import int_query
@@ -38,7 +39,7 @@ async def stats_stream(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(ConnectionError):
         while not rt.draining and not client_gone(request):
             now = now_ms()
-            queues = encode_list(b"queues", await every_queue_stats(rt, now))
+            queues = encode_list(b"queues", await every_queue_stats(rt, now, grant_of(request)))
             # {"at_ms":N,"queues":[...]}: the list's object with at_ms spliced in first
             await resp.write(b'event: stats\ndata: {"at_ms":%d,%b\n\n' % (now, queues[1:]))
             await rt.signals.wait((_NEVER,), interval_ms / 1000)

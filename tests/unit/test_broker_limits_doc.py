@@ -24,4 +24,4 @@ def test_the_documented_bounds_are_the_models_bounds() -> None:
 def test_token_file_comments_may_be_indented(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     path.write_text("# operators\n  # rotated 2026-11: old-secret\n\tnew-secret  \n\n")
-    assert read_tokens(str(path)) == frozenset({"new-secret"})
+    assert set(read_tokens(str(path))) == {"new-secret"}

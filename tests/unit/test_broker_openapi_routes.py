@@ -10,6 +10,8 @@ from aiohttp import web
 
 from ferry.broker.store.postgres import PgStore
 from ferry.broker.transport import app, openapi
+from ferry.broker.transport.keyring import Keyring
+from ferry.broker.transport.tokens import parse_tokens
 
 pytestmark = pytest.mark.unit
 
@@ -18,7 +20,7 @@ def _app(auth: bool = False) -> web.Application:
     """The broker's real application; the store is never connected (only routes are read)."""
     rt = app.standby_runtime(PgStore("postgresql://127.0.0.1:9/unused"))
     if auth:
-        rt.tokens = frozenset({"t"})
+        rt.tokens = Keyring(parse_tokens("t"))
     return app.build_app(rt)
 
 
@@ -31,6 +33,11 @@ def test_the_document_lists_exactly_the_routes_the_app_serves(auth: bool) -> Non
     assert ("get", "/metrics") in documented  # added by metrics.install, outside the tables
     assert ("get", "/v1/queues/{queue}/groups/{group}/stream") in documented
     assert ("security" in doc) is auth
+    publish = doc["paths"]["/v1/queues/{queue}/messages"]["post"]["responses"]
+    assert {"401", "403", "429"} <= publish.keys() if auth else "403" not in publish
+    metrics = doc["paths"]["/metrics"]["get"]["responses"]
+    assert ("429" in metrics and "403" not in metrics) if auth else "429" not in metrics
+    assert "429" not in doc["paths"]["/healthz"]["get"]["responses"]
 
 
 async def _new(request: web.Request) -> web.Response:

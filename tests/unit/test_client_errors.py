@@ -2,8 +2,8 @@
 
 import pytest
 
-from ferry.broker.client import BrokerError, NotFound, Unavailable
-from ferry.broker.client.errors import error_for, error_from_response, is_retryable
+from ferry.broker.client import BrokerError, Forbidden, NotFound, RateLimited, Unavailable
+from ferry.broker.client.errors import error_for, error_from_response, is_retryable, retry_after
 from ferry.broker.models import ErrorBody, ErrorCode, ErrorDetail
 
 pytestmark = pytest.mark.unit
@@ -51,6 +51,9 @@ def test_a_body_that_is_not_fetrys_error_shape_still_gives_a_message() -> None:
         (ErrorCode.UNAVAILABLE, Unavailable, 503),
         (ErrorCode.PAYLOAD_TOO_LARGE, BrokerError, 413),
         (ErrorCode.BAD_REQUEST, BrokerError, 400),
+        (ErrorCode.FORBIDDEN, Forbidden, 403),
+        (ErrorCode.RATE_LIMITED, RateLimited, 429),
+        (ErrorCode.QUEUE_FULL, BrokerError, 429),
     ],
 )
 def test_websocket_errors_get_the_status_http_would_have(
@@ -59,3 +62,13 @@ def test_websocket_errors_get_the_status_http_would_have(
     error = error_for(None, ErrorDetail(code=code, message="m"))
     assert type(error) is kind
     assert error.status == status
+
+
+def test_403_and_429_are_final_and_429_keeps_retry_after() -> None:
+    forbidden = error_from_response(403, _body(ErrorCode.FORBIDDEN, "needs publish"))
+    assert isinstance(forbidden, Forbidden) and not is_retryable(forbidden)
+    limited = error_from_response(429, _body(ErrorCode.RATE_LIMITED, "slow down"),
+                                  retry_after_s=retry_after("2"))
+    assert isinstance(limited, RateLimited) and not is_retryable(limited)
+    assert limited.retry_after == 2.0
+    assert retry_after(None) is None and retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
