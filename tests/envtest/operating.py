@@ -51,6 +51,12 @@ def condition(obj: dict[str, Any] | None, kind: str) -> tuple[str, str] | None:
     return None
 
 
+def reconciled(plane: Any, namespace: str, kind: str, name: str) -> bool:
+    """Ready after a pass that reached the broker: for a ConsumerGroup, the group exists
+    there (status.endpoint alone says only which broker serves its queue)."""
+    return condition(get(plane, namespace, kind, name), "Ready") == ("True", "Reconciled")
+
+
 def events(plane: Any, namespace: str, name: str) -> list[tuple[str, str, str]]:
     found = plane.kubectl_json("get", "events", "-n", namespace,
                                "--field-selector", f"involvedObject.name={name}")
@@ -66,13 +72,11 @@ def queue_and_group_at_zero(plane: Any, namespace: str, eventually: Callable[...
     listings of new CRDs may answer 429 and retry in either order, so the order is forced.
     """
     apply(plane, namespace, cr("Queue", queue, {}))
-    eventually(lambda: condition(get(plane, namespace, "queue", queue), "Ready")
-               == ("True", "Reconciled"), "the queue is on its broker")
+    eventually(lambda: reconciled(plane, namespace, "queue", queue), "the queue is on its broker")
     apply(plane, namespace, cr("ConsumerGroup", group, {
         "queue": queue, "autoscaling": {"target": {"name": group}, "minReplicas": 0,
                                         "maxReplicas": 3}}))
-    eventually(lambda: condition(get(plane, namespace, "cg", group), "Ready")
-               == ("True", "Reconciled"), "the group is on its broker")
+    eventually(lambda: reconciled(plane, namespace, "cg", group), "the group is on its broker")
 
 
 def workload(namespace: str, name: str, replicas: int = 1) -> dict[str, Any]:

@@ -18,7 +18,16 @@ from typing import Any
 
 import pytest
 from fixtures.broker_process import BrokerProcess
-from operating import apply, collectors, cr, on_broker, publish, telemetry_rows, workload
+from operating import (
+    apply,
+    collectors,
+    cr,
+    on_broker,
+    publish,
+    reconciled,
+    telemetry_rows,
+    workload,
+)
 from testsupport.repeating import repeating
 
 from ferry.broker.models import GroupStats
@@ -34,9 +43,6 @@ def _pods(plane: Any, namespace: str) -> dict[str, dict[str, Any]]:
             if not p["metadata"].get("deletionTimestamp")}
 
 
-@pytest.mark.quarantine(reason="failed in a full make test on 2026-11-30 about a second "
-                        "after its operator started (before any reconcile; its output was "
-                        "not kept), passed in the two full runs before; issue 16")
 def test_a_scale_in_removes_idle_consumers_first(
         control_plane: Any, namespace: str, broker: BrokerProcess, run_operator: Any,
         eventually: Callable[..., Any]) -> None:
@@ -51,8 +57,8 @@ def test_a_scale_in_removes_idle_consumers_first(
     pods = sorted(eventually(lambda: _pods(control_plane, namespace)
                              if len(_pods(control_plane, namespace)) == 4 else None,
                              "the Deployment's 4 pods exist"))
-    eventually(lambda: (control_plane.kubectl_json("get", "cg", CONSUMERS, "-n", namespace)
-                        .get("status") or {}).get("endpoint"), "the group is on its broker")
+    eventually(lambda: reconciled(control_plane, namespace, "cg", CONSUMERS),
+               "the group is on its broker")
 
     # Three consumers hold 3, 2 and 1 leases; the fourth pod's consumer holds none.
     publish(broker.url, QUEUE, 6)
@@ -98,8 +104,8 @@ def test_consumers_told_to_stop_finish_their_leases_so_a_scale_in_redelivers_not
         "queue": QUEUE, "visibilityTimeout": "10m",
         "autoscaling": {"provider": "Ferry", "target": {"name": CONSUMERS},
                         "minReplicas": 1, "maxReplicas": 4}}))
-    eventually(lambda: (control_plane.kubectl_json("get", "cg", CONSUMERS, "-n", namespace)
-                        .get("status") or {}).get("endpoint"), "the group is on its broker")
+    eventually(lambda: reconciled(control_plane, namespace, "cg", CONSUMERS),
+               "the group is on its broker")
     process_kubelet()
     deployment = collectors(namespace, CONSUMERS, broker.url, QUEUE, replicas=4, hold=True)
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(deployment))
