@@ -26,7 +26,7 @@ from ferry.broker.transport.connections import (
 from ferry.broker.transport.keyring import Keyring
 from ferry.broker.transport.memory import MemoryBudget
 from ferry.broker.transport.runtime import BATCH_BYTES, BODY_TIMEOUT_S, MEMORY_BUDGET_BYTES
-from ferry.broker.transport.tokens import Grant, TokenFileError, parse_tokens
+from ferry.broker.transport.tokens import Grant, TokenFileError, parse_token_files
 from ferry.kit import logs
 from ferry.kit.config import DEFAULT_BROKER_PORT, add_log_level, port_number, positive_int
 from ferry.kit.serving import serve
@@ -61,7 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     p.add_argument(
         "--token-file",
-        help="file with bearer tokens, one a line: `TOKEN` (an admin token) or `TOKEN "
+        help="file (or directory of files, e.g. a mounted Secret) with bearer tokens, one "
+             "a line: `TOKEN` (an admin token) or `TOKEN "
              "RIGHTS[,RIGHTS] [queues=GLOB[,GLOB]] [rate=N/s]`, rights admin, publish, "
              "consume, read (a line whose first non-blank character is # is a comment); "
              "when set, every route but /healthz and /readyz requires `Authorization: "
@@ -127,17 +128,24 @@ def tune_gc() -> None:
 
 
 def read_tokens(path: str) -> dict[str, Grant]:
-    """The tokens of --token-file with their grants; a bad file stops the broker here."""
+    """The tokens of --token-file with their grants; a bad file stops the broker here.
+
+    A directory is read file by file in name order (not names starting with a dot): a
+    Kubernetes Secret mounted whole, one token file per key.
+    """
+    where = Path(path)
     try:
-        text = Path(path).read_text()
+        files = sorted(p for p in where.iterdir() if not p.name.startswith(".")
+                       and p.is_file()) if where.is_dir() else [where]
+        texts = [("" if f == where else f.name, f.read_text()) for f in files]
     except OSError as e:
         raise SystemExit(f"ferry-broker: cannot read --token-file {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise SystemExit(f"ferry-broker: --token-file {path} is not UTF-8 text") from None
     try:
-        grants = parse_tokens(text)
+        grants = parse_token_files(texts)
     except TokenFileError as e:  # names the line, never the token
-        raise SystemExit(f"ferry-broker: --token-file {path} {e}") from None
+        raise SystemExit(f"ferry-broker: --token-file {path}: {e}") from None
     if not grants:
         raise SystemExit(f"ferry-broker: --token-file {path} holds no token")
     return grants

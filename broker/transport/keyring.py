@@ -3,7 +3,7 @@
 A presented token is looked up in constant time: its SHA-256 is compared with every
 configured token's (hmac.compare_digest, no early exit), so neither the time taken nor
 a length difference tells which token, if any, matched. Tokens are kept only as
-digests and named by their line in the file, never by their text.
+digests and named by their line in the file (rights.Grant.where), never by their text.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Keyring:
 
     def __init__(self, grants: Mapping[str, Grant]) -> None:
         self._digests = [(_digest(token), grant) for token, grant in grants.items()]
-        self._buckets = {grant.line: Bucket.full(grant.rate, time.monotonic())
+        self._buckets = {grant.where: Bucket.full(grant.rate, time.monotonic())
                          for grant in grants.values() if grant.rate is not None}
         self.refusals: Counter[ErrorCode] = Counter()
 
@@ -44,13 +44,13 @@ class Keyring:
 
     def charge(self, grant: Grant, now: float) -> ApiError | None:
         """Take one request from the token's rate (`now`: monotonic seconds); the 429."""
-        bucket = self._buckets.get(grant.line)
+        bucket = self._buckets.get(grant.where)
         wait = 0.0 if bucket is None else bucket.take(now)
         if wait <= 0.0:
             return None
         self.refusals[ErrorCode.RATE_LIMITED] += 1
         return ApiError(ErrorCode.RATE_LIMITED,
-                        f"the token of line {grant.line} of the token file is limited to "
+                        f"the token on {grant.where} of --token-file is limited to "
                         f"{grant.rate} requests per second; retry in {wait:.3f} s",
                         retry_after=max(1, math.ceil(wait)))
 
@@ -65,7 +65,7 @@ class Keyring:
         why = ("" if queue is None or grant.covers(queue)
                else " (its queues= globs do not match this queue)")
         return ApiError(ErrorCode.FORBIDDEN,
-                        f"the token of line {grant.line} of the token file may not do this"
+                        f"the token on {grant.where} of --token-file may not do this"
                         f"{where}: it needs the right {need}{why}")
 
     def check(self, grant: Grant, rights: frozenset[Right], queue: str | None,

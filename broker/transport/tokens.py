@@ -16,7 +16,7 @@ otherwise end up in the broker's log.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from fnmatch import fnmatchcase
 
@@ -45,6 +45,12 @@ class Grant:
     queues: tuple[str, ...] | None = None  # globs; None: every queue
     rate: int | None = None  # requests per second; None: unlimited
     line: int = 0
+    file: str = ""  # which file of a --token-file directory ("": the one file)
+
+    @property
+    def where(self) -> str:
+        """The token's place in the token file(s): how messages name it."""
+        return (f"{self.file} " if self.file else "") + f"line {self.line}"
 
     @property
     def admin(self) -> bool:
@@ -63,28 +69,36 @@ class Grant:
 
 
 class TokenFileError(ValueError):
-    def __init__(self, line: int, reason: str) -> None:
-        super().__init__(f"line {line}: {reason}")
+    def __init__(self, line: int, reason: str, file: str = "") -> None:
+        super().__init__(f"{file + ' ' if file else ''}line {line}: {reason}")
         self.line = line
         self.reason = reason
 
 
-def parse_tokens(text: str) -> dict[str, Grant]:
+def parse_tokens(text: str, file: str = "") -> dict[str, Grant]:
     """Every token of a token file with its grant; TokenFileError on the first bad line.
 
     Blank lines and lines whose first non-blank character is `#` are skipped.
     """
+    return parse_token_files([(file, text)])
+
+
+def parse_token_files(files: list[tuple[str, str]]) -> dict[str, Grant]:
+    """The tokens of several files (name, text), e.g. the keys of a Kubernetes Secret
+    mounted as a directory: one token may appear once in all of them."""
     grants: dict[str, Grant] = {}
-    lines: dict[str, int] = {}
-    for n, raw in enumerate(text.splitlines(), start=1):
-        fields = raw.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        token = fields[0]
-        if token in grants:
-            raise TokenFileError(n, f"repeats the token of line {lines[token]}")
-        grants[token] = parse_grant(fields[1:], n)
-        lines[token] = n
+    for file, text in files:
+        for n, raw in enumerate(text.splitlines(), start=1):
+            fields = raw.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            token = fields[0]
+            if token in grants:
+                raise TokenFileError(n, f"repeats the token of {grants[token].where}", file)
+            try:
+                grants[token] = replace(parse_grant(fields[1:], n), file=file)
+            except TokenFileError as e:
+                raise TokenFileError(n, e.reason, file) from None
     return grants
 
 

@@ -201,7 +201,7 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str],
         # Flags, not env: the engine's store and, with postgres, the queue set (schema).
         "args": (["--postgres-schema", postgres_schema(owner, spec)] if replicated
                  else ["--data-dir", DATA_DIR]) + [
-            "--port", str(BROKER_PORT), "--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}"],
+            "--port", str(BROKER_PORT), "--token-file", TOKEN_DIR],
         "ports": [{"name": "http", "containerPort": BROKER_PORT}],
         "readinessProbe": http_probe("/readyz", 5),
         "livenessProbe": http_probe("/healthz", 10),
@@ -209,9 +209,9 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str],
         "securityContext": container_security(),
         "volumeMounts": mounts,
     }
-    volumes = [{"name": "token", "secret": {
-        "secretName": token_secret_name(owner.name),
-        "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}}]
+    # The whole Secret, a file per key, read as one token file: `token` (the operator's
+    # own, admin) and any key a user adds, e.g. `tokens` with scoped lines (docs/broker.md).
+    volumes = [{"name": "token", "secret": {"secretName": token_secret_name(owner.name)}}]
     pod_spec: Manifest = {"terminationGracePeriodSeconds": 30, "containers": [container],
                           "volumes": volumes}
     set_spec: Manifest = {"serviceName": f"{name}-headless", "selector": selector}

@@ -103,7 +103,10 @@ def _mounts(spec: Mapping[str, Any], container: Mapping[str, Any], pod: str,
         elif "configMap" in volume or "secret" in volume:
             source = volume.get("configMap") or volume["secret"]
             store = node.config_maps if "configMap" in volume else node.secrets
-            data = store.get(source.get("name") or source.get("secretName") or "", {})
+            name = source.get("name") or source.get("secretName") or ""
+            if name not in store and not source.get("optional"):  # as a kubelet: wait for it
+                raise MissingReferenceError(f"volume {mount['name']}: no {source} yet")
+            data = store.get(name, {})
             items = source.get("items") or [{"key": k, "path": k} for k in data]
             for item in items:
                 if item["key"] not in data:

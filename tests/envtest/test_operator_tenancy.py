@@ -2,8 +2,8 @@
 connection Secret, and status never echoes what a remote end says.
 
 The token test runs the broker pod itself through the process kubelet: the broker reads
-its token file from the Secret volume the operator mounted, and the operator talks to it
-with the token from that Secret.
+its token files from the Secret volume the operator mounted (scoped tokens in a key added
+to it), and the operator talks to it with the token from that Secret.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import base64
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -25,16 +25,26 @@ from ferry.broker.client import BrokerClient, BrokerError
 pytestmark = pytest.mark.envtest
 
 
-def _call(url: str, token: str | None) -> int:
-    """HTTP status of listing the broker's queues with this token (200 or the refusal)."""
+def _status(url: str, token: str | None, call: Callable[[BrokerClient], Awaitable[Any]]) -> int:
+    """HTTP status of one call with this token (200 or the refusal; 0: no answer)."""
     async def run() -> int:
         async with BrokerClient(url, token=token, retries=1, timeout=10) as client:
             try:
-                await client.list_queues()
+                await call(client)
             except BrokerError as e:
                 return e.status
             return 200
     return asyncio.run(run())
+
+
+def _call(url: str, token: str | None) -> int:
+    """HTTP status of listing the broker's queues with this token."""
+    return _status(url, token, lambda client: client.list_queues())
+
+
+def _create(url: str, token: str) -> int:
+    """HTTP status of creating a queue with this token."""
+    return _status(url, token, lambda client: client.put_queue("elsewhere"))
 
 
 def test_a_managed_broker_requires_the_token_from_its_secret(
@@ -58,6 +68,14 @@ def test_a_managed_broker_requires_the_token_from_its_secret(
     assert _call(url, None) == 401
     assert _call(url, "not-the-token") == 401
     assert _call(url, token) == 200
+    # Scoped tokens: a key added to the same Secret, read when the broker pod starts again.
+    control_plane.kubectl("patch", "secret", "-n", namespace, "orders-broker-token", "-p",
+                          json.dumps({"stringData": {"tokens": "r3ader read queues=orders\n"}}))
+    control_plane.kubectl("delete", "pod", "-n", namespace, "orders-broker-0", "--wait=false")
+    eventually(lambda: _call(url, "r3ader") == 200, "the broker to take the Secret's new key",
+               timeout=180)
+    assert _create(url, "r3ader") == 403  # read only
+    assert _call(url, token) == 200  # the operator's own token is still admin
 
 
 def test_external_brokers_only_from_permitted_namespaces(

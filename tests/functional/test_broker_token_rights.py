@@ -202,5 +202,28 @@ def test_a_malformed_token_file_stops_the_broker_naming_the_line(
     b = BrokerProcess(tmp_path / "d", tmp_path / "log", "--token-file", str(path))
     with pytest.raises(RuntimeError, match=r"ferry-broker exited 1") as failed:
         b.start()
-    assert f"--token-file {path} line {line}:" in str(failed.value)
+    assert f"--token-file {path}: line {line}:" in str(failed.value)
     assert "secret-in-line" not in str(failed.value)
+
+
+async def test_a_directory_is_read_like_a_mounted_secret(
+    broker_factory: Callable[..., BrokerProcess], tmp_path: Path
+) -> None:
+    """The operator mounts the broker's Secret whole: a key per file, behind ..data links."""
+    secret = tmp_path / "secret"
+    data = secret / "..2026_11_30_23_00_00.000000001"
+    data.mkdir(parents=True)
+    (data / "token").write_text(ADMIN)  # the operator's own token: admin
+    (data / "tokens").write_text(f"{PUBLISHER} publish queues=orders-*\n")
+    (secret / "..data").symlink_to(data.name)
+    for key in ("token", "tokens"):
+        (secret / key).symlink_to(f"..data/{key}")
+    b = broker_factory("--token-file", str(secret))
+    async with aiohttp.ClientSession() as s:
+        api = Api(s, b.url)
+        assert (await api.call("PUT", "/v1/queues/orders-eu", {}, headers=bearer(ADMIN)))[0] == 201
+        status, doc = await api.call("PUT", "/v1/queues/orders-us", {}, headers=bearer(PUBLISHER))
+        assert status == 403 and "tokens line 1" in doc["error"]["message"]
+        status, _ = await api.call("POST", "/v1/queues/orders-eu/messages",
+                                   {"messages": [{"body": 1}]}, headers=bearer(PUBLISHER))
+        assert status == 200

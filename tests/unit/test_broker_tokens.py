@@ -15,6 +15,7 @@ from ferry.broker.transport.tokens import (
     Grant,
     Right,
     TokenFileError,
+    parse_token_files,
     parse_tokens,
 )
 
@@ -62,6 +63,15 @@ def test_a_malformed_line_is_named_by_number_never_by_its_text(
     assert bad.value.line == line
     assert reason in str(bad.value)
     assert SECRET not in str(bad.value) and f"line {line}:" in str(bad.value)
+
+
+def test_the_files_of_a_directory_are_one_token_file() -> None:
+    grants = parse_token_files([("token", "op3rator\n"), ("tokens", "p publish rate=5/s\n")])
+    assert grants["op3rator"].where == "token line 1" and grants["p"].where == "tokens line 1"
+    with pytest.raises(TokenFileError, match=r"^tokens line 2: repeats the token of token line 1"):
+        parse_token_files([("token", f"{SECRET}\n"), ("tokens", f"# x\n{SECRET} read\n")])
+    with pytest.raises(TokenFileError, match=r"^tokens line 1: the field after"):
+        parse_token_files([("token", "a\n"), ("tokens", f"{SECRET} bogus\n")])
 
 
 def test_admin_holds_every_right_on_every_queue() -> None:

@@ -100,8 +100,9 @@ def test_a_secret_not_created_yet_is_waited_for_not_refused(tmp_path: Path) -> N
     env = {"name": "T", "valueFrom": {"secretKeyRef": {"name": "later", "key": "token"}}}
     volume = {"name": "v", "secret": {"secretName": "later",
                                       "items": [{"key": "token", "path": "token"}]}}
-    for container, volumes in (({"env": [env]}, []),
-                               ({"volumeMounts": [{"name": "v", "mountPath": "/t"}]}, [volume])):
+    whole = {"name": "v", "secret": {"secretName": "later"}}
+    mounted = {"volumeMounts": [{"name": "v", "mountPath": "/t"}]}
+    for container, volumes in (({"env": [env]}, []), (mounted, [volume]), (mounted, [whole])):
         template = {"spec": {"volumes": volumes, "containers": [
             {"name": "c", "command": ["run"], **container}]}}
         with pytest.raises(MissingReferenceError):
@@ -118,5 +119,5 @@ def test_the_broker_reads_its_token_from_the_secret_volume(tmp_path: Path) -> No
         "claimName": "data-gpu-telemetry-broker-0"}})
     pod = local_pod(template, workload="gpu-telemetry-broker",
                     namespace="ferry-demo", index=0, node=_node(tmp_path))
-    token_file = Path(pod.argv[pod.argv.index("--token-file") + 1])
-    assert token_file.read_text() == "t0k3n" and tmp_path in token_file.parents
+    token_dir = Path(pod.argv[pod.argv.index("--token-file") + 1])  # every key of the Secret
+    assert (token_dir / "token").read_text() == "t0k3n" and tmp_path in token_dir.parents

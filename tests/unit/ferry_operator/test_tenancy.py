@@ -31,9 +31,9 @@ def test_a_managed_broker_requires_the_token_of_its_own_secret(defaulted: Defaul
     (container,) = pod["containers"]
     flag = container["args"].index("--token-file")
     mount = next(m for m in container["volumeMounts"] if m["name"] == "token")
-    assert container["args"][flag + 1] == f"{mount['mountPath']}/token"
+    assert container["args"][flag + 1] == mount["mountPath"]  # every key of the Secret
     (volume,) = pod["volumes"]
-    assert volume["secret"]["secretName"] == "orders-broker-token"
+    assert volume["secret"] == {"secretName": "orders-broker-token"}
     secret = queues.token_secret(OWNER, "t0k3n")
     assert secret["stringData"] == {"token": "t0k3n"}
     assert secret["metadata"]["ownerReferences"][0]["uid"] == "u-1"
