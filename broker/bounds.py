@@ -16,13 +16,14 @@ from pydantic import BaseModel
 from ferry.broker import models as m
 
 REQUESTS: list[type[BaseModel]] = [
-    m.QueueSettings, m.GroupSettings, m.Backoff, m.OutgoingMessage, m.PublishRequest,
-    m.ReceiveRequest, m.ReceiptsRequest, m.NackRequest, m.ExtendRequest, m.RedriveRequest,
+    m.QueueSettings, m.GroupSettings, m.HeaderFilter, m.Backoff, m.OutgoingMessage,
+    m.PublishRequest, m.ReceiveRequest, m.ReceiptsRequest, m.NackRequest, m.ExtendRequest,
+    m.RedriveRequest,
     m.PriorityChange, m.BrowseQuery, m.WsPublish, m.WsSubscribe, m.WsSettle, m.WsBrowse,
     m.WsCancel, m.WsPurge, m.WsUnsubscribe,
 ]
 _KEYS = ("minimum", "exclusiveMinimum", "maximum", "minLength", "maxLength",
-         "minItems", "maxItems")
+         "minItems", "maxItems", "maxProperties")
 
 
 def _variants(prop: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -42,8 +43,10 @@ def limits(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
 
 def _text(bounds: dict[str, Any]) -> str:
     low = bounds.get("minimum", bounds.get("minLength", bounds.get("minItems")))
-    high = bounds.get("maximum", bounds.get("maxLength", bounds.get("maxItems")))
-    what = "length " if "maxLength" in bounds else "items " if "maxItems" in bounds else ""
+    high = bounds.get("maximum", bounds.get("maxLength", bounds.get(
+        "maxItems", bounds.get("maxProperties"))))
+    what = ("length " if "maxLength" in bounds else "items " if "maxItems" in bounds
+            else "entries " if "maxProperties" in bounds else "")
     if "exclusiveMinimum" in bounds:
         low_text = f"> {bounds['exclusiveMinimum']:,}"
     else:

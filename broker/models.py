@@ -34,6 +34,7 @@ MAX_BATCH = 10_000  # messages per publish, receipts per settle, ids per redrive
 PAGE_MAX = 1000  # messages or dead letters in one page (limit=)
 CURSOR_PATTERN = "^[0-9]{1,19}$"  # a page cursor: the last seq the page before looked at
 MAX_SEQ = 2**53 - 1  # WebSocket frame numbers: exact in every JSON client (JavaScript too)
+MAX_FILTER_CONDITIONS = 16  # header conditions of one group's filter (match and prefix together)
 
 
 
@@ -164,6 +165,31 @@ class Backoff(Model):
     max_ms: Millis = 5 * 60 * 1000
 
 
+# Header names and values as a filter names them: PostgreSQL text cannot hold U+0000.
+HeaderName = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
+HeaderValue = Annotated[str, Field(max_length=1024, pattern=r"^[^\x00]*$")]
+Conditions = Annotated[dict[HeaderName, HeaderValue], Field(max_length=MAX_FILTER_CONDITIONS)]
+
+
+class HeaderFilter(Model):
+    """Which messages a group gets: those whose headers meet every condition. The others
+    are skipped for the group (counted in filtered_total, never delivered, settled for it
+    as if acked)."""
+
+    match: Conditions = Field(default_factory=dict, description="header name -> exact value")
+    prefix: Conditions = Field(default_factory=dict,
+                               description="header name -> what its value starts with")
+
+    @model_validator(mode="after")
+    def _conditions(self) -> HeaderFilter:
+        n = len(self.match) + len(self.prefix)
+        if n == 0:
+            raise ValueError("a filter needs at least one condition (match or prefix)")
+        if n > MAX_FILTER_CONDITIONS:
+            raise ValueError(f"a filter has at most {MAX_FILTER_CONDITIONS} conditions, not {n}")
+        return self
+
+
 class GroupSettings(Model):
     """PUT /v1/queues/{queue}/groups/{group}. Unset fields inherit the queue's defaults."""
 
@@ -171,6 +197,9 @@ class GroupSettings(Model):
     visibility_timeout_ms: LeaseMillis | None = None
     max_deliveries: MaxDeliveries | None = None
     nack_backoff: Backoff = Backoff()
+    filter: HeaderFilter | None = Field(
+        None, description="deliver only messages whose headers match; a change applies to "
+                          "messages the group has not settled yet")
 
 
 class ConsumerInfo(Model):
@@ -192,6 +221,8 @@ class GroupStats(Model):
                                      "(the figure autoscalers scale on)")
     oldest_ready_age_ms: int
     acked_total: int
+    filtered_total: int = Field(0, description="messages the group's filter skipped "
+                                               "(since the broker started)")
     consumers: list[ConsumerInfo]
     restoring: bool = Field(
         False, description="a restart is still reading the queue's stored messages back: "

@@ -163,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     gcreate.add_argument(
         "--backoff-max-ms", type=non_negative_int, metavar="MS", help="nack backoff: cap"
     )
+    gcreate.add_argument(
+        "--match", action="append", default=[], type=_header, metavar="NAME=VALUE",
+        help="filter: only messages with this header value (repeatable; all must hold)",
+    )
+    gcreate.add_argument(
+        "--prefix", action="append", default=[], type=_header, metavar="NAME=START",
+        help="filter: only messages whose header starts with START (repeatable)",
+    )
     _queue_group(sub(groups, "delete", "delete a consumer group"))
     _queue_group(sub(groups, "stats", "a group's figures and consumers"))
 

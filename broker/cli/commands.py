@@ -21,6 +21,7 @@ from ferry.broker.models import (
     Backoff,
     Delivery,
     GroupSettings,
+    HeaderFilter,
     OutgoingMessage,
     QueueSettings,
     StartAt,
@@ -113,6 +114,8 @@ async def group_create(client: BrokerClient, args: argparse.Namespace, out: Text
     }
     if backoff:
         given["nack_backoff"] = Backoff.model_validate(backoff)
+    if args.match or args.prefix:
+        given["filter"] = HeaderFilter(match=dict(args.match), prefix=dict(args.prefix))
     stats = await client.put_group(args.queue, args.group, GroupSettings.model_validate(given))
     emit(
         out,

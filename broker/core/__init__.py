@@ -8,6 +8,7 @@ from ferry.broker.core.errors import (
     MessageNotFoundError,
     QueueNotFoundError,
 )
+from ferry.broker.core.filters import matches
 from ferry.broker.core.groups import Group, GroupFigures
 from ferry.broker.core.leasing import Leased
 from ferry.broker.core.queues import (
@@ -43,6 +44,7 @@ __all__ = [
     "Restored",
     "Writes",
     "dedup_hash",
+    "matches",
     "rowid",
     "split_rowid",
 ]

@@ -7,7 +7,7 @@ the writes to the store and answers once they are durable.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from ferry.broker.core.errors import (
     QueueNotFoundError,
     UnavailableError,
 )
+from ferry.broker.core.filters import matches
 from ferry.broker.core.groups import Group, GroupFigures
 from ferry.broker.core.leasing import Leased, Receipts
 from ferry.broker.core.queues import Queue, dedup_hash, rowid, split_rowid
@@ -44,6 +45,7 @@ class Incoming:
     key: str | None
     dedup_id: str | None
     payload: Any  # opaque to the core: passed through to the store
+    headers: Mapping[str, str] | None = None  # for group filters only: not kept
 
 
 @dataclass(slots=True, frozen=True)
@@ -152,6 +154,8 @@ class Broker:
         q = self.queue(queue)
         ids: list[int] = []
         rows: list[Row] = []
+        filtered = [g for g in q.groups.values() if g.settings.filter is not None]
+        skipped: list[tuple[int, list[Group]]] = []
         qid = q.qid
         cutoff = now - q.settings.dedup_window_ms
         limit = q.settings.max_depth
@@ -177,11 +181,35 @@ class Broker:
             ids.append(rid)
             rows.append((rid, m.priority, not_before, now, m.key, h, m.payload))
             q.published_total += 1
+            if filtered:
+                headers = m.headers or {}
+                out = [g for g in filtered
+                       if g.settings.filter is not None and not matches(g.settings.filter,
+                                                                        headers)]
+                if out:
+                    skipped.append((seq, out))
         self._writes.extend(Kind.MESSAGE, rows)
+        if skipped:
+            self._filter_out(q, skipped)
         self._writes.totals[qid] = (q.published_total, q.next_seq)
         if limit is not None and q.settings.overflow is Overflow.DROP_OLDEST and q.live > limit:
             self._drop_oldest(q, q.live - limit)
         return ids
+
+    def _filter_out(self, q: Queue, skipped: list[tuple[int, list[Group]]]) -> None:
+        """New messages some groups' filters do not match: settled for those groups, and
+        gone when no group wants them (written after the messages: the store applies
+        writes in order)."""
+        w = self._writes
+        for seq, groups in skipped:
+            for g in groups:
+                g.filter_out(seq)
+            if len(groups) == len(q.groups):
+                if q.mark_gone(seq):
+                    w.add(Kind.CONSUMED, (rowid(q.qid, seq),))
+            else:
+                for g in groups:
+                    w.add(Kind.ACK, (g.gid, seq))
 
     def _drop_oldest(self, q: Queue, n: int) -> None:
         """drop_oldest overflow: the n oldest stored messages go for every group."""
@@ -226,6 +254,15 @@ class Broker:
         if g is None:
             return 0
         return sum(g.unlease(m.seq, m.token, now) for m in leased)
+
+    def skip(self, queue: str, group: str, leased: list[Leased], now: int) -> int:
+        """Leases of messages the group's filter turned out not to match (found at delivery:
+        stored before the filter applied) end as filtered, never delivered; how many did."""
+        q = self.queues.get(queue)
+        g = q.groups.get(group) if q else None
+        if g is None:
+            return 0
+        return sum(g.skip(m.seq, m.token, now, self._writes) for m in leased)
 
     def _settle(
         self, queue: str, group: str, receipts: list[str], now: int

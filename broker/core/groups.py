@@ -57,6 +57,7 @@ class Group:
         self.fair = FairBuckets()
         self.acked_total = 0
         self.purged_total = 0  # purged for this group (since start)
+        self.filtered_total = 0  # skipped by the group's filter (since start)
         # Receipts carry a token that never repeats, not even across restarts.
         self.receipts = receipts if receipts is not None else Receipts(now_ms)
 
@@ -96,6 +97,18 @@ class Group:
         if seq in r.acked_skip or seq in r.held_skip:  # held ahead of the cursor, settled
             return True
         return self.passed(seq)
+
+    def settled_below(self, old: int, base: int) -> None:
+        """The queue's base moved from old to base: forget settled seqs ahead of the cursor
+        below it (acks restored or filtered out), at the cost of what moved."""
+        r = self.restoring
+        if not r.acked_skip:
+            return
+        if base - old > len(r.acked_skip):
+            r.acked_skip = {s for s in r.acked_skip if s >= base}
+        else:
+            for s in range(old, base):
+                r.acked_skip.discard(s)
 
     def trimmed(self, base: int) -> None:
         q = self.queue
@@ -298,6 +311,29 @@ class Group:
         else:
             w.add(Kind.ACK, (self.gid, s))
 
+    def filter_out(self, s: int) -> None:
+        """New s does not match the group's filter: settled for the group at once, as a
+        restored ack ahead of the cursor is (never ready, in flight or lag here). The
+        broker writes it (an ack row, or the message gone when no group wants it).
+
+        Until s is durable, depth undercounts by s (figures subtract every settled seq
+        ahead of the cursor): milliseconds, and never below zero.
+        """
+        self.filtered_total += 1
+        self.restoring.acked_skip.add(s)
+
+    def skip(self, s: int, token: int, now: int, w: Writes) -> bool:
+        """End lease `token` of s, found not to match the filter at delivery: done for the
+        group without a delivery (the count goes back), as filter_out. False if that lease
+        has ended meanwhile."""
+        lease = self.leases.inflight.get(s)
+        if lease is None or lease.token != token:
+            return False
+        self.leases.end(s, now)
+        self.filtered_total += 1
+        self._done_with(s, w)
+        return True
+
     def give_back(self, s: int, delay_ms: int | None, now: int, w: Writes, why: str) -> None:
         """End a lease without ack: retry later, now, or dead-letter at max deliveries."""
         self.leases.end(s, now)
@@ -482,7 +518,7 @@ class Group:
         waiting = 0
         for s, nb in q.not_before.items():
             if nb > now and s >= self.start_seq and s not in self.held \
-                    and s not in r.held_skip and not self.passed(s):
+                    and s not in r.held_skip and s not in r.acked_skip and not self.passed(s):
                 waiting += 1
         for s, (_, visible) in r.prior.items():  # restored retries the cursor has not reached
             if visible > now and q.due(s, now):

@@ -273,15 +273,19 @@ class Queue:
                 self.moved.pop(seq, None)
                 freed.append(seq)
             seq += 1
-        self.base = seq
-        self._forget_cancelled()
+        self._move_base(seq)
         self._trim()
         return freed
 
-    def _forget_cancelled(self) -> None:
+    def _move_base(self, base: int) -> None:
+        """Every seq below `base` is gone now: no group keeps them settled ahead of its
+        cursor either (figures would subtract them twice)."""
+        old, self.base = self.base, base
         if self.cancelled:
-            base = self.base
             self.cancelled = {s for s in self.cancelled if s >= base}
+        if base > old:
+            for g in self.groups.values():
+                g.settled_below(old, base)
 
     def expire_before(self, cutoff_ms: int) -> list[int]:
         """Retention: seqs published at or before cutoff become gone (for every group)."""
@@ -306,9 +310,8 @@ class Queue:
                 freed.append(seq)
             seq += 1
         if seq > self.base:
-            self.base = seq
+            self._move_base(seq)
             self.durable_next = max(self.durable_next, seq)
-            self._forget_cancelled()
             self._trim()
         return freed
 

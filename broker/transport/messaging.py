@@ -81,7 +81,7 @@ def incoming(q: Queue, messages: list[OutgoingMessage]) -> list[Incoming]:
             doc = encode_doc(m.key, m.priority, headers, body)
         except orjson.JSONEncodeError as e:  # a lone surrogate in the key or a header
             raise ApiError(ErrorCode.BAD_REQUEST, f"messages[{i}]: {e}") from None
-        items.append(Incoming(m.priority, m.delay_ms, m.key, m.dedup_id, doc))
+        items.append(Incoming(m.priority, m.delay_ms, m.key, m.dedup_id, doc, m.headers))
     return items
 
 
@@ -144,6 +144,7 @@ async def receive_leased(
                                for rid, doc, m in found]
             finally:
                 rt.memory.release(held)
+            continue  # every lease was skipped (the group's filter): more may be ready
         left = deadline - loop.time()
         if left <= 0 or rt.draining:
             return q, []

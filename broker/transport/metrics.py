@@ -25,6 +25,7 @@ class GroupRow:
     figures: GroupFigures
     acked_total: int
     purged_total: int
+    filtered_total: int
     consumers: int
 
 
@@ -54,7 +55,7 @@ async def snapshot(rt: Runtime) -> Snapshot:
     queues = [
         QueueRow(q.name, q.published_total, q.live, q.dropped_total, q.cancelled_total, [
             GroupRow(gname, g.figures(now), g.acked_total, g.purged_total,
-                     len(g.leases.consumers))
+                     g.filtered_total, len(g.leases.consumers))
             for gname, g in q.groups.items()
         ])
         async for q in in_chunks(rt, list(rt.core.queues))
@@ -84,6 +85,9 @@ class BrokerCollector(Collector):
         acked = CounterMetricFamily("ferry_messages_acked", "acks per group", labels=g_labels)
         purged = CounterMetricFamily(
             "ferry_messages_purged", "ready messages purged per group", labels=g_labels)
+        filtered = CounterMetricFamily(
+            "ferry_messages_filtered", "messages a group's header filter skipped (never "
+            "delivered to it)", labels=g_labels)
         gauges = {
             name: GaugeMetricFamily(f"ferry_group_{name}", doc, labels=g_labels)
             for name, doc in (
@@ -105,6 +109,7 @@ class BrokerCollector(Collector):
                 f = g.figures
                 acked.add_metric([q.name, g.name], g.acked_total)
                 purged.add_metric([q.name, g.name], g.purged_total)
+                filtered.add_metric([q.name, g.name], g.filtered_total)
                 labels = [q.name, g.name]
                 gauges["depth"].add_metric(labels, f.depth)
                 gauges["in_flight"].add_metric(labels, f.in_flight)
@@ -121,7 +126,8 @@ class BrokerCollector(Collector):
             "ferry_store_document_reads", "documents read for deliveries", labels=["source"])
         cache.add_metric(["cache"], self.snap.cache_hits)
         cache.add_metric(["disk"], self.snap.cache_misses)
-        yield from (published, stored, dropped, cancelled, acked, purged, *gauges.values(),
+        yield from (published, stored, dropped, cancelled, acked, purged, filtered,
+                    *gauges.values(),
                     commits, writes, cache)
 
 

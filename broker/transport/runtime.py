@@ -11,9 +11,21 @@ from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import orjson
 from aiohttp import web
 
-from ferry.broker.core import ROW_ID, ROW_PAYLOAD, Broker, Incoming, Kind, Leased, Queue, rowid
+from ferry.broker.core import (
+    ROW_ID,
+    ROW_PAYLOAD,
+    Broker,
+    Incoming,
+    Kind,
+    Leased,
+    Queue,
+    matches,
+    rowid,
+)
+from ferry.broker.models import HeaderFilter
 from ferry.broker.store import CHUNK, Engine
 from ferry.broker.transport.keyring import Keyring
 from ferry.broker.transport.memory import MemoryBudget
@@ -188,6 +200,8 @@ class Runtime:
                 for row in rows:
                     put(row[ROW_ID], row[ROW_PAYLOAD])
                 self.published += len(rows)
+            elif kind is Kind.CONSUMED:  # no group's filter wants them
+                self.store.bodies.drop([row[0] for row in rows])
         if not w:
             return ids, None
         fut = self.store.writer.submit(w)
@@ -232,7 +246,25 @@ class Runtime:
             doc = docs.get(rid)
             if doc is not None:
                 out.append((rid, doc, m))
+        f = q.groups[group].settings.filter if group in q.groups else None
+        if f is not None:
+            out = self._skip_unmatched(q, group, f, out)
         return out
+
+    def _skip_unmatched(
+        self, q: Queue, group: str, f: HeaderFilter, found: list[tuple[int, bytes, Leased]]
+    ) -> list[tuple[int, bytes, Leased]]:
+        """Messages stored before the group's filter applied are checked here (later ones
+        were at publish): those that do not match end as filtered, never delivered."""
+        keep: list[tuple[int, bytes, Leased]] = []
+        skip: list[tuple[int, bytes, Leased]] = []
+        for item in found:
+            headers = orjson.loads(item[1]).get("headers") or {}
+            (keep if matches(f, headers) else skip).append(item)
+        if skip:
+            self.core.skip(q.name, group, [m for _, _, m in skip], now_ms())
+            self.flush(wait=False)
+        return keep
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -49,9 +49,14 @@ async def push_ready(
     if not held:
         return None
     try:
-        leased = rt.core.receive(queue, group, consumer, min(room, PUSH_BATCH), vt_ms, now_ms())
-        rt.flush(wait=False)
-        found = await rt.deliveries(g.queue, group, leased) if leased else []
+        found: list[tuple[int, bytes, Leased]] = []
+        while not found:  # a whole batch the group's filter skips: lease again
+            leased = rt.core.receive(queue, group, consumer, min(room, PUSH_BATCH), vt_ms,
+                                     now_ms())
+            rt.flush(wait=False)
+            if not leased:
+                break
+            found = await rt.deliveries(g.queue, group, leased)
     except BaseException:
         rt.memory.release(held)
         raise

@@ -104,6 +104,7 @@ def group_stats(g: Group, now: int) -> GroupStats:
         lag=f.depth + f.in_flight + f.delayed, backlog=f.depth + f.in_flight,
         oldest_ready_age_ms=f.oldest_ready_age_ms,
         acked_total=g.acked_total,
+        filtered_total=g.filtered_total,
         consumers=[
             ConsumerInfo(name=name, last_seen_ms=c.last_seen, in_flight=c.in_flight)
             for name, c in sorted(g.leases.consumers.items())

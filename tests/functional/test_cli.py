@@ -183,3 +183,21 @@ def test_failures_exit_non_zero_with_a_clear_message(broker: Any, q: str, tmp_pa
     down = ferry(f"http://127.0.0.1:{free_port()}", "queue", "list", "--retries", "0")
     assert down.returncode == 3
     assert "unreachable" in down.stderr and "is a broker running" in down.stderr
+
+
+def test_group_create_with_a_header_filter(broker: Any, q: str) -> None:
+    url = broker.url
+    ok(url, "queue", "create", q)
+    ok(url, "group", "create", q, "eu", "--match", "type=order", "--prefix", "region=eu-")
+    ok(url, "publish", q, "--header", "type=order", "--header", "region=eu-west", stdin="yes\n")
+    ok(url, "publish", q, "--header", "type=order", "--header", "region=us", stdin="no\n")
+    ok(url, "publish", q, stdin="none\n")
+    group = json.loads(ok(url, "--json", "group", "stats", q, "eu"))
+    assert group["settings"]["filter"] == {"match": {"type": "order"},
+                                           "prefix": {"region": "eu-"}}
+    assert (group["lag"], group["filtered_total"]) == (1, 2)
+    assert ok(url, "consume", q, "eu", "--max", "1").splitlines() == ["yes"]
+    bad = ferry(url, "group", "create", q, "eu", "--match", "=order")
+    assert bad.returncode == 2 and "expected NAME=VALUE" in bad.stderr
+    long = ferry(url, "group", "create", q, "eu", "--prefix", "region=" + "x" * 1025)
+    assert long.returncode != 0 and "1024" in long.stderr

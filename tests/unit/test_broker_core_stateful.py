@@ -11,12 +11,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ferry.broker.core import Broker, Incoming, Leased, split_rowid
+from ferry.broker.core import Broker, Incoming, Leased, matches, split_rowid
 from ferry.broker.core.errors import QueueFullError
 from ferry.broker.models import (
     MAX_DURATION_MS,
     Backoff,
     GroupSettings,
+    HeaderFilter,
     MessageGroupState,
     Overflow,
     QueueSettings,
@@ -64,7 +65,37 @@ class BrokerMachine(RuleBasedStateMachine):
     def publish(self, batch: list[tuple[int, int, str | None, str | None]]) -> None:
         self.publish_items([Incoming(p, d, k, dd, None) for p, d, k, dd in batch])
 
+    @rule(batch=st.lists(st.sampled_from([None, "order", "refund"]), min_size=1, max_size=5))
+    def publish_typed(self, batch: list[str | None]) -> None:
+        """Messages with and without the header group b's filter may look at."""
+        self.publish_items([Incoming(0, 0, None, None, None, None if t is None else {"type": t})
+                            for t in batch])
+
+    @rule(on=st.booleans())
+    def filter_b(self, on: bool) -> None:
+        """Group b takes only orders from now on (or every message again)."""
+        f = HeaderFilter(match={"type": "order"}) if on else None
+        settings = self.b.group("q", "b").settings.model_copy(update={"filter": f})
+        self.b.put_group("q", "b", settings, self.now)
+
+    @rule(consumer=st.sampled_from(CONSUMERS), n=st.integers(1, 4))
+    def receive_filtered(self, consumer: str, n: int) -> None:
+        """As the transport delivers to b: leases its filter does not match end skipped."""
+        f = self.b.group("q", "b").settings.filter
+        got = self.b.receive("q", "b", consumer, n, None, self.now)
+        skip = [m for m in got
+                if f is not None and not matches(f, self.published[m.seq].headers or {})]
+        assert self.b.skip("q", "b", skip, self.now) == len(skip)
+        for m in got:
+            assert m.seq not in self.acked["b"], "an acked message came back"
+            if m in skip:
+                self.acked["b"].add(m.seq)  # settled for b, never delivered
+            else:
+                self.leases["b"][m.seq] = (m.receipt, self.now + VT)
+                self.receipts["b"].append(m)
+
     def publish_items(self, items: list[Incoming]) -> None:
+        f = self.b.group("q", "b").settings.filter
         ids = self.b.publish("q", items, self.now)
         q = self.b.queue("q")
         self.b.mark_durable(q.qid, q.next_seq)
@@ -77,6 +108,8 @@ class BrokerMachine(RuleBasedStateMachine):
                 self.dedup[m.dedup_id] = seq
             assert seq not in self.published
             self.published[seq] = m
+            if f is not None and not matches(f, m.headers or {}):
+                self.acked["b"].add(seq)  # filtered out at publish: settled for b
 
     @rule(group=st.sampled_from(GROUPS), consumer=st.sampled_from(CONSUMERS),
           n=st.integers(1, 4))
@@ -263,8 +296,9 @@ class BrokerMachine(RuleBasedStateMachine):
         known = set(self.published)
         self.publish_items([Incoming(p, 0, None, None, None) for p in meanwhile])
         n = max([n, *steps])  # the rest of the steps; each yields the count so far
-        for s in set(self.published) - known:
-            assert all(self._state(g, s) is MessageGroupState.READY for g in GROUPS)
+        for s in set(self.published) - known:  # ready, unless b's filter skipped it
+            assert all(self._state(g, s) is MessageGroupState.READY or s in self.acked[g]
+                       for g in GROUPS)
         assert n == len(set().union(*ready.values()))
         for g, seqs in ready.items():
             for s in seqs:
