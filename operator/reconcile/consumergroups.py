@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ferry.broker.models import Backoff, GroupSettings, GroupStats
+from ferry.broker.models import Backoff, GroupSettings, GroupStats, HeaderFilter
 from ferry.broker.models import StartAt as BrokerStartAt
 from ferry.operator.reconcile import autoscaling, durations, keda, providers
 from ferry.operator.reconcile.conditions import (
@@ -31,6 +31,8 @@ def group_settings(spec: ConsumerGroupSpec) -> GroupSettings:
         nack_backoff=Backoff(initial_ms=durations.to_ms(backoff.initial),
                              multiplier=backoff.multiplier,
                              max_ms=durations.to_ms(backoff.max)),
+        filter=(HeaderFilter(match=spec.filter.match, prefix=spec.filter.prefix)
+                if spec.filter else None),
     )
 
 

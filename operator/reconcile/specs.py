@@ -160,12 +160,18 @@ class Autoscaling(Spec):
     idle_after: str
 
 
+class GroupFilter(Spec):
+    match: dict[str, str] = {}
+    prefix: dict[str, str] = {}
+
+
 class ConsumerGroupSpec(Spec):
     queue: str
     start_at: StartAt
     visibility_timeout: str | None = None
     max_deliveries: int | None = None
     nack_backoff: NackBackoff
+    filter: GroupFilter | None = None
     deletion_policy: DeletionPolicy
     autoscaling: Autoscaling | None = None
 

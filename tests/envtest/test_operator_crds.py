@@ -61,6 +61,17 @@ INVALID = [
                                                "collector": {"minReplicas": 9}}),
                  "collector.minReplicas must not exceed collector.maxReplicas",
                  id="collector-bounds"),
+    pytest.param(cr("ConsumerGroup", "g", {"queue": "q", "filter": {}}),
+                 "filter needs at least one condition", id="filter-empty"),
+    pytest.param(cr("ConsumerGroup", "g", {"queue": "q", "filter": {
+        "match": {f"h{i}": "v" for i in range(17)}}}),
+        "spec.filter.match: Too many", id="filter-too-many"),
+    pytest.param(cr("ConsumerGroup", "g", {"queue": "q", "filter": {
+        "prefix": {"h" * 257: "v"}}}),
+        "filter header names must be 1-256 characters", id="filter-long-name"),
+    pytest.param(cr("ConsumerGroup", "g", {"queue": "q", "filter": {
+        "match": {"type": "x" * 1025}}}),
+        "spec.filter.match.type", id="filter-long-value"),
     pytest.param(cr("Queue", "q" * 46, {}), "metadata.name must be at most 45 characters",
                  id="queue-name-length"),
     pytest.param(cr("Queue", "orders.eu", {}), "no dots", id="queue-name-dot"),
@@ -168,3 +179,11 @@ def test_a_full_pod_template_is_accepted_for_a_queue_and_each_pipeline_workload(
     apply(control_plane, namespace, cr("TelemetryPipeline", "placed", workloads))
     stored = control_plane.kubectl_json("get", "-n", namespace, "tp", "placed")
     assert [stored["spec"][w]["podTemplate"] for w in workloads] == [template] * 3
+
+
+def test_a_group_filter_is_accepted_as_written(control_plane: Any, ferry_crds: None,
+                                               namespace: str) -> None:
+    f = {"match": {"type": "order"}, "prefix": {"region": "eu-"}}
+    apply(control_plane, namespace, cr("ConsumerGroup", "eu", {"queue": "q", "filter": f}))
+    spec = control_plane.kubectl_json("get", "-n", namespace, "consumergroup", "eu")["spec"]
+    assert spec["filter"] == f

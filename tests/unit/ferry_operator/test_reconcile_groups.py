@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ferry.broker.models import Backoff, GroupSettings, GroupStats, StartAt
+from ferry.broker.models import Backoff, GroupSettings, GroupStats, HeaderFilter, StartAt
 from ferry.kit import backoff
 from ferry.operator.reconcile import consumergroups, deletion, durations
 from ferry.operator.reconcile.observations import Failure, Problem
@@ -37,6 +37,13 @@ def test_overrides_reach_the_broker(defaulted: Defaulted) -> None:
     assert consumergroups.group_settings(s) == GroupSettings(
         start_at=StartAt.LATEST, visibility_timeout_ms=120_000, max_deliveries=3,
         nack_backoff=Backoff(initial_ms=250, multiplier=3.0, max_ms=10_000))
+
+
+def test_a_filter_reaches_the_broker(defaulted: Defaulted) -> None:
+    s = spec(defaulted, filter={"match": {"type": "order"}, "prefix": {"region": "eu-"}})
+    assert consumergroups.group_settings(s).filter == HeaderFilter(
+        match={"type": "order"}, prefix={"region": "eu-"})
+    assert consumergroups.group_settings(spec(defaulted)).filter is None
 
 
 def test_autoscaling_shape_is_parsed(defaulted: Defaulted) -> None:
