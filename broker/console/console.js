@@ -319,28 +319,34 @@ function purge(queue, group) {
   });
 }
 
-// The one panel under the queues: dead letters of a group, or a queue's messages.
+// The one panel under the queues: dead letters of a group, or a queue's messages. Each
+// load takes a ticket: the answer of a load that a newer one (another panel, a reload)
+// overtook is dropped.
+let ticket = 0;
+
 function openPanel(title, columns, load) {
   $("panel").hidden = false;
   $("panel-title").textContent = title;
   $("panel-table").tHead.replaceChildren(el("tr", {}, ...columns.map((c) => el("th", { text: c }))));
   const body = $("panel-table").tBodies[0];
+  body.replaceChildren();
   let cursor = null;
   const more = async (fresh) => {
+    const mine = fresh ? ++ticket : ticket;
     try {
-      if (fresh) {
-        cursor = null;
-        body.replaceChildren();
-      }
-      const page = await load(cursor);
+      const page = await load(fresh ? null : cursor);
+      if (mine !== ticket) return;
+      if (fresh) body.replaceChildren();
+      body.querySelector("tr.none")?.remove();
       body.append(...page.rows);
       if (!body.rows.length) {
-        body.append(el("tr", {}, el("td", { colspan: columns.length, class: "empty", text: "None." })));
+        body.append(el("tr", { class: "none" },
+          el("td", { colspan: columns.length, class: "empty", text: "None." })));
       }
       cursor = page.next;
       $("panel-more").hidden = cursor === null;
     } catch (e) {
-      showError(`${title}: ${e.message}`);
+      if (mine === ticket) showError(`${title}: ${e.message}`);
     }
   };
   $("panel-more").onclick = () => more(false);
@@ -379,12 +385,31 @@ function deadLetters(queue, group) {
     });
 }
 
+const STATES = ["ready", "in_flight", "delayed", "dead", "acked"]; // MessageGroupState
+
+// A queue's stored messages (a peek: nothing is leased), optionally those a group has not
+// acked, in one state of that group.
 function browse(queue) {
-  $("panel-actions").replaceChildren();
+  const groups = [...(cards.get(queue)?.groups.keys() ?? [])];
+  const group = el("select", { id: "browse-group", "aria-label": "group" },
+    el("option", { value: "", text: "every group" }),
+    ...groups.map((g) => el("option", { value: g, text: `not acked by ${g}` })));
+  const state = el("select", { id: "browse-state", "aria-label": "state", disabled: "" },
+    el("option", { value: "", text: "any state" }),
+    ...STATES.map((s) => el("option", { value: s, text: s.replace("_", " ") })));
+  group.addEventListener("change", () => {
+    state.disabled = !group.value; // a state is a group's
+    if (!group.value) state.value = "";
+    reload();
+  });
+  state.addEventListener("change", () => reload());
+  $("panel-actions").replaceChildren(group, state);
   const reload = openPanel(`Messages in ${queue}`,
     ["id", "key", "priority", "groups", "body", ""], async (cursor) => {
       const q = new URLSearchParams({ limit: PAGE });
       if (cursor) q.set("cursor", cursor);
+      if (group.value) q.set("group", group.value);
+      if (state.value) q.set("state", state.value);
       const page = await api("GET", `/v1/queues/${path(queue)}/messages?${q}`);
       return {
         next: page.next_cursor,
@@ -414,6 +439,9 @@ $("login").addEventListener("submit", (e) => {
   clearQueues();
   connect();
 });
-$("panel-close").addEventListener("click", () => { $("panel").hidden = true; });
+$("panel-close").addEventListener("click", () => {
+  ticket++; // a load under way shows nothing now
+  $("panel").hidden = true;
+});
 $("token").value = token;
 if (token) connect();

@@ -173,7 +173,7 @@ def build_app(rt: Runtime) -> web.Application:
     app.add_routes(messaging.routes)
     app.add_routes(browsing.routes)
     app.add_routes(streaming.routes)
-    app.add_routes(watching.routes)
+    watching.install(app)
     console.install(app)
     socket_api.install(app)
     openapi.install(app, auth=rt.tokens is not None)

@@ -19,7 +19,7 @@ from ferry.broker.transport.rights import GRANT, route_rights
 from ferry.broker.transport.runtime import RUNTIME
 
 # The console's files are open: the page asks for the token and sends it with each request.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", *console.PATHS})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", *console.OPEN})
 
 
 @web.middleware

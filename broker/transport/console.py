@@ -22,6 +22,7 @@ FILES = {
 }
 INDEX = "index.html"
 PATHS = {PREFIX: INDEX} | {PREFIX + name: name for name in FILES}  # served path -> file
+OPEN = frozenset(PATHS)  # every path of the console: served without a token
 CONTENT = web.AppKey("console_files", dict[str, bytes])
 # The page loads nothing from elsewhere (no CDN) and talks only to this broker.
 HEADERS = {
