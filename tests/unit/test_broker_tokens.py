@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ferry.broker.models import ErrorCode, WsCancel, WsPublish, WsSettle, WsUnsubscribe
 from ferry.broker.store.postgres import PgStore
@@ -133,3 +135,45 @@ def test_frames_need_their_http_twins_rights() -> None:
         == ROUTE_RIGHTS["POST", "/v1/queues/{queue}/groups/{group}/ack"]
     assert frame_rights(WsCancel.model_construct(seq=1, queue="q")) == ADMIN
     assert frame_rights(WsUnsubscribe.model_construct(seq=1, sub=1)) == frozenset()
+
+
+TOKENS = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1,
+                 max_size=40).filter(lambda t: not t.startswith("#"))
+GLOBS = st.from_regex(r"\A[a-z0-9*?-]{1,20}\Z")
+NON_ADMIN = st.frozensets(st.sampled_from([Right.PUBLISH, Right.CONSUME, Right.READ]),
+                          min_size=1)
+
+
+@given(token=TOKENS, rights=NON_ADMIN, globs=st.none() | st.lists(GLOBS, min_size=1,
+                                                                  max_size=5),
+       rate=st.none() | st.integers(1, MAX_RATE))
+def test_every_written_grant_reads_back(token: str, rights: frozenset[Right],
+                                        globs: list[str] | None, rate: int | None) -> None:
+    line = " ".join([token, ",".join(sorted(rights)),
+                     *([f"queues={','.join(globs)}"] if globs else []),
+                     *([f"rate={rate}/s"] if rate else [])])
+    assert parse_tokens(line) == {token: Grant(rights, tuple(globs) if globs else None, rate,
+                                               line=1)}
+
+
+@given(token=TOKENS, rest=st.lists(st.text(st.characters(min_codepoint=33, max_codepoint=126),
+                                           min_size=1, max_size=30), max_size=4))
+def test_a_bad_lines_message_says_nothing_of_its_token(token: str, rest: list[str]) -> None:
+    """The message is the same whatever the token: it cannot carry it."""
+
+    def message(t: str) -> str:
+        with pytest.raises(TokenFileError) as bad:
+            parse_tokens(" ".join([t, *rest]) + f"\n{t}\n")  # a repeat at the latest
+        return str(bad.value)
+
+    assert message(token) == message("Q0" if token != "Q0" else "Q1")
+
+
+@given(rate=st.integers(1, 50), gaps=st.lists(st.floats(0, 0.5), min_size=1, max_size=200))
+def test_a_bucket_never_grants_more_than_its_rate_and_one_burst(
+        rate: int, gaps: list[float]) -> None:
+    bucket, now, taken = Bucket.full(rate, 0.0), 0.0, 0
+    for gap in gaps:
+        now += gap
+        taken += bucket.take(now) == 0.0
+    assert taken <= rate + rate * now + 1e-6
