@@ -75,6 +75,8 @@ async def test_rights_and_globs_decide_what_a_token_may_do(scoped: BrokerProcess
         assert await call(PUBLISHER, "POST", "/v1/queues/orders-eu/groups/w/receive",
                           receive) == 403
         assert await call(PUBLISHER, "GET", "/v1/queues/orders-eu/messages") == 200
+        assert await call(PUBLISHER, "GET",  # the SSE stream: consume
+                          "/v1/queues/orders-eu/groups/w/stream?consumer=c") == 403
         assert await call(PUBLISHER, "PUT", "/v1/queues/orders-new", {}) == 403
         assert await call(PUBLISHER, "POST", "/v1/queues/orders-eu/purge") == 403
         status, listed = await api.call("GET", "/v1/queues", headers=bearer(PUBLISHER))

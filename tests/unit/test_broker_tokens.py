@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
-from ferry.broker.models import ErrorCode, WsCancel, WsPublish, WsSettle, WsUnsubscribe
+from ferry.broker.models import ErrorCode, WsFrame, WsRequest
 from ferry.broker.store.postgres import PgStore
 from ferry.broker.transport import app, auth, openapi
 from ferry.broker.transport.buckets import Bucket
@@ -24,6 +25,7 @@ from ferry.broker.transport.tokens import (
 pytestmark = pytest.mark.unit
 
 SECRET = "s3cr3t-never-shown"
+FRAME: TypeAdapter[WsFrame] = TypeAdapter(WsRequest)
 
 
 def test_a_line_holds_rights_queues_and_a_rate() -> None:
@@ -130,11 +132,17 @@ def test_every_served_route_has_its_rights() -> None:
 
 
 def test_frames_need_their_http_twins_rights() -> None:
-    assert frame_rights(WsPublish.model_construct(seq=1, queue="q")) == {Right.PUBLISH}
-    assert frame_rights(WsSettle.model_construct(seq=1, queue="q", group="g")) \
-        == ROUTE_RIGHTS["POST", "/v1/queues/{queue}/groups/{group}/ack"]
-    assert frame_rights(WsCancel.model_construct(seq=1, queue="q")) == ADMIN
-    assert frame_rights(WsUnsubscribe.model_construct(seq=1, sub=1)) == frozenset()
+    frames = [
+        {"op": "publish", "seq": 1, "queue": "q", "messages": [{"body": 1}]},
+        {"op": "ack", "seq": 1, "queue": "q", "group": "g", "receipts": ["1.2.3"]},
+        {"op": "cancel", "seq": 1, "queue": "q", "id": "1"},
+        {"op": "unsubscribe", "seq": 2, "sub": 1},
+    ]
+    publish, ack, cancel, unsubscribe = (FRAME.validate_python(f) for f in frames)
+    assert frame_rights(publish) == {Right.PUBLISH}
+    assert frame_rights(ack) == ROUTE_RIGHTS["POST", "/v1/queues/{queue}/groups/{group}/ack"]
+    assert frame_rights(cancel) == ADMIN
+    assert frame_rights(unsubscribe) == frozenset()
 
 
 TOKENS = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1,
