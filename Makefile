@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # install re-run: the stamp depends on every Python file, the console's static files
 # (package data, linked the same way) and the metadata.
 SOURCES := $(shell find broker operator telemetry kit -name '*.py' -o -name 'py.typed' 2>/dev/null) \
-	$(wildcard broker/console/*)
+	$(wildcard $(addprefix broker/console/*.,html js css txt md))
 STAMP := $(VENV)/.installed
 
 .PHONY: help venv lint typecheck imports postgres envtest tools browser test unit demo bench bench-servers clean

@@ -214,8 +214,11 @@ const fmtRate = (r) => (r === null ? "–" : `${r.toFixed(1)}/s`);
 
 const GROUP_FIGURES = [
   ["depth", "depth"], ["in_flight", "in flight"], ["delayed", "delayed"], ["dead", "dead"],
-  ["lag", "lag"], ["consumers", "consumers"], ["acked_total", "acked"], ["ack_rate", "ack rate"],
+  ["lag", "lag"], ["oldest", "oldest ready"], ["consumers", "consumers"],
+  ["acked_total", "acked"], ["ack_rate", "ack rate"], ["filtered_total", "filtered"],
 ];
+
+const fmtAge = (ms) => (ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
 
 class QueueCard {
   constructor(name) {
@@ -292,8 +295,14 @@ class QueueCard {
       row = { row: tr, cells, chart };
       this.groups.set(g.group, row);
     }
-    const values = { ...g, consumers: g.consumers.length, ack_rate: fmtRate(ackRate) };
+    const values = {
+      ...g, consumers: g.consumers.length, ack_rate: fmtRate(ackRate),
+      oldest: g.depth ? fmtAge(g.oldest_ready_age_ms) : "–",
+    };
     for (const [k] of GROUP_FIGURES) row.cells[k].textContent = String(values[k]);
+    // Who the consumers are: their names, leases and when the broker last heard of them.
+    row.cells.consumers.title = g.consumers.map((c) => `${c.name}: ${c.in_flight} in flight, `
+      + `seen ${fmtAge(Math.max(0, at - c.last_seen_ms))} ago`).join("\n");
     row.chart.push(at, [g.depth, g.in_flight, g.lag, g.dead, g.consumers.length]);
   }
 

@@ -9,6 +9,8 @@ Every wait is Playwright's waiting `expect` (no sleeps).
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -78,7 +80,10 @@ async def test_figures_move_with_redrive_browse_cancel_and_purge(page: Page, api
     await expect(figure(page, "orders", "workers", "in_flight")).to_have_text("1")
     await expect(figure(page, "orders", "workers", "dead")).to_have_text("1")
     await expect(figure(page, "orders", "workers", "consumers")).to_have_text("1")
+    await expect(figure(page, "orders", "workers", "consumers")).to_have_attribute(
+        "title", re.compile(r"^w1: 1 in flight, seen .* ago$"))
     await expect(figure(page, "orders", "audit", "depth")).to_have_text("5")
+    await expect(figure(page, "orders", "audit", "oldest")).to_have_text(re.compile(r" m?s$"))
     # Live: a publish shows up without a reload, and the charts are drawn (rates, 2 groups).
     await api.publish("orders", {"body": "late"})
     await expect(figure(page, "orders", "workers", "depth")).to_have_text("4")
@@ -158,3 +163,17 @@ async def test_a_read_only_token_sees_its_queues_and_a_refusal_when_it_acts(
         await expect(figure(page, "orders", "workers", "depth")).to_have_text("2")  # nothing went
     finally:
         await page.close()
+
+
+async def test_the_page_reconnects_after_the_broker_restarts(
+    page: Page, api: Api, guarded_broker: BrokerProcess,
+) -> None:
+    await api.create("orders", "workers")
+    await api.publish("orders", {"body": 1})
+    await connect(page, GUARDED_TOKEN)
+    await expect(figure(page, "orders", "workers", "depth")).to_have_text("1")
+    await asyncio.to_thread(guarded_broker.restart)  # SIGTERM: the stream ends with the drain
+    await api.publish("orders", {"body": 2})
+    await expect(figure(page, "orders", "workers", "depth")).to_have_text("2")
+    await expect(page.locator("#status")).to_contain_text("Connected")
+    await expect(page.locator("#error")).to_be_hidden()
