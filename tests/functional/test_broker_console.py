@@ -3,6 +3,7 @@ stream (GET /v1/stats/stream). tests/browser drives the page itself in chromium.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -88,3 +89,15 @@ async def test_stats_stream_needs_the_token_and_bounds_its_interval(
     for bad in ("199", "60001", "soon"):
         status, doc = await api.call("GET", f"/v1/stats/stream?interval_ms={bad}")
         assert status == 400 and doc["error"]["code"] == "bad_request", bad
+
+
+async def test_stats_stream_ends_with_the_drain(guarded_broker: BrokerProcess, api: Api) -> None:
+    """SIGTERM: the stream ends (the console reconnects), the broker exits 0."""
+    async with api.session.get(api.url + "/v1/stats/stream?interval_ms=60000") as resp:
+        seen = events(resp)
+        kind, _ = await anext(seen)
+        assert kind == "stats"
+        stopping = asyncio.create_task(asyncio.to_thread(guarded_broker.stop))
+        rest = [kind async for kind, _ in seen]  # the broker ends the stream: no more events
+        assert await stopping == 0, guarded_broker.logs()[-3000:]
+    assert rest == []
