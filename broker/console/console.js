@@ -184,6 +184,7 @@ class Chart {
     this.plot = new uPlot({
       width: 440, height: 160,
       scales: { x: { time: true } },
+      legend: { live: false }, // the series' names only: the table holds the figures
       series: [{}, ...labels.map((label, i) => ({
         label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
       }))],
@@ -335,6 +336,7 @@ let ticket = 0;
 
 function openPanel(title, columns, load) {
   $("panel").hidden = false;
+  $("panel").scrollIntoView({ block: "nearest" });
   $("panel-title").textContent = title;
   $("panel-table").tHead.replaceChildren(el("tr", {}, ...columns.map((c) => el("th", { text: c }))));
   const body = $("panel-table").tBodies[0];
