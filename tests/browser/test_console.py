@@ -91,6 +91,10 @@ async def test_figures_move_with_redrive_browse_cancel_and_purge(page: Page, api
     await expect(figure(page, "orders", "audit", "depth")).to_have_text("6")
     queue = page.locator('section[data-queue="orders"]')
     await expect(queue.locator(".uplot")).to_have_count(3)
+    # Rates need two events (a change of the broker's counters over its clock): then a figure.
+    await expect(figure(page, "orders", "workers", "ack_rate")).to_have_text(
+        re.compile(r"^\d+\.\d/s$"))
+    await expect(queue.locator(".figures")).to_contain_text("6 stored · 6 published · ")
 
     # Redrive the dead letter from its panel.
     await queue.locator('tr[data-group="workers"]').get_by_role(
