@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backlog-systems", type=_csv, help="systems that run the backlog scenario")
     p.add_argument("--backlog-runs", type=int,
                    help="how many of the runs include the backlog scenario (default 1)")
+    p.add_argument("--pipeline-rows", type=int,
+                   help="generated DCGM rows in the pipeline scenario (whole scrapes of 1,600)")
+    p.add_argument("--pipeline-streamers", type=int, help="streamer processes (default 2)")
+    p.add_argument("--pipeline-collectors", type=int, help="collector processes (default 2)")
+    p.add_argument("--rows-per-message", type=int,
+                   help="the streamers' --rows-per-message in the pipeline scenario (default 100)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="also run one py-spy-sampled e2e pass of ferry; summaries go to DIR")
     p.add_argument("--out", type=Path, default=Path("bench/results/latest.json"),
@@ -70,7 +76,9 @@ def build_config(a: argparse.Namespace) -> BenchConfig:
         "consumers": a.consumers, "window": a.window, "rate": a.rate,
         "latency_seconds": a.latency_seconds, "backlog": a.backlog,
         "backlog_systems": a.backlog_systems, "backlog_runs": a.backlog_runs,
-        "profile_dir": a.profile,
+        "profile_dir": a.profile, "pipeline_rows": a.pipeline_rows,
+        "pipeline_streamers": a.pipeline_streamers, "pipeline_collectors": a.pipeline_collectors,
+        "pipeline_rows_per_message": a.rows_per_message,
         "scenarios": a.scenarios, "sizes": tuple(int(s) for s in a.sizes) if a.sizes else None,
     }
     merged = {**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
@@ -90,7 +98,8 @@ def check_binaries(cfg: BenchConfig) -> None:
         if not shutil.which(BINARIES[s.split("-")[0]], path=f"{Path(sys.executable).parent}:"
                             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     })
-    if "ferry-pg" in cfg.systems:
+    if "ferry-pg" in cfg.systems or (Scenario.PIPELINE in cfg.scenarios
+                                     and "ferry" in cfg.systems):
         try:
             bindir()
         except PostgresMissingError:
@@ -116,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
         reporting.write_json(args.out, results, cfg)  # a partial run still leaves its figures
         mark = "ok" if res.ok else "FAILED"
+        unit = "rows/msg" if res.scenario == Scenario.PIPELINE else "B"
         print(f"  [{time.monotonic() - started:6.0f}s] {res.system:15} {res.scenario.value:8} "
-              f"{res.body_size:5} B run {res.run}: {mark}", file=sys.stderr, flush=True)
+              f"{res.body_size:5} {unit} run {res.run}: {mark}", file=sys.stderr, flush=True)
 
     interrupted = False
     try:

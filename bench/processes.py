@@ -96,6 +96,10 @@ class ServerProcess:
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )
 
+    def returncode(self) -> int | None:
+        """None while it runs (or was never started), else its exit code."""
+        return None if self._proc is None else self._proc.poll()
+
     def check_alive(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
             tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""

@@ -32,12 +32,18 @@ COLUMNS: dict[Scenario, tuple[tuple[str, str, str], ...]] = {
         ("restart_serving_s", "restart->serving s", ".2f"),
         ("rss_restarted_mb", "RSS restarted MiB", ",.0f"),
     ),
+    Scenario.PIPELINE: (
+        ("rows_per_s", "rows/s", ",.0f"), ("copy_rows_per_s", "raw COPY rows/s", ",.0f"),
+        ("copy_ratio", "x raw COPY", ".2f"), ("cpu_us_per_row", "CPU µs/row", ".1f"),
+    ),
 }
 TITLES = {
     Scenario.PUBLISH: "(1) publish only: 1 producer, confirmed batches",
     Scenario.E2E: "(2) end to end: 1 producer, competing consumers, every message acked",
     Scenario.LATENCY: "(3) single-message publish latency at a fixed offered rate",
     Scenario.BACKLOG: "(4) backlog: graceful restart, time until a message is served again",
+    Scenario.PIPELINE: "(5) telemetry pipeline: DCGM CSV -> streamers -> broker -> collectors "
+                       "-> PostgreSQL, unpaced, against raw COPY of the same rows",
 }
 
 
@@ -101,7 +107,8 @@ def tables(results: list[Result], cfg: BenchConfig) -> str:
             continue
         cols = COLUMNS[scenario]
         lines += ["", f"## {TITLES[scenario]}", ""]
-        head = ["system", "body B", *(c[1] for c in cols), "runs ok", "durability"]
+        size = "rows/msg" if scenario == Scenario.PIPELINE else "body B"
+        head = ["system", size, *(c[1] for c in cols), "runs ok", "durability"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for k, row in rows:
             system, _, size = k.split("/")
@@ -127,13 +134,31 @@ def tables(results: list[Result], cfg: BenchConfig) -> str:
 
 
 def ratio_lines(results: list[Result], cfg: BenchConfig) -> str:
-    if Scenario.E2E not in cfg.scenarios:
-        return ""
-    return "\n".join(
+    lines = [] if Scenario.E2E not in cfg.scenarios else [
         f"ratio {reference(peer)}/{peer} e2e_msgs_per_s: "
         + ("n/a (a run lost or kept messages, see counts)" if r is None else f"{r:.2f}")
         for peer, r in ratios(results, cfg.systems).items()
-    )
+    ]
+    return "\n".join([*lines, *pipeline_lines(results)])
+
+
+def pipeline_lines(results: list[Result]) -> list[str]:
+    """The pipeline's rows/s and its ratio to raw COPY (medians of the per-run ratios),
+    n/a unless every run stored every row exactly once."""
+    runs = [r for r in results if r.scenario == Scenario.PIPELINE and r.run > 0]
+    if not runs:
+        return []
+    if not all(r.ok for r in runs):
+        return ["ratio pipeline/raw-copy rows_per_s: n/a (a run lost or doubled rows, see counts)"]
+    ratio = statistics.median(r.copy_ratio or 0.0 for r in runs)
+    rows = statistics.median(r.rows_per_s or 0.0 for r in runs)
+    copy = statistics.median(r.copy_rows_per_s or 0.0 for r in runs)
+    parts = {k: statistics.median((r.cpu_us_by_part or {}).get(k, 0.0) for r in runs)
+             for k in (runs[0].cpu_us_by_part or {})}
+    return [f"ratio pipeline/raw-copy rows_per_s: {ratio:.2f} "
+            f"(pipeline {rows:,.0f} rows/s, raw COPY {copy:,.0f} rows/s)",
+            "pipeline CPU µs/row by part: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in parts.items())]
 
 
 def _version(argv: list[str]) -> str:

@@ -56,6 +56,12 @@ class Result(BaseModel):
     rss_loaded_mb: float | None = None
     restart_serving_s: float | None = None
     rss_restarted_mb: float | None = None
+    # pipeline (messages = rows; body_size = rows per message)
+    rows_per_s: float | None = None  # CSV -> PostgreSQL, from starting the streamers
+    copy_rows_per_s: float | None = None  # the same rows COPYed into the same table
+    copy_ratio: float | None = None  # rows_per_s / copy_rows_per_s, same run
+    cpu_us_per_row: float | None = None  # every process of the pipeline, per row stored
+    cpu_us_by_part: dict[str, float] | None = None  # streamers, broker, collectors, postgres
 
     @property
     def ok(self) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
-from bench import scenarios
+from bench import pipeline, scenarios
 from bench.drivers.base import Driver
 from bench.profiling import Profiler
 from bench.results import Result
@@ -29,19 +29,25 @@ Sink = Callable[[Result], None]
 
 
 async def _guarded(
-    driver: Driver, scenario: Scenario, size: int, run: int, n: int,
+    system: tuple[str, str], scenario: Scenario, size: int, run: int, n: int,
     body: Callable[[], Awaitable[Result]], sink: Sink,
 ) -> None:
-    log.info("%s: %s, %d B, run %d ...", driver.name, scenario.value, size, run)
+    """Run one scenario of `system` (name, durability); a failure becomes a Result."""
+    name, durability = system
+    log.info("%s: %s, %d B, run %d ...", name, scenario.value, size, run)
     try:
         res = await body()
     except Exception as e:
-        log.exception("%s: %s failed", driver.name, scenario.value)
-        res = Result(system=driver.name, durability=driver.durability, scenario=scenario,
+        log.exception("%s: %s failed", name, scenario.value)
+        res = Result(system=name, durability=durability, scenario=scenario,
                      body_size=size, run=run, messages=n, error=f"{type(e).__name__}: {e}")
     res.load_avg_1m = os.getloadavg()[0]
     sink(res)
-    log.info("%s: %s, %d B, run %d: %s", driver.name, scenario.value, size, run, _brief(res))
+    log.info("%s: %s, %d B, run %d: %s", name, scenario.value, size, run, _brief(res))
+
+
+def _who(driver: Driver) -> tuple[str, str]:
+    return driver.name, driver.durability
 
 
 def _brief(res: Result) -> str:
@@ -56,13 +62,13 @@ def _brief(res: Result) -> str:
 async def _throughput_and_latency(driver: Driver, cfg: BenchConfig, run: int, sink: Sink) -> None:
     for size in cfg.sizes:
         if Scenario.PUBLISH in cfg.scenarios:
-            await _guarded(driver, Scenario.PUBLISH, size, run, cfg.messages,
+            await _guarded(_who(driver), Scenario.PUBLISH, size, run, cfg.messages,
                            partial(scenarios.publish_only, driver, cfg, size, run), sink)
         if Scenario.E2E in cfg.scenarios:
-            await _guarded(driver, Scenario.E2E, size, run, cfg.messages,
+            await _guarded(_who(driver), Scenario.E2E, size, run, cfg.messages,
                            partial(scenarios.end_to_end, driver, cfg, size, run), sink)
     if Scenario.LATENCY in cfg.scenarios:
-        await _guarded(driver, Scenario.LATENCY, cfg.latency_size, run,
+        await _guarded(_who(driver), Scenario.LATENCY, cfg.latency_size, run,
                        int(cfg.rate * cfg.latency_seconds),
                        partial(scenarios.latency, driver, cfg, run), sink)
 
@@ -80,7 +86,7 @@ async def _one_system(name: str, cfg: BenchConfig, run: int, root: Path, sink: S
         driver = make_driver(name, root / f"{name}-backlog-run{run}")
         try:
             await driver.start()
-            await _guarded(driver, Scenario.BACKLOG, cfg.backlog_size, run, cfg.backlog,
+            await _guarded(_who(driver), Scenario.BACKLOG, cfg.backlog_size, run, cfg.backlog,
                            partial(scenarios.backlog, driver, cfg, run), sink)
         finally:
             await driver.stop()
@@ -99,7 +105,7 @@ async def profile_pass(name: str, cfg: BenchConfig, root: Path, sink: Sink) -> N
 
     try:
         await driver.start()
-        await _guarded(driver, Scenario.E2E, size, 0, cfg.messages, e2e, sink)
+        await _guarded(_who(driver), Scenario.E2E, size, 0, cfg.messages, e2e, sink)
     finally:
         await driver.stop()
 
@@ -118,6 +124,14 @@ async def run_all(cfg: BenchConfig, sink: Sink, keep: Path | None = None) -> Non
                 if keep is None:  # a million-message backlog is GBs: do not keep it around
                     for d in (root / f"{name}-run{run}", root / f"{name}-backlog-run{run}"):
                         shutil.rmtree(d, ignore_errors=True)
+            # Ferry's own telemetry pipeline: no peer runs it, its yardstick is raw COPY.
+            if Scenario.PIPELINE in cfg.scenarios and "ferry" in cfg.systems:
+                where = root / f"pipeline-run{run}"
+                await _guarded(("ferry", pipeline.DURABILITY), Scenario.PIPELINE,
+                               cfg.pipeline_rows_per_message, run, cfg.pipeline_rows,
+                               partial(pipeline.pipeline, cfg, run, where), sink)
+                if keep is None:
+                    shutil.rmtree(where, ignore_errors=True)
         for name in cfg.profile_systems if cfg.profile_dir is not None else ():
             await profile_pass(name, cfg, root, sink)
     finally:

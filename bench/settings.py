@@ -14,6 +14,7 @@ class Scenario(StrEnum):
     E2E = "e2e"  # (2) 1 producer, N competing consumers, every message acked
     LATENCY = "latency"  # (3) single-message publish latency at a fixed offered rate
     BACKLOG = "backlog"  # (4) restart with a large backlog: time to serve again, RSS
+    PIPELINE = "pipeline"  # (5) telemetry CSV -> streamers -> broker -> collectors -> PostgreSQL
 
 
 SYSTEMS = ("ferry", "redis-everysec", "redis-always", "nats", "rabbitmq",
@@ -57,6 +58,10 @@ class BenchConfig(BaseModel):
     profile_dir: Path | None = Field(None, description="py-spy an extra e2e pass into this dir")
     profile_systems: tuple[str, ...] = ("ferry",)
     e2e_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    pipeline_rows: Positive = Field(160_000, description="generated DCGM rows (whole scrapes)")
+    pipeline_streamers: Positive = 2
+    pipeline_collectors: Positive = 2
+    pipeline_rows_per_message: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
 def preset(name: str) -> BenchConfig:
@@ -64,10 +69,11 @@ def preset(name: str) -> BenchConfig:
     if name == "full":
         return BenchConfig()
     if name == "quick":
-        return BenchConfig(runs=1, messages=10_000, latency_seconds=3.0, backlog=100_000)
+        return BenchConfig(runs=1, messages=10_000, latency_seconds=3.0, backlog=100_000,
+                           pipeline_rows=32_000)
     if name == "smoke":
         return BenchConfig(
             runs=1, messages=300, rate=400, latency_seconds=0.5, backlog=300,
-            backlog_batch=100, e2e_timeout_s=120.0,
+            backlog_batch=100, e2e_timeout_s=120.0, pipeline_rows=1_600,
         )
     raise ValueError(f"unknown preset {name!r}: use full, quick or smoke")

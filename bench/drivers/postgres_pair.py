@@ -5,6 +5,8 @@ harness. Unlike the test fixtures, fsync stays on: a COMMIT returns once the pri
 fsynced its WAL and the standby (synchronous_standby_names, synchronous_commit = on)
 flushed it too, which is what a PostgreSQL-backed queue promises its users.
 Under root the servers run as the `postgres` OS user that Debian's package creates.
+With `standby=False` only the primary runs (fsync on, no replication wait): the
+telemetry store of the `pipeline` scenario.
 """
 
 from __future__ import annotations
@@ -26,17 +28,23 @@ PRIMARY = ("wal_level=replica", "max_wal_senders=4", "synchronous_standby_names=
 
 
 class PgPair:
-    def __init__(self, top: Path) -> None:
+    def __init__(self, top: Path, *, standby: bool = True) -> None:
         self.top = top
+        self.standby = standby
         self.bins = bindir()
         self.user = "postgres" if os.geteuid() == 0 else None
         self.ports = free_port(), free_port()
 
     @property
     def dsn(self) -> str:
+        return self.dsn_for("postgres")
+
+    def dsn_for(self, database: str) -> str:
         """Both hosts: libpq picks whichever is the read-write primary."""
+        if not self.standby:
+            return f"postgresql://{SUPERUSER}@127.0.0.1:{self.ports[0]}/{database}"
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports)
-        return f"postgresql://{SUPERUSER}@{hosts}/postgres?target_session_attrs=read-write"
+        return f"postgresql://{SUPERUSER}@{hosts}/{database}?target_session_attrs=read-write"
 
     def _run(self, *argv: str) -> None:
         subprocess.run([str(self.bins / argv[0]), *argv[1:]], check=True, capture_output=True,
@@ -63,10 +71,12 @@ class PgPair:
                 os.chown(self.top, pw.pw_uid, pw.pw_gid)
             await asyncio.to_thread(self._run, "initdb", "-D", str(self.top / "primary"),
                                     "-A", "trust", "-U", SUPERUSER, "-E", "UTF8")
-        primary = self._server("primary", self.ports[0], *PRIMARY)
+        primary = self._server("primary", self.ports[0], *(PRIMARY if self.standby else ()))
         primary.start()
         started.append(primary)
         await self._ready(primary, self.ports[0])
+        if not self.standby:
+            return
         if fresh:
             await asyncio.to_thread(
                 self._run, "pg_basebackup", "-D", str(self.top / "standby"), "-h", "127.0.0.1",

@@ -53,7 +53,12 @@ def parser() -> argparse.ArgumentParser:
     add_broker(p)
     p.add_argument("--create-queue", action="store_true", help="create the queue if missing")
     p.add_argument("--rate", type=positive_float, help="rows per second (default: no limit)")
-    p.add_argument("--batch-size", type=positive_int, default=500, help="rows per publish")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=Pace.batch_size,
+        help=f"rows per publish when unpaced (default {Pace.batch_size})",
+    )
     p.add_argument(
         "--rows-per-message",
         type=positive_int,

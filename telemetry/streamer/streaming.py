@@ -21,6 +21,7 @@ from ferry.telemetry.parsing.messages import (
     SCHEMA_HEADER,
     SCHEMA_VERSION,
     body_of,
+    rows_body,
     rows_dedup_id,
 )
 from ferry.telemetry.parsing.pacing import Pace
@@ -112,7 +113,7 @@ def messages_of(rows: list[tuple[TelemetryRow, str]], per_message: int) -> list[
         for start in range(0, len(items), per_message):
             part = items[start:start + per_message]
             out.append(OutgoingMessage(
-                body=[body_of(r) for r, _ in part],
+                body=rows_body([r for r, _ in part]),
                 key=uuid,
                 dedup_id=rows_dedup_id([row_id(r) for r, _ in part]),
                 headers={SCHEMA_HEADER: ROWS_VERSION, "source": part[0][1]},

@@ -79,18 +79,35 @@ def test_a_restart_keeps_the_backlog(smoke: Smoke, system: str) -> None:
 
 def test_report_has_a_table_per_scenario(smoke: Smoke) -> None:
     proc, report = smoke
-    for title in ("(1) publish only", "(2) end to end", "(3) single-message", "(4) backlog"):
+    for title in ("(1) publish only", "(2) end to end", "(3) single-message", "(4) backlog",
+                  "(5) telemetry pipeline"):
         assert title in proc.stdout
     assert set(report["medians"]) >= {f"{s}/e2e/256" for s in SMOKE_SYSTEMS}
     # One ratio line per peer, last, each with a number (every run counted right).
     # Replicated peers against Ferry on PostgreSQL with a synchronous standby.
     peers = [s for s in SMOKE_SYSTEMS if not s.startswith("ferry")]
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("ratio ")]
+    lines = [ln for ln in proc.stdout.splitlines()
+             if ln.startswith("ratio ") and "e2e_msgs_per_s" in ln]
     assert [ln.split()[1] for ln in lines] == [
         f"{'ferry-pg' if p.endswith('-r3') else 'ferry'}/{p}" for p in peers]
     assert all(re.fullmatch(r"ratio ferry(-pg)?/\S+ e2e_msgs_per_s: \d+\.\d\d", ln)
                for ln in lines)
     assert set(report["ratios"]) == set(peers)
+
+
+def test_the_pipeline_stores_every_generated_row_once_and_is_compared_with_raw_copy(
+    smoke: Smoke,
+) -> None:
+    proc, report = smoke
+    (r,) = _results(report, "ferry", "pipeline")
+    assert r["error"] is None
+    assert r["messages"] == 1600  # one scrape of the generated fleet
+    assert r["counts"] == {"expected": 1600, "delivered": 1600, "duplicates": 0,
+                           "unacked_after": 0, "expected_unacked_after": 0}
+    assert r["rows_per_s"] > 0 and r["copy_rows_per_s"] > 0
+    assert set(r["cpu_us_by_part"]) == {"streamers", "broker", "collectors", "postgres"}
+    assert re.search(r"^ratio pipeline/raw-copy rows_per_s: \d+\.\d\d \(pipeline [\d,]+ "
+                     r"rows/s, raw COPY [\d,]+ rows/s\)$", proc.stdout, re.MULTILINE)
 
 
 def test_bad_arguments_are_refused_clearly() -> None:

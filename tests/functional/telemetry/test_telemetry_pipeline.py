@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import orjson
 import pytest
 from testsupport.ports import free_port
 from testsupport.waiting import eventually_async
@@ -333,7 +334,7 @@ async def test_a_redelivered_many_rows_message_stores_each_row_once(
     the first message are committed under their part ids before any collector runs, so
     its delivery repeats a commit, which must store nothing twice."""
     messages = messages_of([(r, "test") for r in sample_rows[:500]], 100)
-    assert all(len(m.body) > 1 for m in messages)
+    assert all(len(orjson.loads(m.body)) > 1 for m in messages)
     ids = await client.publish(QUEUE, messages)
     first = [r for r in sample_rows[:500] if r.uuid == messages[0].key]
     async with store_for(pg_url) as store:
@@ -360,7 +361,8 @@ async def test_a_poison_row_of_a_many_rows_message_is_dead_lettered_on_its_own(
     good = [body_of(r) for r in sample_rows[:3]]
     poison = {**good[0], "value": "hot"}
     [batch_id] = await client.publish(QUEUE, [OutgoingMessage(
-        body=[good[0], poison, good[1], good[2]], headers={SCHEMA_HEADER: ROWS_VERSION})])
+        body=orjson.dumps([good[0], poison, good[1], good[2]]).decode(),
+        headers={SCHEMA_HEADER: ROWS_VERSION})])
     collector = procs.collector(pg_url)
 
     async def dead_lettered() -> bool:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
-from ferry.telemetry.parsing.messages import body_of, carries_rows
+from ferry.telemetry.parsing.messages import body_of, carries_rows, rows_of
 from ferry.telemetry.parsing.replaying import loop_span
-from ferry.telemetry.parsing.rows import COLUMNS, parse_record, record_of, row_id
+from ferry.telemetry.parsing.rows import COLUMNS, RowError, parse_record, record_of, row_id
 from ferry.telemetry.streamer import checkpoints
 from ferry.telemetry.streamer.checkpoints import Checkpoint, CheckpointError
 from ferry.telemetry.streamer.reading import CsvFile, InputError, input_files
@@ -90,17 +91,32 @@ def test_many_rows_messages_hold_one_gpus_rows_in_order_with_stable_dedup_ids() 
     rows = [(parse_record(record_of(r.fields, f.positions)), f"s:{r.number}")
             for r in f.records()][:700]
     messages = messages_of(rows, 30)
-    assert sum(len(m.body) for m in messages) == 700
-    for m in messages:
-        assert 1 <= len(m.body) <= 30
-        assert {b["uuid"] for b in m.body} == {m.key}
+    parts = [rows_of(m.body) for m in messages]
+    assert all(poison == [] for _, poison in parts)
+    assert sum(len(good) for good, _ in parts) == 700
+    for m, (good, _) in zip(messages, parts, strict=True):
+        assert 1 <= len(good) <= 30
+        assert {r.uuid for _, r in good} == {m.key}
         assert carries_rows(m.headers)
-    per_gpu = [b["metric_name"] + b["timestamp"] for m in messages if m.key == rows[0][0].uuid
-               for b in m.body]
-    assert per_gpu == [r.metric_name + body_of(r)["timestamp"] for r, _ in rows
-                       if r.uuid == rows[0][0].uuid]
+    first = rows[0][0].uuid
+    assert [r for m, (good, _) in zip(messages, parts, strict=True) if m.key == first
+            for _, r in good] == [r for r, _ in rows if r.uuid == first]  # order kept
     assert [m.dedup_id for m in messages_of(rows, 30)] == [m.dedup_id for m in messages]
     assert len({m.dedup_id for m in messages}) == len(messages)
     single = messages_of(rows[:3], 1)
     assert [m.dedup_id for m in single] == [row_id(r) for r, _ in rows[:3]]
+    assert [m.body for m in single] == [body_of(r) for r, _ in rows[:3]]
     assert not any(carries_rows(m.headers) for m in single)
+
+
+def test_a_many_rows_body_names_its_poison_rows_or_is_poison_as_a_whole() -> None:
+    f = CsvFile(DATA / "dcgm_sample.csv")
+    row = parse_record(record_of(next(iter(f.records())).fields, f.positions))
+    bad = {**body_of(row), "value": "hot"}
+    good, poison = rows_of(orjson.dumps([body_of(row), bad, 7]).decode())
+    assert [i for i, _ in good] == [0] and good[0][1] == row
+    assert [(i, b) for i, b, _ in poison] == [(1, bad), (2, 7)]
+    assert "value" in poison[0][2] and "expected a JSON object" in poison[1][2]
+    for whole in ("[]", "not json", [body_of(row)], "{}", "[" + "1," * 1000 + "1]"):
+        with pytest.raises(RowError):
+            rows_of(whole)
