@@ -86,11 +86,11 @@ def row_bodies(body: Any) -> list[Any]:
     return items
 
 
-def rows_dedup_id(row_ids: list[str]) -> str:
-    """A many-rows message's dedup id, derived from its rows' ids: the same rows grouped
-    the same way (a streamer resuming from its checkpoint) are stored by the broker once."""
-    h = hashlib.sha256("\n".join(row_ids).encode()).hexdigest()
-    return f"dcgm-rows-{h[:40]}"
+def rows_dedup_id(body: str) -> str:
+    """A many-rows message's dedup id, derived from its body: the same rows grouped the
+    same way (a streamer resuming from its checkpoint) are stored by the broker once.
+    (Hashing the body, not the rows' ids, spares the streamer a row_id per row.)"""
+    return f"dcgm-rows-{hashlib.sha256(body.encode()).hexdigest()[:40]}"
 
 
 def part_id(message_id: str, index: int) -> str:

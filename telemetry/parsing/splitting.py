@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 
 
+@functools.lru_cache(maxsize=65536)  # a GPU's rows share a key: hash each key once
 def owner(key: str, count: int) -> int:
     """Which of `count` instances owns `key`: stable across processes and Python versions
     (unlike hash()), so independently started streamers agree without talking."""

@@ -112,10 +112,11 @@ def messages_of(rows: list[tuple[TelemetryRow, str]], per_message: int) -> list[
     for uuid, items in by_gpu.items():
         for start in range(0, len(items), per_message):
             part = items[start:start + per_message]
+            body = rows_body([r for r, _ in part])
             out.append(OutgoingMessage(
-                body=rows_body([r for r, _ in part]),
+                body=body,
                 key=uuid,
-                dedup_id=rows_dedup_id([row_id(r) for r, _ in part]),
+                dedup_id=rows_dedup_id(body),
                 headers={SCHEMA_HEADER: ROWS_VERSION, "source": part[0][1]},
             ))
     return out
