@@ -101,7 +101,7 @@ async def collect(args: argparse.Namespace) -> int:
         consumer=args.consumer,
         batch_size=args.batch_size,
         flush_interval=args.flush_interval,
-        max_in_flight=max(args.max_in_flight, args.batch_size),
+        max_in_flight=args.max_in_flight,  # deliveries; a batch counts rows
         visibility_timeout_ms=args.visibility_timeout_ms,
     )
     metrics = Metrics()

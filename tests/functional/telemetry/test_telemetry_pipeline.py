@@ -218,8 +218,10 @@ async def test_sample_through_two_streamers_and_three_collectors_stored_exactly_
     collectors = [procs.collector(pg_url) for _ in range(3)]
     for c in collectors:  # every consumer subscribed before the first message
         await healthy(c)
+    # Small messages, so there are enough of them (~500) for every collector to get some.
     streamers = [
-        procs.streamer(SAMPLE, "--instance-index", str(i), "--instance-count", "2")
+        procs.streamer(SAMPLE, "--instance-index", str(i), "--instance-count", "2",
+                       "--rows-per-message", "5")
         for i in range(2)
     ]
     for s in streamers:
@@ -236,9 +238,9 @@ async def test_sample_through_two_streamers_and_three_collectors_stored_exactly_
     assert sorted(r for r, _ in rows) == sorted(row_id(r) for r in sample_rows)  # each once
     assert len({m for _, m in rows}) == len(rows)
     g = await client.group_stats(QUEUE, GROUP)
-    # No message was published twice; each carries up to 100 rows of one GPU.
+    # No message was published twice; each carries up to 5 rows of one GPU.
     messages = sum(x["messages"] for x in summaries)
-    assert 2560 / 100 <= messages < 2560
+    assert 2560 / 5 <= messages < 2560
     assert (g.acked_total, g.dead) == (messages, 0)
     per_collector = [
         counter(await c.metrics(), "ferry_collector_messages_total", outcome="stored")
