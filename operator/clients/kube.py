@@ -223,23 +223,30 @@ class KubeClient:
         return [{"apiVersion": api_version, "kind": kind, **o} for o in found.get("items", [])]
 
     async def patch(self, api_version: str, kind: str, namespace: str, name: str,
-                    body: Obj) -> Obj:
+                    body: Obj, subresource: str = "") -> Obj:
         """A JSON merge patch as `ferry-operator` (fields server-side apply cannot own, such
-        as a bound claim's size)."""
-        _, obj = await self._call("PATCH", path(api_version, kind, namespace, name),
+        as a bound claim's size); `subresource` "status" for a resource's status."""
+        target = path(api_version, kind, namespace, name)
+        _, obj = await self._call("PATCH", f"{target}/{subresource}" if subresource else target,
                                   query={"fieldManager": FIELD_MANAGER}, body=body,
                                   content_type="application/merge-patch+json")
         return obj
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str,
-                     propagation: str = "Background") -> bool:
+                     propagation: str = "Background", uid: str = "") -> bool:
         """Delete; Background garbage-collects dependents, Orphan leaves them running.
-        False if absent."""
+        False if absent, or (given `uid`) if the object of that name is another one now."""
+        body: Obj = {"propagationPolicy": propagation}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            await self._call("DELETE", path(api_version, kind, namespace, name),
-                             body={"propagationPolicy": propagation})
+            await self._call("DELETE", path(api_version, kind, namespace, name), body=body)
         except KubeNotFound:
             return False
+        except KubeError as e:
+            if uid and e.status == 409:  # the precondition failed: that object is gone
+                return False
+            raise
         return True
 
     async def annotate(self, api_version: str, kind: str, namespace: str, name: str,

@@ -73,10 +73,6 @@ class Runtime:
     metrics_apis: MetricsApis = field(init=False)
     watched: Watched = field(default_factory=Watched)
     tokens: dict[tuple[str, str, str], str] = field(default_factory=dict)  # ns, Secret, key
-    # A replicated broker's StatefulSet (namespace, name) -> uid of the pod deleted last to
-    # roll it: until the watch shows that pod going, the cache could show it running and a
-    # second pod would go too (handlers/queues.py).
-    rolled: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.metrics_apis = MetricsApis(self.kube, apiservice=providers.APISERVICE)

@@ -25,6 +25,7 @@ from ferry.operator.handlers.common import (
     write_status,
 )
 from ferry.operator.handlers.tokens import TokenMissingError, broker_token, forget
+from ferry.operator.identity import API_VERSION
 from ferry.operator.metrics import CHILD_CHANGES, RECONCILE_SECONDS, RECONCILES
 from ferry.operator.reconcile import deletion, queues, readiness, rolling, tenancy, volumes
 from ferry.operator.reconcile.conditions import Reason
@@ -124,18 +125,28 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
 
 
 async def _roll(rt: Runtime, body: Any, sts: Any, pods: list[Any]) -> None:
-    """Roll a replicated broker one pod at a time, the leader last (see reconcile.rolling)."""
-    key = (sts["metadata"]["namespace"], sts["metadata"]["name"])
-    deleted = rt.rolled.get(key)
-    if deleted is not None and any(p["metadata"].get("uid") == deleted
-                                   and not p["metadata"].get("deletionTimestamp") for p in pods):
+    """Roll a replicated broker one pod at a time, the leader last (see reconcile.rolling):
+    the pod's record goes into the Queue's status before the pod is deleted."""
+    namespace = sts["metadata"]["namespace"]
+    plan = rolling.next_step(sts, pods, rolling.Rolling.from_status(body.get("status")),
+                             datetime.now(UTC))
+    if plan.delete is None and plan.record == rolling.Rolling.from_status(body.get("status")):
         return
-    step = rolling.next_step(sts, pods)
+    # About to write or delete: decide again on the Queue as the API has it now (the body
+    # may not show yet what this operator, or another one, recorded a moment ago).
+    fresh = await rt.kube.get(API_VERSION, "Queue", namespace, body["metadata"]["name"])
+    if fresh is None:
+        return
+    recorded = rolling.Rolling.from_status(fresh.get("status"))
+    plan = rolling.next_step(sts, pods, recorded, datetime.now(UTC))
+    if plan.record != recorded:
+        await rt.kube.patch(API_VERSION, "Queue", namespace, body["metadata"]["name"],
+                            {"status": {"rolling": plan.record and plan.record.for_status()}},
+                            subresource="status")
+    step = plan.delete
     if step is None:
         return
-    pod = next(p for p in pods if p["metadata"]["name"] == step.pod)
-    rt.rolled[key] = pod["metadata"].get("uid", "")
-    await rt.kube.delete("v1", "Pod", key[0], step.pod)
+    await rt.kube.delete("v1", "Pod", namespace, step.pod, uid=step.uid)
     CHILD_CHANGES.labels("Pod", "rolled").inc()
     which = "the leader, last" if step.leader else "a standby"
     kopf.info(body, reason="Rolled",

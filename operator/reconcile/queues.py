@@ -31,6 +31,7 @@ from ferry.operator.reconcile.workloads import (
 )
 
 BROKER_PORT = 7070
+STARTUP_SECONDS = 120  # a broker listens before it reads its store in, so this is generous
 DATA_DIR = "/var/lib/ferry"
 TOKEN_DIR = "/etc/ferry/token"
 COMPONENT = "broker"
@@ -203,6 +204,11 @@ def _stateful_set(owner: Owner, spec: QueueSpec, config: Mapping[str, str],
                  else ["--data-dir", DATA_DIR]) + [
             "--port", str(BROKER_PORT), "--token-file", TOKEN_DIR],
         "ports": [{"name": "http", "containerPort": BROKER_PORT}],
+        # The kubelet marks the container started once /healthz answered: a standby is
+        # never Ready, so started is what says a rolled pod is back (rolling.py). Up to
+        # STARTUP_SECONDS, before liveness checks begin.
+        "startupProbe": {**http_probe("/healthz", 2),
+                         "failureThreshold": STARTUP_SECONDS // 2},
         "readinessProbe": http_probe("/readyz", 5),
         "livenessProbe": http_probe("/healthz", 10),
         "resources": resources(spec.broker.resources),

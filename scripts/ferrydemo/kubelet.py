@@ -9,6 +9,8 @@ command, such as PostgreSQL's) are left Pending, unless the kubelet is given a s
 for that pod (`stand_ins`: pod name -> host:port of a local server doing its work, e.g. a
 PostgreSQL started beside it): such a pod is reported Running, and Ready while its
 stand-in accepts connections, as a kubelet's TCP readiness probe would.
+A container is reported `started` only once its httpGet startupProbe (if any) answered,
+as a kubelet reports it; its readiness counts only from then.
 A kubelet given `pullable` reports a pod whose image that refuses as a real kubelet reports
 an image it cannot pull: waiting in ErrImagePull, then ImagePullBackOff, never started.
 A pod whose Secret or ConfigMap (or key) does not exist yet waits in
@@ -82,8 +84,10 @@ def _container_id(local: LocalContainer) -> str:
     return f"stand-in://{local.stand_in}" if local.stand_in else ""
 
 
-def _readiness(container: Mapping[str, Any], ports: Mapping[int, int]) -> tuple[int, str] | None:
-    probe = (container.get("readinessProbe") or {}).get("httpGet")
+def _http_probe(container: Mapping[str, Any], kind: str,
+                ports: Mapping[int, int]) -> tuple[int, str] | None:
+    """The local port and path of the container's httpGet `kind` (readinessProbe, ...)."""
+    probe = (container.get(kind) or {}).get("httpGet")
     if not probe:
         return None
     port = probe["port"]
@@ -99,6 +103,8 @@ class LocalContainer:
     child: Child | None
     ports: dict[int, int]
     readiness: tuple[int, str] | None     # local port and path of an httpGet readiness probe
+    startup: tuple[int, str] | None = None  # the same of an httpGet startup probe
+    probed: bool = False  # the startup probe passed since the process started
     started: str = field(default_factory=_now)
     restarts: int = 0
     exit_code: int | None = None
@@ -248,11 +254,13 @@ class Kubelet:
                                       env={**self.env, **process.env})
         if local is None:
             local = LocalContainer(meta["name"], component, child, ports,
-                                   _readiness(container, ports))
+                                   _http_probe(container, "readinessProbe", ports),
+                                   _http_probe(container, "startupProbe", ports))
             self.containers[meta["uid"]] = local
             self.say(f"pod {meta['name']}: running {process.argv[0]} (pid {child.proc.pid})")
         else:
             local.child, local.started, local.exit_code = child, _now(), None
+            local.probed = False
         return local
 
     def _data(self, kind: str) -> dict[str, dict[str, str]]:
@@ -333,6 +341,16 @@ class Kubelet:
             self.core.patch_namespaced_pod_status(pod["metadata"]["name"], self.namespace,
                                                   {"status": status}, _preload_content=False)
 
+    def _started(self, local: LocalContainer) -> bool:
+        """A kubelet's `started`: the container runs and its startup probe (if any) passed
+        once since; readiness and liveness probes run only after that."""
+        if local.child is None and local.stand_in is None:
+            return False
+        if not local.probed:
+            port, path = local.startup or (0, "")
+            local.probed = local.startup is None or answers(f"http://127.0.0.1:{port}{path}")
+        return local.probed
+
     def _ready(self, local: LocalContainer) -> bool:
         if local.stand_in is not None:
             host, number = local.stand_in.rsplit(":", 1)
@@ -349,7 +367,8 @@ class Kubelet:
         return answers(f"http://127.0.0.1:{port}{path}")
 
     def _report(self, pod: dict[str, Any], local: LocalContainer) -> None:
-        ready = self._ready(local)
+        started = self._started(local)
+        ready = started and self._ready(local)
         if local.child is not None or local.stand_in is not None:
             state: dict[str, Any] = {"running": {"startedAt": local.started}}
         elif local.exit_code == 0:
@@ -358,7 +377,7 @@ class Kubelet:
         else:
             state = {"waiting": {"reason": "CrashLoopBackOff",
                                  "message": f"exited with code {local.exit_code}"}}
-        key = f"{ready}/{next(iter(state))}/{local.restarts}"
+        key = f"{ready}/{started}/{next(iter(state))}/{local.restarts}"
         flag = "True" if ready else "False"
         shown = [c.get("status") for c in (pod.get("status") or {}).get("conditions") or []
                  if c.get("type") == "Ready"]
@@ -378,7 +397,7 @@ class Kubelet:
             ],
             "containerStatuses": [{
                 "name": container["name"], "image": container.get("image", ""), "imageID": "",
-                "ready": ready, "started": "running" in state, "restartCount": local.restarts,
+                "ready": ready, "started": started, "restartCount": local.restarts,
                 "state": state, "containerID": _container_id(local),
             }],
         }

@@ -205,6 +205,8 @@ def test_replicated_postgres_brokers_share_a_database_and_spread(defaulted: Defa
     (broker,) = pod["containers"]
     assert "--data-dir" not in broker["args"]
     assert [m["name"] for m in broker["volumeMounts"]] == ["token"]  # no data volume
+    # Started (what says a rolled standby is back, as it is never Ready) once alive.
+    assert broker["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     env = {e["name"]: e["valueFrom"] for e in broker["env"]}
     assert env["FERRY_POSTGRES"] == {"secretKeyRef": {"name": "orders-db", "key": "uri"}}
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
