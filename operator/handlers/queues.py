@@ -146,7 +146,8 @@ async def _roll(rt: Runtime, body: Any, sts: Any, pods: list[Any]) -> None:
     step = plan.delete
     if step is None:
         return
-    await rt.kube.delete("v1", "Pod", namespace, step.pod, uid=step.uid)
+    if not await rt.kube.delete("v1", "Pod", namespace, step.pod, uid=step.uid):
+        return  # gone already, or replaced: its record waits for the replacement
     CHILD_CHANGES.labels("Pod", "rolled").inc()
     which = "the leader, last" if step.leader else "a standby"
     kopf.info(body, reason="Rolled",
