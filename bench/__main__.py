@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", type=_csv, help="body sizes in bytes, e.g. 256,4096")
     p.add_argument("--batch", type=int, help="publish/receive batch size (default 100)")
     p.add_argument("--consumers", type=int, help="competing consumers in e2e (default 2)")
+    p.add_argument("--producers", type=int,
+                   help="producers in e2e, each on its own connection (default 1)")
     p.add_argument("--window", type=int, help="batches a producer keeps in flight (default 1)")
     p.add_argument("--rate", type=int, help="offered msgs/s for the latency scenario")
     p.add_argument("--latency-seconds", type=float)
@@ -59,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pipeline-collectors", type=int, help="collector processes (default 2)")
     p.add_argument("--rows-per-message", type=int,
                    help="the streamers' --rows-per-message in the pipeline scenario (default 100)")
+    p.add_argument("--idle-consumers", type=int,
+                   help="idle subscribed consumers in the idle scenario (default 1000)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="also run one py-spy-sampled e2e pass of ferry; summaries go to DIR")
     p.add_argument("--out", type=Path, default=Path("bench/results/latest.json"),
@@ -73,12 +77,12 @@ def build_config(a: argparse.Namespace) -> BenchConfig:
     base = preset("smoke" if a.smoke else "quick" if a.quick else "full")
     overrides: dict[str, object] = {
         "runs": a.runs, "systems": a.systems, "messages": a.messages, "batch": a.batch,
-        "consumers": a.consumers, "window": a.window, "rate": a.rate,
+        "consumers": a.consumers, "producers": a.producers, "window": a.window, "rate": a.rate,
         "latency_seconds": a.latency_seconds, "backlog": a.backlog,
         "backlog_systems": a.backlog_systems, "backlog_runs": a.backlog_runs,
         "profile_dir": a.profile, "pipeline_rows": a.pipeline_rows,
         "pipeline_streamers": a.pipeline_streamers, "pipeline_collectors": a.pipeline_collectors,
-        "pipeline_rows_per_message": a.rows_per_message,
+        "pipeline_rows_per_message": a.rows_per_message, "idle_consumers": a.idle_consumers,
         "scenarios": a.scenarios, "sizes": tuple(int(s) for s in a.sizes) if a.sizes else None,
     }
     merged = {**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}

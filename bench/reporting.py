@@ -36,6 +36,11 @@ COLUMNS: dict[Scenario, tuple[tuple[str, str, str], ...]] = {
         ("rows_per_s", "rows/s", ",.0f"), ("copy_rows_per_s", "raw COPY rows/s", ",.0f"),
         ("copy_ratio", "x raw COPY", ".2f"), ("cpu_us_per_row", "CPU µs/row", ".1f"),
     ),
+    Scenario.IDLE: (
+        ("idle_rss_mb", "broker RSS added MiB", ",.1f"),
+        ("quiet_p99_ms", "publish p99 ms alone", ".2f"), ("p99_ms", "p99 ms with them", ".2f"),
+        ("idle_p99_ratio", "p99 with/alone", ".2f"),
+    ),
 }
 TITLES = {
     Scenario.PUBLISH: "(1) publish only: 1 producer, confirmed batches",
@@ -44,7 +49,18 @@ TITLES = {
     Scenario.BACKLOG: "(4) backlog: graceful restart, time until a message is served again",
     Scenario.PIPELINE: "(5) telemetry pipeline: DCGM CSV -> streamers -> broker -> collectors "
                        "-> PostgreSQL, unpaced, against raw COPY of the same rows",
+    Scenario.IDLE: "(6) idle subscribed consumers (each its own connection): broker RSS they "
+                   "add, single-message publish p99 without and with them",
 }
+
+
+def title(scenario: Scenario, cfg: BenchConfig) -> str:
+    if scenario == Scenario.E2E:
+        return (f"(2) end to end: {cfg.producers} producer(s), {cfg.consumers} competing "
+                "consumers, every message acked")
+    if scenario == Scenario.IDLE:
+        return f"{TITLES[scenario]} ({cfg.idle_consumers} of them)"
+    return TITLES[scenario]
 
 
 def key(system: str, scenario: Scenario, size: int) -> str:
@@ -106,7 +122,7 @@ def tables(results: list[Result], cfg: BenchConfig) -> str:
         if not rows:
             continue
         cols = COLUMNS[scenario]
-        lines += ["", f"## {TITLES[scenario]}", ""]
+        lines += ["", f"## {title(scenario, cfg)}", ""]
         size = "rows/msg" if scenario == Scenario.PIPELINE else "body B"
         head = ["system", size, *(c[1] for c in cols), "runs ok", "durability"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

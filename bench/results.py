@@ -62,6 +62,10 @@ class Result(BaseModel):
     copy_ratio: float | None = None  # rows_per_s / copy_rows_per_s, same run
     cpu_us_per_row: float | None = None  # every process of the pipeline, per row stored
     cpu_us_by_part: dict[str, float] | None = None  # streamers, broker, collectors, postgres
+    # idle (messages = idle consumers): broker RSS they add, publish p99 without and with them
+    idle_rss_mb: float | None = None
+    quiet_p99_ms: float | None = None
+    idle_p99_ratio: float | None = None  # p99_ms (with them) / quiet_p99_ms
 
     @property
     def ok(self) -> bool:

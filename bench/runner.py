@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
-from bench import pipeline, scenarios
+from bench import idle, pipeline, scenarios
 from bench.drivers.base import Driver
 from bench.profiling import Profiler
 from bench.results import Result
@@ -81,6 +81,14 @@ async def _one_system(name: str, cfg: BenchConfig, run: int, root: Path, sink: S
             await _throughput_and_latency(driver, cfg, run, sink)
         finally:
             await driver.stop()
+    if Scenario.IDLE in cfg.scenarios and name == "ferry":  # a Ferry-only measurement
+        driver = make_driver(name, root / f"{name}-idle-run{run}")
+        try:
+            await driver.start()
+            await _guarded(_who(driver), Scenario.IDLE, cfg.latency_size, run,
+                           cfg.idle_consumers, partial(idle.idle, driver, cfg, run), sink)
+        finally:
+            await driver.stop()
     if (Scenario.BACKLOG in cfg.scenarios and name in cfg.backlog_systems
             and run <= cfg.backlog_runs):
         driver = make_driver(name, root / f"{name}-backlog-run{run}")
@@ -122,7 +130,8 @@ async def run_all(cfg: BenchConfig, sink: Sink, keep: Path | None = None) -> Non
             for name in cfg.systems:
                 await _one_system(name, cfg, run, root, sink)
                 if keep is None:  # a million-message backlog is GBs: do not keep it around
-                    for d in (root / f"{name}-run{run}", root / f"{name}-backlog-run{run}"):
+                    for d in (root / f"{name}-run{run}", root / f"{name}-backlog-run{run}",
+                              root / f"{name}-idle-run{run}"):
                         shutil.rmtree(d, ignore_errors=True)
             # Ferry's own telemetry pipeline: no peer runs it, its yardstick is raw COPY.
             if Scenario.PIPELINE in cfg.scenarios and "ferry" in cfg.systems:

@@ -25,15 +25,18 @@ def _chunks(count: int, size: int, batch: int) -> Iterator[list[bytes]]:
         yield [make_body(i, size) for i in range(start, min(start + batch, count))]
 
 
-async def produce(conn: Connection, count: int, size: int, batch: int, window: int) -> None:
-    """One producer: batches of `batch`, at most `window` batches awaiting confirmation."""
+async def produce(conn: Connection | Sequence[Connection], count: int, size: int, batch: int,
+                  window: int) -> None:
+    """Producers (one per connection): batches of `batch`, at most `window` batches per
+    producer awaiting confirmation; together they send each message once."""
     chunks = _chunks(count, size, batch)
+    conns = [conn] if isinstance(conn, Connection) else list(conn)
 
-    async def lane() -> None:
+    async def lane(c: Connection) -> None:
         for chunk in chunks:  # lanes share the iterator, so each batch is sent once
-            await conn.publish(chunk)
+            await c.publish(chunk)
 
-    await asyncio.gather(*(lane() for _ in range(window)))
+    await asyncio.gather(*(lane(c) for c in conns for _ in range(window)))
 
 
 async def settled_unacked(conn: Connection, expected: int) -> int:
@@ -115,6 +118,8 @@ async def end_to_end(driver: Driver, cfg: BenchConfig, size: int, run: int) -> R
     n = cfg.messages
     tally, stop = Tally(n), asyncio.Event()
     producer = await driver.connect()
+    # More producers each get a connection of their own; the first one also reads stats.
+    others = [await driver.connect() for _ in range(cfg.producers - 1)]
     consumers = [await driver.connect() for _ in range(cfg.consumers)]
     tasks = [
         asyncio.create_task(c.consume(f"c{i}", cfg.batch, tally, stop))
@@ -125,7 +130,7 @@ async def end_to_end(driver: Driver, cfg: BenchConfig, size: int, run: int) -> R
     try:
         cpu.start()
         t0 = time.perf_counter()
-        await produce(producer, n, size, cfg.batch, cfg.window)
+        await produce([producer, *others], n, size, cfg.batch, cfg.window)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(tally.done.wait(), cfg.e2e_timeout_s)
         cpu.record(res, n)
@@ -137,7 +142,7 @@ async def end_to_end(driver: Driver, cfg: BenchConfig, size: int, run: int) -> R
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for c in consumers:
+        for c in (*consumers, *others):
             await c.close()
     try:
         left = await settled_unacked(producer, 0)

@@ -15,6 +15,7 @@ class Scenario(StrEnum):
     LATENCY = "latency"  # (3) single-message publish latency at a fixed offered rate
     BACKLOG = "backlog"  # (4) restart with a large backlog: time to serve again, RSS
     PIPELINE = "pipeline"  # (5) telemetry CSV -> streamers -> broker -> collectors -> PostgreSQL
+    IDLE = "idle"  # (6) many idle subscribed consumers: broker RSS, publish p99 with them
 
 
 SYSTEMS = ("ferry", "redis-everysec", "redis-always", "nats", "rabbitmq",
@@ -46,6 +47,7 @@ class BenchConfig(BaseModel):
     sizes: tuple[Positive, ...] = (256, 4096)
     batch: Positive = 100
     consumers: Positive = 2
+    producers: Positive = Field(1, description="e2e producers, each its own connection")
     window: Positive = Field(1, description="batches a producer keeps in flight")
     rate: Positive = Field(2000, description="offered msgs/s in the latency scenario")
     latency_seconds: Annotated[float, Field(gt=0)] = 10.0
@@ -62,6 +64,7 @@ class BenchConfig(BaseModel):
     pipeline_streamers: Positive = 2
     pipeline_collectors: Positive = 2
     pipeline_rows_per_message: Annotated[int, Field(ge=1, le=1000)] = 100
+    idle_consumers: Positive = 1000
 
 
 def preset(name: str) -> BenchConfig:
@@ -75,5 +78,6 @@ def preset(name: str) -> BenchConfig:
         return BenchConfig(
             runs=1, messages=300, rate=400, latency_seconds=0.5, backlog=300,
             backlog_batch=100, e2e_timeout_s=120.0, pipeline_rows=1_600,
+            idle_consumers=20,
         )
     raise ValueError(f"unknown preset {name!r}: use full, quick or smoke")

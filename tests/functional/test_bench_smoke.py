@@ -110,6 +110,15 @@ def test_the_pipeline_stores_every_generated_row_once_and_is_compared_with_raw_c
                      r"rows/s, raw COPY [\d,]+ rows/s\)$", proc.stdout, re.MULTILINE)
 
 
+def test_idle_consumers_stay_subscribed_through_a_latency_run(smoke: Smoke) -> None:
+    proc, report = smoke
+    (r,) = _results(report, "ferry", "idle")
+    assert r["error"] is None
+    assert r["counts"]["delivered"] == r["counts"]["expected"] == 20  # the --smoke preset
+    assert r["idle_rss_mb"] is not None and r["quiet_p99_ms"] > 0 and r["p99_ms"] > 0
+    assert "(6) idle subscribed consumers" in proc.stdout
+
+
 def test_bad_arguments_are_refused_clearly() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--systems", "kafka"],

@@ -70,3 +70,25 @@ def test_profile_summary_charges_time_to_areas_and_threads() -> None:
     # by Ferry layer, pydantic's time is the transport's (its caller)
     assert "40.0%  ferry transport" in text
     assert "24.0%  thread (2): ferry-store-writer" in text  # 60 samples of 250 in 1 s
+
+
+def pipeline_run(run: int, rows_per_s: float, copy: float, *, stored: int = 1600) -> Result:
+    return Result(
+        system="ferry", durability="d", scenario=Scenario.PIPELINE, body_size=100, run=run,
+        messages=1600, rows_per_s=rows_per_s, copy_rows_per_s=copy,
+        copy_ratio=rows_per_s / copy, cpu_us_by_part={"streamers": 30.0, "broker": 10.0},
+        counts=Counts(expected=1600, delivered=stored),
+    )
+
+
+def test_the_pipeline_line_is_the_median_of_per_run_ratios_and_only_on_right_counts() -> None:
+    runs = [pipeline_run(1, 10_000.0, 40_000.0), pipeline_run(2, 12_000.0, 20_000.0),
+            pipeline_run(3, 9_000.0, 30_000.0)]
+    cfg = BenchConfig(systems=("ferry",), scenarios=(Scenario.PIPELINE,))
+    assert ratio_lines(runs, cfg).splitlines() == [
+        "ratio pipeline/raw-copy rows_per_s: 0.30 (pipeline 10,000 rows/s, raw COPY 30,000 "
+        "rows/s)",
+        "pipeline CPU µs/row by part: streamers 30.0, broker 10.0",
+    ]
+    runs.append(pipeline_run(4, 20_000.0, 30_000.0, stored=1599))
+    assert "n/a" in ratio_lines(runs, cfg)
