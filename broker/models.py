@@ -18,7 +18,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from ferry.kit.tracing import TRACEPARENT_PATTERN, valid_traceparent
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 CONSUMER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -57,6 +59,21 @@ Receipt = Annotated[str, Field(min_length=1, max_length=128)]
 MessageId = Annotated[str, Field(min_length=1, max_length=32)]
 Cursor = Annotated[str, Field(pattern=CURSOR_PATTERN)]
 MaxDeliveries = Annotated[int, Field(ge=1, le=1000), WHOLE]  # queues' default and groups'
+
+
+def _traceparent(value: str) -> str:
+    if not valid_traceparent(value):
+        raise ValueError("not W3C trace context: 00-<32 hex trace id>-<16 hex parent id>-"
+                         "<2 hex flags>, lowercase, ids not all zeros")
+    return value
+
+
+# The pattern has look-aheads (ids not all zeros), which pydantic's regex engine lacks:
+# the schema states it, the validator checks it (with Python's re).
+Traceparent = Annotated[str, Field(json_schema_extra={"pattern": TRACEPARENT_PATTERN},
+                                   description="W3C trace context (version 00): stored in "
+                                   "each message's headers unless the message sets its own "
+                                   "traceparent"), AfterValidator(_traceparent)]
 # A key is a text column in PostgreSQL, which cannot hold U+0000: refused on every engine.
 MessageKey = Annotated[str, Field(max_length=256, pattern=r"^[^\x00]*$",
                                   description="no U+0000")]
@@ -433,6 +450,7 @@ class WsPublish(Model):
     seq: Seq
     queue: Name
     messages: Annotated[list[OutgoingMessage], Field(min_length=1, max_length=MAX_BATCH)]
+    traceparent: Traceparent | None = None
 
 
 class WsSubscribe(Model):

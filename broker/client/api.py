@@ -49,6 +49,7 @@ from ferry.broker.models import (
     RedriveResponse,
     WsSettle,
 )
+from ferry.kit.tracing import TRACEPARENT, current_traceparent, span, tracer
 
 if TYPE_CHECKING:
     from ferry.broker.client.consuming import Consumer, Mode
@@ -60,6 +61,7 @@ SettleOp = Literal["ack", "nack", "extend"]
 # commit full, few enough that a retry after a lost connection stays small.
 PUBLISH_WINDOW = 16
 _JSON = {"Content-Type": "application/json"}
+TRACER = "ferry.broker.client"  # the OpenTelemetry tracer of the client's (and Consumer's) spans
 
 
 class BrokerClient:
@@ -168,31 +170,41 @@ class BrokerClient:
         # over HTTP, parallel connections would race, so batches go one at a time there.
         pipe = await with_retries(self._shared_pipe, self.policy)
         window = asyncio.Semaphore(PUBLISH_WINDOW if pipe is not None else 1)
+        with span(tracer(TRACER), f"{queue} publish", "producer",
+                  attributes={"messaging.system": "ferry", "messaging.destination.name": queue,
+                              "messaging.batch.message_count": len(messages)}):
+            # The messages carry this span's context (the broker stores it in their
+            # headers); none without an SDK configured.
+            traceparent = current_traceparent()
 
-        async def one(start: int, batch: Sequence[OutgoingMessage]) -> list[str]:
-            async with window:
-                return await with_retries(
-                    lambda: self._publish_once(queue, batch, prefix, start), self.policy
-                )
+            async def one(start: int, batch: Sequence[OutgoingMessage]) -> list[str]:
+                async with window:
+                    return await with_retries(
+                        lambda: self._publish_once(queue, batch, prefix, start, traceparent),
+                        self.policy,
+                    )
 
-        if len(split) == 1:  # the common small publish: no task per batch
-            return await one(0, split[0])
-        parts = await _gather(one(i * batch_size, b) for i, b in enumerate(split))
+            if len(split) == 1:  # the common small publish: no task per batch
+                return await one(0, split[0])
+            parts = await _gather(one(i * batch_size, b) for i, b in enumerate(split))
         return [message_id for part in parts for message_id in part]
 
     async def _publish_once(
-        self, queue: str, batch: Sequence[OutgoingMessage], prefix: str, start: int
+        self, queue: str, batch: Sequence[OutgoingMessage], prefix: str, start: int,
+        traceparent: str | None = None,
     ) -> list[str]:
         pipe = await self._shared_pipe()
         if pipe is None:
             stamped = with_dedup_ids(batch, prefix, start)
             body = PublishRequest.model_construct(messages=stamped)
-            answer = await self._call("POST", f"{_q(queue)}/messages", body)
+            extra = {TRACEPARENT: traceparent} if traceparent else None
+            answer = await self._call("POST", f"{_q(queue)}/messages", body, headers=extra)
             return _parse(PublishResponse, *answer).ids
         seq = pipe.next_seq()
         frame = orjson.dumps({
             "op": "publish", "seq": seq, "queue": queue,
             "messages": wire_messages(batch, prefix, start),
+            **({"traceparent": traceparent} if traceparent else {}),
         })
         reply = await pipe.call(seq, frame.decode())
         return _expect(reply.ids, "ids")
@@ -252,6 +264,17 @@ class BrokerClient:
             return []
         if op == "extend" and visibility_timeout_ms is None:
             raise ValueError("extend needs visibility_timeout_ms")
+        with span(tracer(TRACER), f"{queue} {op}", "client",
+                  attributes={"messaging.system": "ferry", "messaging.destination.name": queue,
+                              "messaging.consumer.group.name": group,
+                              "messaging.batch.message_count": len(receipts)}):
+            return await self._settle(op, queue, group, receipts, delay_ms,
+                                      visibility_timeout_ms, pipe)
+
+    async def _settle(
+        self, op: SettleOp, queue: str, group: str, receipts: Sequence[str],
+        delay_ms: int | None, visibility_timeout_ms: int | None, pipe: Pipe | None,
+    ) -> list[ReceiptResult]:
 
         async def attempt() -> list[ReceiptResult]:
             via = pipe if pipe is not None and not pipe.closed else await self._shared_pipe()
@@ -432,16 +455,20 @@ class BrokerClient:
         body: BaseModel | None = None,
         params: dict[str, str] | None = None,
         within: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
         """One HTTP attempt: the 2xx status and body, or the translated error."""
         data = body.model_dump_json() if body is not None else None
+        sent = _JSON if data is not None else None
+        if headers:
+            sent = {**(sent or {}), **headers}
         try:
             async with self.session().request(
                 method,
                 self.url + path,
                 data=data,
                 params=params,
-                headers=_JSON if data is not None else None,
+                headers=sent,
                 timeout=aiohttp.ClientTimeout(total=within or self.timeout),
                 # A broker never redirects: following one would send the token, and the
                 # operator's calls, to wherever the far end points.

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import aiohttp
 from pydantic import ValidationError
 
+from ferry.broker.client.api import TRACER
 from ferry.broker.client.errors import (
     BrokerError,
     error_from_response,
@@ -37,8 +38,11 @@ from ferry.broker.models import (
     ReceiveResponse,
     WsSubscribe,
 )
+from ferry.kit.tracing import span, traceparent_of, tracer
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     from ferry.broker.client.api import BrokerClient, SettleOp
 
 log = logging.getLogger(__name__)
@@ -110,7 +114,20 @@ class Consumer:
                     raise StopAsyncIteration
                 raise item
             if item.receipt in self._leases:  # not handed back or lost meanwhile
+                t = tracer(TRACER)
+                if t is not None:
+                    self._received_span(t, item)
                 return item
+
+    def _received_span(self, t: Tracer, d: Delivery) -> None:
+        """A span as the delivery reaches the user, a child of its producer's span."""
+        with span(t, f"{self.queue} receive", "consumer", parent=traceparent_of(d.headers),
+                  attributes={"messaging.system": "ferry",
+                              "messaging.destination.name": self.queue,
+                              "messaging.consumer.group.name": self.group,
+                              "messaging.message.id": d.id,
+                              "messaging.message.delivery_count": d.delivery_count}):
+            pass
 
     @property
     def closing(self) -> bool:

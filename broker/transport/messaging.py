@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import AbstractContextManager as ContextManager
 from typing import Any
 
 import orjson
@@ -41,6 +42,7 @@ from ferry.broker.transport.errors import ApiError
 from ferry.broker.transport.limits import CURSOR
 from ferry.broker.transport.runtime import (
     RUNTIME,
+    TRACER,
     Runtime,
     durable,
     flow_key,
@@ -55,22 +57,29 @@ from ferry.broker.transport.views import (
     read_body,
     read_once,
 )
+from ferry.kit.tracing import TRACEPARENT, span, tracer, valid_traceparent
 
 routes = web.RouteTableDef()
 
 
-def incoming(q: Queue, messages: list[OutgoingMessage]) -> list[Incoming]:
+def incoming(
+    q: Queue, messages: list[OutgoingMessage], traceparent: str | None = None
+) -> list[Incoming]:
     """Validate sizes and encode documents before anything touches the core.
 
     A message's size is its body's JSON plus its headers' JSON (what the broker
-    stores and delivers besides the few fixed fields).
+    stores and delivers besides the few fixed fields); the publish's traceparent
+    joins the headers of each message that has none of its own.
     """
     limit = q.settings.max_message_bytes
     items = []
     for i, m in enumerate(messages):
         body = _body_json(i, m)
+        given = m.headers
+        if traceparent is not None and TRACEPARENT not in given:
+            given = {**given, TRACEPARENT: traceparent}
         try:
-            headers = headers_json(m.headers)  # dumped once: for the size and the document
+            headers = headers_json(given)  # dumped once: for the size and the document
             size = len(body) + len(headers)
             if size > limit:
                 raise ApiError(
@@ -81,7 +90,7 @@ def incoming(q: Queue, messages: list[OutgoingMessage]) -> list[Incoming]:
             doc = encode_doc(m.key, m.priority, headers, body)
         except orjson.JSONEncodeError as e:  # a lone surrogate in the key or a header
             raise ApiError(ErrorCode.BAD_REQUEST, f"messages[{i}]: {e}") from None
-        items.append(Incoming(m.priority, m.delay_ms, m.key, m.dedup_id, doc, m.headers))
+        items.append(Incoming(m.priority, m.delay_ms, m.key, m.dedup_id, doc, given))
     return items
 
 
@@ -109,15 +118,34 @@ def ids_json(ids: list[int]) -> bytes:
     return b'{"ids":[' + b",".join(b'"%d"' % i for i in ids) + b"]}"
 
 
+def request_traceparent(request: web.Request) -> str | None:
+    """The publish's W3C traceparent header, if any: a malformed one is a 400."""
+    value = request.headers.get(TRACEPARENT)
+    if value is not None and not valid_traceparent(value):
+        raise ApiError(ErrorCode.BAD_REQUEST,
+                       f"traceparent {value[:64]!r} is not W3C trace context (version 00: "
+                       "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>, not all zeros)")
+    return value
+
+
+def publish_span(queue: str, n: int, traceparent: str | None) -> ContextManager[object]:
+    """The broker's span of one publish, a child of the producer's (nothing without an SDK)."""
+    return span(tracer(TRACER), f"{queue} publish", "server", parent=traceparent,
+                attributes={"messaging.system": "ferry", "messaging.destination.name": queue,
+                            "messaging.batch.message_count": n})
+
+
 @routes.post("/v1/queues/{queue}/messages")
 async def publish(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     name = name_param(request, "queue")
+    traceparent = request_traceparent(request)
     req = parse(PublishRequest, await read_once(request))
     q = rt.core.queue(name)
-    items = incoming(q, req.messages)
-    del req  # the parsed bodies: only the documents are kept from here on (memory)
-    ids = await rt.publish(q, items)
+    with publish_span(name, len(req.messages), traceparent):
+        items = incoming(q, req.messages, traceparent)
+        del req  # the parsed bodies: only the documents are kept from here on (memory)
+        ids = await rt.publish(q, items)
     return raw_json(ids_json(ids))
 
 

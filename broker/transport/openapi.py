@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 from ferry.broker import models as m
 from ferry.broker.transport import console, watching
 from ferry.broker.transport.rights import ADMIN, ROUTE_RIGHTS
+from ferry.kit.tracing import TRACEPARENT, TRACEPARENT_PATTERN
 
 routes = web.RouteTableDef()
 OPENAPI = web.AppKey("openapi_json", bytes)
@@ -115,6 +116,11 @@ def _query_of(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 QUERY: dict[str, list[dict[str, Any]]] = {
+    "post " + Q + "/messages": [{
+        "name": TRACEPARENT, "in": "header", "required": False,
+        "description": "W3C trace context of the producer: stored in each message's headers "
+                       "unless the message sets its own traceparent",
+        "schema": {"type": "string", "pattern": TRACEPARENT_PATTERN}}],
     G + "/dead": _PAGE,
     "get " + Q + "/messages": _query_of(m.BrowseQuery),
     G + "/stream": [

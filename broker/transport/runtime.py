@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
@@ -30,8 +31,13 @@ from ferry.broker.store import CHUNK, Engine
 from ferry.broker.transport.keyring import Keyring
 from ferry.broker.transport.memory import MemoryBudget
 from ferry.broker.transport.signals import Signals
+from ferry.kit.tracing import span, traceparent_of, tracer
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger("ferry.broker")
+TRACER = "ferry.broker"  # the OpenTelemetry tracer of the broker's spans (publish, deliver)
 
 
 def now_ms() -> int:
@@ -249,6 +255,9 @@ class Runtime:
         f = q.groups[group].settings.filter if group in q.groups else None
         if f is not None:
             out = self._skip_unmatched(q, group, f, out)
+        t = tracer(TRACER)
+        if t is not None:
+            deliver_spans(t, q.name, group, out)
         return out
 
     def _skip_unmatched(
@@ -268,6 +277,20 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def deliver_spans(t: Tracer, queue: str, group: str,
+                  found: list[tuple[int, bytes, Leased]]) -> None:
+    """A span per delivery, a child of the message's producer (its traceparent header).
+    Only with an SDK configured: reading the headers back costs a parse per message."""
+    for rid, doc, m in found:
+        headers = orjson.loads(doc).get("headers")
+        with span(t, f"{queue} deliver", "server", parent=traceparent_of(headers),
+                  attributes={"messaging.system": "ferry", "messaging.destination.name": queue,
+                              "messaging.consumer.group.name": group,
+                              "messaging.message.id": str(rid),
+                              "messaging.message.delivery_count": m.delivery_count}):
+            pass
 
 
 async def in_chunks(rt: Runtime, names: list[str]) -> AsyncIterator[Queue]:

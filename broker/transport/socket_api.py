@@ -35,7 +35,7 @@ from ferry.broker.transport.browsing import browse_page, cancel_now, purge
 from ferry.broker.transport.errors import ApiError, describe, store_error
 from ferry.broker.transport.leases import LeaseBook
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
-from ferry.broker.transport.messaging import ids_json, incoming, settle_now
+from ferry.broker.transport.messaging import ids_json, incoming, publish_span, settle_now
 from ferry.broker.transport.rights import check_frame, grant_of
 from ferry.broker.transport.runtime import RUNTIME, Runtime
 from ferry.broker.transport.streaming import push_ready, wait_for_room_or_messages
@@ -186,7 +186,8 @@ class Connection:
 
     def _publish(self, f: WsPublish) -> asyncio.Future[None] | None:
         q = self.rt.core.queue(f.queue)
-        ids, fut = self.rt.publish_nowait(q, incoming(q, f.messages))
+        with publish_span(f.queue, len(f.messages), f.traceparent):
+            ids, fut = self.rt.publish_nowait(q, incoming(q, f.messages, f.traceparent))
         answer = reply(f.seq, b"ids", b"[" + ids_json(ids)[8:-2] + b"]")
         self._after(fut, f.seq, answer)
         return fut

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from ferry.broker.client import BrokerClient, Consumer
 from ferry.broker.models import Delivery, OutgoingMessage
 from ferry.kit.backoff import ceiling
+from ferry.kit.tracing import spans_each, traceparent_of, tracer
 from ferry.telemetry.parsing.messages import (
     SCHEMA_HEADER,
     SCHEMA_VERSION,
@@ -39,6 +40,7 @@ from ferry.telemetry.storage.records import Sample
 
 log = logging.getLogger("ferry.telemetry.collector")
 ROW_BYTES = 550  # a generated row's JSON, about
+TRACER = "ferry.telemetry.collector"
 STORAGE_BACKOFF = (0.2, 5.0)  # first and longest wait between write attempts, seconds
 
 
@@ -186,6 +188,14 @@ class Collector:
         return None if get.cancelled() else get.result()
 
     async def _handle(self, consumer: Consumer, batch: list[Delivery]) -> None:
+        # Each message's processing continues its streamer's trace (no cost without an SDK).
+        with spans_each(tracer(TRACER), f"{self.s.queue} process", "consumer",
+                        (traceparent_of(d.headers) for d in batch),
+                        {"messaging.system": "ferry", "messaging.destination.name": self.s.queue,
+                         "messaging.consumer.group.name": self.s.group}):
+            await self._process(consumer, batch)
+
+    async def _process(self, consumer: Consumer, batch: list[Delivery]) -> None:
         again = sum(d.delivery_count > 1 for d in batch)
         if again:
             self.counts["redelivered"] += again
