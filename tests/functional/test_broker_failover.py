@@ -367,3 +367,23 @@ async def test_the_cli_rides_through_a_takeover(
             cli.stop()
         assert cli.proc is not None and cli.proc.returncode == 0, cli.tail()
         assert (await admin.queue_stats("cli")).messages == lines
+
+
+async def test_a_group_filter_and_what_it_skipped_survive_a_takeover(brokers: Brokers) -> None:
+    leader, standby = brokers.all
+    async with aiohttp.ClientSession() as s:
+        api = Api(s, leader.url)
+        await api.create("jobs")
+        await api.ok("PUT", "/v1/queues/jobs/groups/eu", {"filter": {"match": {"type": "order"}}})
+        ids = await api.publish("jobs", {"body": 0, "headers": {"type": "order"}},
+                                {"body": 1, "headers": {"type": "refund"}}, {"body": 2})
+        leader.kill()
+        sapi = Api(s, standby.url)
+        await eventually_ready(sapi)
+        group = await sapi.ok("GET", "/v1/queues/jobs/groups/eu")
+        assert group["settings"]["filter"] == {"match": {"type": "order"}, "prefix": {}}
+        assert group["lag"] == 1  # the skipped two stay settled for the group
+        assert [m["id"] for m in await sapi.receive("jobs", "eu", max=10)] == [ids[0]]
+        more = await sapi.publish("jobs", {"body": 3, "headers": {"type": "order"}},
+                                  {"body": 4, "headers": {"type": "refund"}})
+        assert [m["id"] for m in await sapi.receive("jobs", "eu", max=10)] == [more[0]]

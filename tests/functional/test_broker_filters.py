@@ -149,3 +149,17 @@ async def test_pushed_deliveries_skip_what_the_filter_does_not_match(
         assert sorted(got) == sorted(want)
         stats = await client.group_stats("jobs", "eu")
         assert (stats.lag, stats.filtered_total) == (0, 4 * 21)
+
+
+async def test_a_receive_whose_leases_were_all_skipped_looks_further(
+        broker: BrokerProcess) -> None:
+    async with aiohttp.ClientSession() as s:
+        api = Api(s, broker.url)
+        await api.create("jobs")
+        ids = await api.publish("jobs", *[msg(i, type="refund") for i in range(3)],
+                                msg(3, type="order"))
+        await api.ok("PUT", "/v1/queues/jobs/groups/orders",
+                      {"filter": {"match": {"type": "order"}}})
+        # The first three leases are all skipped at delivery: the answer is the fourth,
+        # not an empty one while a match is ready.
+        assert [m["id"] for m in await api.receive("jobs", "orders", max=3)] == [ids[3]]

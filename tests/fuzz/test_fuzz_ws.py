@@ -34,6 +34,7 @@ from ferry.broker.models import (
     WsSubscribe,
     WsUnsubscribe,
 )
+from ferry.kit.tracing import TRACEPARENT_PATTERN
 
 pytestmark = [pytest.mark.fuzz, both_engines]
 
@@ -57,7 +58,9 @@ message = st.fixed_dictionaries({"body": json_any}, optional={
                                                                 st.text(max_size=4), max_size=2),
 })
 FIELDS: dict[type[Any], dict[str, st.SearchStrategy[Any]]] = {
-    WsPublish: {"queue": queues, "messages": st.lists(message, min_size=1, max_size=3)},
+    WsPublish: {"queue": queues, "messages": st.lists(message, min_size=1, max_size=3),
+                "traceparent": st.from_regex(TRACEPARENT_PATTERN, fullmatch=True)
+                | st.text(max_size=60)},
     WsSubscribe: {"queue": queues, "group": groups, "consumer": st.text(max_size=6),
                   "max_in_flight": st.integers(-1, 3) | huge,
                   "visibility_timeout_ms": millis},
