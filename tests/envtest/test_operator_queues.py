@@ -156,3 +156,25 @@ def test_operator_serves_metrics(control_plane: Any, namespace: str, broker: Any
             text = response.read().decode()
         return 'ferry_operator_reconciles_total{kind="Queue",outcome="ready"}' in text
     eventually(reconciled, "/metrics counts Queue reconciles")
+
+
+def test_a_group_filter_reaches_the_broker(control_plane: Any, namespace: str, broker: Any,
+                                           run_operator: Any, eventually: Any) -> None:
+    run_operator(broker_url=broker.url)
+    apply(control_plane, namespace, cr("Queue", "orders", {}))
+    apply(control_plane, namespace, cr("ConsumerGroup", "eu", {
+        "queue": "orders", "filter": {"match": {"type": "order"}, "prefix": {"region": "eu-"}}}))
+    eventually(lambda: condition(get(control_plane, namespace, "cg", "eu"), "Ready")
+               == ("True", "Reconciled"), "the filtered group is Ready on the broker")
+
+    async def traffic(client: Any) -> Any:
+        await client.publish("orders", [
+            OutgoingMessage(body=0, headers={"type": "order", "region": "eu-west"}),
+            OutgoingMessage(body=1, headers={"type": "order", "region": "us-east"}),
+            OutgoingMessage(body=2)])
+        return await client.group_stats("orders", "eu")
+    stats = on_broker(broker.url, traffic)
+    assert stats.settings.filter is not None
+    assert (stats.settings.filter.match, stats.settings.filter.prefix) == (
+        {"type": "order"}, {"region": "eu-"})
+    assert (stats.lag, stats.filtered_total) == (1, 2)
