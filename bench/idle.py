@@ -5,22 +5,29 @@ Lag autoscaling leaves many consumers subscribed with nothing to do. Here N of t
 own that gets no message) subscribe to the broker; the figures are the broker's RSS
 before and with them, and the latency scenario's publish p99 (on the benchmark queue)
 run with them subscribed, against the same scenario without them in the same run.
+The idle consumers live in a process of their own (`python -m bench.idle URL N`), so
+their clients' timers do not share the event loop that times the publishes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sys
+from pathlib import Path
 
 from bench import scenarios
 from bench.drivers.base import Driver
 from bench.drivers.ferry import FerryDriver
+from bench.processes import ServerProcess
 from bench.results import Counts, Result
 from bench.settings import BenchConfig, Scenario
 from ferry.broker.client import BrokerClient, Consumer
 
 IDLE_QUEUE, IDLE_GROUP = "idle", "idlers"
 MIB = 1024 * 1024
+ROOT = Path(__file__).resolve().parents[1]  # where `python -m bench.idle` resolves
 
 
 async def _subscribed(url: str, n: int, limit_s: float) -> int:
@@ -45,6 +52,19 @@ async def _hold(consumer: Consumer, stop: asyncio.Event) -> None:
                 await t
 
 
+async def hold(url: str, n: int) -> None:
+    """N idle consumers, each its own client, until SIGTERM."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    clients = [BrokerClient(url) for _ in range(n)]
+    holders = [asyncio.create_task(_hold(c.consumer(IDLE_QUEUE, IDLE_GROUP, f"idle-{i}"), stop))
+               for i, c in enumerate(clients)]
+    await stop.wait()
+    await asyncio.gather(*holders, return_exceptions=True)
+    for c in clients:
+        await c.close()
+
+
 async def idle(driver: Driver, cfg: BenchConfig, run: int) -> Result:
     """Latency alone, then N idle consumers subscribed, RSS, latency again."""
     assert isinstance(driver, FerryDriver)
@@ -54,29 +74,30 @@ async def idle(driver: Driver, cfg: BenchConfig, run: int) -> Result:
     async with BrokerClient(driver.url) as admin:
         await admin.put_queue(IDLE_QUEUE)
         await admin.put_group(IDLE_QUEUE, IDLE_GROUP)
-    clients = [BrokerClient(driver.url) for _ in range(n)]
-    stop = asyncio.Event()
-    holders = [asyncio.create_task(_hold(c.consumer(IDLE_QUEUE, IDLE_GROUP, f"idle-{i}"), stop))
-               for i, c in enumerate(clients)]
+    holders = ServerProcess("idle-consumers", [sys.executable, "-m", "bench.idle", driver.url,
+                                               str(n)], driver.workdir / "idle-consumers.log",
+                            cwd=ROOT)
+    holders.start()
     try:
         subscribed = await _subscribed(driver.url, n, 300)
+        holders.check_alive()
         rss1 = driver.rss_bytes()
         busy = await scenarios.latency(driver, cfg, run)
         still = await _subscribed(driver.url, n, 0)
     finally:
-        stop.set()
-        await asyncio.gather(*holders, return_exceptions=True)
-        for c in clients:
-            await c.close()
+        await holders.stop()
     res = Result(system=driver.name, durability=driver.durability, scenario=Scenario.IDLE,
                  body_size=cfg.latency_size, run=run, messages=n)
     res.idle_rss_mb = (rss1 - rss0) / MIB
-    res.p99_ms, res.idle_p99_ratio = busy.p99_ms, (
-        busy.p99_ms / quiet.p99_ms if busy.p99_ms and quiet.p99_ms else None)
-    res.quiet_p99_ms = quiet.p99_ms
-    # delivered: consumers subscribed through the latency run; nothing may be left unacked
-    # on the idle queue (it never got a message).
+    res.p99_ms, res.quiet_p99_ms = busy.p99_ms, quiet.p99_ms
+    if busy.p99_ms and quiet.p99_ms:
+        res.idle_p99_ratio = busy.p99_ms / quiet.p99_ms
+    # delivered: consumers subscribed through the second latency run
     res.counts = Counts(expected=n, delivered=min(subscribed, still))
     if not (quiet.ok and busy.ok):
         res.error = f"a latency run counted wrong: {quiet.counts} / {busy.counts}"
     return res
+
+
+if __name__ == "__main__":
+    asyncio.run(hold(sys.argv[1], int(sys.argv[2])))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench import idle, pipeline, scenarios
 from bench.drivers.base import Driver
+from bench.drivers.ferry import FerryDriver
 from bench.profiling import Profiler
 from bench.results import Result
 from bench.settings import BenchConfig, Scenario
@@ -82,7 +83,9 @@ async def _one_system(name: str, cfg: BenchConfig, run: int, root: Path, sink: S
         finally:
             await driver.stop()
     if Scenario.IDLE in cfg.scenarios and name == "ferry":  # a Ferry-only measurement
-        driver = make_driver(name, root / f"{name}-idle-run{run}")
+        # Room for every idle consumer's connection besides the benchmark's own.
+        driver = FerryDriver(root / f"{name}-idle-run{run}",
+                             max_connections=cfg.idle_consumers + 100)
         try:
             await driver.start()
             await _guarded(_who(driver), Scenario.IDLE, cfg.latency_size, run,

@@ -114,8 +114,10 @@ async def _stream(consumer: Consumer, handle: Handler, stop: asyncio.Event) -> N
 class FerryDriver(Driver):
     def __init__(
         self, workdir: Path, mode: ConsumeMode = "stream", engine: EngineName = "sqlite",
+        *, max_connections: int | None = None,
     ) -> None:
         super().__init__(workdir)
+        self.max_connections = max_connections  # None: the broker's default (1,000)
         self.name = "ferry" + ("" if mode == "stream" else f"-{mode}") + (
             "-pg" if engine == "postgres" else "")
         self.durability = (
@@ -137,6 +139,8 @@ class FerryDriver(Driver):
             store = ["--postgres", self.pg.dsn]
         argv = [exe, *store, "--host", "127.0.0.1",
                 "--port", str(self.port), "--log-level", "warning"]
+        if self.max_connections is not None:
+            argv += ["--max-connections", str(self.max_connections)]
         self.server = ServerProcess(self.name, argv, self.workdir / "server.log")
         self.server.start()
         client = BrokerClient(self.url, retries=0)
