@@ -16,6 +16,7 @@ from ferry.broker.core import Broker, Incoming, Queue, rowid
 from ferry.broker.models import GroupSettings, QueueSettings, StartAt
 from ferry.broker.store import Store, StoreError, loading
 from ferry.broker.store.checkpoints import CHECKPOINT_S
+from ferry.broker.store.schema import DDL, PAGE_SIZE
 
 pytestmark = pytest.mark.functional
 
@@ -310,3 +311,38 @@ async def test_a_store_from_before_tombstones_still_loads(tmp_path: Path) -> Non
     again = core2.publish("q", [Incoming(0, 0, None, "d0", b'{"body":1}')], T0 + 1)
     assert again == [ids[0]] and q.live == 3  # the consumed message's dedup id still answers
     store2.close()
+
+
+async def test_a_store_made_with_another_page_size_keeps_it_and_works(tmp_path: Path) -> None:
+    """connect() states the page size for new files only: a data dir whose file was made
+    with other pages (another build, another release) opens, takes 4 KiB bodies, and
+    gives them back after a reopen, its page size unchanged."""
+    other = PAGE_SIZE * 4
+    conn = sqlite3.connect(tmp_path / "ferry.db")
+    conn.execute(f"PRAGMA page_size={other}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(DDL)
+    conn.close()
+
+    store, core = started(tmp_path, "q", "g")
+    docs = [b'{"body":"%s"}' % (b"%d" % i * 4096)[:4096] for i in range(300)]
+    ids = core.publish("q", [Incoming(0, 0, None, None, d) for d in docs], T0)
+    await flush(core, store)
+    store.close()
+
+    store2, _, q = reopened(tmp_path, "q")
+    assert q.live == 300
+    assert await store2.bodies.get(ids) == dict(zip(ids, docs, strict=True))  # from the file
+    store2.close()
+    check = sqlite3.connect(tmp_path / "ferry.db")
+    assert check.execute("PRAGMA page_size").fetchone() == (other,)
+    assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    check.close()
+
+
+async def test_a_new_store_gets_the_stated_page_size(tmp_path: Path) -> None:
+    store, _ = started(tmp_path, "q", "g")
+    store.close()
+    check = sqlite3.connect(tmp_path / "ferry.db")
+    assert check.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,)
+    check.close()
