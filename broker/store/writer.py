@@ -127,8 +127,9 @@ class Writer:
         except BlockingIOError:
             n = 0
         except OSError as e:
-            resolve(self._sent.pop(), StoreError(f"not sent: {e}"))  # none of it went out
-            self._fail(f"cannot write to the committer: {e}")
+            why = f"cannot write to the committer: {e}"
+            resolve(self._sent.pop(), StoreError(f"{why} (not sent)"))  # none of it went out
+            self._fail(why)
             return
         if n < len(header) + len(data):
             self._out += header[n:]

@@ -218,7 +218,13 @@ def _rolled_to_the_end(control_plane: Any, namespace: str, leader: str, standby:
         return queue if done and ready and queue["status"].get("leader") else None
 
     eventually(rolled, "both broker pods rolled and a leader serving", timeout=300)
-    events = _rolled_events(control_plane, namespace)
+    # kopf posts an Event after the deletion it tells of, in the background: the roll can
+    # be over (a quick takeover) before the leader's Event is in (failed so once).
+    def to_the_leader() -> list[str] | None:
+        found = _rolled_events(control_plane, namespace)
+        return found if found and found[-1].startswith(f"deleted pod {leader}") else None
+
+    events = eventually(to_the_leader, "the leader's Rolled Event", timeout=60)
     # One pod at a time, each once; the standby's deletion may be made again, by the
     # restarted operator, if the first one stopped between recording and deleting it.
     assert events[-1].startswith(f"deleted pod {leader} (the leader, last)"), events

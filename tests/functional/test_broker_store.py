@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from testsupport.waiting import eventually_async
 
 import ferry.broker.store
 from ferry.broker.core import Broker, Incoming, Queue, rowid
@@ -171,24 +172,39 @@ async def test_a_data_dir_serves_one_broker_at_a_time(
     Store(tmp_path, loop).close()  # free again once the first one (and its committer) ended
 
 
-async def test_a_dead_committer_fails_writes_instead_of_losing_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("noticed", ["on_write", "on_read"])
+async def test_a_dead_committer_fails_writes_instead_of_losing_them(
+    tmp_path: Path, noticed: str
+) -> None:
+    """Whichever end of the pipe tells first (a write's EPIPE or the answers' EOF: under
+    load either can), the write fails naming the committer, and so does every later one."""
     loop = asyncio.get_running_loop()
     store = Store(tmp_path, loop)
-    core = store.load(T0)
-    store.start()
-    core.put_queue("jobs", QueueSettings(), T0)
-    await flush(core, store)
-    pid = store.writer.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    core.publish("jobs", [Incoming(0, 0, None, None, b"{}")], T0)
-    with pytest.raises(StoreError, match="committer"):
+    try:
+        core = store.load(T0)
+        store.start()
+        core.put_queue("jobs", QueueSettings(), T0)
         await flush(core, store)
-    assert store.writer.failed
-    core.publish("jobs", [Incoming(0, 0, None, None, b"{}")], T0)
-    with pytest.raises(StoreError, match="committer"):  # and every later write too
-        await flush(core, store)
-    store.close()
+        pid = store.writer.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        # Gone, its ends of the pipes closed; waited for without letting the loop read the
+        # answers' EOF, so that the next write meets EPIPE first.
+        os.waitpid(pid, 0)  # noqa: ASYNC222 (blocking on purpose, see above)
+        if noticed == "on_read":
+            async def failed() -> bool:
+                return store.writer.failed
+
+            await eventually_async(failed, "the committer's end of the answers to be read")
+        core.publish("jobs", [Incoming(0, 0, None, None, b"{}")], T0)
+        with pytest.raises(StoreError, match="committer"):
+            await flush(core, store)
+        assert store.writer.failed
+        core.publish("jobs", [Incoming(0, 0, None, None, b"{}")], T0)
+        with pytest.raises(StoreError, match="committer"):  # and every later write too
+            await flush(core, store)
+    finally:
+        store.close()
 
 
 _DIES_AFTER_SENDING = """
