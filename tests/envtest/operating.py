@@ -94,12 +94,15 @@ def workload(namespace: str, name: str, replicas: int = 1) -> dict[str, Any]:
 
 
 def collectors(namespace: str, name: str, broker_url: str, queue: str, replicas: int,
-               hold: bool = False) -> dict[str, Any]:
+               hold: bool = False, max_in_flight: int | None = None) -> dict[str, Any]:
     """A Deployment of ferry-collectors the process kubelet runs, each consumer named after
     its pod (as the operator's deletion costs expect). With `hold`, a batch never fills or
-    times out: each collector holds every lease it gets until it is told to stop."""
+    times out: each collector holds every lease it gets until it is told to stop;
+    `max_in_flight` caps the leases each holds (which spreads messages over them)."""
     manifest = workload(namespace, name, replicas=replicas)
     batching = ["--batch-size", "1000", "--flush-interval", "3600"] if hold else []
+    if max_in_flight is not None:
+        batching += ["--max-in-flight", str(max_in_flight)]
     manifest["spec"]["template"]["spec"] = {
         "terminationGracePeriodSeconds": 30,
         "volumes": [{"name": "data", "emptyDir": {}}],
