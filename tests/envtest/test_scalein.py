@@ -69,12 +69,9 @@ def test_a_scale_in_removes_idle_consumers_first(
                 QUEUE, CONSUMERS, f"{pod}-4711", max=n))
             assert len(got) == n
 
-    def costs() -> dict[str, str | None]:
-        return {name: (p["metadata"].get("annotations") or {}).get(COST)
-                for name, p in _pods(control_plane, namespace).items()}
-
     want = {pod: str(n) for pod, n in held.items()}
-    eventually(lambda: costs() == want, f"each pod's deletion cost is its leases: {want}")
+    eventually(lambda: _costs(control_plane, namespace) == want,
+               f"each pod's deletion cost is its leases: {want}")
 
     # Scale in to 1: the ReplicaSet controller removes the cheapest pods, idle first.
     control_plane.kubectl("scale", "deployment", CONSUMERS, "-n", namespace, "--replicas=1")
