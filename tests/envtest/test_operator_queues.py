@@ -15,6 +15,7 @@ from operating import (
     get,
     on_broker,
     queue_missing,
+    reconciled,
     table,
 )
 
@@ -164,8 +165,8 @@ def test_a_group_filter_reaches_the_broker(control_plane: Any, namespace: str, b
     apply(control_plane, namespace, cr("Queue", "orders", {}))
     apply(control_plane, namespace, cr("ConsumerGroup", "eu", {
         "queue": "orders", "filter": {"match": {"type": "order"}, "prefix": {"region": "eu-"}}}))
-    eventually(lambda: condition(get(control_plane, namespace, "cg", "eu"), "Ready")
-               == ("True", "Reconciled"), "the filtered group is Ready on the broker")
+    eventually(lambda: reconciled(control_plane, namespace, "cg", "eu"),
+               "the filtered group is Ready on the broker")
 
     async def traffic(client: Any) -> Any:
         await client.publish("orders", [
