@@ -53,6 +53,16 @@ class Api:
         )
         return list(doc["messages"])
 
+    async def restored(self) -> None:
+        """Until the broker leads and has read every stored message back in: it serves
+        already while it does, and figures taken before cover only what it read so far."""
+
+        async def done() -> bool:
+            status, doc = await self.call("GET", "/readyz")
+            return status == 200 and doc["restoring"] is False
+
+        await eventually_async(done, f"{self.url} ready, every stored message read back in")
+
     async def seen(self, queue: str, group: str, *consumers: str) -> None:
         """Until the group lists these consumers: the broker took their receive in, so a
         long poll of theirs that found nothing is parked (nothing awaits in between)."""

@@ -202,16 +202,9 @@ async def test_standby_answers_health_only_names_the_leader_and_takes_over_on_si
         assert (status, doc["error"]["code"]) == (503, "unavailable")
 
         assert leader.stop() == 0  # a graceful stop hands the lock over at once
-        await eventually_ready(sapi)
+        await sapi.restored()
         status, doc = await sapi.call("GET", "/readyz")
         assert doc["role"] == "leader" and doc["leader"]["epoch"] == epoch + 1
-
-
-async def eventually_ready(api: Api) -> None:
-    async def ready() -> bool:
-        return (await api.call("GET", "/readyz"))[0] == 200
-
-    await eventually_async(ready, f"{api.url} ready")
 
 
 async def test_leader_kill_9_under_load_again_and_again(
@@ -292,7 +285,7 @@ async def test_a_frozen_leader_is_deposed_and_cannot_write_when_it_wakes(
         assert old.proc is not None
         old.proc.send_signal(signal.SIGSTOP)
         try:
-            await eventually_ready(Api(s, new.url))
+            await Api(s, new.url).restored()
             await Api(s, new.url).publish("jobs", {"body": "from the new leader"})
         finally:
             old.proc.send_signal(signal.SIGCONT)
@@ -379,7 +372,7 @@ async def test_a_group_filter_and_what_it_skipped_survive_a_takeover(brokers: Br
                                 {"body": 1, "headers": {"type": "refund"}}, {"body": 2})
         leader.kill()
         sapi = Api(s, standby.url)
-        await eventually_ready(sapi)
+        await sapi.restored()
         group = await sapi.ok("GET", "/v1/queues/jobs/groups/eu")
         assert group["settings"]["filter"] == {"match": {"type": "order"}, "prefix": {}}
         assert group["lag"] == 1  # the skipped two stay settled for the group
