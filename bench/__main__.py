@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import uvloop
+from testsupport.postgres import PostgresError, bindir
 
 from bench import reporting
 from bench.results import Result
 from bench.runner import run_all
 from bench.settings import KNOWN, SYSTEMS, BenchConfig, Scenario, preset
 from bench.systems import FACTORIES
-from ferrydemo.postgres import PostgresMissingError, bindir
 
 BINARIES = {"redis": "redis-server", "nats": "nats-server", "rabbitmq": "rabbitmq-server",
             "ferry": "ferry-broker"}
@@ -106,7 +106,7 @@ def check_binaries(cfg: BenchConfig) -> None:
                                      and "ferry" in cfg.systems):
         try:
             bindir()
-        except PostgresMissingError:
+        except PostgresError:
             missing.append("postgresql (`make postgres`)")
     if missing:
         raise SystemExit(f"bench: {', '.join(missing)} not installed; `make bench` installs them")

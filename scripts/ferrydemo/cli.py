@@ -21,10 +21,10 @@ from pathlib import Path
 from types import FrameType
 
 from kubernetes.client.exceptions import ApiException
+from testsupport.postgres import PostgresError
 
 from ferrydemo.display import Console
 from ferrydemo.pods import UnsupportedPodError
-from ferrydemo.postgres import PostgresMissingError
 from ferrydemo.running import DemoError, Run, Settings
 from ferrydemo.supervising import ProcessFailedError
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         console.out.write("\n")
         console.note("interrupted: stopping everything")
         code = 130
-    except (DemoError, ProcessFailedError, UnsupportedPodError, PostgresMissingError, OSError,
+    except (DemoError, ProcessFailedError, UnsupportedPodError, PostgresError, OSError,
             ApiException,
             subprocess.CalledProcessError) as error:
         console.out.write("\n")
