@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fixtures.dashboards import exported, queried_metrics
-from operating import condition, get
+from operating import reconciled
 from testsupport.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +23,8 @@ def test_operator_panels_query_exported_metrics(control_plane: Any, namespace: s
     operator = run_operator("--external-broker-namespaces", namespace, broker_url=broker.url)
     queue = (ROOT / "examples" / "queue.yaml").read_text()
     control_plane.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=queue)
-    eventually(lambda: condition(get(control_plane, namespace, "queue", "orders"), "Ready")
-               == ("True", "Reconciled"), "the example Queue is Ready")
+    eventually(lambda: reconciled(control_plane, namespace, "queue", "orders"),
+               "the example Queue is Ready")
     # A queue on a broker nobody runs: what the broker-failure panel is for.
     lost = {"apiVersion": "ferry.dev/v1alpha1", "kind": "Queue", "metadata": {"name": "lost"},
             "spec": {"broker": {"url": f"http://127.0.0.1:{free_port()}",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from nodes import UNPULLABLE, Node
-from operating import apply, condition, cr, get, on_broker
+from operating import apply, condition, cr, get, on_broker, reconciled
 
 from kubeplane.building import located
 from kubeplane.tools import KSTATUS
@@ -160,8 +160,8 @@ def test_pause_stops_every_write_and_resume_applies_what_changed(
     allow_external_brokers(control_plane, namespace, run_operator)
     apply(control_plane, namespace, cr("Queue", "orders", {"broker": external(broker.url),
                                                            "maxDeliveries": 3}))
-    eventually(lambda: condition(get(control_plane, namespace, "queue", "orders"), "Ready")
-               == ("True", "Reconciled"), "the queue is Ready")
+    eventually(lambda: reconciled(control_plane, namespace, "queue", "orders"),
+               "the queue is Ready")
     control_plane.kubectl("annotate", "-n", namespace, "queue", "orders",
                           "ferry.dev/reconcile=paused")
     eventually(lambda: condition(get(control_plane, namespace, "queue", "orders"),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operating import apply, condition, cr, get
+from operating import apply, cr, reconciled
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import OutgoingMessage
@@ -48,8 +48,8 @@ def test_top_peek_and_dead_letters_through_kubectl(control_plane: Any, namespace
     run_operator(broker_url=guarded.url)
     apply(control_plane, namespace, cr("Queue", "orders", {"maxDeliveries": 1}))
     apply(control_plane, namespace, cr("ConsumerGroup", "workers", {"queue": "orders"}))
-    eventually(lambda: condition(get(control_plane, namespace, "cg", "workers"), "Ready")
-               == ("True", "Reconciled"), "the group is Ready on the token-protected broker")
+    eventually(lambda: reconciled(control_plane, namespace, "cg", "workers"),
+               "the group is Ready on the token-protected broker")
 
     async def traffic(client: BrokerClient) -> None:
         await client.publish("orders", [OutgoingMessage(body={"n": n}, key=f"k{n}")

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operating import OPERATOR_ACCOUNT, apply, condition, cr, get, service_account_kubeconfig
+from operating import (
+    OPERATOR_ACCOUNT,
+    apply,
+    cr,
+    get,
+    reconciled,
+    service_account_kubeconfig,
+)
 
 pytestmark = pytest.mark.envtest
 WINDOW_S = 30.0
@@ -74,8 +81,7 @@ def per_object_minute(plane: Any, objects: int) -> float:
 
 
 def all_ready(plane: Any, namespace: str, kind: str, names: list[str]) -> Callable[[], bool]:
-    return lambda: all(condition(get(plane, namespace, kind, n), "Ready") == ("True", "Reconciled")
-                       for n in names)
+    return lambda: all(reconciled(plane, namespace, kind, n) for n in names)
 
 
 def test_an_idle_managed_queue_costs_at_most_two_requests_a_minute(

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from operating import apply, condition, cr, events, get
+from operating import apply, condition, cr, events, get, reconciled
 
 pytestmark = pytest.mark.envtest
 
@@ -119,8 +119,8 @@ def test_disruption_budget_never_blocks_a_drain_and_can_be_left_to_admins(
     # Unmanaged: the admin's change stays, and so does a deletion.
     apply(control_plane, namespace, cr("Queue", "orders", {
         "broker": {"disruptionBudget": "Unmanaged"}}))
-    eventually(lambda: condition(get(control_plane, namespace, "queue", "orders"), "Ready")
-               == ("True", "Reconciled"), "the queue is Ready")
+    eventually(lambda: reconciled(control_plane, namespace, "queue", "orders"),
+               "the queue is Ready")
     control_plane.kubectl("patch", "-n", namespace, "pdb", "orders-broker", "--type=merge",
                           "-p", '{"spec": {"maxUnavailable": 0}}')
     # A later change the operator must apply: once it shows, the operator has reconciled

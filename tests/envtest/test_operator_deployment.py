@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from operating import apply, condition, cr, events, get, service_account_kubeconfig
+from operating import apply, cr, events, get, reconciled, service_account_kubeconfig
 
 pytestmark = pytest.mark.envtest
 PIPELINE = {"streamer": {"source": {"path": "/data/sample.csv"}}}
@@ -22,8 +22,7 @@ def test_the_cluster_role_is_enough(control_plane: Any, namespace: str, broker: 
     kubeconfig = service_account_kubeconfig(control_plane, tmp_path)
     operator = run_operator(broker_url=broker.url, kubeconfig=kubeconfig)
     apply(control_plane, namespace, cr("TelemetryPipeline", "gpu", PIPELINE))
-    eventually(lambda: condition(get(control_plane, namespace, "cg", "gpu-collectors"),
-                                 "Ready") == ("True", "Reconciled"),
+    eventually(lambda: reconciled(control_plane, namespace, "cg", "gpu-collectors"),
                "the pipeline's group is Ready, reconciled by the ServiceAccount")
     eventually(lambda: (get(control_plane, namespace, "tp", "gpu") or {}).get("status", {})
                .get("readyChildren") == "3/6", "the pipeline's status is written")
@@ -46,8 +45,8 @@ def test_a_second_replica_is_a_hot_standby(control_plane: Any, namespace: str, b
     eventually(lambda: "Pausing operations in favour of" in low.process.log.read_text(),
                "the lower-priority replica steps back")
     apply(control_plane, namespace, cr("Queue", "orders", {"maxDeliveries": 3}))
-    eventually(lambda: condition(get(control_plane, namespace, "queue", "orders"), "Ready")
-               == ("True", "Reconciled"), "the active replica reconciles the Queue")
+    eventually(lambda: reconciled(control_plane, namespace, "queue", "orders"),
+               "the active replica reconciles the Queue")
     high.process.stop()  # a graceful exit withdraws it from the peering at once
     eventually(lambda: "Resuming operations" in low.process.log.read_text(),
                "the standby resumes")

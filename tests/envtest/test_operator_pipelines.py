@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from operating import apply, broker_queues, condition, cr, get, on_broker, queue_missing
+from operating import apply, broker_queues, condition, cr, get, on_broker, queue_missing, reconciled
 
 pytestmark = pytest.mark.envtest
 PIPELINE = {"streamer": {"source": {"configMap": {"name": "dcgm", "key": "sample.csv"}},
@@ -41,8 +41,8 @@ def test_pipeline_children_and_status(control_plane: Any, namespace: str, broker
         assert (ref["kind"], ref["uid"], ref["controller"]) == ("TelemetryPipeline", uid, True)
     # The child Queue and ConsumerGroup become Ready on the (local) broker; the workloads
     # cannot, since envtest runs no pods: the pipeline says so instead of lying.
-    eventually(lambda: condition(get(control_plane, namespace, "cg", "gpu-collectors"),
-                                 "Ready") == ("True", "Reconciled"), "the child group is Ready")
+    eventually(lambda: reconciled(control_plane, namespace, "cg", "gpu-collectors"),
+               "the child group is Ready")
     status = eventually(lambda: (s := (get(control_plane, namespace, "tp", "gpu") or {})
                                  .get("status")) and s.get("readyChildren") == "3/6" and s,
                         "status counts the ready children")
@@ -128,8 +128,8 @@ def test_deleting_a_pipeline_cleans_up_broker_and_children(control_plane: Any, n
                                                            eventually: Any) -> None:
     run_operator(broker_url=broker.url)
     apply(control_plane, namespace, cr("TelemetryPipeline", "gpu", PIPELINE))
-    eventually(lambda: condition(get(control_plane, namespace, "cg", "gpu-collectors"),
-                                 "Ready") == ("True", "Reconciled"), "the child group is Ready")
+    eventually(lambda: reconciled(control_plane, namespace, "cg", "gpu-collectors"),
+               "the child group is Ready")
     assert "gpu" in broker_queues(broker.url)
     control_plane.kubectl("delete", "-n", namespace, "tp", "gpu", "--timeout=120s")
     for kind, name in CHILDREN:
@@ -158,8 +158,8 @@ def test_operator_killed_midway_converges_without_duplicates(
     eventually(lambda: (get(control_plane, namespace, "cg", "gpu-collectors") or {})
                .get("spec", {}).get("autoscaling", {}).get("minReplicas") == 2,
                "the change made while the operator was down is applied")
-    eventually(lambda: condition(get(control_plane, namespace, "cg", "gpu-collectors"),
-                                 "Ready") == ("True", "Reconciled"), "the child group is Ready")
+    eventually(lambda: reconciled(control_plane, namespace, "cg", "gpu-collectors"),
+               "the child group is Ready")
     stats = on_broker(broker.url, lambda c: c.list_queues())
     assert [q.queue for q in stats] == ["gpu"]
     assert [g.group for g in stats[0].groups] == ["gpu-collectors"]

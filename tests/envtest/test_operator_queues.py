@@ -43,8 +43,8 @@ def test_queue_children_status_and_printer_columns(control_plane: Any, namespace
     for kind, name in CHILDREN:
         eventually(lambda k=kind, n=name: owned_by(get(control_plane, namespace, k, n), queue),
                    f"{kind}/{name} owned by the Queue")
-    eventually(lambda: condition(get(control_plane, namespace, "cg", "workers"), "Ready")
-               == ("True", "Reconciled"), "the group is Ready on the broker")
+    eventually(lambda: reconciled(control_plane, namespace, "cg", "workers"),
+               "the group is Ready on the broker")
 
     async def traffic(client: Any) -> None:
         await client.publish("orders", [OutgoingMessage(body={"n": n}) for n in range(5)])
@@ -91,8 +91,7 @@ def test_delete_removes_the_broker_queue_and_children(control_plane: Any, namesp
     run_operator(broker_url=broker.url)
     apply(control_plane, namespace, cr("Queue", "orders", {}))
     apply(control_plane, namespace, cr("ConsumerGroup", "workers", {"queue": "orders"}))
-    eventually(lambda: condition(get(control_plane, namespace, "cg", "workers"), "Ready")
-               == ("True", "Reconciled"), "the group is Ready")
+    eventually(lambda: reconciled(control_plane, namespace, "cg", "workers"), "the group is Ready")
     eventually(lambda: get(control_plane, namespace, "statefulset", "orders-broker"),
                "the broker StatefulSet exists")
     control_plane.kubectl("delete", "-n", namespace, "cg", "workers", "--timeout=120s")
@@ -110,8 +109,7 @@ def test_retain_keeps_the_data(control_plane: Any, namespace: str, broker: Any,
                                run_operator: Any, eventually: Any) -> None:
     run_operator(broker_url=broker.url)
     apply(control_plane, namespace, cr("Queue", "keep", {"deletionPolicy": "Retain"}))
-    eventually(lambda: condition(get(control_plane, namespace, "queue", "keep"), "Ready")
-               == ("True", "Reconciled"), "the queue is Ready")
+    eventually(lambda: reconciled(control_plane, namespace, "queue", "keep"), "the queue is Ready")
     on_broker(broker.url, lambda c: c.publish("keep", [OutgoingMessage(body=i)
                                                         for i in range(4)]))
     control_plane.kubectl("delete", "-n", namespace, "queue", "keep", "--timeout=120s")

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from operating import apply, condition, cr, get
+from operating import apply, condition, cr, get, reconciled
 from testsupport.ports import free_port
 
 from ferry.broker.client import BrokerClient, BrokerError
@@ -55,8 +55,8 @@ def test_a_managed_broker_requires_the_token_from_its_secret(
     url = f"http://127.0.0.1:{port}"
     run_operator(broker_url=url)
     apply(control_plane, namespace, cr("Queue", "orders", {}))
-    eventually(lambda: condition(get(control_plane, namespace, "queue", "orders"), "Ready")
-               == ("True", "Reconciled"), "the Queue is Ready on its (token-protected) broker",
+    eventually(lambda: reconciled(control_plane, namespace, "queue", "orders"),
+               "the Queue is Ready on its (token-protected) broker",
                timeout=180)
     secret = get(control_plane, namespace, "secret", "orders-broker-token")
     queue = get(control_plane, namespace, "queue", "orders")
@@ -93,8 +93,8 @@ def test_external_brokers_only_from_permitted_namespaces(
     assert _queues(external.url) == []  # nothing was sent to it
     refusing.process.stop()
     run_operator("--external-broker-namespaces", namespace)
-    eventually(lambda: condition(get(control_plane, namespace, "queue", "remote"), "Ready")
-               == ("True", "Reconciled"), "a listed namespace uses the broker with its token")
+    eventually(lambda: reconciled(control_plane, namespace, "queue", "remote"),
+               "a listed namespace uses the broker with its token")
     assert _queues(external.url) == ["remote"]
 
 

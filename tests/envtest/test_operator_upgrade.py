@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from operating import apply, condition, cr, get
+from operating import apply, cr, get, reconciled
 from testsupport.ports import free_port
 from testsupport.repeating import repeating
 
@@ -141,8 +141,8 @@ def test_a_new_operator_version_rolls_everything_one_at_a_time_losing_nothing(
         "streamer": {"source": {"path": "/usr/share/ferry/examples/dcgm_sample.csv"},
                      "loop": True, "ratePerSecond": 20},
         "collector": {"minReplicas": 1, "maxReplicas": 1}}))
-    eventually(lambda: condition(get(control_plane, namespace, "cg", "workers"), "Ready")
-               == ("True", "Reconciled"), "the group is Ready on the running broker", 240)
+    eventually(lambda: reconciled(control_plane, namespace, "cg", "workers"),
+               "the group is Ready on the running broker", 240)
     eventually(lambda: all(image == OLD and done for image, done in
                            _state(control_plane, namespace).values()),
                "every workload runs the old image and is ready", 240)
