@@ -8,8 +8,6 @@ PromQL must be among the samples they export.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +16,10 @@ import pytest
 from fixtures.broker_process import BrokerProcess
 from fixtures.dashboards import exported, queried_metrics
 from testsupport.ports import free_port
+from testsupport.processes import Process
 from testsupport.waiting import answers, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 ROWS = 60
 pytestmark = pytest.mark.functional
 
@@ -32,21 +30,15 @@ def _get(url: str) -> str:
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
+def processes() -> Iterator[list[Process]]:
+    started: list[Process] = []
     yield started
-    for proc in started:
-        proc.terminate()
-    for proc in started:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    for process in started:
+        process.stop(15)
 
 
 def test_every_panel_queries_exported_metrics(broker: BrokerProcess, tmp_path: Path,
-                                              processes: list[subprocess.Popen[bytes]]) -> None:
+                                              processes: list[Process]) -> None:
     sample = tmp_path / "sample.csv"
     lines = (ROOT / "examples" / "data" / "dcgm_sample.csv").read_text().splitlines()
     bad = "2026-11-23T10:00:00Z,DCGM_FI_DEV_GPU_UTIL,not-a-number,,,,,,,,x,"
@@ -55,9 +47,7 @@ def test_every_panel_queries_exported_metrics(broker: BrokerProcess, tmp_path: P
     ports = {name: free_port() for name in ("collector", "streamer", "api")}
 
     def start(*argv: str) -> None:
-        with (tmp_path / f"{argv[0]}.log").open("wb") as log:
-            processes.append(subprocess.Popen([str(BIN / argv[0]), *argv[1:]], stdout=log,
-                                              stderr=subprocess.STDOUT))
+        processes.append(Process(argv, tmp_path / f"{argv[0]}.log").start())
 
     start("ferry-collector", "--broker-url", broker.url, "--queue", "telemetry", "--group",
           "collectors", "--create", "--storage", storage, "--metrics-host", "127.0.0.1",
