@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from testsupport.processes import tail
-from testsupport.waiting import answers
+from testsupport.waiting import GaveUpError, answers, eventually
 
 from kubeplane import flags, kubeconfigs, pki, processes
 from kubeplane.building import Binaries, Versions, find_kubectl, locate
@@ -102,15 +102,17 @@ def _free_ports(previous: dict[str, int]) -> dict[str, int]:
 
 
 def _wait(what: str, server: processes.Running, probe: Callable[[], bool], deadline: float) -> None:
-    while time.monotonic() < deadline:
+    def up() -> bool:
         if not processes.alive(server.pid):
             raise ControlPlaneError(f"{server.name} exited while {what}; "
                                     f"last lines of {server.log}:\n{tail(server.log, 25)}")
-        if probe():
-            return
-        time.sleep(0.25)
-    raise ControlPlaneError(f"timed out {what}; last lines of {server.log}:\n"
-                            f"{tail(server.log, 25)}")
+        return probe()
+
+    try:
+        eventually(up, what, max(0.0, deadline - time.monotonic()), interval=0.25)
+    except GaveUpError:
+        raise ControlPlaneError(f"timed out {what}; last lines of {server.log}:\n"
+                                f"{tail(server.log, 25)}") from None
 
 
 def _ok(url: str, context: ssl.SSLContext | None = None) -> bool:
