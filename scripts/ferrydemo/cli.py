@@ -22,11 +22,11 @@ from types import FrameType
 
 from kubernetes.client.exceptions import ApiException
 from testsupport.postgres import PostgresError
+from testsupport.processes import ProcessFailedError
 
 from ferrydemo.display import Console
 from ferrydemo.pods import UnsupportedPodError
 from ferrydemo.running import DemoError, Run, Settings
-from ferrydemo.supervising import ProcessFailedError
 
 ROOT = Path(__file__).resolve().parents[2]
 

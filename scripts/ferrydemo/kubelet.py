@@ -41,10 +41,11 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from testsupport.ports import free_port
+from testsupport.processes import Process
 from testsupport.waiting import answers
 
 from ferrydemo.pods import MissingReferenceError, Node, local_pod
-from ferrydemo.supervising import Child, Supervisor
+from ferrydemo.supervising import Supervisor
 
 NODE_NAME = "ferry-demo-node"
 COMPONENT = "app.kubernetes.io/component"
@@ -80,7 +81,7 @@ def _loopback(argv: list[str]) -> list[str]:
 
 def _container_id(local: LocalContainer) -> str:
     if local.child is not None:
-        return f"local://{local.child.proc.pid}"
+        return f"local://{local.child.pid}"
     return f"stand-in://{local.stand_in}" if local.stand_in else ""
 
 
@@ -100,7 +101,7 @@ def _http_probe(container: Mapping[str, Any], kind: str,
 class LocalContainer:
     pod: str
     component: str
-    child: Child | None
+    child: Process | None
     ports: dict[int, int]
     readiness: tuple[int, str] | None     # local port and path of an httpGet readiness probe
     startup: tuple[int, str] | None = None  # the same of an httpGet startup probe
@@ -257,7 +258,7 @@ class Kubelet:
                                    _http_probe(container, "readinessProbe", ports),
                                    _http_probe(container, "startupProbe", ports))
             self.containers[meta["uid"]] = local
-            self.say(f"pod {meta['name']}: running {process.argv[0]} (pid {child.proc.pid})")
+            self.say(f"pod {meta['name']}: running {process.argv[0]} (pid {child.pid})")
         else:
             local.child, local.started, local.exit_code = child, _now(), None
             local.probed = False
@@ -300,7 +301,7 @@ class Kubelet:
             if local is None:
                 return
         elif local.child is not None and local.exit_code is None:
-            code = local.child.proc.poll()
+            code = local.child.returncode()
             if code is not None:
                 local.exit_code, local.child = code, None
                 if code != 0:

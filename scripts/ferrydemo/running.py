@@ -16,7 +16,7 @@ import asyncpg
 import yaml
 from kubernetes import client, config
 from testsupport.ports import free_port
-from testsupport.processes import tail
+from testsupport.processes import Process, tail
 from testsupport.services import ThreadedService
 
 from ferry.operator.reconcile.pipelines import API_PORT, group_name, queue_name
@@ -27,7 +27,7 @@ from ferrydemo import checking, failover, postgres
 from ferrydemo.display import Console, Progress, Summary
 from ferrydemo.http import wait_until_answers
 from ferrydemo.kubelet import Kubelet
-from ferrydemo.supervising import Child, ProcessFailedError, Supervisor
+from ferrydemo.supervising import Supervisor
 from kubeplane import ControlPlane, ControlPlaneError, ensure_built
 from kubeplane import start as start_plane
 from kubeplane import stop as stop_plane
@@ -71,7 +71,7 @@ class Run:
         self.supervisor = Supervisor(settings.workdir / "logs")
         self.plane: ControlPlane | None = None
         self.kubelet: Kubelet | None = None
-        self.infra: list[Child] = []
+        self.infra: list[Process] = []
         self.pg_dir: Path | None = None
         self.service: ThreadedService | None = None  # --failover: the broker's Service
         self.broker_ports: list[int] = []  # running broker pods' ports, for the Service
@@ -173,7 +173,7 @@ class Run:
 
     def teardown(self) -> int:
         """Stop everything this run started; how many processes were still running."""
-        running = sum(1 for ch in self.supervisor.children if ch.proc.poll() is None)
+        running = sum(1 for ch in self.supervisor.children if ch.alive())
         if self.kubelet is not None:
             self.kubelet.stop_all()
         self.supervisor.stop_all()
@@ -208,9 +208,7 @@ class Run:
             pod, log = crashing
             raise DemoError(f"pod {pod} keeps crashing; last lines of {log}:\n{tail(log, 20)}")
         for child in self.infra:
-            code = child.proc.poll()
-            if code is not None:
-                raise ProcessFailedError(child.name, code, child.log)
+            child.check()
 
     def _sample(self) -> Path:
         """The CSV the streamers read: the sample, or its first --rows rows."""
@@ -243,7 +241,7 @@ class Run:
     def _brokers(self) -> dict[str, tuple[int, int]]:
         """Running broker pods: pod -> (pid, port)."""
         assert self.kubelet is not None
-        return {c.pod: (c.child.proc.pid, c.ports[BROKER_PORT])
+        return {c.pod: (c.child.pid, c.ports[BROKER_PORT])
                 for c in list(self.kubelet.containers.values())
                 if c.component == "broker" and c.child is not None}
 
