@@ -56,7 +56,7 @@ class Brokers:
             b.start()
 
     def ports(self) -> list[int]:
-        return [b.port for b in self.all if b.alive]
+        return [b.port for b in self.all if b.alive()]
 
     def stop(self) -> None:
         for b in self.all:

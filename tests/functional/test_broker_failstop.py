@@ -73,7 +73,7 @@ async def started_over(api: Api, broker: BrokerProcess) -> None:
     pid = broker.proc.pid if broker.proc is not None else None
 
     async def ready_again() -> bool:
-        assert broker.alive, broker.logs()
+        assert broker.alive(), broker.logs()
         if STARTED_OVER not in broker.logs():
             return False
         status, doc = await answer_or_gone(api, "GET", "/readyz")

@@ -230,4 +230,4 @@ async def test_largest_messages_under_any_mix_stay_under_the_pod_limit(
     assert retry_after <= {"1"}
     stats = await api.ok("GET", "/v1/queues/big")
     assert stats["published_total"] == accepted  # a 503 stored nothing
-    assert broker.alive
+    assert broker.alive()
