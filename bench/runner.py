@@ -27,6 +27,7 @@ from bench.systems import make_driver
 
 log = logging.getLogger("bench")
 Sink = Callable[[Result], None]
+ScenarioFn = Callable[[Driver, BenchConfig, int, int], Awaitable[Result]]
 
 
 async def _guarded(
@@ -104,21 +105,28 @@ async def _one_system(name: str, cfg: BenchConfig, run: int, root: Path, sink: S
 
 
 async def profile_pass(name: str, cfg: BenchConfig, root: Path, sink: Sink) -> None:
-    """An extra e2e run (run 0, left out of the medians) sampled by py-spy."""
+    """An extra e2e run (run 0, left out of the medians) sampled by py-spy, and an extra
+    publish-only run when that scenario is asked for, each on a fresh server."""
     assert cfg.profile_dir is not None
     profiler = Profiler(cfg.profile_dir)
-    driver = make_driver(name, root / f"{name}-profile")
     size = cfg.sizes[0]
+    passes = [(Scenario.E2E, scenarios.end_to_end)]
+    if Scenario.PUBLISH in cfg.scenarios:
+        passes.insert(0, (Scenario.PUBLISH, scenarios.publish_only))
+    for scenario, scenario_fn in passes:
+        driver = make_driver(name, root / f"{name}-profile-{scenario}")
 
-    async def e2e() -> Result:
-        with profiler.recording(driver, f"e2e-{size}"):
-            return await scenarios.end_to_end(driver, cfg, size, 0)
+        async def sampled(
+            driver: Driver = driver, scenario: Scenario = scenario, fn: ScenarioFn = scenario_fn
+        ) -> Result:
+            with profiler.recording(driver, f"{scenario}-{size}"):
+                return await fn(driver, cfg, size, 0)
 
-    try:
-        await driver.start()
-        await _guarded(_who(driver), Scenario.E2E, size, 0, cfg.messages, e2e, sink)
-    finally:
-        await driver.stop()
+        try:
+            await driver.start()
+            await _guarded(_who(driver), scenario, size, 0, cfg.messages, sampled, sink)
+        finally:
+            await driver.stop()
 
 
 async def run_all(cfg: BenchConfig, sink: Sink, keep: Path | None = None) -> None:

@@ -308,6 +308,26 @@ async def test_consumed_messages_free_their_space_and_keep_their_dedup_ids(
     store2.close()
 
 
+async def test_consuming_big_messages_does_not_write_their_bodies_again(tmp_path: Path) -> None:
+    """Deleting consumed 4 KiB messages writes a few pages, not each freed overflow page
+    zeroed (SQLite's SECURE_DELETE, on in Debian's build, wrote every body twice)."""
+    store, core = started(tmp_path, "q", "g", checkpoint_s=3600)  # the WAL only grows
+    wal = tmp_path / "ferry.db-wal"
+    n, body = 100, b'{"body":"' + b"x" * 4096 + b'"}'
+    core.publish("q", [Incoming(0, 0, None, None, body) for _ in range(n)], T0)
+    await flush(core, store)
+    published = wal.stat().st_size
+    q = core.queue("q")
+    core.mark_durable(q.qid, q.next_seq)
+    got = core.receive("q", "g", "c", n, None, T0)
+    core.ack("q", "g", [m.receipt for m in got], T0)
+    core.compact(T0)
+    await flush(core, store)
+    consumed = wal.stat().st_size - published
+    store.close()
+    assert consumed < n * len(body) // 4, f"consuming {n} messages wrote {consumed} WAL bytes"
+
+
 async def test_a_store_from_before_tombstones_still_loads(tmp_path: Path) -> None:
     """Earlier versions kept consumed rows with doc NULL: they load as consumed, dedup ids kept."""
     store, core = started(tmp_path, "q", "g")
