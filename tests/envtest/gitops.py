@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 from testsupport.ports import free_port
-from testsupport.processes import die_with_parent, tail
+from testsupport.processes import Process
 from testsupport.waiting import eventually
 
 from kubeplane.building import located
@@ -46,43 +46,17 @@ def _git(cwd: Path, *args: str) -> str:
     return out.stdout
 
 
-@dataclass
-class Server:
-    """A server process with its log file, in its own process group."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 60) -> str:
-        return tail(self.log, lines)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
 def _start(name: str, argv: list[str], logs: Path, env: dict[str, str] | None = None,
-           cwd: Path | None = None) -> Server:
+           cwd: Path | None = None) -> Process:
     logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{name}.log"
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd,
-                                env={**os.environ, **(env or {})}, start_new_session=True,
-                                preexec_fn=die_with_parent())
-    return Server(name, proc, log)
+    return Process(argv, logs / f"{name}.log", env, name=name, cwd=cwd).start()
 
 
 @dataclass
 class GitRepo:
     work: Path
     url: str
-    server: Server
+    server: Process
 
     @classmethod
     def serve(cls, directory: Path) -> GitRepo:
@@ -133,7 +107,7 @@ class GitRepo:
 class ArgoCD:
     plane: Any
     directory: Path
-    servers: list[Server] = field(default_factory=list)
+    servers: list[Process] = field(default_factory=list)
 
     def start(self) -> None:
         binary = located(ARGOCD) / "argocd"
@@ -208,13 +182,11 @@ class ArgoCD:
     def check(self) -> None:
         """Fail with the log tail of an Argo CD server that stopped."""
         for server in self.servers:
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n"
-                                   f"{server.tail()}")
+            server.check()
 
     def stop(self) -> None:
         for server in reversed(self.servers):
-            server.stop()
+            server.stop(20)
 
     def tails(self) -> str:
         return "\n".join(f"--- {s.name}\n{s.tail(40)}" for s in self.servers)
