@@ -58,8 +58,3 @@ def child_metadata(owner: Owner, name: str, component: str, **extra_labels: str)
         "labels": {**labels(owner, component), **extra_labels},
         "ownerReferences": [owner_reference(owner)],
     }
-
-
-def children_selector(owner: Owner) -> str:
-    """Label selector for every child of `owner`, used to prune what is no longer desired."""
-    return f"{OWNER_UID}={owner.uid}"
