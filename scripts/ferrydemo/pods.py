@@ -89,6 +89,12 @@ def _env(container: Mapping[str, Any], fields: Mapping[str, str], node: Node) ->
     return out
 
 
+def claim_folder(volumes: Path, claim: str) -> Path:
+    """A claim outlives its pods: one folder per PersistentVolumeClaim, reused by every pod
+    that mounts it (a StatefulSet's pod coming back finds its volume's files)."""
+    return volumes / "claims" / claim
+
+
 def _mounts(spec: Mapping[str, Any], container: Mapping[str, Any], pod: str,
             node: Node) -> dict[str, Path]:
     """mountPath -> local folder, creating emptyDirs and writing configMap files."""
@@ -98,8 +104,7 @@ def _mounts(spec: Mapping[str, Any], container: Mapping[str, Any], pod: str,
         volume = volumes[mount["name"]]
         folder = node.volumes / pod / mount["name"]
         if "persistentVolumeClaim" in volume:
-            # A claim outlives its pods: one folder per claim, reused by every restart.
-            folder = node.volumes / "claims" / volume["persistentVolumeClaim"]["claimName"]
+            folder = claim_folder(node.volumes, volume["persistentVolumeClaim"]["claimName"])
         elif "configMap" in volume or "secret" in volume:
             source = volume.get("configMap") or volume["secret"]
             store = node.config_maps if "configMap" in volume else node.secrets

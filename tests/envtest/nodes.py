@@ -5,8 +5,9 @@ pods as local processes while `syncing()` is active (a background thread), or on
 a time with `sync()`; a test that wants a rollout to wait simply stops syncing. Images
 under `registry.invalid/` cannot be pulled: their pods wait in ImagePullBackOff, as a
 kubelet reports them. A pod given a stand-in (e.g. PostgreSQL's, served by a local
-PostgreSQL) is reported Running, Ready while the stand-in accepts connections. `stop()`
-ends every pod process.
+PostgreSQL) is reported Running, Ready while the stand-in accepts connections. `ports()`
+is a running pod's local port for a containerPort (what a Service routes to); `claim()`
+the folder holding a PersistentVolumeClaim's files. `stop()` ends every pod process.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from kubernetes import client, config
 from testsupport.repeating import repeating
 
 from ferrydemo.kubelet import Kubelet
+from ferrydemo.pods import claim_folder
 from ferrydemo.supervising import Supervisor
 
 UNPULLABLE = "registry.invalid/"
@@ -55,6 +57,17 @@ class Node:
         with self.lock:
             for kubelet in self.kubelets:
                 kubelet.sync()
+
+    def ports(self, pod: str, container_port: int) -> list[int]:
+        """The local port of `pod`'s containerPort while its process runs, else none (read
+        from other threads: list() copies the kubelets' dicts in one step)."""
+        return [local.ports[container_port] for kubelet in self.kubelets
+                for local in list(kubelet.containers.values())
+                if local.pod == pod and local.child is not None
+                and container_port in local.ports]
+
+    def claim(self, name: str) -> Path:
+        return claim_folder(self.kubelets[0].volumes, name)
 
     def syncing(self, every: float = 0.5) -> AbstractContextManager[None]:
         return repeating(self.sync, every, "the process kubelet")

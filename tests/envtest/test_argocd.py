@@ -4,20 +4,25 @@ the Go module proxy, with Redis from Debian) sync Ferry from this repository, se
 Argo CD" section of docs/operations.md says: the shipped argocd-cm (Ferry's Lua health
 checks), then `kubectl apply -k examples/gitops/` with the repository parameter set.
 
-Pods run as local processes (the demo's process kubelet); the example PostgreSQL's pod is
-served by a local PostgreSQL; brokers are reached the way `make demo` reaches them (the
-operator's broker override, one local broker standing in for the brokers' Services).
+Pods run as local processes (the demo's process kubelet), each broker pod on its claim's
+folder; the example PostgreSQL's pod is served by a local PostgreSQL. Each queue's broker
+Service is a ThreadedService in front of its broker pod (the pods reach it by the Service's
+URL); the operator, whose broker override is the only way it reaches a broker outside a
+cluster, reaches them through a QueueRouter (each request to the pod of the queue it names).
 
 One scenario, in order: every Application Synced and Healthy as Argo CD reports it, with
 the Queue, ConsumerGroup and TelemetryPipeline Healthy through Ferry's Lua; a commit gives
 the Queue a broker that cannot start: Degraded; `git revert` of it: everything Healthy
 again; the Queue paused (ferry.dev/reconcile: paused): Suspended, resumed: Healthy; the
-install Application deleted: the CRDs, the custom resources, the broker's volume and the
-queue's messages stay, and the root Application puts the install back, Healthy.
+install Application deleted: the CRDs, the custom resources, the broker's volume (claim and
+folder) and the queue's messages stay, and the root Application puts the install back,
+Healthy; the broker pod deleted, the StatefulSet's new pod on the same claim serves the very
+messages published through the first one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -29,14 +34,16 @@ from typing import Any
 
 import pytest
 import yaml
-from fixtures.broker_process import BrokerProcess
 from gitops import ArgoCD, GitRepo, application, refresh, resource_health, sync_and_health
 from nodes import UNPULLABLE, Node
-from operating import get, on_broker
+from operating import condition, get, on_broker
 from testsupport.ports import free_port
+from testsupport.services import QueueRouter, Threaded, ThreadedService
 from testsupport.waiting import GaveUpError
 
+from ferry.broker.client import BrokerClient
 from ferry.broker.models import OutgoingMessage
+from ferry.operator.reconcile.queues import BROKER_PORT, broker_name
 from ferrydemo import postgres
 from ferrydemo.running import database_address
 from ferrydemo.supervising import Supervisor
@@ -48,6 +55,7 @@ APPS = ("ferry", "ferry-crds", "ferry-install", "ferry-examples")
 CUSTOM = (("Queue", "orders"), ("ConsumerGroup", "orders-workers"),
           ("TelemetryPipeline", "gpu-telemetry"))
 QUEUE_FILE = "examples/queue.yaml"
+QUEUES = ("orders", "gpu-telemetry")  # the example Queue and the pipeline's
 CRDS = ("queues.ferry.dev", "consumergroups.ferry.dev", "telemetrypipelines.ferry.dev")
 DAY_MS = 24 * 3600 * 1000
 PATIENCE = 900.0  # a liveness bound per step on a loaded 2-core machine, not a timing check
@@ -59,7 +67,7 @@ class GitOps:
     repo: GitRepo
     argocd: ArgoCD
     node: Node
-    broker: BrokerProcess
+    services: dict[str, str]  # queue -> its broker Service's local URL
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +79,15 @@ def gitops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitOps]:
     pg_dir = Path(tempfile.mkdtemp(prefix="ferry-argocd-pg-"))
     stand_ins = Supervisor(directory / "stand-ins")
     plane = start(directory / "plane", die_with_parent=True)
-    broker = BrokerProcess(directory / "broker-data", directory / "broker.log")
     repo: GitRepo | None = None
     argocd = ArgoCD(plane, directory / "argocd")
     node: Node | None = None
+    servers: list[Threaded] = []
+    ports = {queue: free_port() for queue in QUEUES}  # each queue's broker Service
+    services = {queue: f"http://127.0.0.1:{port}" for queue, port in ports.items()}
+    router = free_port()  # the operator's broker override
     old_path = os.environ["PATH"]
     try:
-        broker.start()
         pg_port = free_port()
         postgres.start(stand_ins, pg_dir, pg_port)
         database = f"127.0.0.1:{pg_port}"
@@ -85,33 +95,42 @@ def gitops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitOps]:
         argocd.start()
         # The kubelet runs a container's command from PATH: this environment's scripts.
         os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{old_path}"
-        services = {f"http://{q}-broker{suffix}:7070": broker.url
-                    for q in ("orders", "gpu-telemetry")
-                    for suffix in ("", ".ferry-demo.svc")}
-        services[database_address(ROOT)] = database
+        urls = {f"http://{broker_name(q)}{suffix}:{BROKER_PORT}": services[q]
+                for q in QUEUES for suffix in ("", ".ferry-demo.svc")}
+        urls[database_address(ROOT)] = database
         operator_port = free_port()
         node = Node(plane, ["ferry-system", "ferry-demo"], directory / "node",
-                    services=services,
+                    services=urls,
                     image_files={"/usr/share/ferry/examples": ROOT / "examples" / "data"},
                     fixed_ports={("operator", 8081): operator_port},
                     # The operator pod: the API server's address and credentials (a
-                    # kubelet's service-account mount), brokers as `make demo` reaches
-                    # them, its probe port on loopback.
+                    # kubelet's service-account mount), the broker pods through the
+                    # router, its probe port on loopback.
                     env={"ferry-system": {
-                        "KUBECONFIG": str(plane.kubeconfig), "FERRY_BROKER_URL": broker.url,
+                        "KUBECONFIG": str(plane.kubeconfig),
+                        "FERRY_BROKER_URL": f"http://127.0.0.1:{router}",
                         "FERRY_METRICS_HOST": "127.0.0.1",
                         "FERRY_METRICS_PORT": str(operator_port)}},
                     stand_ins={"telemetry-db-0": database})
-        yield GitOps(plane, repo, argocd, node, broker)
+        pods = node
+
+        def broker_ports(queue: str) -> list[int]:
+            """Its broker pod's port while the pod's process runs (a Service's endpoint)."""
+            return pods.ports(f"{broker_name(queue)}-0", BROKER_PORT)
+        servers += [ThreadedService(ports[q], functools.partial(broker_ports, q)).start()
+                    for q in QUEUES]
+        servers.append(Threaded(router, QueueRouter(broker_ports)).start())
+        yield GitOps(plane, repo, argocd, node, services)
     finally:
         print(argocd.tails())
         argocd.stop()
+        for server in servers:
+            server.stop()
         if node is not None:
             node.stop()
         if repo is not None:
             repo.server.stop()
         os.environ["PATH"] = old_path
-        broker.kill()
         stand_ins.stop_all()
         shutil.rmtree(pg_dir, ignore_errors=True)
         stop(directory / "plane")
@@ -203,18 +222,35 @@ def test_argocd_syncs_ferry_and_judges_it_with_ferrys_lua(gitops: GitOps,
           "every Application Synced and Healthy after the Queue is resumed")
 
 
+def stored(url: str, queue: str) -> list[tuple[str, Any]]:
+    """The queue's stored messages (id, body), read through the broker at `url`."""
+    async def browse(client: BrokerClient) -> list[tuple[str, Any]]:
+        return [(m.id, m.body) async for m in client.browse_all(queue)]
+    return on_broker(url, browse)
+
+
+def broker_pod(env: GitOps) -> str | None:
+    """The uid of orders' broker pod once it runs and is Ready."""
+    pod = get(env.plane, "ferry-demo", "pod", "orders-broker-0")
+    return pod["metadata"]["uid"] if pod and condition(pod, "Ready") == ("True", "") else None
+
+
 @pytest.mark.timeout(3600)
 def test_deleting_the_install_keeps_crds_queues_and_their_data(
         gitops: GitOps, eventually: Callable[..., Any]) -> None:
     env, kubectl = gitops, gitops.plane.kubectl
     install(env, eventually)  # a no-op after the scenario above; the same start alone
-    # Due in a day: the example's worker (orders-worker) cannot consume it before the end.
-    kept = OutgoingMessage(body="keep me", delay_ms=DAY_MS)
-    on_broker(env.broker.url, lambda c: c.publish("orders", [kept]))
-    before = on_broker(env.broker.url, lambda c: c.queue_stats("orders")).messages
-    assert before >= 1
-    claims = kubectl("get", "pvc", "-n", "ferry-demo", "-o", "name").stdout.split()
-    assert "persistentvolumeclaim/data-orders-broker-0" in claims
+    # Published through orders' Service to its broker pod; due in a day: the example's
+    # worker (orders-worker) cannot consume it before the end.
+    orders = env.services["orders"]
+    on_broker(orders, lambda c: c.publish("orders", [OutgoingMessage(body="keep me",
+                                                                     delay_ms=DAY_MS)]))
+    before = stored(orders, "orders")
+    assert "keep me" in [body for _, body in before], before
+    claim = kubectl("get", "pvc", "-n", "ferry-demo", "data-orders-broker-0", "-o",
+                    "jsonpath={.metadata.uid}").stdout
+    folder = env.node.claim("data-orders-broker-0")
+    assert any(folder.iterdir()), f"the broker pod wrote nothing to its claim's {folder}"
     custom = {kind: kubectl("get", "-n", "ferry-demo", kind, name, "-o",
                             "jsonpath={.metadata.uid}").stdout for kind, name in CUSTOM}
     uid = kubectl("get", "-n", "argocd", "application", "ferry-install", "-o",
@@ -228,12 +264,20 @@ def test_deleting_the_install_keeps_crds_queues_and_their_data(
         "ferry-install and its resources deleted, and ferry-install put back by the root")
     for crd in CRDS:
         kubectl("get", "crd", crd)  # fails if Argo CD deleted it
-    # The very same custom resources (not recreated), the broker's volume, the messages.
+    # The very same custom resources and claim (not recreated), the claim's folder.
     assert {kind: kubectl("get", "-n", "ferry-demo", kind, name, "-o",
                           "jsonpath={.metadata.uid}").stdout
             for kind, name in CUSTOM} == custom
-    assert kubectl("get", "pvc", "-n", "ferry-demo", "-o", "name").stdout.split() == claims
-    assert on_broker(env.broker.url, lambda c: c.queue_stats("orders")).messages == before
+    assert kubectl("get", "pvc", "-n", "ferry-demo", "data-orders-broker-0", "-o",
+                   "jsonpath={.metadata.uid}").stdout == claim
     until(env, eventually, lambda: all_synced_and_healthy(env),
           "every Application Synced and Healthy with the install back")
-    assert on_broker(env.broker.url, lambda c: c.queue_stats("orders")).messages == before
+    # The messages are on the volume, not only in the broker's memory: the broker pod
+    # deleted, the StatefulSet's new pod, on the same claim, serves the same messages.
+    first = broker_pod(env)
+    kubectl("delete", "pod", "-n", "ferry-demo", "orders-broker-0", "--wait=false")
+    until(env, eventually, lambda: broker_pod(env) not in (None, first),
+          "orders' broker pod back, Ready, on its claim")
+    assert stored(orders, "orders") == before
+    until(env, eventually, lambda: all_synced_and_healthy(env),
+          "every Application Synced and Healthy with the new broker pod")
