@@ -135,9 +135,10 @@ def replicas(plane: Any, namespace: str, deployment: str) -> int:
     return int(found["spec"].get("replicas", 0))
 
 
-def on_broker(url: str, call: Callable[[BrokerClient], Awaitable[T]]) -> T:
+def on_broker(url: str, call: Callable[[BrokerClient], Awaitable[T]],
+              token: str | None = None) -> T:
     async def run() -> T:
-        async with BrokerClient(url, retries=1, timeout=10) as client:
+        async with BrokerClient(url, token=token, retries=1, timeout=10) as client:
             return await call(client)
     return asyncio.run(run())
 

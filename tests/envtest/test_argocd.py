@@ -22,6 +22,7 @@ messages published through the first one.
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import shutil
@@ -222,11 +223,11 @@ def test_argocd_syncs_ferry_and_judges_it_with_ferrys_lua(gitops: GitOps,
           "every Application Synced and Healthy after the Queue is resumed")
 
 
-def stored(url: str, queue: str) -> list[tuple[str, Any]]:
+def stored(url: str, queue: str, token: str) -> list[tuple[str, Any]]:
     """The queue's stored messages (id, body), read through the broker at `url`."""
     async def browse(client: BrokerClient) -> list[tuple[str, Any]]:
         return [(m.id, m.body) async for m in client.browse_all(queue)]
-    return on_broker(url, browse)
+    return on_broker(url, browse, token)
 
 
 def broker_pod(env: GitOps) -> str | None:
@@ -243,9 +244,11 @@ def test_deleting_the_install_keeps_crds_queues_and_their_data(
     # Published through orders' Service to its broker pod; due in a day: the example's
     # worker (orders-worker) cannot consume it before the end.
     orders = env.services["orders"]
+    token = base64.b64decode(kubectl("get", "secret", "-n", "ferry-demo", "orders-broker-token",
+                                     "-o", "jsonpath={.data.token}").stdout).decode()
     on_broker(orders, lambda c: c.publish("orders", [OutgoingMessage(body="keep me",
-                                                                     delay_ms=DAY_MS)]))
-    before = stored(orders, "orders")
+                                                                     delay_ms=DAY_MS)]), token)
+    before = stored(orders, "orders", token)
     assert "keep me" in [body for _, body in before], before
     claim = kubectl("get", "pvc", "-n", "ferry-demo", "data-orders-broker-0", "-o",
                     "jsonpath={.metadata.uid}").stdout
@@ -278,6 +281,6 @@ def test_deleting_the_install_keeps_crds_queues_and_their_data(
     kubectl("delete", "pod", "-n", "ferry-demo", "orders-broker-0", "--wait=false")
     until(env, eventually, lambda: broker_pod(env) not in (None, first),
           "orders' broker pod back, Ready, on its claim")
-    assert stored(orders, "orders") == before
+    assert stored(orders, "orders", token) == before
     until(env, eventually, lambda: all_synced_and_healthy(env),
           "every Application Synced and Healthy with the new broker pod")
