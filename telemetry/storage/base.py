@@ -6,9 +6,11 @@ import abc
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
+from ferry.telemetry.storage import queries
 from ferry.telemetry.storage.records import GpuSummary, Sample, SampleQuery
+from ferry.telemetry.storage.rowmapping import gpu_of, sample_of
 
 
 class StorageError(Exception):
@@ -23,6 +25,7 @@ class Store(abc.ABC):
     """
 
     engine: str
+    placeholder: queries.Placeholder  # how the engine's SQL names parameter n
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -38,22 +41,30 @@ class Store(abc.ABC):
         a row_id or message_id already stored and were ignored)."""
 
     @abc.abstractmethod
+    async def _fetch(self, sql: str, *args: object) -> list[Any]:
+        """The rows of one query (parameters named by `placeholder`); StorageError when
+        the store cannot answer."""
+
     async def gpus(self) -> list[GpuSummary]:
         """Every GPU seen, ordered by hostname then GPU index."""
+        return [gpu_of(r) for r in await self._fetch(queries.select_gpus())]
 
-    @abc.abstractmethod
-    async def gpu(self, uuid: str) -> GpuSummary | None: ...
+    async def gpu(self, uuid: str) -> GpuSummary | None:
+        rows = await self._fetch(queries.select_gpus(f"WHERE uuid = {self.placeholder(1)}"), uuid)
+        return gpu_of(rows[0]) if rows else None
 
-    @abc.abstractmethod
     async def samples(self, query: SampleQuery) -> list[Sample]:
         """Samples of one GPU ordered by (timestamp, row_id), at most query.limit."""
+        sql, args = queries.select_samples(query, self.placeholder)
+        return [sample_of(r) for r in await self._fetch(sql, *args)]
 
-    @abc.abstractmethod
-    async def count(self) -> int: ...
+    async def count(self) -> int:
+        rows = await self._fetch("SELECT count(*) FROM telemetry_samples")
+        return int(rows[0][0])
 
-    @abc.abstractmethod
     async def ping(self) -> None:
         """Raise StorageError when the store cannot answer."""
+        await self._fetch("SELECT 1")
 
     async def __aenter__(self) -> Self:
         await self.open()

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
 from ferry.telemetry.storage import queries
 from ferry.telemetry.storage.base import StorageError, Store, now_us
 from ferry.telemetry.storage.records import (
-    GpuSummary,
     Sample,
-    SampleQuery,
     gpu_tuples,
     sample_tuple,
     schema_sql,
     statements,
 )
-from ferry.telemetry.storage.rowmapping import gpu_of, sample_of
 
 # Serialises schema creation between collectors starting at the same moment.
 SCHEMA_LOCK = 0x66657272  # "ferr"
@@ -39,6 +37,7 @@ TRANSIENT = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.Serial
 
 class PostgresStore(Store):
     engine = "postgresql"
+    placeholder = staticmethod(queries.dollar)
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4) -> None:
         self.dsn = dsn
@@ -102,29 +101,11 @@ class PostgresStore(Store):
                 raise StorageError(f"PostgreSQL write failed: {e}") from e
         raise AssertionError("unreachable")
 
-    async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+    async def _fetch(self, sql: str, *args: object) -> list[Any]:
         try:
             return await self._p().fetch(sql, *args)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             raise StorageError(f"PostgreSQL query failed: {e}") from e
-
-    async def gpus(self) -> list[GpuSummary]:
-        return [gpu_of(r) for r in await self._fetch(queries.select_gpus())]
-
-    async def gpu(self, uuid: str) -> GpuSummary | None:
-        rows = await self._fetch(queries.select_gpus("WHERE uuid = $1"), uuid)
-        return gpu_of(rows[0]) if rows else None
-
-    async def samples(self, query: SampleQuery) -> list[Sample]:
-        sql, args = queries.select_samples(query, queries.dollar)
-        return [sample_of(r) for r in await self._fetch(sql, *args)]
-
-    async def count(self) -> int:
-        rows = await self._fetch("SELECT count(*) FROM telemetry_samples")
-        return int(rows[0][0])
-
-    async def ping(self) -> None:
-        await self._fetch("SELECT 1")
 
 
 async def _staging(conn: asyncpg.Connection) -> None:

@@ -11,19 +11,16 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ferry.telemetry.storage import queries
 from ferry.telemetry.storage.base import StorageError, Store, now_us
 from ferry.telemetry.storage.records import (
-    GpuSummary,
     Sample,
-    SampleQuery,
     gpu_tuples,
     sample_tuple,
     schema_sql,
 )
-from ferry.telemetry.storage.rowmapping import gpu_of, sample_of
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000
@@ -31,6 +28,7 @@ BUSY_TIMEOUT_MS = 30_000
 
 class SqliteStore(Store):
     engine = "sqlite"
+    placeholder = staticmethod(queries.qmark)
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -101,25 +99,5 @@ class SqliteStore(Store):
 
         return await self._run(tx)
 
-    async def gpus(self) -> list[GpuSummary]:
-        rows = await self._run(lambda db: db.execute(queries.select_gpus()).fetchall())
-        return [gpu_of(r) for r in rows]
-
-    async def gpu(self, uuid: str) -> GpuSummary | None:
-        sql = queries.select_gpus("WHERE uuid = ?")
-        rows = await self._run(lambda db: db.execute(sql, (uuid,)).fetchall())
-        return gpu_of(rows[0]) if rows else None
-
-    async def samples(self, query: SampleQuery) -> list[Sample]:
-        sql, args = queries.select_samples(query, queries.qmark)
-        rows = await self._run(lambda db: db.execute(sql, args).fetchall())
-        return [sample_of(r) for r in rows]
-
-    async def count(self) -> int:
-        rows = await self._run(
-            lambda db: db.execute("SELECT count(*) FROM telemetry_samples").fetchall()
-        )
-        return int(rows[0][0])
-
-    async def ping(self) -> None:
-        await self._run(lambda db: db.execute("SELECT 1").fetchall())
+    async def _fetch(self, sql: str, *args: object) -> list[Any]:
+        return await self._run(lambda db: db.execute(sql, args).fetchall())
