@@ -110,8 +110,8 @@ def _area(frames: list[str], areas: tuple[tuple[str, tuple[str, ...]], ...] = AR
     return "other"
 
 
-def summarize(raw: str, seconds: float, top: int = 25) -> str:
-    """Tables of where busy time went; percentages are of all busy samples."""
+def summarize(raw: str, seconds: float, top: int = 25, rate: int = RATE) -> str:
+    """Tables of where busy time went; percentages are of all busy samples taken at `rate`."""
     stacks = _parse(raw)
     total = sum(c for _, c in stacks) or 1
     self_t: Counter[str] = Counter()
@@ -136,8 +136,8 @@ def summarize(raw: str, seconds: float, top: int = 25) -> str:
         rows += [f"  {100 * c / total:5.1f}%  {name}" for name, c in counter.most_common(top)]
         return rows
 
-    wall = RATE * seconds or 1
-    lines = [f"{total} busy samples at {RATE}/s over {seconds:.1f}s of wall time; idle "
+    wall = rate * seconds or 1
+    lines = [f"{total} busy samples at {rate}/s over {seconds:.1f}s of wall time; idle "
              "threads (waiting in epoll/locks) are not sampled"]
     lines += ["busy share of wall time, per thread:"]
     lines += [f"  {100 * c / wall:5.1f}%  {name}" for name, c in threads.most_common(top)]
