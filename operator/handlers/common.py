@@ -105,6 +105,12 @@ def failure_of(trouble: BrokerTrouble) -> Failure:
     return Failure(problem=trouble.problem, message=trouble.message)
 
 
+def never_reconciled(body: Mapping[str, Any]) -> bool:
+    """No pass has written this object's status yet: a new object, whose children and token
+    Secret (if any) are still to be made."""
+    return not (body.get("status") or {}).get("conditions")
+
+
 def key(obj: Mapping[str, Any]) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
 
@@ -120,12 +126,15 @@ async def apply_children(rt: Runtime, body: Any, owner: Owner, desired: Sequence
     per pass, naming the children.
     """
     done: dict[str, list[str]] = {"Created": [], "Updated": [], "Pruned": []}
+    fresh = never_reconciled(body)
     for manifest in desired:
         meta = manifest["metadata"]
         slot = (manifest["apiVersion"], manifest["kind"], owner.namespace, meta["name"])
         # A workload not listed by the watch yet (the operator just started) is asked for
-        # once: an upgrade must not pass for a creation.
-        live = (await rt.read(*slot) if readiness.is_workload(manifest)
+        # once: an upgrade must not pass for a creation. An owner never reconciled has no
+        # workload of its own to upgrade: a GET per new object (a 404) was 5% of a burst's
+        # requests.
+        live = (await rt.read(*slot) if readiness.is_workload(manifest) and not fresh
                 else rt.watched.get(*slot))
         if live is not None and rollouts.changes_image(manifest, live):
             if await rt.upgrades.admit(rt, slot, rollouts.images(manifest)):
@@ -281,7 +290,8 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
     """Level-based wiring for one kind: react to changes, compare the children with their
     watched copies on a timer (a safety net: child events repair drift at once,
     handlers/watching.py), poll stats on a faster timer, and finalize deletions (kopf adds
-    the finalizer). Timers start at a random point of their interval."""
+    the finalizer). Timers start at a random point of their interval, and leave an object
+    alone until a change handler has reconciled it once."""
     resource = (GROUP, VERSION, plural)
 
     # kopf keeps each handler's progress in an annotation ferry.dev/<id>: no handler may be
@@ -290,18 +300,27 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
     @kopf.on.create(*resource, id="converge", registry=registry)
     @kopf.on.update(*resource, id="converge", field="spec", registry=registry)
     @kopf.on.update(*resource, id="pause", field=pausing.FIELD, registry=registry)
-    @kopf.timer(*resource, id="resync", interval=settings.resync_seconds,
-                initial_delay=jitter(settings.resync_seconds), registry=registry)
     async def converge(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         if not _hold(body, patch):
+            await reconcile(runtime(memo), body, patch, apply=True)
+
+    @kopf.timer(*resource, id="resync", interval=settings.resync_seconds,
+                initial_delay=jitter(settings.resync_seconds), registry=registry)
+    async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        # A new object's first pass is its creation's (a timer starts at creation and ran
+        # alongside it under a burst: both made the token Secret, one got a 409 and a GET).
+        if not never_reconciled(body) and not _hold(body, patch):
             await reconcile(runtime(memo), body, patch, apply=True)
 
     @kopf.timer(*resource, id="stats", interval=settings.stats_seconds,
                 initial_delay=jitter(settings.stats_seconds), registry=registry)
     async def stats(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         # Only a pass that applied a generation's children may report that generation
-        # observed: a stats pass racing a spec change would call old children Ready.
-        if _hold(body, patch) or pausing.unapplied(body):
+        # observed: a stats pass racing a spec change would call old children Ready. Nor
+        # may it come first: before its children and token Secret exist, a new object's
+        # stats pass (its timer starts at creation) read a Secret that was not there yet
+        # and reported it missing.
+        if _hold(body, patch) or pausing.unapplied(body) or never_reconciled(body):
             return
         await reconcile(runtime(memo), body, patch, apply=False)
 

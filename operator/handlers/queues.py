@@ -16,6 +16,7 @@ from ferry.operator.handlers.common import (
     Runtime,
     apply_or_degrade,
     failure_of,
+    never_reconciled,
     owner_of,
     parse_spec,
     register_kind,
@@ -81,7 +82,8 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
         if apply and queues.manages_broker(spec):
             # The Secret first: the broker pod mounts it (a failure shows in the broker pass).
             with contextlib.suppress(TokenMissingError):
-                await broker_token(rt, owner.namespace, owner.name, spec, owner)
+                await broker_token(rt, owner.namespace, owner.name, spec, owner,
+                                   fresh=never_reconciled(body))
         previous = (body.get("status") or {}).get("conditions") or []
         storage: str | None = None
         if apply:

@@ -24,17 +24,21 @@ class TokenMissingError(Exception):
 
 
 async def broker_token(rt: Runtime, namespace: str, queue: str, spec: QueueSpec,
-                       owner: Owner | None = None) -> str:
+                       owner: Owner | None = None, *, fresh: bool = False) -> str:
     """The token for `queue`'s broker. With `owner` (the Queue's own pass) a managed broker's
     missing Secret is created with a fresh random token; otherwise a missing one is an error
-    (TokenMissingError) until the Queue's pass makes it."""
+    (TokenMissingError) until the Queue's pass makes it. `fresh`: the Queue was never
+    reconciled, so its Secret is created without reading first (one request, not two, per
+    new Queue; one that exists already answers 409 and is read)."""
     ref = tenancy.token_ref(queue, spec)
     cached = rt.tokens.get((namespace, ref.name, ref.key))
     if cached is not None:
         return cached
+    making = owner is not None and queues.manages_broker(spec)
     try:
-        secret = await rt.kube.get("v1", "Secret", namespace, ref.name)
-        if secret is None and owner is not None and queues.manages_broker(spec):
+        secret = None if fresh and making else await rt.kube.get("v1", "Secret", namespace,
+                                                                   ref.name)
+        if secret is None and owner is not None and making:
             made = queues.token_secret(owner, secrets.token_urlsafe(32))
             if await rt.kube.create(made) is None:  # made meanwhile by another pass
                 secret = await rt.kube.get("v1", "Secret", namespace, ref.name)
