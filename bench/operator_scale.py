@@ -59,7 +59,11 @@ PROFILE_RATE = 50  # py-spy samples/s of the operator: cheap over a minute-long 
 
 def _requests(plane: ControlPlane) -> Counter[str]:
     """apiserver_request_total so far, by verb and resource (subresource)."""
-    text = plane.kubectl("get", "--raw", "/metrics").stdout
+    for attempt in range(3):  # a starved API server may drop the stream of a big answer
+        result = plane.kubectl("get", "--raw", "/metrics", check=attempt == 2)
+        if result.returncode == 0:
+            break
+    text = result.stdout
     found: Counter[str] = Counter()  # the counters are whole numbers printed as floats
     for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):

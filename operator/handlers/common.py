@@ -220,10 +220,19 @@ async def settle_deletion(settings: OperatorSettings, body: Any, what: str,
 
 def workload_pods(rt: Runtime, workload: Mapping[str, Any] | None) -> list[Any]:
     """The pods a Deployment or StatefulSet selects (none before it exists), from the watch:
-    their template carries Ferry's managed-by label, so they are watched like children."""
+    their template carries Ferry's managed-by label, so they are watched like children.
+
+    A StatefulSet's pods are read from the index by owner (it controls them itself): a scan
+    of every pod in the namespace, each pass of each Queue, was 6% of the operator's samples
+    with 1,000 Queues. A Deployment's pods belong to its ReplicaSets: those are scanned."""
     if workload is None:
         return []
     match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if workload.get("kind") == "StatefulSet":
+        wanted = match.items()
+        return [o for o in rt.watched.owned_by(workload["metadata"]["uid"])
+                if o["kind"] == "Pod"
+                and wanted <= (o["metadata"].get("labels") or {}).items()]
     return rt.watched.matching("v1", "Pod", workload["metadata"]["namespace"], match)
 
 
