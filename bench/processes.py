@@ -10,12 +10,11 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
-from testsupport.processes import die_with_parent
+from testsupport.processes import Process
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -66,46 +65,34 @@ def tree_rss_bytes(pid: int) -> int:
 
 
 class ServerProcess:
-    """One server process: its output goes to a log file next to its data."""
+    """One server process (testsupport.Process): its output goes to a log file next to its
+    data; the kernel sends it SIGTERM if the harness itself is killed."""
 
     def __init__(
         self, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None,
         cwd: Path | None = None, user: str | None = None,
     ) -> None:
         self.name = name
-        self.argv = list(argv)
-        self.log = log
-        self.env = {**os.environ, **(env or {})}
-        self.cwd = cwd
-        self.user = user  # run as this OS user (PostgreSQL refuses to run as root)
-        self._proc: subprocess.Popen[bytes] | None = None
+        self.process = Process(argv, log, env, name=name, cwd=cwd, user=user,
+                               death=signal.SIGTERM)
 
     @property
     def pid(self) -> int:
-        if self._proc is None:
+        if self.process.proc is None:
             raise ServerError(f"{self.name} is not running")
-        return self._proc.pid
+        return self.process.pid
 
     def start(self) -> None:
-        with self.log.open("ab") as out:
-            self._proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=self.cwd, start_new_session=True, user=self.user,
-                # Its own session, so a terminal's Ctrl-C reaches only the harness, which
-                # stops the servers in order; SIGTERM when the harness itself is killed.
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
+        self.process.start()
 
     def returncode(self) -> int | None:
         """None while it runs (or was never started), else its exit code."""
-        return None if self._proc is None else self._proc.poll()
+        return self.process.returncode()
 
     def check_alive(self) -> None:
-        if self._proc is not None and self._proc.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-            raise ServerError(
-                f"{self.name} exited with code {self._proc.returncode}; log {self.log}:\n{tail}"
-            )
+        if (code := self.returncode()) is not None:
+            raise ServerError(f"{self.name} exited with code {code}; log "
+                              f"{self.process.log}:\n{self.process.tail()}")
 
     def rss_bytes(self) -> int:
         return tree_rss_bytes(self.pid)
@@ -115,17 +102,14 @@ class ServerProcess:
 
     async def stop(self, grace_s: float = 60.0) -> None:
         """SIGTERM the process group (a graceful shutdown), SIGKILL after grace_s."""
-        proc, self._proc = self._proc, None
-        if proc is None:
+        if self.process.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            await asyncio.to_thread(proc.wait, grace_s)
+        pid = self.process.pid
+        await asyncio.to_thread(self.process.stop, grace_s)
+        self.process.proc = None  # as if never started: stop() again does nothing
         # Also ends helpers the server left in its group (erl_child_setup and the like).
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await asyncio.to_thread(proc.wait)
+            os.killpg(pid, signal.SIGKILL)
 
 
 async def wait_until(
