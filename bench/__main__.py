@@ -64,7 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--idle-consumers", type=int,
                    help="idle subscribed consumers in the idle scenario (default 1000)")
     p.add_argument("--profile", type=Path, metavar="DIR",
-                   help="also run one py-spy-sampled e2e pass of ferry; summaries go to DIR")
+                   help="also run one py-spy-sampled e2e pass of ferry (and a pipeline pass, each "
+                        "process sampled, when pipeline is a scenario); summaries go to DIR")
     p.add_argument("--out", type=Path, default=Path("bench/results/latest.json"),
                    help="JSON report (default bench/results/latest.json)")
     p.add_argument("--keep", type=Path, metavar="DIR",

@@ -15,6 +15,7 @@ same table (same schema and indexes) in one transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ from testsupport.ports import free_port
 from bench.drivers.ferry import FerryDriver
 from bench.drivers.postgres_pair import PgPair
 from bench.processes import ServerError, ServerProcess, wait_until
+from bench.profiling import Profiler
 from bench.results import Counts, Result
 from bench.settings import BenchConfig, Scenario
 from ferry.broker.client import BrokerClient
@@ -135,6 +137,12 @@ class Pipeline:
             await asyncio.sleep(POLL_S)
         self.check()
 
+    def pids(self) -> dict[str, int]:
+        """The pipeline's Python processes by name (the broker's committer is its child)."""
+        assert self.broker.server is not None
+        return {"broker": self.broker.server.pid,
+                **{p.name: p.pid for p in (*self.streamers, *self.collectors)}}
+
     def cpu_seconds(self) -> dict[str, float]:
         """CPU used so far by the broker, the collectors and PostgreSQL (process trees; a
         server's backends count while they live). The streamers are counted apart: they
@@ -212,7 +220,11 @@ async def raw_copy(source: str, target: str) -> tuple[int, float]:
     return copied, copied / seconds
 
 
-async def pipeline(cfg: BenchConfig, run: int, workdir: Path) -> Result:
+async def pipeline(
+    cfg: BenchConfig, run: int, workdir: Path, profiler: Profiler | None = None
+) -> Result:
+    """One run; with a profiler, every Python process of it is sampled by py-spy while the
+    rows flow (run 0, left out of the medians)."""
     csv = workdir / "dcgm.csv"
     expected = await asyncio.to_thread(generate, csv, cfg.pipeline_rows)
     n = len(expected)
@@ -225,7 +237,10 @@ async def pipeline(cfg: BenchConfig, run: int, workdir: Path) -> Result:
         cpu0, children0 = pipe.cpu_seconds(), _children_cpu()
         t0 = time.perf_counter()
         pipe.start_streamers(csv)
-        t1 = await _stored_once(dsn, n, cfg.e2e_timeout_s, pipe)
+        sampled = (contextlib.nullcontext() if profiler is None
+                   else profiler.sampling(pipe.pids(), f"pipeline-{cfg.pipeline_rows_per_message}"))
+        with sampled:
+            t1 = await _stored_once(dsn, n, cfg.e2e_timeout_s, pipe)
         res.seconds, res.rows_per_s = t1 - t0, n / (t1 - t0)
         await pipe.streamers_done(60)
         lag, dead = await _lag(pipe.broker.url)

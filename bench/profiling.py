@@ -35,6 +35,9 @@ AREAS = (
     ("event loop (uvloop C code: polling, socket I/O; asyncio)", ("asyncio", "uvloop")),
     ("bench harness", ("bench/scenarios.py", "bench/drivers/")),
     ("peer clients", ("redis", "nats", "aio_pika", "aiormq", "pamqp")),
+    ("telemetry storage (asyncpg)", ("telemetry/storage/", "asyncpg")),
+    ("telemetry parsing", ("telemetry/parsing/",)),
+    ("telemetry streamer, collector", ("telemetry/streamer/", "telemetry/collector/")),
 )
 FERRY_LAYERS = AREAS[:4]
 
@@ -51,16 +54,21 @@ class Profiler:
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
 
-    @contextlib.contextmanager
-    def recording(self, driver: Driver, label: str) -> Iterator[None]:
+    def recording(self, driver: Driver, label: str) -> contextlib.AbstractContextManager[None]:
         """Sample the broker process and this process while the block runs."""
         if driver.server is None:
             raise RuntimeError(f"{driver.name} has no server process to profile")
         targets = {"broker": driver.server.pid, "harness": os.getpid()}
+        return self.sampling(targets, f"{driver.name}-{label}")
+
+    @contextlib.contextmanager
+    def sampling(self, targets: dict[str, int], label: str) -> Iterator[None]:
+        """Sample each named process (a "broker" with its children) while the block runs;
+        a target that exits meanwhile (a streamer done) keeps what was sampled until then."""
         t0 = time.monotonic()
         procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         for who, pid in targets.items():
-            raw = self.out / f"{driver.name}-{label}-{who}.txt"
+            raw = self.out / f"{label}-{who}.txt"
             argv = [py_spy(), "record", "--pid", str(pid), "--rate", str(RATE), "--format",
                     "raw", "--threads", "--nonblocking", "--output", str(raw)]
             if who == "broker":  # Ferry's committer is a child process of the broker
@@ -77,7 +85,7 @@ class Profiler:
                 proc.wait(60)
                 if raw.exists():
                     summary = summarize(raw.read_text(), seconds)
-                    (self.out / f"{driver.name}-{label}-{who}-summary.txt").write_text(summary)
+                    (self.out / f"{label}-{who}-summary.txt").write_text(summary)
 
 
 def _parse(raw: str) -> list[tuple[list[str], int]]:

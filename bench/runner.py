@@ -153,7 +153,15 @@ async def run_all(cfg: BenchConfig, sink: Sink, keep: Path | None = None) -> Non
                 if keep is None:
                     shutil.rmtree(where, ignore_errors=True)
         for name in cfg.profile_systems if cfg.profile_dir is not None else ():
-            await profile_pass(name, cfg, root, sink)
+            if set(cfg.scenarios) - {Scenario.PIPELINE}:
+                await profile_pass(name, cfg, root, sink)
+        if (cfg.profile_dir is not None and Scenario.PIPELINE in cfg.scenarios
+                and "ferry" in cfg.systems):
+            where = root / "pipeline-profile"
+            await _guarded(("ferry", pipeline.DURABILITY), Scenario.PIPELINE,
+                           cfg.pipeline_rows_per_message, 0, cfg.pipeline_rows,
+                           partial(pipeline.pipeline, cfg, 0, where, Profiler(cfg.profile_dir)),
+                           sink)
     finally:
         if keep is None:
             shutil.rmtree(root, ignore_errors=True)
