@@ -34,9 +34,9 @@ from ferry.telemetry.parsing.messages import (
     row_of,
     rows_of,
 )
-from ferry.telemetry.parsing.rows import RowError, row_id
+from ferry.telemetry.parsing.rows import RowError, content_id
 from ferry.telemetry.storage.base import StorageError, Store
-from ferry.telemetry.storage.records import Sample
+from ferry.telemetry.storage.records import NewSample
 
 log = logging.getLogger("ferry.telemetry.collector")
 ROW_BYTES = 550  # a generated row's JSON, about
@@ -236,7 +236,7 @@ class Collector:
         extra = {"id": d.id, "delivery_count": d.delivery_count, "reason": reason, **more}
         log.warning(what, extra=extra)
 
-    async def _write(self, samples: list[Sample]) -> int | None:
+    async def _write(self, samples: list[NewSample]) -> int | None:
         """Write until it commits; None if asked to stop before it could."""
         failures = 0
         while True:
@@ -270,7 +270,7 @@ class Parsed:
     """A delivery's valid rows, and the poison rows of a many-rows message: (index, body,
     reason)."""
 
-    samples: list[Sample]
+    samples: list[NewSample]
     poison: list[tuple[int, object, str]]
 
 
@@ -278,15 +278,12 @@ def parse(d: Delivery) -> Parsed | RowError:
     """A delivery's samples; RowError when the whole message is poison."""
     try:
         if not carries_rows(d.headers):
-            row = row_of(d.body)
-            return Parsed([Sample.model_construct(row_id=row_id(row), message_id=d.id, row=row)],
-                          [])
+            content = row_of(d.body)
+            return Parsed([NewSample(content_id(content), d.id, content)], [])
         good, poison = rows_of(d.body)
     except RowError as e:
         return e
-    # model_construct: the rows are validated already, the ids are ours.
-    return Parsed([Sample.model_construct(row_id=row_id(row), message_id=part_id(d.id, i),
-                                          row=row) for i, row in good], poison)
+    return Parsed([NewSample(content_id(c), part_id(d.id, i), c) for i, c in good], poison)
 
 
 def rows_in(d: Delivery) -> int:

@@ -17,7 +17,14 @@ from typing import Annotated, Any
 import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 
-from ferry.telemetry.parsing.rows import RowError, TelemetryRow, describe
+from ferry.telemetry.parsing.rows import (
+    Content,
+    RowError,
+    TelemetryRow,
+    WireRow,
+    content_of,
+    describe,
+)
 
 # Header on every message the streamer publishes: lets operators tell telemetry from strays.
 SCHEMA_HEADER = "ferry-telemetry-schema"
@@ -29,6 +36,11 @@ MAX_ROWS_PER_MESSAGE = 1000  # bounds a message's size (~550 B a row) and a rede
 _ROWS: TypeAdapter[list[TelemetryRow]] = TypeAdapter(
     Annotated[list[TelemetryRow], Field(min_length=1, max_length=MAX_ROWS_PER_MESSAGE)]
 )
+# What the collector validates: the same rules, no model per row (rows.WireRow).
+_WIRE_ROWS: TypeAdapter[list[WireRow]] = TypeAdapter(
+    Annotated[list[WireRow], Field(min_length=1, max_length=MAX_ROWS_PER_MESSAGE)]
+)
+_WIRE_ROW: TypeAdapter[WireRow] = TypeAdapter(WireRow)
 
 
 def body_of(row: TelemetryRow) -> dict[str, Any]:
@@ -40,12 +52,12 @@ def rows_body(rows: list[TelemetryRow]) -> str:
     return _ROWS.dump_json(rows).decode()
 
 
-def rows_of(body: Any) -> tuple[list[tuple[int, TelemetryRow]], list[tuple[int, Any, str]]]:
-    """A dcgm-rows/v1 body's valid rows (index, row) and poison rows (index, body, reason);
-    RowError when the body as a whole is not such a message."""
+def rows_of(body: Any) -> tuple[list[tuple[int, Content]], list[tuple[int, Any, str]]]:
+    """A dcgm-rows/v1 body's valid rows (index, content) and poison rows (index, body,
+    reason); RowError when the body as a whole is not such a message."""
     if isinstance(body, str):
         try:  # the common case, every row valid: one pass in pydantic's core
-            return list(enumerate(_ROWS.validate_json(body))), []
+            return list(enumerate(map(content_of, _WIRE_ROWS.validate_json(body)))), []
         except ValidationError:
             pass  # find out which rows, below
     bodies = row_bodies(body)
@@ -58,12 +70,12 @@ def rows_of(body: Any) -> tuple[list[tuple[int, TelemetryRow]], list[tuple[int, 
     return good, poison
 
 
-def row_of(body: Any) -> TelemetryRow:
+def row_of(body: Any) -> Content:
     """Parse a message body; RowError (a poison message) when it is not a telemetry row."""
     if not isinstance(body, dict):
         raise RowError(f"message body is {type(body).__name__}, expected a JSON object")
     try:
-        return TelemetryRow.model_validate(body)
+        return content_of(_WIRE_ROW.validate_python(body))
     except ValidationError as e:
         raise RowError(describe(e)) from e
 

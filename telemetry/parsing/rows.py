@@ -5,9 +5,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, NamedTuple, NotRequired, cast
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    with_config,
+)
+from typing_extensions import TypedDict
 
 COLUMNS: tuple[str, ...] = (
     "timestamp",
@@ -29,6 +39,12 @@ METRIC_PATTERN = r"^DCGM_(FI|EXP)_[A-Z0-9_]+$"
 UUID_PATTERN = r"^(GPU|MIG)-[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+# Each field's rule, once: the CSV row model and the message row below both use these.
+Metric = Annotated[str, Field(pattern=METRIC_PATTERN, max_length=128)]
+GpuIndex = Annotated[int, Field(ge=0, le=1023)]
+Uuid = Annotated[str, Field(pattern=UUID_PATTERN)]
+Value = Annotated[float, Field(allow_inf_nan=False)]
+Labels = Annotated[str, Field(max_length=4096)]
 
 
 class TelemetryRow(BaseModel):
@@ -37,17 +53,17 @@ class TelemetryRow(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     timestamp: AwareDatetime
-    metric_name: Annotated[str, Field(pattern=METRIC_PATTERN, max_length=128)]
-    gpu_id: Annotated[int, Field(ge=0, le=1023)]
+    metric_name: Metric
+    gpu_id: GpuIndex
     device: NonEmpty
-    uuid: Annotated[str, Field(pattern=UUID_PATTERN)]
+    uuid: Uuid
     model_name: NonEmpty = Field(alias="modelName")
     hostname: NonEmpty = Field(alias="Hostname")
     container: str | None = None
     pod: str | None = None
     namespace: str | None = None
-    value: Annotated[float, Field(allow_inf_nan=False)]
-    labels_raw: Annotated[str, Field(max_length=4096)] = ""
+    value: Value
+    labels_raw: Labels = ""
 
     @field_validator("container", "pod", "namespace", mode="before")
     @classmethod
@@ -62,6 +78,81 @@ class TelemetryRow(BaseModel):
     @property
     def ts_us(self) -> int:
         return to_micros(self.timestamp)
+
+
+@with_config(ConfigDict(extra="forbid"))
+class WireRow(TypedDict):
+    """A row as a message carries it (TelemetryRow dumped: snake_case names, "" as null).
+
+    The collector validates these, not TelemetryRow models: the same rules on every
+    field, checked in pydantic's core without a Python call or a model per row (half
+    the cost; bench/README.md, "pipeline")."""
+
+    timestamp: AwareDatetime
+    metric_name: Metric
+    gpu_id: GpuIndex
+    device: NonEmpty
+    uuid: Uuid
+    model_name: NonEmpty
+    hostname: NonEmpty
+    container: NotRequired[str | None]
+    pod: NotRequired[str | None]
+    namespace: NotRequired[str | None]
+    value: Value
+    labels_raw: NotRequired[Labels]
+
+
+class Content(NamedTuple):
+    """A row's content in the store's column order (after row_id and message_id): what a
+    write COPYs, and what the row's content id is a hash of."""
+
+    gpu_uuid: str
+    metric_name: str
+    ts_us: int
+    value: float
+    gpu_index: int
+    device: str
+    model_name: str
+    hostname: str
+    container: str | None
+    pod: str | None
+    namespace: str | None
+    labels_raw: str
+
+
+def content_of(r: WireRow) -> Content:
+    return Content(
+        r["uuid"],
+        r["metric_name"],
+        to_micros(r["timestamp"]),
+        r["value"],
+        r["gpu_id"],
+        r["device"],
+        r["model_name"],
+        r["hostname"],
+        r.get("container") or None,
+        r.get("pod") or None,
+        r.get("namespace") or None,
+        r.get("labels_raw", ""),
+    )
+
+
+def row_content(row: TelemetryRow) -> Content:
+    return content_of(row_dict(row))
+
+
+def row_dict(row: TelemetryRow) -> WireRow:
+    # The model's fields are WireRow's keys, checked by the same rules.
+    return cast(WireRow, row.model_dump())
+
+
+def content_id(c: Content) -> str:
+    """Deterministic id derived from a row's content: the store's key, so two reads of
+    the same row (a restart, a replay, another streamer) are stored once.
+
+    The hash of the content as a JSON array: unambiguous (no two different rows give the
+    same text) and one C call, a third of hashing the fields one by one."""
+    return "dcgm-" + hashlib.sha256(orjson.dumps(tuple(c))).hexdigest()[:40]
 
 
 class RowError(ValueError):
@@ -136,32 +227,8 @@ def describe(error: ValidationError) -> str:
 
 
 def row_id(row: TelemetryRow) -> str:
-    """Deterministic id derived from the row's content, used as the publish dedup id.
-
-    Two reads of the same row (a restart, a replay, another streamer) give the same id,
-    so the broker and the store both see it once. Fields are joined unambiguously
-    (length-prefixed) so no two different rows can collide by concatenation.
-    """
-    parts = (
-        str(row.ts_us),
-        row.metric_name,
-        str(row.gpu_id),
-        row.device,
-        row.uuid,
-        row.model_name,
-        row.hostname,
-        row.container or "",
-        row.pod or "",
-        row.namespace or "",
-        repr(row.value),
-        row.labels_raw,
-    )
-    h = hashlib.sha256()
-    for p in parts:
-        data = p.encode()
-        h.update(len(data).to_bytes(4, "big"))
-        h.update(data)
-    return "dcgm-" + h.hexdigest()[:40]
+    """The row's content id (the streamer's dedup id for one row per message)."""
+    return content_id(row_content(row))
 
 
 def to_csv_record(row: TelemetryRow) -> dict[str, str]:

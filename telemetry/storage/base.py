@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from ferry.telemetry.storage import queries
-from ferry.telemetry.storage.records import GpuSummary, Sample, SampleQuery
+from ferry.telemetry.storage.records import GpuSummary, NewSample, Sample, SampleQuery
 from ferry.telemetry.storage.rowmapping import gpu_of, sample_of
 
 
@@ -36,7 +36,7 @@ class Store(abc.ABC):
         """Release connections; safe to call twice."""
 
     @abc.abstractmethod
-    async def write(self, samples: Sequence[Sample]) -> int:
+    async def write(self, samples: Sequence[NewSample]) -> int:
         """Store samples in one transaction; returns how many were new (the rest repeated
         a row_id or message_id already stored and were ignored)."""
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ferry.telemetry.parsing.rows import TelemetryRow, to_micros
+from ferry.telemetry.parsing.rows import Content, TelemetryRow, row_content, to_micros
 
 SAMPLE_COLUMNS = (
     "row_id",
@@ -40,6 +41,19 @@ class Sample(Frozen):
     row_id: str
     message_id: str
     row: TelemetryRow
+
+
+class NewSample(NamedTuple):
+    """A row on its way into the store: the ids that make the write idempotent, and its
+    content as the columns COPY takes (a tuple, no model per row: bench/README.md)."""
+
+    row_id: str
+    message_id: str
+    content: Content
+
+
+def new_sample(s: Sample) -> NewSample:
+    return NewSample(s.row_id, s.message_id, row_content(s.row))
 
 
 class GpuSummary(Frozen):
@@ -88,38 +102,29 @@ def _only_comments(s: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in s.splitlines())
 
 
-def sample_tuple(s: Sample, stored_at_us: int) -> tuple[object, ...]:
-    r = s.row
-    return (
-        s.row_id,
-        s.message_id,
-        r.uuid,
-        r.metric_name,
-        r.ts_us,
-        r.value,
-        r.gpu_id,
-        r.device,
-        r.model_name,
-        r.hostname,
-        r.container,
-        r.pod,
-        r.namespace,
-        r.labels_raw,
-        stored_at_us,
-    )
+def sample_tuples(samples: Sequence[NewSample], stored_at_us: int) -> list[tuple[object, ...]]:
+    """The rows in SAMPLE_COLUMNS order, sorted by row_id so concurrent writers take the
+    key's locks in the same order."""
+    return [(s.row_id, s.message_id, *s.content, stored_at_us)
+            for s in sorted(samples, key=lambda s: s.row_id)]
 
 
-def gpu_tuples(samples: list[Sample]) -> list[tuple[object, ...]]:
+def gpu_tuples(samples: Sequence[NewSample]) -> list[tuple[object, ...]]:
     """One (uuid, host, model, index, device, first, last) per GPU of a batch, sorted by uuid
     so concurrent writers lock GPU rows in the same order (no deadlocks)."""
-    latest: dict[str, TelemetryRow] = {}
+    latest: dict[str, Content] = {}
     first: dict[str, int] = {}
     for s in samples:
-        r = s.row
-        if r.uuid not in latest or r.ts_us >= latest[r.uuid].ts_us:
-            latest[r.uuid] = r
-        first[r.uuid] = min(first.get(r.uuid, r.ts_us), r.ts_us)
+        c = s.content
+        seen = latest.get(c.gpu_uuid)
+        if seen is None:
+            latest[c.gpu_uuid], first[c.gpu_uuid] = c, c.ts_us
+            continue
+        if c.ts_us >= seen.ts_us:
+            latest[c.gpu_uuid] = c
+        elif c.ts_us < first[c.gpu_uuid]:
+            first[c.gpu_uuid] = c.ts_us
     return [
-        (u, r.hostname, r.model_name, r.gpu_id, r.device, first[u], r.ts_us)
-        for u, r in sorted(latest.items())
+        (u, c.hostname, c.model_name, c.gpu_index, c.device, first[u], c.ts_us)
+        for u, c in sorted(latest.items())
     ]

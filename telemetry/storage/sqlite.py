@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 from ferry.telemetry.storage import queries
 from ferry.telemetry.storage.base import StorageError, Store, now_us
 from ferry.telemetry.storage.records import (
-    Sample,
+    NewSample,
     gpu_tuples,
-    sample_tuple,
+    sample_tuples,
     schema_sql,
 )
 
@@ -74,12 +74,12 @@ class SqliteStore(Store):
         if pool is not None:
             pool.shutdown()
 
-    async def write(self, samples: Sequence[Sample]) -> int:
+    async def write(self, samples: Sequence[NewSample]) -> int:
         if not samples:
             return 0
         batch = list(samples)
         stored = now_us()
-        rows = [sample_tuple(s, stored) for s in sorted(batch, key=lambda s: s.row_id)]
+        rows = sample_tuples(batch, stored)
         gpus = gpu_tuples(batch)
         insert = queries.insert_samples(queries.qmark)
         upsert = queries.upsert_gpu(queries.qmark, "max", "min")

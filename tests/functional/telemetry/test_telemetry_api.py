@@ -13,7 +13,7 @@ from ferry.kit.serving import listening
 from ferry.telemetry.api.app import create_app
 from ferry.telemetry.parsing.rows import TelemetryRow, row_id
 from ferry.telemetry.storage.base import Store
-from ferry.telemetry.storage.records import Sample
+from ferry.telemetry.storage.records import Sample, new_sample
 
 pytestmark = pytest.mark.functional
 
@@ -23,7 +23,8 @@ T0 = datetime(2026, 11, 23, 10, tzinfo=UTC)
 @pytest.fixture
 async def api(store: Store, sample_rows: list[TelemetryRow]) -> AsyncIterator[str]:
     await store.write(
-        [Sample(row_id=row_id(r), message_id=f"m{i}", row=r) for i, r in enumerate(sample_rows)]
+        [new_sample(Sample(row_id=row_id(r), message_id=f"m{i}", row=r))
+         for i, r in enumerate(sample_rows)]
     )
     async with listening(create_app(store, own_store=False), "127.0.0.1", 0) as port:
         yield f"http://127.0.0.1:{port}"

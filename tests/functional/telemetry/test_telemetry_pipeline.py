@@ -24,9 +24,9 @@ from testsupport.waiting import eventually_async
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import Backoff, GroupSettings, OutgoingMessage
 from ferry.telemetry.parsing.messages import ROWS_VERSION, SCHEMA_HEADER, body_of, part_id
-from ferry.telemetry.parsing.rows import TelemetryRow, row_id
+from ferry.telemetry.parsing.rows import TelemetryRow, row_content, row_id
 from ferry.telemetry.storage.opening import store_for
-from ferry.telemetry.storage.records import Sample
+from ferry.telemetry.storage.records import NewSample
 from ferry.telemetry.streamer.streaming import messages_of
 
 pytestmark = pytest.mark.functional
@@ -316,7 +316,7 @@ async def test_a_redelivery_of_rows_already_committed_stores_nothing_twice(
     async with store_for(pg_url) as store:
         await store.write(
             [
-                Sample(row_id=row_id(r), message_id=i, row=r)
+                NewSample(row_id(r), i, row_content(r))
                 for r, i in zip(rows[:300], ids, strict=False)
             ]
         )
@@ -341,7 +341,7 @@ async def test_a_redelivered_many_rows_message_stores_each_row_once(
     first = [r for r in sample_rows[:500] if r.uuid == messages[0].key]
     async with store_for(pg_url) as store:
         await store.write(
-            [Sample(row_id=row_id(r), message_id=part_id(ids[0], i), row=r)
+            [NewSample(row_id(r), part_id(ids[0], i), row_content(r))
              for i, r in enumerate(first)]
         )
     collector = procs.collector(pg_url)

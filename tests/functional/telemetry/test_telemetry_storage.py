@@ -11,7 +11,7 @@ from ferry.telemetry.generator.fleet import samples
 from ferry.telemetry.parsing.rows import TelemetryRow, row_id
 from ferry.telemetry.storage.base import Store
 from ferry.telemetry.storage.opening import store_for
-from ferry.telemetry.storage.records import Position, Sample, SampleQuery
+from ferry.telemetry.storage.records import NewSample, Position, Sample, SampleQuery, new_sample
 
 pytestmark = pytest.mark.functional
 
@@ -35,9 +35,13 @@ def as_samples(rows: list[TelemetryRow], prefix: str = "m") -> list[Sample]:
     return [Sample(row_id=row_id(r), message_id=f"{prefix}-{i}", row=r) for i, r in enumerate(rows)]
 
 
+def new(samples: list[Sample]) -> list[NewSample]:
+    return [new_sample(s) for s in samples]
+
+
 async def test_write_then_read_back_the_same_rows(store: Store) -> None:
     rows = fleet_rows()
-    assert await store.write(as_samples(rows)) == len(rows)
+    assert await store.write(new(as_samples(rows))) == len(rows)
     assert await store.count() == len(rows)
     uuid = rows[0].uuid
     got = await store.samples(SampleQuery(gpu_uuid=uuid, limit=10_000))
@@ -47,13 +51,13 @@ async def test_write_then_read_back_the_same_rows(store: Store) -> None:
 
 async def test_redelivery_and_replay_do_not_duplicate(store: Store) -> None:
     batch = as_samples(fleet_rows())
-    await store.write(batch)
+    await store.write(new(batch))
     # Same message ids (a redelivery) and new message ids for the same rows (a replay).
-    assert await store.write(batch[:5]) == 0
-    assert await store.write(as_samples([s.row for s in batch[:5]], prefix="later")) == 0
+    assert await store.write(new(batch[:5])) == 0
+    assert await store.write(new(as_samples([s.row for s in batch[:5]], prefix="later"))) == 0
     # A batch mixing new and stored rows stores only the new ones.
     extra = as_samples(fleet_rows(scrapes=4), prefix="x")
-    assert await store.write(extra) == len(extra) - len(batch)
+    assert await store.write(new(extra)) == len(extra) - len(batch)
     assert await store.count() == len(extra)
 
 
@@ -67,7 +71,8 @@ async def test_concurrent_writers_of_overlapping_batches_store_each_row_once(
     try:
         # Three writers, overlapping slices, reversed orders: the worst case for locks.
         slices = [rows[: 2 * len(rows) // 3], rows[len(rows) // 3 :], list(reversed(rows))]
-        inserted = await asyncio.gather(*(s.write(b) for s, b in zip(stores, slices, strict=True)))
+        writes = (s.write(new(b)) for s, b in zip(stores, slices, strict=True))
+        inserted = await asyncio.gather(*writes)
         assert sum(inserted) == len(rows)
         assert await stores[0].count() == len(rows)
     finally:
@@ -77,7 +82,7 @@ async def test_concurrent_writers_of_overlapping_batches_store_each_row_once(
 
 async def test_gpus_summarise_host_model_index_and_last_seen(store: Store) -> None:
     rows = fleet_rows()
-    await store.write(as_samples(rows))
+    await store.write(new(as_samples(rows)))
     gpus = await store.gpus()
     assert len(gpus) == 4
     assert [(g.hostname, g.gpu_index) for g in gpus] == sorted(
@@ -96,7 +101,7 @@ async def test_gpus_summarise_host_model_index_and_last_seen(store: Store) -> No
     assert {g.first_seen for g in gpus} == {T0}
     # An older batch arriving late does not move last_seen back.
     older = [r.model_copy(update={"timestamp": T0 - timedelta(hours=1)}) for r in rows[:3]]
-    await store.write(as_samples(older, prefix="old"))
+    await store.write(new(as_samples(older, prefix="old")))
     g = await store.gpu(rows[0].uuid)
     assert g is not None
     assert (g.first_seen, g.last_seen) == (T0 - timedelta(hours=1), T0 + timedelta(seconds=60))
@@ -105,7 +110,7 @@ async def test_gpus_summarise_host_model_index_and_last_seen(store: Store) -> No
 
 async def test_filters_by_metric_and_half_open_time_range(store: Store) -> None:
     rows = fleet_rows(scrapes=4)
-    await store.write(as_samples(rows))
+    await store.write(new(as_samples(rows)))
     uuid = rows[0].uuid
     q = SampleQuery(
         gpu_uuid=uuid,
@@ -124,7 +129,7 @@ async def test_filters_by_metric_and_half_open_time_range(store: Store) -> None:
 
 async def test_keyset_paging_visits_every_sample_once_in_order(store: Store) -> None:
     rows = fleet_rows(scrapes=5)
-    await store.write(as_samples(rows))
+    await store.write(new(as_samples(rows)))
     uuid = rows[0].uuid
     seen: list[Sample] = []
     after = None

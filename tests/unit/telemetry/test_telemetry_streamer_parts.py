@@ -10,7 +10,14 @@ import pytest
 
 from ferry.telemetry.parsing.messages import body_of, carries_rows, rows_of
 from ferry.telemetry.parsing.replaying import loop_span
-from ferry.telemetry.parsing.rows import COLUMNS, RowError, parse_record, record_of, row_id
+from ferry.telemetry.parsing.rows import (
+    COLUMNS,
+    RowError,
+    parse_record,
+    record_of,
+    row_content,
+    row_id,
+)
 from ferry.telemetry.streamer import checkpoints
 from ferry.telemetry.streamer.checkpoints import Checkpoint, CheckpointError
 from ferry.telemetry.streamer.reading import CsvFile, InputError, input_files
@@ -96,11 +103,11 @@ def test_many_rows_messages_hold_one_gpus_rows_in_order_with_stable_dedup_ids() 
     assert sum(len(good) for good, _ in parts) == 700
     for m, (good, _) in zip(messages, parts, strict=True):
         assert 1 <= len(good) <= 30
-        assert {r.uuid for _, r in good} == {m.key}
+        assert {c.gpu_uuid for _, c in good} == {m.key}
         assert carries_rows(m.headers)
     first = rows[0][0].uuid
     assert [r for m, (good, _) in zip(messages, parts, strict=True) if m.key == first
-            for _, r in good] == [r for r, _ in rows if r.uuid == first]  # order kept
+            for _, r in good] == [row_content(r) for r, _ in rows if r.uuid == first]  # order kept
     assert [m.dedup_id for m in messages_of(rows, 30)] == [m.dedup_id for m in messages]
     assert len({m.dedup_id for m in messages}) == len(messages)
     single = messages_of(rows[:3], 1)
@@ -114,7 +121,7 @@ def test_a_many_rows_body_names_its_poison_rows_or_is_poison_as_a_whole() -> Non
     row = parse_record(record_of(next(iter(f.records())).fields, f.positions))
     bad = {**body_of(row), "value": "hot"}
     good, poison = rows_of(orjson.dumps([body_of(row), bad, 7]).decode())
-    assert [i for i, _ in good] == [0] and good[0][1] == row
+    assert [i for i, _ in good] == [0] and good[0][1] == row_content(row)
     assert [(i, b) for i, b, _ in poison] == [(1, bad), (2, 7)]
     assert "value" in poison[0][2] and "expected a JSON object" in poison[1][2]
     for whole in ("[]", "not json", [body_of(row)], "{}", "[" + "1," * 1000 + "1]"):
