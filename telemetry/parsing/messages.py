@@ -24,6 +24,7 @@ from ferry.telemetry.parsing.rows import (
     WireRow,
     content_of,
     describe,
+    rfc3339,
 )
 
 # Header on every message the streamer publishes: lets operators tell telemetry from strays.
@@ -33,9 +34,6 @@ ROWS_VERSION = "dcgm-rows/v1"
 MAX_ROWS_PER_MESSAGE = 1000  # bounds a message's size (~550 B a row) and a redelivery's cost
 
 
-_ROWS: TypeAdapter[list[TelemetryRow]] = TypeAdapter(
-    Annotated[list[TelemetryRow], Field(min_length=1, max_length=MAX_ROWS_PER_MESSAGE)]
-)
 # What the collector validates: the same rules, no model per row (rows.WireRow).
 _WIRE_ROWS: TypeAdapter[list[WireRow]] = TypeAdapter(
     Annotated[list[WireRow], Field(min_length=1, max_length=MAX_ROWS_PER_MESSAGE)]
@@ -47,9 +45,14 @@ def body_of(row: TelemetryRow) -> dict[str, Any]:
     return row.model_dump(mode="json")
 
 
-def rows_body(rows: list[TelemetryRow]) -> str:
-    """A dcgm-rows/v1 body: the rows as the text of a JSON array of body_of objects."""
-    return _ROWS.dump_json(rows).decode()
+def row_body(row: WireRow) -> dict[str, Any]:
+    """A dcgm-row/v1 body: the row as a JSON object."""
+    return {**row, "timestamp": rfc3339(row["timestamp"])}
+
+
+def rows_body(rows: list[WireRow]) -> str:
+    """A dcgm-rows/v1 body: the rows as the text of a JSON array of row objects."""
+    return orjson.dumps(rows).decode()
 
 
 def rows_of(body: Any) -> tuple[list[tuple[int, Content]], list[tuple[int, Any, str]]]:

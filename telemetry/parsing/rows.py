@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Annotated, NamedTuple, NotRequired, cast
 
 import orjson
@@ -13,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     with_config,
@@ -218,6 +220,43 @@ def parse_record(record: Mapping[str, str]) -> TelemetryRow:
         raise RowError(describe(e)) from e
 
 
+# A CSV record's fields in COLUMNS order, with TelemetryRow's rules: a batch of records is
+# validated in one call in pydantic's core, without a dict, a model or a Python validator
+# per row (the streamer's cost per row fell by ...; bench/README.md, "pipeline").
+_RECORDS: TypeAdapter[list[tuple[AwareDatetime, Metric, GpuIndex, NonEmpty, Uuid, NonEmpty,
+                                 NonEmpty, str, str, str, Value, Labels]]] = TypeAdapter(
+    list[tuple[AwareDatetime, Metric, GpuIndex, NonEmpty, Uuid, NonEmpty, NonEmpty, str, str,
+               str, Value, Labels]],
+    config=ConfigDict(str_strip_whitespace=True),  # parse_record strips every field too
+)
+WIRE_KEYS = tuple(WireRow.__annotations__)  # COLUMNS order, snake_case
+
+
+def valid_rows(
+    records: Sequence[Sequence[str]], positions: Mapping[str, int]
+) -> tuple[list[tuple[int, WireRow]], list[tuple[int, str]]]:
+    """Validate a batch of CSV records: (index, row) of the valid ones and (index, reason)
+    of the others. One pass for the whole batch when every record is valid; otherwise
+    record by record (parse_record), which says what is wrong with each."""
+    width = max(positions.values()) + 1
+    pick = itemgetter(*(positions[c] for c in COLUMNS))
+    if all(len(f) == width for f in records):
+        try:
+            rows = _RECORDS.validate_python([pick(f) for f in records])
+        except ValidationError:
+            pass  # find out which, below
+        else:
+            return [(i, cast(WireRow, dict(zip(WIRE_KEYS, r, strict=True))))
+                    for i, r in enumerate(rows)], []
+    good, bad = [], []
+    for i, fields in enumerate(records):
+        try:
+            good.append((i, row_dict(parse_record(record_of(fields, positions)))))
+        except RowError as e:
+            bad.append((i, e.reason))
+    return good, bad
+
+
 def describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors(include_url=False):
@@ -250,6 +289,6 @@ def to_csv_record(row: TelemetryRow) -> dict[str, str]:
     }
 
 
-def shifted(row: TelemetryRow, by: timedelta) -> TelemetryRow:
+def shifted(row: WireRow, by: timedelta) -> WireRow:
     """The same sample moved in time (loop mode replays a file as fresh data)."""
-    return row if not by else row.model_copy(update={"timestamp": row.timestamp + by})
+    return row if not by else {**row, "timestamp": row["timestamp"] + by}

@@ -20,20 +20,13 @@ from ferry.telemetry.parsing.messages import (
     ROWS_VERSION,
     SCHEMA_HEADER,
     SCHEMA_VERSION,
-    body_of,
+    row_body,
     rows_body,
     rows_dedup_id,
 )
 from ferry.telemetry.parsing.pacing import Pace
 from ferry.telemetry.parsing.replaying import loop_span
-from ferry.telemetry.parsing.rows import (
-    RowError,
-    TelemetryRow,
-    parse_record,
-    record_of,
-    row_id,
-    shifted,
-)
+from ferry.telemetry.parsing.rows import WireRow, content_id, content_of, shifted, valid_rows
 from ferry.telemetry.parsing.splitting import is_mine
 from ferry.telemetry.streamer import checkpoints
 from ferry.telemetry.streamer.checkpoints import Checkpoint
@@ -90,24 +83,24 @@ class Metrics:
         self.position = Gauge("ferry_streamer_loop", "current pass over the input", registry=r)
 
 
-def message_of(row: TelemetryRow, source: str) -> OutgoingMessage:
+def message_of(row: WireRow, source: str) -> OutgoingMessage:
     return OutgoingMessage(
-        body=body_of(row),
-        key=row.uuid,  # a GPU's samples share a key (fair mode round-robins over GPUs)
-        dedup_id=row_id(row),
+        body=row_body(row),
+        key=row["uuid"],  # a GPU's samples share a key (fair mode round-robins over GPUs)
+        dedup_id=content_id(content_of(row)),
         headers={SCHEMA_HEADER: SCHEMA_VERSION, "source": source},
     )
 
 
-def messages_of(rows: list[tuple[TelemetryRow, str]], per_message: int) -> list[OutgoingMessage]:
+def messages_of(rows: list[tuple[WireRow, str]], per_message: int) -> list[OutgoingMessage]:
     """Rows (with their sources) as messages of up to `per_message` rows of one GPU each,
     in the order each GPU first appears; a GPU's rows keep their order. Pure: the same
     rows give the same messages and dedup ids, so a resumed streamer's replay is deduped."""
     if per_message == 1:
         return [message_of(row, source) for row, source in rows]
-    by_gpu: dict[str, list[tuple[TelemetryRow, str]]] = {}
+    by_gpu: dict[str, list[tuple[WireRow, str]]] = {}
     for item in rows:
-        by_gpu.setdefault(item[0].uuid, []).append(item)
+        by_gpu.setdefault(item[0]["uuid"], []).append(item)
     out = []
     for uuid, items in by_gpu.items():
         for start in range(0, len(items), per_message):
@@ -191,59 +184,84 @@ class Streamer:
         return seen
 
     async def _stream_file(self, f: CsvFile, ck: Checkpoint, shift: timedelta) -> bool:
-        """Publish this instance's rows of one file; False when stopped part-way."""
+        """Publish this instance's rows of one file; False when stopped part-way.
+
+        One publish is in flight while the next batch is read and validated (the broker's
+        answer waits for its fsync); publishes still complete, and checkpoint, in order."""
         name = f.path.name
         start = ck.done.get(name, 0)
-        pending: list[tuple[TelemetryRow, str]] = []
+        pending: list[Record] = []
         last = start
         batch = self.s.pace.batch()
-        for rec in f.records():
-            if rec.number <= start:
-                continue
-            last = rec.number
-            if rec.number % YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-            if not is_mine(rec.fields, f.positions, self.s.instance_index, self.s.instance_count):
-                ck.others += 1
-                continue
-            row = self._parse(f, rec, ck)
-            if row is None:
-                continue
-            pending.append((shifted(row, shift), f"{name}:{rec.number}"))
-            if len(pending) >= batch:
-                await self._publish(pending, ck, name, last)
-                pending = []
-                if self.stop.is_set():
-                    return False
-        await self._publish(pending, ck, name, last)
-        return not self.stop.is_set()
-
-    def _parse(self, f: CsvFile, rec: Record, ck: Checkpoint) -> TelemetryRow | None:
+        in_flight: asyncio.Task[None] | None = None
         try:
-            return parse_record(record_of(rec.fields, f.positions))
-        except RowError as e:
-            ck.bad += 1
-            self.metrics.bad.inc()
-            bad = BadRow(file=f.path.name, record=rec.number, reason=e.reason)
-            if len(self.summary.bad_rows) < BAD_ROWS_KEPT:
-                self.summary.bad_rows.append(bad)
-            log.warning("bad row not published", extra=bad.model_dump())
-            return None
+            for rec in f.records():
+                if rec.number <= start:
+                    continue
+                last = rec.number
+                if rec.number % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+                if not is_mine(rec.fields, f.positions, self.s.instance_index,
+                               self.s.instance_count):
+                    ck.others += 1
+                    continue
+                pending.append(rec)
+                if len(pending) >= batch:
+                    rows, bad = self._validate(f, pending, shift)
+                    pending = []
+                    if in_flight is not None:
+                        await in_flight
+                    if self.stop.is_set():
+                        return False
+                    in_flight = asyncio.create_task(self._publish(rows, bad, ck, name, last))
+            rows, bad = self._validate(f, pending, shift)
+            if in_flight is not None:
+                await in_flight
+            if self.stop.is_set():
+                return False
+            await self._publish(rows, bad, ck, name, last)
+            return not self.stop.is_set()
+        finally:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await in_flight
+
+    @staticmethod
+    def _validate(
+        f: CsvFile, records: list[Record], shift: timedelta
+    ) -> tuple[list[tuple[WireRow, str]], list[BadRow]]:
+        """The records' valid rows (moved by `shift`, with their sources) and bad rows."""
+        name = f.path.name
+        good, bad = valid_rows([r.fields for r in records], f.positions)
+        rows = [(shifted(row, shift), f"{name}:{records[i].number}") for i, row in good]
+        return rows, [BadRow(file=name, record=records[i].number, reason=why) for i, why in bad]
 
     async def _publish(
-        self, pending: list[tuple[TelemetryRow, str]], ck: Checkpoint, name: str, last: int
+        self,
+        rows: list[tuple[WireRow, str]],
+        bad: list[BadRow],
+        ck: Checkpoint,
+        name: str,
+        last: int,
     ) -> None:
-        if pending:
+        for b in bad:  # counted with the publish that covers them, so a resume counts them once
+            ck.bad += 1
+            self.metrics.bad.inc()
+            if len(self.summary.bad_rows) < BAD_ROWS_KEPT:
+                self.summary.bad_rows.append(b)
+            log.warning("bad row not published", extra=b.model_dump())
+        if rows:
             delay = self.s.pace.delay(self._sent, self.clock() - self._t0)
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), delay)
-            messages = messages_of(pending, self.s.rows_per_message)
+            messages = messages_of(rows, self.s.rows_per_message)
             await self.client.publish(self.s.queue, messages)
-            self._sent += len(pending)
-            ck.published += len(pending)
+            self._sent += len(rows)
+            ck.published += len(rows)
             ck.messages += len(messages)
-            self.metrics.published.inc(len(pending))
+            self.metrics.published.inc(len(rows))
         ck.done[name] = last
         self._save(ck)
         self._progress(ck, name, last)

@@ -16,14 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from ferry.broker.client import BrokerClient, BrokerError
-from ferry.telemetry.parsing.rows import (
-    HeaderError,
-    RowError,
-    TelemetryRow,
-    column_positions,
-    parse_record,
-    record_of,
-)
+from ferry.telemetry.parsing.rows import HeaderError, WireRow, column_positions, valid_rows
 from ferry.telemetry.streamer.streaming import (
     BAD_ROWS_KEPT,
     ROWS_PER_MESSAGE,
@@ -46,7 +39,7 @@ class UploadResult(BaseModel):
     bad_rows: list[BadRow]
 
 
-def read_upload(text: str) -> tuple[list[TelemetryRow], list[BadRow]]:
+def read_upload(text: str) -> tuple[list[WireRow], list[BadRow]]:
     """Valid rows and the reasons for the others; UploadError when no row can be read."""
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -54,17 +47,13 @@ def read_upload(text: str) -> tuple[list[TelemetryRow], list[BadRow]]:
         if header is None:
             raise UploadError("empty upload: expected DCGM CSV with a header line")
         positions = column_positions(header)
-        rows, bad = [], []
-        for n, fields in enumerate(reader, 1):
-            if not fields:
-                continue
-            try:
-                rows.append(parse_record(record_of(fields, positions)))
-            except RowError as e:
-                bad.append(BadRow(file="upload", record=n, reason=e.reason))
+        records = [(n, fields) for n, fields in enumerate(reader, 1) if fields]
     except (HeaderError, csv.Error) as e:
         raise UploadError(str(e)) from e
-    return rows, bad
+    good, bad = valid_rows([fields for _, fields in records], positions)
+    return [row for _, row in good], [
+        BadRow(file="upload", record=records[i][0], reason=why) for i, why in bad
+    ]
 
 
 def _error(status: int, code: str, message: str) -> web.Response:

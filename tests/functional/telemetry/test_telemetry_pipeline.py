@@ -24,7 +24,7 @@ from testsupport.waiting import eventually_async
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import Backoff, GroupSettings, OutgoingMessage
 from ferry.telemetry.parsing.messages import ROWS_VERSION, SCHEMA_HEADER, body_of, part_id
-from ferry.telemetry.parsing.rows import TelemetryRow, row_content, row_id
+from ferry.telemetry.parsing.rows import TelemetryRow, row_content, row_dict, row_id
 from ferry.telemetry.storage.opening import store_for
 from ferry.telemetry.storage.records import NewSample
 from ferry.telemetry.streamer.streaming import messages_of
@@ -335,7 +335,7 @@ async def test_a_redelivered_many_rows_message_stores_each_row_once(
     """A collector that committed a many-rows message and died before acking it: the rows of
     the first message are committed under their part ids before any collector runs, so
     its delivery repeats a commit, which must store nothing twice."""
-    messages = messages_of([(r, "test") for r in sample_rows[:500]], 100)
+    messages = messages_of([(row_dict(r), "test") for r in sample_rows[:500]], 100)
     assert all(len(orjson.loads(m.body)) > 1 for m in messages)
     ids = await client.publish(QUEUE, messages)
     first = [r for r in sample_rows[:500] if r.uuid == messages[0].key]

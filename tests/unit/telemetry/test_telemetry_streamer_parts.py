@@ -8,15 +8,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ferry.telemetry.parsing.messages import body_of, carries_rows, rows_of
+from ferry.telemetry.parsing.messages import body_of, carries_rows, row_of, rows_of
 from ferry.telemetry.parsing.replaying import loop_span
 from ferry.telemetry.parsing.rows import (
     COLUMNS,
     RowError,
+    content_id,
+    content_of,
     parse_record,
     record_of,
     row_content,
-    row_id,
+    row_dict,
+    valid_rows,
 )
 from ferry.telemetry.streamer import checkpoints
 from ferry.telemetry.streamer.checkpoints import Checkpoint, CheckpointError
@@ -95,7 +98,7 @@ def test_an_upload_is_validated_like_a_file() -> None:
 
 def test_many_rows_messages_hold_one_gpus_rows_in_order_with_stable_dedup_ids() -> None:
     f = CsvFile(DATA / "dcgm_sample.csv")
-    rows = [(parse_record(record_of(r.fields, f.positions)), f"s:{r.number}")
+    rows = [(row_dict(parse_record(record_of(r.fields, f.positions))), f"s:{r.number}")
             for r in f.records()][:700]
     messages = messages_of(rows, 30)
     parts = [rows_of(m.body) for m in messages]
@@ -105,14 +108,14 @@ def test_many_rows_messages_hold_one_gpus_rows_in_order_with_stable_dedup_ids() 
         assert 1 <= len(good) <= 30
         assert {c.gpu_uuid for _, c in good} == {m.key}
         assert carries_rows(m.headers)
-    first = rows[0][0].uuid
+    first = rows[0][0]["uuid"]
     assert [r for m, (good, _) in zip(messages, parts, strict=True) if m.key == first
-            for _, r in good] == [row_content(r) for r, _ in rows if r.uuid == first]  # order kept
+            for _, r in good] == [content_of(r) for r, _ in rows if r["uuid"] == first]  # order
     assert [m.dedup_id for m in messages_of(rows, 30)] == [m.dedup_id for m in messages]
     assert len({m.dedup_id for m in messages}) == len(messages)
     single = messages_of(rows[:3], 1)
-    assert [m.dedup_id for m in single] == [row_id(r) for r, _ in rows[:3]]
-    assert [m.body for m in single] == [body_of(r) for r, _ in rows[:3]]
+    assert [m.dedup_id for m in single] == [content_id(content_of(r)) for r, _ in rows[:3]]
+    assert [row_of(m.body) for m in single] == [content_of(r) for r, _ in rows[:3]]
     assert not any(carries_rows(m.headers) for m in single)
 
 
@@ -127,3 +130,22 @@ def test_a_many_rows_body_names_its_poison_rows_or_is_poison_as_a_whole() -> Non
     for whole in ("[]", "not json", [body_of(row)], "{}", "[" + "1," * 1000 + "1]"):
         with pytest.raises(RowError):
             rows_of(whole)
+
+
+def test_a_batch_of_records_is_validated_like_each_record_alone() -> None:
+    """valid_rows checks a batch in one pass; it must accept and reject exactly what
+    parse_record does, row by row, with the same reasons."""
+    sample, broken = CsvFile(DATA / "dcgm_sample.csv"), CsvFile(DATA / "dcgm_bad_rows.csv")
+    clean = [r.fields for r in sample.records()]  # all valid: the one-pass path
+    padded = [*clean, [f"  {v} " for v in clean[0]]]  # stripped, as one by one
+    bad_rows = [r.fields for r in broken.records()]
+    for f, records in ((sample, clean), (sample, padded), (broken, bad_rows)):
+        good, bad = valid_rows(records, f.positions)
+        alone: dict[int, object] = {}
+        for i, fields in enumerate(records):
+            try:
+                alone[i] = row_content(parse_record(record_of(fields, f.positions)))
+            except RowError as e:
+                alone[i] = e.reason
+        assert {i: content_of(r) for i, r in good} | dict(bad) == alone
+    assert len(bad) == 9
