@@ -27,7 +27,7 @@ from ferry.broker.transport.keyring import Keyring
 from ferry.broker.transport.memory import MemoryBudget
 from ferry.broker.transport.runtime import BATCH_BYTES, BODY_TIMEOUT_S, MEMORY_BUDGET_BYTES
 from ferry.broker.transport.tokens import Grant, TokenFileError, parse_token_files
-from ferry.kit import logs
+from ferry.kit import logs, serving
 from ferry.kit.config import DEFAULT_BROKER_PORT, add_log_level, port_number, positive_int
 from ferry.kit.serving import serve
 
@@ -234,11 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup("ferry-broker", args.log_level)
     release_large_buffers()
     tokens = read_tokens(args.token_file) if args.token_file else None
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; keep working without it
-        return asyncio.run(run(args, tokens))
-    return uvloop.run(run(args, tokens))
+    return serving.run(run(args, tokens))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,24 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 DRAIN_SECONDS = 10.0
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop (a dependency): its event loop is C, and a busy service spends
+    a fifth of its CPU in the loop (the telemetry collector, py-spy: bench/README.md)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - keep working without it
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def stop_event() -> asyncio.Event:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
-from ferry.kit import logs
+from ferry.kit import logs, serving
 from ferry.kit.config import add_log_level, port_number
 from ferry.kit.serving import serve
 from ferry.telemetry.api.app import create_app
@@ -54,7 +53,7 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logs.setup("ferry-api", args.log_level)
-    return asyncio.run(run(args))
+    return serving.run(run(args))
 
 
 if __name__ == "__main__":

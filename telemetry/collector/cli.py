@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import socket
@@ -13,7 +12,7 @@ from aiohttp import web
 
 from ferry.broker.client import BrokerClient, BrokerError, NotFound
 from ferry.broker.models import GroupSettings
-from ferry.kit import logs
+from ferry.kit import logs, serving
 from ferry.kit.config import add_log_level, add_metrics_address, positive_float, positive_int
 from ferry.kit.health import health_handler, metrics_handler
 from ferry.kit.serving import listening, stop_event
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_deliveries is not None and not args.create:
         p.error("--max-deliveries needs --create (otherwise the group's setting applies)")
     logs.setup("ferry-collector", args.log_level)
-    return asyncio.run(collect(args))
+    return serving.run(collect(args))
 
 
 if __name__ == "__main__":

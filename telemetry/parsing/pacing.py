@@ -14,9 +14,10 @@ class Pace:
     """`rate` rows per second overall, or None for as fast as the broker takes them."""
 
     rate: float | None
-    # Unpaced, a publish of 2,000 rows gives each GPU's message ~25 of its rows (the CSV
-    # holds one row per metric per GPU per scrape): the broker's cost is per message.
-    batch_size: int = 2000
+    # Unpaced, a publish of 8,000 rows gives each GPU's message ~100 of its rows when a
+    # streamer has 80 GPUs (the CSV holds one row per metric per GPU per scrape): the
+    # broker's and the collectors' costs are largely per message (bench/README.md).
+    batch_size: int = 8000
 
     def __post_init__(self) -> None:
         if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ferry.broker.client import BrokerClient, BrokerError, NotFound
-from ferry.kit import logs
+from ferry.kit import logs, serving
 from ferry.kit.config import (
     add_log_level,
     non_negative_int,
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
     logs.setup("ferry-streamer", args.log_level)
-    return asyncio.run(stream(args, settings))
+    return serving.run(stream(args, settings))
 
 
 if __name__ == "__main__":
