@@ -305,6 +305,9 @@ async def test_a_commit_lost_with_its_committer_is_answered_outcome_unknown(
         answer = asyncio.create_task(publish_answer(api, transport, "d1"))
 
         async def sent() -> bool:
+            if answer.done():  # answered without reaching the committer: say how
+                raise AssertionError(f"answered before the committer got the publish: "
+                                     f"{answer.result()!r}\n{broker.logs()}")
             return committer_has_input(pid)
 
         await eventually_async(sent, "the publish to reach the committer")
