@@ -93,7 +93,7 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
                 planned = Plan(owner=owner, desired=desired, prune=planned.prune)
             if not await apply_or_degrade(rt, body, patch, planned):
                 return
-        ready, rollout, stuck, leader = 0, None, None, None
+        ready, rollout, stuck, leader, sts = 0, None, None, None, None
         if queues.manages_broker(spec):
             name = queues.broker_name(owner.name)
             sts = rt.watched.get("apps/v1", "StatefulSet", owner.namespace, name)
@@ -118,12 +118,24 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
             if sts is not None and queues.on_postgres(spec) and spec.replicas > 1:
                 await _roll(rt, body, sts, pods)  # every pass: the stats pass is the frequent one
         stats, failure = await _broker_pass(rt, owner, spec, url)
+        rollout = _rollout_after(rt, sts, failure, rollout)
         write_status(body, patch, queues.status(
             owner=owner, spec=spec, endpoint_url=url, ready_replicas=ready, stats=stats,
             failure=failure, previous=previous,
             now=datetime.now(UTC), rollout=rollout, stuck=stuck, storage=storage,
             leader=leader))
         RECONCILES.labels(kind, "ready" if stats else "not-ready").inc()
+
+
+def _rollout_after(rt: Runtime, sts: Any, failure: Failure | None,
+                   rollout: str | None) -> str | None:
+    """What the broker's StatefulSet still lacks, read again once its broker did not answer:
+    it may have stopped as its pod went (a roll) before the StatefulSet's status says so,
+    and that is a broker starting again, not a Degraded queue."""
+    if failure is None or rollout is not None or sts is None:
+        return rollout
+    return readiness.replacing(workload_pods(rt, sts),
+                               int((sts.get("spec") or {}).get("replicas", 1)))
 
 
 async def _roll(rt: Runtime, body: Any, sts: Any, pods: list[Any]) -> None:

@@ -61,6 +61,31 @@ def is_ready(obj: Mapping[str, Any]) -> bool:
     return True  # Services, ConfigMaps, budgets: existing is being ready
 
 
+def started(pod: Mapping[str, Any]) -> bool:
+    """Running with every container started (its startupProbe passed): a standby broker is
+    never Ready, so this, not Ready, is what says its pod is up."""
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    return status.get("phase") == "Running" and bool(containers) and all(
+        c.get("started") and "running" in (c.get("state") or {}) for c in containers)
+
+
+def replacing(pods: Sequence[Mapping[str, Any]], wanted: int) -> str | None:
+    """A broker pod on its way out or not up yet, which the StatefulSet's status may not
+    show: its controller deletes and creates pods before it writes readyReplicas, so for a
+    moment the status counts a pod ready whose broker no longer answers. None when every
+    wanted pod is there and started."""
+    if len(pods) < wanted:
+        return f"{len(pods)}/{wanted} broker pods exist"
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        if pod["metadata"].get("deletionTimestamp"):
+            return f"pod {name} is being deleted"
+        if not started(pod):
+            return f"pod {name} is starting"
+    return None
+
+
 def stuck(pods: Sequence[Mapping[str, Any]]) -> str | None:
     """The first pod whose container cannot start or keeps failing, and why; None if none."""
     for pod in pods:

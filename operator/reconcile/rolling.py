@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ferry.operator.reconcile.conditions import holds
+from ferry.operator.reconcile.readiness import started
 
 REVISION = "controller-revision-hash"
 # The recorded pod still shows with its old uid and no deletionTimestamp this long after
@@ -76,13 +77,6 @@ def _ready(pod: Mapping[str, Any]) -> bool:
     return holds((pod.get("status") or {}).get("conditions") or [], "Ready")
 
 
-def _started(pod: Mapping[str, Any]) -> bool:
-    status = pod.get("status") or {}
-    containers = status.get("containerStatuses") or []
-    return status.get("phase") == "Running" and bool(containers) and all(
-        c.get("started") and "running" in (c.get("state") or {}) for c in containers)
-
-
 def _ordinal(name: str) -> int:
     tail = name.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else -1
@@ -112,7 +106,7 @@ def _pending(record: Rolling, sts: Mapping[str, Any], pods: Sequence[Mapping[str
             return Plan(record)
         return Plan(Rolling(record.pod, record.uid, now),
                     _step(current, revision, leader=_ready(current)))
-    return None if _started(current) else Plan(record)
+    return None if started(current) else Plan(record)
 
 
 def next_step(sts: Mapping[str, Any], pods: Sequence[Mapping[str, Any]],
@@ -131,7 +125,7 @@ def next_step(sts: Mapping[str, Any], pods: Sequence[Mapping[str, Any]],
     if not old:
         return Plan(None)
     if len(pods) < int(spec.get("replicas", 1)) or any(
-            p["metadata"].get("deletionTimestamp") or not _started(p) for p in pods):
+            p["metadata"].get("deletionTimestamp") or not started(p) for p in pods):
         return Plan(None)  # a pod is going or coming: one at a time
     if not any(_ready(p) for p in pods):
         return Plan(None)  # no leader serves: a takeover is under way

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from ferry.broker.models import QueueSettings, QueueStats
+from ferry.operator.identity import Problem
 from ferry.operator.reconcile import pausing, pipelines, queues, readiness
 from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions, paused
+from ferry.operator.reconcile.observations import Failure
 from ferry.operator.reconcile.specs import Owner, QueueSpec, TelemetryPipelineSpec
 
 from .conftest import DEFAULTS, Defaulted
@@ -102,6 +104,39 @@ def test_a_broker_that_cannot_start_stalls_the_queue(defaulted: Defaulted) -> No
     assert "Back-off pulling image" in conds["Stalled"]["message"]
     assert conds["Ready"]["status"] == "False" and conds["Reconciling"]["status"] == "False"
     assert readiness.stuck([pod("ContainerCreating")]) is None  # still starting, not stuck
+
+
+def running(name: str = "orders-broker-0", *, deleted: bool = False) -> dict[str, Any]:
+    meta = {"name": name, **({"deletionTimestamp": "2026-01-02T03:04:05Z"} if deleted else {})}
+    return {"metadata": meta, "status": {"phase": "Running", "containerStatuses": [
+        {"name": "broker", "started": True, "state": {"running": {}}}]}}
+
+
+@pytest.mark.parametrize(("pods", "why"), [
+    ([running(deleted=True)], "pod orders-broker-0 is being deleted"),
+    ([], "0/1 broker pods exist"),
+    ([pod("ContainerCreating")], "pod orders-broker-0 is starting"),
+])
+def test_a_broker_gone_with_its_pod_is_starting_not_degraded(
+        defaulted: Defaulted, pods: list[dict[str, Any]], why: str) -> None:
+    # A roll: the StatefulSet's controller deleted the pod and has not yet written its
+    # status (readyReplicas still 1); the broker stopped answering. Argo CD must not see
+    # Degraded for that moment of every roll (it did, in the Argo CD tier).
+    spec = QueueSpec.model_validate(defaulted("Queue", {}))
+    gone = Failure(problem=Problem.UNREACHABLE, message="http://e: the broker did not answer")
+    assert readiness.replacing(pods, 1) == why
+    st = queues.status(owner=QUEUE, spec=spec, endpoint_url="http://e", ready_replicas=1,
+                       stats=None, failure=gone, previous=[], now=NOW,
+                       rollout=readiness.replacing(pods, 1))
+    conds = by_type(st["conditions"])
+    assert (conds["Reconciling"]["status"], conds["Reconciling"]["reason"]) == (
+        "True", "BrokerStarting")
+    assert conds["Stalled"]["status"] == "False"
+    # Its pod up and the broker still not answering: that is trouble.
+    assert readiness.replacing([running()], 1) is None
+    st = queues.status(owner=QUEUE, spec=spec, endpoint_url="http://e", ready_replicas=1,
+                       stats=None, failure=gone, previous=[], now=NOW, rollout=None)
+    assert by_type(st["conditions"])["Reconciling"]["status"] == "False"
 
 
 def test_a_pipeline_with_a_workload_that_cannot_start_is_stalled(defaulted: Defaulted) -> None:
