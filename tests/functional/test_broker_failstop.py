@@ -302,16 +302,18 @@ async def test_a_commit_lost_with_its_committer_is_answered_outcome_unknown(
         await api.create("q", "g")
         pid = committer_pid(broker)
         os.kill(pid, signal.SIGSTOP)  # it holds the publish's frame, unanswered
-        answer = asyncio.create_task(publish_answer(api, transport, "d1"))
+        try:
+            answer = asyncio.create_task(publish_answer(api, transport, "d1"))
 
-        async def sent() -> bool:
-            if answer.done():  # answered without reaching the committer: say how
-                raise AssertionError(f"answered before the committer got the publish: "
-                                     f"{answer.result()!r}\n{broker.logs()}")
-            return committer_has_input(pid)
+            async def sent() -> bool:
+                if answer.done():  # answered without reaching the committer: say how
+                    raise AssertionError(f"answered before the committer got the publish: "
+                                         f"{answer.result()!r}\n{broker.logs()}")
+                return committer_has_input(pid)
 
-        await eventually_async(sent, "the publish to reach the committer")
-        os.kill(pid, signal.SIGKILL)
+            await eventually_async(sent, "the publish to reach the committer")
+        finally:  # never left stopped: a stopped committer outlives its broker (it did once)
+            os.kill(pid, signal.SIGKILL)
         assert await answer == (500, "outcome_unknown")
         await started_over(api, broker)
         # The retry with its dedup id is what tells: here the committer never read it.
