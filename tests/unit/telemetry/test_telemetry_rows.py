@@ -159,3 +159,11 @@ def test_committed_samples_parse_as_documented() -> None:
     good, bad = _read(DATA / "dcgm_bad_rows.csv")
     assert good == 320
     assert len(bad) == len(BREAKAGES)
+
+
+def test_a_rows_id_is_the_one_earlier_versions_gave() -> None:
+    # Ids computed by the collector before the one-pass validation (c0eb69a^): rows stored
+    # then must keep their key, or a message redelivered across an upgrade is stored twice.
+    assert row_id(parse_record(dict(GOOD))) == "dcgm-49d9886d217dfe4c19fd4770b13d217c06faa353"
+    odd = {**GOOD, "container": "", "pod": "p", "value": "0.1"}
+    assert row_id(parse_record(odd)) == "dcgm-5dff4ecd2b3ee592d0eddc77d2d8d0c04cc1e527"
