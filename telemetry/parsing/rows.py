@@ -277,7 +277,7 @@ def describe(error: ValidationError) -> str:
 
 
 def row_id(row: TelemetryRow) -> str:
-    """The row's content id (the streamer's dedup id for one row per message)."""
+    """The row's content id (the store's key) of a TelemetryRow model."""
     return content_id(row_content(row))
 
 

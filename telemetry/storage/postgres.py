@@ -88,7 +88,7 @@ class PostgresStore(Store):
         stored = now_us()
         rows = sample_tuples(batch, stored)
         gpus = gpu_tuples(batch)
-        upsert = queries.upsert_gpu(queries.dollar, "GREATEST", "LEAST")
+        upsert = queries.upsert_gpu(self.placeholder, "GREATEST", "LEAST")
         direct, attempt = True, 0
         while True:
             try:

@@ -81,8 +81,8 @@ class SqliteStore(Store):
         stored = now_us()
         rows = sample_tuples(batch, stored)
         gpus = gpu_tuples(batch)
-        insert = queries.insert_samples(queries.qmark)
-        upsert = queries.upsert_gpu(queries.qmark, "max", "min")
+        insert = queries.insert_samples(self.placeholder)
+        upsert = queries.upsert_gpu(self.placeholder, "max", "min")
 
         def tx(db: sqlite3.Connection) -> int:
             db.execute("BEGIN IMMEDIATE")
