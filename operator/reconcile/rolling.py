@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ferry.operator.reconcile.conditions import holds
-from ferry.operator.reconcile.readiness import started
+from ferry.operator.reconcile.readiness import replacing, started
 
 REVISION = "controller-revision-hash"
 # The recorded pod still shows with its old uid and no deletionTimestamp this long after
@@ -124,8 +124,7 @@ def next_step(sts: Mapping[str, Any], pods: Sequence[Mapping[str, Any]],
     old = [p for p in pods if (p["metadata"].get("labels") or {}).get(REVISION) != revision]
     if not old:
         return Plan(None)
-    if len(pods) < int(spec.get("replicas", 1)) or any(
-            p["metadata"].get("deletionTimestamp") or not started(p) for p in pods):
+    if replacing(pods, int(spec.get("replicas", 1))) is not None:
         return Plan(None)  # a pod is going or coming: one at a time
     if not any(_ready(p) for p in pods):
         return Plan(None)  # no leader serves: a takeover is under way
