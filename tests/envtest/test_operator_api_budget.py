@@ -125,6 +125,10 @@ def test_new_queues_cost_no_read_of_what_they_are_about_to_create(
         eventually(lambda: all(get(control_plane, namespace, "pdb", f"{n}-broker")
                                for n in names), "every Queue has its children")
         assert operator_requests(control_plane, reads) - before == 0
+        # ...and not because the flow counts nothing: a GET made as the operator counts.
+        control_plane.kubectl(f"--as=system:serviceaccount:{OPERATOR_ACCOUNT[0]}:{account}",
+                              "get", "secret", "-n", namespace, "q0-broker-token")
+        assert operator_requests(control_plane, reads) - before >= 1
         assert all(get(control_plane, namespace, "secret", f"{n}-broker-token") for n in names)
     finally:
         control_plane.kubectl("delete", "flowschema", reads, "--ignore-not-found")
