@@ -280,7 +280,7 @@ def test_deleting_the_install_keeps_crds_queues_and_their_data(
           "every Application Synced and Healthy with the install back")
     # The messages are on the volume, not only in the broker's memory: the broker pod
     # deleted, the StatefulSet's new pod, on the same claim, serves the same messages.
-    first = broker_pod(env)
+    first = until(env, eventually, lambda: broker_pod(env), "orders' broker pod Ready")
     kubectl("delete", "pod", "-n", "ferry-demo", "orders-broker-0", "--wait=false")
     until(env, eventually, lambda: broker_pod(env) not in (None, first),
           "orders' broker pod back, Ready, on its claim")
