@@ -80,8 +80,11 @@ class GitRepo:
         bare.parent.mkdir(parents=True)
         _git(directory, "clone", "-q", "--bare", str(work), str(bare))
         _git(work, "remote", "add", "origin", str(bare))
+        # git-daemon itself, not `git daemon`: git would run it as a child of its own, which
+        # the die-with-parent hook does not reach, so a killed test run left it serving.
+        daemon = Path(_git(ROOT, "--exec-path").strip()) / "git-daemon"
         server = _start("git-daemon", [
-            "git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}",
+            str(daemon), "--reuseaddr", "--listen=127.0.0.1", f"--port={port}",
             f"--base-path={bare.parent}", "--export-all", "--informative-errors",
             str(bare.parent)], directory / "logs")
         return cls(work=work, url=url, server=server)
