@@ -7,10 +7,10 @@ Embedded (default): SQLite in WAL mode, group commit in a committer child proces
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing, suppress
 from pathlib import Path
 
 from ferry.broker.core import Broker, DedupIndex, Restored
@@ -61,21 +61,15 @@ class Store:
 
     def load(self, now: int) -> Broker:
         """The whole state, every message read back before this returns."""
-        conn = connect(self.path)
-        try:
+        with closing(connect(self.path)) as conn:
             create(conn)
             return load_all(conn, now)
-        finally:
-            conn.close()
 
     def open(self, now: int) -> Broker:
         """Queues and groups only; stream the messages in with `read_chunk`."""
-        conn = connect(self.path)
-        try:
+        with closing(connect(self.path)) as conn:
             create(conn)
             return load(conn, now)
-        finally:
-            conn.close()
 
     def read_chunk(self, qid: int, lo_seq: int, hi_seq: int) -> Restored:
         """Stored messages of a queue in [lo_seq, hi_seq); called from one thread at a time."""
@@ -90,11 +84,8 @@ class Store:
 
     def read_dedup(self, windows: dict[int, int], now: int) -> dict[int, DedupIndex]:
         """Stored dedup ids per queue id, each inside its window (ms); runs in a thread."""
-        conn = connect(self.path)
-        try:
+        with closing(connect(self.path)) as conn:
             return {qid: read_dedup(conn, qid, now - ms) for qid, ms in windows.items()}
-        finally:
-            conn.close()
 
     def start(self) -> None:
         self.writer.start()
@@ -130,5 +121,5 @@ class Store:
         self.loaded()
         self.writer.stop()
         self.bodies.close()
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.close(self._lock)
