@@ -7,7 +7,7 @@ the writes to the store and answers once they are durable.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,59 +247,55 @@ class Broker:
         if g.leases.heap or g.retries.heap:
             self.timed.add(g)
 
+    def _still(self, queue: str, group: str) -> Group | None:
+        """The group, or None if it (or its queue) was deleted meanwhile."""
+        q = self.queues.get(queue)
+        return q.groups.get(group) if q else None
+
     def unlease(self, queue: str, group: str, leased: list[Leased], now: int) -> int:
         """Undo leases that were never delivered (see Group.unlease); how many were undone."""
-        q = self.queues.get(queue)
-        g = q.groups.get(group) if q else None
-        if g is None:
-            return 0
-        return sum(g.unlease(m.seq, m.token, now) for m in leased)
+        g = self._still(queue, group)
+        return 0 if g is None else sum(g.unlease(m.seq, m.token, now) for m in leased)
 
     def skip(self, queue: str, group: str, leased: list[Leased], now: int) -> int:
         """Leases of messages the group's filter turned out not to match (found at delivery:
         stored before the filter applied) end as filtered, never delivered; how many did."""
-        q = self.queues.get(queue)
-        g = q.groups.get(group) if q else None
-        if g is None:
-            return 0
-        return sum(g.skip(m.seq, m.token, now, self._writes) for m in leased)
+        g = self._still(queue, group)
+        return 0 if g is None else sum(g.skip(m.seq, m.token, now, self._writes) for m in leased)
 
     def _settle(
-        self, queue: str, group: str, receipts: list[str], now: int
-    ) -> tuple[Group, list[tuple[ReceiptStatus, int]]]:
+        self, queue: str, group: str, receipts: list[str], now: int,
+        end: Callable[[Group, int], None],
+    ) -> list[ReceiptStatus]:
+        """End the lease of each current receipt with `end` (ack or give back)."""
         g = self.group(queue, group)
         g.expire(now, self._writes)
-        return g, [g.resolve(r, now) for r in receipts]
-
-    def ack(self, queue: str, group: str, receipts: list[str], now: int) -> list[ReceiptStatus]:
-        g, resolved = self._settle(queue, group, receipts, now)
         out = []
-        for status, seq in resolved:
+        for status, seq in (g.resolve(r, now) for r in receipts):
             if status is ReceiptStatus.OK and seq in g.leases.inflight:
-                g.ack(seq, now, self._writes)
+                end(g, seq)
             elif status is ReceiptStatus.OK:
                 status = ReceiptStatus.STALE  # the same receipt twice in one request
-            out.append(status)
-        return out
-
-    def nack(
-        self, queue: str, group: str, receipts: list[str], delay_ms: int | None, now: int
-    ) -> list[ReceiptStatus]:
-        g, resolved = self._settle(queue, group, receipts, now)
-        out = []
-        for status, seq in resolved:
-            if status is ReceiptStatus.OK and seq in g.leases.inflight:
-                g.give_back(seq, delay_ms, now, self._writes, "nacked")
-            elif status is ReceiptStatus.OK:
-                status = ReceiptStatus.STALE
             out.append(status)
         self._timed(g)
         return out
 
+    def ack(self, queue: str, group: str, receipts: list[str], now: int) -> list[ReceiptStatus]:
+        return self._settle(queue, group, receipts, now,
+                            lambda g, seq: g.ack(seq, now, self._writes))
+
+    def nack(
+        self, queue: str, group: str, receipts: list[str], delay_ms: int | None, now: int
+    ) -> list[ReceiptStatus]:
+        return self._settle(queue, group, receipts, now,
+                            lambda g, seq: g.give_back(seq, delay_ms, now, self._writes, "nacked"))
+
     def extend(
         self, queue: str, group: str, receipts: list[str], vt_ms: int, now: int
     ) -> list[ReceiptStatus]:
-        g, resolved = self._settle(queue, group, receipts, now)
+        g = self.group(queue, group)
+        g.expire(now, self._writes)
+        resolved = [g.resolve(r, now) for r in receipts]
         for status, seq in resolved:
             if status is ReceiptStatus.OK:
                 g.extend(seq, vt_ms, now)
