@@ -61,6 +61,8 @@ SettleOp = Literal["ack", "nack", "extend"]
 # commit full, few enough that a retry after a lost connection stays small.
 PUBLISH_WINDOW = 16
 _JSON = {"Content-Type": "application/json"}
+_SETTLE_BODY: dict[SettleOp, type[ReceiptsRequest]] = {
+    "ack": ReceiptsRequest, "nack": NackRequest, "extend": ExtendRequest}
 TRACER = "ferry.broker.client"  # the OpenTelemetry tracer of the client's (and Consumer's) spans
 
 
@@ -264,46 +266,28 @@ class BrokerClient:
             return []
         if op == "extend" and visibility_timeout_ms is None:
             raise ValueError("extend needs visibility_timeout_ms")
-        with span(tracer(TRACER), f"{queue} {op}", "client",
-                  attributes={"messaging.system": "ferry", "messaging.destination.name": queue,
-                              "messaging.consumer.group.name": group,
-                              "messaging.batch.message_count": len(receipts)}):
-            return await self._settle(op, queue, group, receipts, delay_ms,
-                                      visibility_timeout_ms, pipe)
 
-    async def _settle(
-        self, op: SettleOp, queue: str, group: str, receipts: Sequence[str],
-        delay_ms: int | None, visibility_timeout_ms: int | None, pipe: Pipe | None,
-    ) -> list[ReceiptResult]:
+        # The same fields over both transports; model_construct leaves out the ones the
+        # op's HTTP body lacks.
+        fields: dict[str, Any] = {"receipts": list(receipts), "delay_ms": delay_ms,
+                                  "visibility_timeout_ms": visibility_timeout_ms}
 
         async def attempt() -> list[ReceiptResult]:
             via = pipe if pipe is not None and not pipe.closed else await self._shared_pipe()
             if via is not None:
                 seq = via.next_seq()
-                frame = WsSettle.model_construct(
-                    op=op,
-                    seq=seq,
-                    queue=queue,
-                    group=group,
-                    receipts=list(receipts),
-                    delay_ms=delay_ms,
-                    visibility_timeout_ms=visibility_timeout_ms,
-                )
+                frame = WsSettle.model_construct(op=op, seq=seq, queue=queue, group=group, **fields)
                 reply = await via.call(seq, frame.model_dump_json())
                 return _expect(reply.results, "results")
-            body: BaseModel
-            if op == "nack":
-                body = NackRequest.model_construct(receipts=list(receipts), delay_ms=delay_ms)
-            elif op == "extend" and visibility_timeout_ms is not None:
-                body = ExtendRequest.model_construct(
-                    receipts=list(receipts), visibility_timeout_ms=visibility_timeout_ms
-                )
-            else:
-                body = ReceiptsRequest.model_construct(receipts=list(receipts))
+            body = _SETTLE_BODY[op].model_construct(**fields)
             path = f"{_g(queue, group)}/{op}"
             return _parse(ReceiptsResponse, *await self._call("POST", path, body)).results
 
-        return await with_retries(attempt, self.policy)
+        with span(tracer(TRACER), f"{queue} {op}", "client",
+                  attributes={"messaging.system": "ferry", "messaging.destination.name": queue,
+                              "messaging.consumer.group.name": group,
+                              "messaging.batch.message_count": len(receipts)}):
+            return await with_retries(attempt, self.policy)
 
     def consumer(
         self,
