@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from itertools import islice
 from typing import IO, Any, TextIO
 
 import orjson
@@ -24,7 +25,6 @@ from ferry.broker.models import (
     HeaderFilter,
     OutgoingMessage,
     QueueSettings,
-    StartAt,
 )
 
 
@@ -55,6 +55,11 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options of these names that were given (the broker's defaults stand for the rest)."""
+    return {n: v for n in names if (v := getattr(args, n)) is not None}
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -63,16 +68,9 @@ def now_ms() -> int:
 
 
 async def queue_create(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
-    fields = [
-        "max_message_bytes",
-        "retention_ms",
-        "visibility_timeout_ms",
-        "max_deliveries",
-        "dedup_window_ms",
-        "fair",
-    ]
-    given = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-    settings = QueueSettings.model_validate(given)
+    settings = QueueSettings.model_validate(_given(
+        args, "max_message_bytes", "retention_ms", "visibility_timeout_ms", "max_deliveries",
+        "dedup_window_ms", "fair"))
     stats = await client.put_queue(args.queue, settings)
     emit(out, args, stats, lambda: f"queue {stats.queue} ready\n\n" + tables.queue_report(stats))
     return 0
@@ -97,21 +95,9 @@ async def queue_delete(client: BrokerClient, args: argparse.Namespace, out: Text
 
 
 async def group_create(client: BrokerClient, args: argparse.Namespace, out: TextIO) -> int:
-    given: dict[str, Any] = {}
-    if args.start_at:
-        given["start_at"] = StartAt(args.start_at)
-    for f in ("visibility_timeout_ms", "max_deliveries"):
-        if getattr(args, f) is not None:
-            given[f] = getattr(args, f)
-    backoff = {
-        k: v
-        for k, v in (
-            ("initial_ms", args.backoff_initial_ms),
-            ("multiplier", args.backoff_multiplier),
-            ("max_ms", args.backoff_max_ms),
-        )
-        if v is not None
-    }
+    given: dict[str, Any] = _given(args, "start_at", "visibility_timeout_ms", "max_deliveries")
+    backoff = {k: v for k in ("initial_ms", "multiplier", "max_ms")
+               if (v := getattr(args, f"backoff_{k}")) is not None}
     if backoff:
         given["nack_backoff"] = Backoff.model_validate(backoff)
     if args.match or args.prefix:
@@ -209,13 +195,7 @@ def _input(path: str | None) -> tuple[IO[bytes], int]:
 
 
 def _chunks(source: IO[bytes], size: int) -> Iterator[list[bytes]]:
-    chunk: list[bytes] = []
-    for raw in source:
-        chunk.append(raw)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
+    while chunk := list(islice(source, size)):
         yield chunk
 
 

@@ -125,14 +125,11 @@ def group_report(g: GroupStats, now_ms: int) -> str:
         ("max deliveries", str(s.max_deliveries) if s.max_deliveries else "queue's"),
         ("nack backoff", f"{duration(b.initial_ms)} x{b.multiplier:g} up to {duration(b.max_ms)}"),
     ]
-    figures = groups_table([g])
-    if not g.consumers:
-        return _pairs(pairs) + "\n\n" + figures + "\n\nno consumers"
     consumers = table(
         ["CONSUMER", "IN-FLIGHT", "LAST SEEN"],
         [[c.name, c.in_flight, age(now_ms, c.last_seen_ms)] for c in g.consumers],
-    )
-    return _pairs(pairs) + "\n\n" + figures + "\n\n" + consumers
+    ) if g.consumers else "no consumers"
+    return _pairs(pairs) + "\n\n" + groups_table([g]) + "\n\n" + consumers
 
 
 def dead_table(page: DeadList, now_ms: int) -> str:
@@ -142,10 +139,7 @@ def dead_table(page: DeadList, now_ms: int) -> str:
         [d.id, d.delivery_count, age(now_ms, d.dead_at_ms), d.reason, clip(line_of(d.body))]
         for d in page.messages
     ]
-    text = table(["ID", "DELIVERIES", "DEAD", "REASON", "BODY"], rows)
-    if page.next_cursor:
-        text += f"\n\nmore: --cursor {page.next_cursor}"
-    return text
+    return _more(table(["ID", "DELIVERIES", "DEAD", "REASON", "BODY"], rows), page.next_cursor)
 
 
 def messages_table(page: MessagePage, now_ms: int) -> str:
@@ -158,9 +152,12 @@ def messages_table(page: MessagePage, now_ms: int) -> str:
                      rows)
     else:  # a page can be empty and not the last (each request scans a bounded stretch)
         text = "no matching messages" + (" on this page" if page.next_cursor else "")
-    if page.next_cursor:
-        text += f"\n\nmore: --cursor {page.next_cursor}"
-    return text
+    return _more(text, page.next_cursor)
+
+
+def _more(text: str, cursor: str | None) -> str:
+    """A page, and how to get the next one."""
+    return f"{text}\n\nmore: --cursor {cursor}" if cursor else text
 
 
 def message_report(m: MessageInfo, now_ms: int) -> str:
