@@ -30,9 +30,6 @@ class Keyring:
                          for grant in grants.values() if grant.rate is not None}
         self.refusals: Counter[ErrorCode] = Counter()
 
-    def __len__(self) -> int:
-        return len(self._digests)
-
     def identify(self, token: str) -> Grant | None:
         """The grant of `token` (None: unknown), compared with every token."""
         digest = _digest(token)

@@ -1,8 +1,7 @@
 """Which rights each route and WebSocket frame needs (the auth middleware checks routes).
 
-Handlers whose need depends on more than their route ask `require(request, right,
-queue)`; the WebSocket asks `frame_rights` for each frame. A refusal is an ApiError:
-403 forbidden, or 429 rate_limited with Retry-After (keyring.Keyring).
+The WebSocket asks `frame_rights` for each frame. A refusal is an ApiError: 403
+forbidden, or 429 rate_limited with Retry-After (keyring.Keyring).
 """
 
 from __future__ import annotations
@@ -11,17 +10,8 @@ import time
 
 from aiohttp import web
 
-from ferry.broker.models import (
-    WsBrowse,
-    WsCancel,
-    WsFrame,
-    WsPublish,
-    WsPurge,
-    WsSettle,
-    WsSubscribe,
-    WsUnsubscribe,
-)
-from ferry.broker.transport.runtime import RUNTIME, Runtime
+from ferry.broker.models import WsFrame, WsUnsubscribe
+from ferry.broker.transport.runtime import Runtime
 from ferry.broker.transport.tokens import Grant, Right
 
 GRANT = web.RequestKey("ferry_grant", Grant)  # the request's token's grant (with --token-file)
@@ -32,6 +22,7 @@ ANY_TOKEN: frozenset[Right] = frozenset()  # any known token may
 ADMIN = frozenset({Right.ADMIN})
 READ = frozenset({Right.READ})
 CONSUME = frozenset({Right.CONSUME})
+PUBLISH = frozenset({Right.PUBLISH})
 # A consumer reads its group's and queue's settings (its lease time) when it starts.
 STATS = frozenset({Right.READ, Right.CONSUME})
 
@@ -42,7 +33,7 @@ ROUTE_RIGHTS: dict[tuple[str, str], frozenset[Right]] = {
     ("PUT", Q): ADMIN,
     ("GET", Q): STATS,
     ("DELETE", Q): ADMIN,
-    ("POST", Q + "/messages"): frozenset({Right.PUBLISH}),
+    ("POST", Q + "/messages"): PUBLISH,
     ("GET", Q + "/messages"): READ,
     ("GET", Q + "/messages/{id}"): READ,
     ("PATCH", Q + "/messages/{id}"): ADMIN,
@@ -75,17 +66,15 @@ def route_rights(request: web.Request) -> frozenset[Right]:
     return ROUTE_RIGHTS.get((method, resource.canonical), ADMIN)
 
 
+# A WebSocket frame's rights by op, as its HTTP twin's (unsubscribe: its own subscription).
+FRAME_RIGHTS: dict[str, frozenset[Right]] = {
+    "publish": PUBLISH, "subscribe": CONSUME, "ack": CONSUME, "nack": CONSUME,
+    "extend": CONSUME, "browse": READ, "cancel": ADMIN, "purge": ADMIN, "unsubscribe": ANY_TOKEN,
+}
+
+
 def frame_rights(frame: WsFrame) -> frozenset[Right]:
-    """A WebSocket frame's rights, as its HTTP twin's (unsubscribe: its own subscription)."""
-    if isinstance(frame, WsPublish):
-        return frozenset({Right.PUBLISH})
-    if isinstance(frame, WsSubscribe | WsSettle):
-        return CONSUME
-    if isinstance(frame, WsBrowse):
-        return READ
-    if isinstance(frame, WsCancel | WsPurge):
-        return ADMIN
-    return ANY_TOKEN
+    return FRAME_RIGHTS[frame.op]
 
 
 def check_frame(rt: Runtime, grant: Grant | None, frame: WsFrame) -> None:
@@ -102,14 +91,3 @@ def check_frame(rt: Runtime, grant: Grant | None, frame: WsFrame) -> None:
 def grant_of(request: web.Request) -> Grant | None:
     """The grant of the request's token (None: the broker runs without --token-file)."""
     return request.get(GRANT)
-
-
-def require(request: web.Request, right: Right, queue: str | None = None) -> None:
-    """Raise the 403 unless the request's token holds `right` (on `queue`): for handlers
-    whose need depends on more than their route (the middleware charged its rate once)."""
-    grant = grant_of(request)
-    keyring = request.app[RUNTIME].tokens
-    if grant is not None and keyring is not None:
-        refusal = keyring.permit(grant, frozenset({right}), queue)
-        if refusal is not None:
-            raise refusal
