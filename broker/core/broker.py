@@ -56,10 +56,6 @@ class DeadEntry:
     reason: str
 
 
-def _still_to_deliver(state: tuple[MessageGroupState, int] | None) -> bool:
-    return state is not None and state[0] is not MessageGroupState.ACKED
-
-
 class Broker:
     def __init__(self, now_ms: int) -> None:
         self.receipts = Receipts(now_ms)  # the transport sets .key (unguessable receipts)
@@ -193,7 +189,9 @@ class Broker:
             self._filter_out(q, skipped)
         self._writes.totals[qid] = (q.published_total, q.next_seq)
         if limit is not None and q.settings.overflow is Overflow.DROP_OLDEST and q.live > limit:
-            self._drop_oldest(q, q.live - limit)
+            dropped = q.drop_oldest(q.live - limit)  # for every group, as retention does
+            self._let_go(q, dropped)
+            q.dropped_total += len(dropped)
         return ids
 
     def _filter_out(self, q: Queue, skipped: list[tuple[int, list[Group]]]) -> None:
@@ -210,12 +208,6 @@ class Broker:
             else:
                 for g in groups:
                     w.add(Kind.ACK, (g.gid, seq))
-
-    def _drop_oldest(self, q: Queue, n: int) -> None:
-        """drop_oldest overflow: the n oldest stored messages go for every group."""
-        dropped = q.drop_oldest(n)
-        self._let_go(q, dropped)
-        q.dropped_total += len(dropped)
 
     def _let_go(self, q: Queue, seqs: list[int]) -> None:
         """Messages gone before every group finished them (retention, overflow)."""
@@ -478,7 +470,8 @@ class Broker:
         groups = list(q.groups.values())
         for g in groups:
             g.expire(now, self._writes)
-        live = [g for g in groups if _still_to_deliver(g.state_of(seq, now))]
+        live = [g for g in groups if (st := g.state_of(seq, now)) is not None
+                and st[0] is not MessageGroupState.ACKED]
         if groups and not live:
             raise ConflictError(f"message {mid} is done in every group of queue {queue!r}")
         q.moved[seq] = priority

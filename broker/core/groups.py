@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ferry.broker.core.dead_letters import DeadLetters
 from ferry.broker.core.fair import FAIR_LOOKAHEAD, FairBuckets
-from ferry.broker.core.leasing import Consumer, Leased, Leases, Receipts
+from ferry.broker.core.leasing import Leased, Leases, Receipts
 from ferry.broker.core.queues import PRIORITIES, Queue, rowid
 from ferry.broker.core.restoring import Restoring
 from ferry.broker.core.retries import RetrySchedule
@@ -244,7 +244,7 @@ class Group:
         return True
 
     def take(self, consumer: str, limit: int, vt_ms: int, now: int) -> list[Leased]:
-        self.seen(consumer, now)
+        self.leases.seen(consumer, now)
         out: list[Leased] = []
         fair = self.queue.settings.fair
         for p in range(PRIORITIES - 1, -1, -1):
@@ -267,9 +267,6 @@ class Group:
     def receipt(self, seq: int, token: int) -> str:
         """The receipt of a lease, as `resolve` reads it back."""
         return f"{self.gid}.{seq}.{token}"
-
-    def seen(self, consumer: str, now: int) -> Consumer:
-        return self.leases.seen(consumer, now)
 
     # --- settling ------------------------------------------------------------------
 
