@@ -135,8 +135,9 @@ QUERY: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(schema: dict[str, Any], description: str = "ok",
+          media: str = "application/json") -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema}}}
 
 
 NOT_DESCRIBED = {("get", "/openapi.json")}  # the document itself
@@ -174,15 +175,16 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         "summary": "Server-Sent Events: one `message` event per Delivery, at most "
                    "max_in_flight unacked",
         "parameters": [*_params(STREAM), *QUERY[STREAM]],
-        "responses": {"200": {"description": "event stream", "content": {
-            "text/event-stream": {"schema": _ref(m.Delivery)}}}, **errors},
+        "responses": {"200": _json(_ref(m.Delivery), "event stream", "text/event-stream"),
+                      **errors},
     }
     ops["get", "/v1/ws"] = {
         "summary": "WebSocket: WsPublish/WsSubscribe/WsSettle/WsBrowse/WsCancel/WsPurge/"
                    "WsUnsubscribe frames in; WsReply/WsDeliver out",
         "responses": {"101": {"description": "switching protocols"}, **errors},
     }
-    health = {"type": "object", "properties": {"status": {"type": "string"}}}
+    text = {"type": "string"}
+    health = {"type": "object", "properties": {"status": text}}
     for path, summary in (("/healthz", "Alive"), ("/readyz", "Ready to serve")):
         ops["get", path] = {"summary": summary, "security": [], "responses": {
             "200": _json(health), "503": _json(health, "not ready")}}
@@ -190,17 +192,15 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         "summary": "Server-Sent Events: one `stats` event (every queue's stats) each "
                    "interval_ms, until the client goes",
         "parameters": QUERY[watching.PATH],
-        "responses": {"200": {"description": "event stream", "content": {
-            "text/event-stream": {"schema": _ref(m.StatsEvent)}}}, **errors},
+        "responses": {"200": _json(_ref(m.StatsEvent), "event stream", "text/event-stream"),
+                      **errors},
     }
     for path in console.PATHS:  # the page asks for the token itself: its files are open
         ops["get", path] = {"summary": f"Web console: {console.PATHS[path]}", "security": [],
-                            "responses": {"200": {"description": "ok", "content": {
-                                console.content_type(path): {"schema": {"type": "string"}}}},
-                                **errors}}
+                            "responses": {"200": _json(text, media=console.content_type(path)),
+                                          **errors}}
     ops["get", "/metrics"] = {"summary": "Prometheus metrics", "responses": {
-        "200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}},
-        **errors}}
+        "200": _json(text, media="text/plain"), **errors}}
     return ops
 
 
