@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from ferry.broker.core import ROWID_SHIFT, Broker, DedupIndex, Restored
 from ferry.broker.models import GroupSettings, QueueSettings
@@ -23,40 +24,55 @@ def load_all(conn: sqlite3.Connection, now: int) -> Broker:
     return broker
 
 
+# What both engines read back at start, in this order; queues get the seq of their first
+# stored message (None: none stored) appended by the engine.
+META = "SELECT k, v FROM meta"
+QUEUES = "SELECT id, name, settings, created_ms, published_total, next_seq FROM queues"
+GROUPS = "SELECT id, qid, name, settings, start_seq, acked_total FROM groups ORDER BY id"
+ACKS = "SELECT gid, seq FROM acks"
+COUNTS = "SELECT gid, seq, count, visible_at FROM counts"
+DEAD = "SELECT gid, seq, count, dead_at, reason FROM dead"
+Rows = Iterable[Sequence[Any]]
+
+
+def rebuild(now: int, meta: Rows, queues: Rows, groups: Rows, acks: Rows, counts: Rows,
+            dead: Rows) -> Broker:
+    """Queues and groups from either engine's rows (as META, QUEUES... select them)."""
+    broker = Broker(now)
+    ids = dict((k, v) for k, v in meta)
+    broker.next_qid = int(ids.get("next_qid", 1))
+    broker.next_gid = int(ids.get("next_gid", 1))
+    for qid, name, settings, created, published, next_seq, first in queues:
+        qs = from_storage(QueueSettings, settings, f"queue {name}")
+        broker.restore_queue(qid, name, qs, created, published, next_seq, first)
+    for gid, qid, name, settings, start, acked in groups:
+        q = broker.by_qid.get(qid)
+        if q is not None:
+            gs = from_storage(GroupSettings, settings, f"group {name}")
+            broker.restore_group(gid, q, name, gs, start, acked, now)
+    by_gid = {g.gid: g for q in broker.queues.values() for g in q.groups.values()}
+    for gid, seq in acks:
+        if gid in by_gid:
+            by_gid[gid].restore_ack(seq)
+    for gid, seq, count, visible in counts:
+        if gid in by_gid:
+            by_gid[gid].restore_count(seq, count, visible)
+    for gid, seq, count, at, reason in dead:
+        if gid in by_gid:
+            by_gid[gid].restore_dead(seq, count, at, reason)
+    return broker
+
+
 def load(conn: sqlite3.Connection, now: int) -> Broker:
     """Queues and groups; each queue's messages then come in with `read_chunk`."""
-    broker = Broker(now)
-    meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
-    broker.next_qid = int(meta.get("next_qid", 1))
-    broker.next_gid = int(meta.get("next_gid", 1))
-    for qid, name, settings, created, published, next_seq in conn.execute(
-        "SELECT id, name, settings, created_ms, published_total, next_seq FROM queues"
-    ).fetchall():
-        qs = from_storage(QueueSettings, settings, f"queue {name}")
-        bounds = _bounds(conn, qid)
-        first = None if bounds is None else bounds[1] - bounds[0]
-        broker.restore_queue(qid, name, qs, created, published, next_seq, first)
-    for gid, qid, name, settings, start, acked in conn.execute(
-        "SELECT id, qid, name, settings, start_seq, acked_total FROM groups ORDER BY id"
-    ).fetchall():
-        q = broker.by_qid.get(qid)
-        if q is None:
-            continue
-        gs = from_storage(GroupSettings, settings, f"group {name}")
-        broker.restore_group(gid, q, name, gs, start, acked, now)
-    groups = {g.gid: g for q in broker.queues.values() for g in q.groups.values()}
-    for gid, seq in conn.execute("SELECT gid, seq FROM acks"):
-        if gid in groups:
-            groups[gid].restore_ack(seq)
-    for gid, seq, count, visible in conn.execute("SELECT gid, seq, count, visible_at FROM counts"):
-        if gid in groups:
-            groups[gid].restore_count(seq, count, visible)
-    for gid, seq, count, at, reason in conn.execute(
-        "SELECT gid, seq, count, dead_at, reason FROM dead"
-    ):
-        if gid in groups:
-            groups[gid].restore_dead(seq, count, at, reason)
-    return broker
+    queues = [(*row, _first(conn, row[0])) for row in conn.execute(QUEUES).fetchall()]
+    return rebuild(now, conn.execute(META).fetchall(), queues, conn.execute(GROUPS).fetchall(),
+                   conn.execute(ACKS), conn.execute(COUNTS), conn.execute(DEAD))
+
+
+def _first(conn: sqlite3.Connection, qid: int) -> int | None:
+    bounds = _bounds(conn, qid)
+    return None if bounds is None else bounds[1] - bounds[0]
 
 
 # Per chunk of seqs: one pass of cheap aggregates, then SQLite concatenates only the

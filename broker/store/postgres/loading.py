@@ -9,8 +9,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from ferry.broker.core import ROWID_SHIFT, Broker, DedupIndex, Restored
-from ferry.broker.models import GroupSettings, QueueSettings
-from ferry.broker.store.settings import from_storage
+from ferry.broker.store.loading import ACKS, COUNTS, DEAD, GROUPS, META, QUEUES, rebuild
 
 Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 _SPAN = 1 << ROWID_SHIFT
@@ -18,43 +17,20 @@ _SPAN = 1 << ROWID_SHIFT
 
 async def load(conn: Conn, now: int) -> Broker:
     """Queues and groups; each queue's messages then come in with `read_chunk`."""
-    broker = Broker(now)
-    meta = {r["k"]: r["v"] for r in await conn.fetch("SELECT k, v FROM meta")}
-    broker.next_qid = int(meta.get("next_qid", 1))
-    broker.next_gid = int(meta.get("next_gid", 1))
-    for qid, name, settings, created, published, next_seq in await conn.fetch(
-        "SELECT id, name, settings, created_ms, published_total, next_seq FROM queues"
-    ):
-        base = qid << ROWID_SHIFT
-        first = await conn.fetchval(  # an index probe: the lowest stored id of the queue
-            "SELECT id FROM messages WHERE id >= $1 AND id < $2 ORDER BY id LIMIT 1",
-            base, base + _SPAN,
-        )
-        qs = from_storage(QueueSettings, settings, f"queue {name}")
-        broker.restore_queue(qid, name, qs, created, published, next_seq,
-                             None if first is None else first - base)
-    for gid, qid, name, settings, start, acked in await conn.fetch(
-        "SELECT id, qid, name, settings, start_seq, acked_total FROM groups ORDER BY id"
-    ):
-        q = broker.by_qid.get(qid)
-        if q is not None:
-            gs = from_storage(GroupSettings, settings, f"group {name}")
-            broker.restore_group(gid, q, name, gs, start, acked, now)
-    groups = {g.gid: g for q in broker.queues.values() for g in q.groups.values()}
-    for gid, seq in await conn.fetch("SELECT gid, seq FROM acks"):
-        if gid in groups:
-            groups[gid].restore_ack(seq)
-    for gid, seq, count, visible in await conn.fetch(
-        "SELECT gid, seq, count, visible_at FROM counts"
-    ):
-        if gid in groups:
-            groups[gid].restore_count(seq, count, visible)
-    for gid, seq, count, at, reason in await conn.fetch(
-        "SELECT gid, seq, count, dead_at, reason FROM dead"
-    ):
-        if gid in groups:
-            groups[gid].restore_dead(seq, count, at, reason)
-    return broker
+    meta = await conn.fetch(META)
+    queues = [(*row, await _first(conn, row[0])) for row in await conn.fetch(QUEUES)]
+    return rebuild(now, meta, queues, await conn.fetch(GROUPS), await conn.fetch(ACKS),
+                   await conn.fetch(COUNTS), await conn.fetch(DEAD))
+
+
+async def _first(conn: Conn, qid: int) -> int | None:
+    """The queue's lowest stored seq (an index probe), None when it stores none."""
+    base = qid << ROWID_SHIFT
+    first: int | None = await conn.fetchval(
+        "SELECT id FROM messages WHERE id >= $1 AND id < $2 ORDER BY id LIMIT 1",
+        base, base + _SPAN,
+    )
+    return None if first is None else first - base
 
 
 # Columns come back as arrays, one value each per row: no Python object per row.
