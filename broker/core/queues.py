@@ -266,11 +266,7 @@ class Queue:
         seq, ab = self.base, self.arr_base
         gone = self.gone
         while seq < end and (gone[seq - ab] or self.done_for_all(seq)):
-            if not gone[seq - ab]:
-                gone[seq - ab] = 1
-                self.live -= 1
-                self.not_before.pop(seq, None)
-                self.moved.pop(seq, None)
+            if self.mark_gone(seq):
                 freed.append(seq)
             seq += 1
         self._move_base(seq)
@@ -300,13 +296,9 @@ class Queue:
         """From base on, while more(seq, freed so far): seqs become gone; base moves past."""
         freed: list[int] = []
         end = self.loaded_next if self.loading else self.next_seq
-        seq, ab = self.base, self.arr_base
+        seq = self.base
         while seq < end and more(seq, len(freed)):
-            if not self.gone[seq - ab]:
-                self.gone[seq - ab] = 1
-                self.live -= 1
-                self.not_before.pop(seq, None)
-                self.moved.pop(seq, None)
+            if self.mark_gone(seq):
                 freed.append(seq)
             seq += 1
         if seq > self.base:
