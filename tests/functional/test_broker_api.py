@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from broker_api import Api
-from fixtures.broker_process import BrokerProcess
 from fixtures.brokers import both_engines
 
 pytestmark = [pytest.mark.functional, both_engines]
-
-
-@pytest.fixture
-async def api(broker: BrokerProcess) -> AsyncIterator[Api]:
-    async with aiohttp.ClientSession() as s:
-        yield Api(s, broker.url)
 
 
 async def test_queue_lifecycle(api: Api) -> None:

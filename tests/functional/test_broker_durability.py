@@ -66,20 +66,18 @@ async def test_kill_9_loses_no_answered_publish_or_ack(broker: BrokerProcess) ->
         assert stats["published_total"] >= len(published)
 
 
-async def test_state_survives_a_restart(broker: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.ok("PUT", "/v1/queues/jobs", {"max_deliveries": 2, "fair": True})
-        await api.ok("PUT", "/v1/queues/jobs/groups/a", {"nack_backoff": {"initial_ms": 0}})
-        ids = await api.publish("jobs", *[{"body": i, "dedup_id": f"d{i}"} for i in range(5)])
-        await api.ok("PUT", "/v1/queues/jobs/groups/b", {"start_at": "latest"})
-        got = await api.receive("jobs", "a", max=5)
-        await api.settle("ack", "jobs", "a", [got[0]["receipt"]])
-        await api.settle("nack", "jobs", "a", [got[1]["receipt"]], delay_ms=0)
-        (again,) = [m for m in await api.receive("jobs", "a", max=5) if m["id"] == got[1]["id"]]
-        await api.settle("nack", "jobs", "a", [again["receipt"]])  # second delivery: dead
-        await api.settle("nack", "jobs", "a", [got[2]["receipt"]], delay_ms=0)  # count 1
-        before = await api.ok("GET", "/v1/queues/jobs")
+async def test_state_survives_a_restart(broker: BrokerProcess, api: Api) -> None:
+    await api.ok("PUT", "/v1/queues/jobs", {"max_deliveries": 2, "fair": True})
+    await api.ok("PUT", "/v1/queues/jobs/groups/a", {"nack_backoff": {"initial_ms": 0}})
+    ids = await api.publish("jobs", *[{"body": i, "dedup_id": f"d{i}"} for i in range(5)])
+    await api.ok("PUT", "/v1/queues/jobs/groups/b", {"start_at": "latest"})
+    got = await api.receive("jobs", "a", max=5)
+    await api.settle("ack", "jobs", "a", [got[0]["receipt"]])
+    await api.settle("nack", "jobs", "a", [got[1]["receipt"]], delay_ms=0)
+    (again,) = [m for m in await api.receive("jobs", "a", max=5) if m["id"] == got[1]["id"]]
+    await api.settle("nack", "jobs", "a", [again["receipt"]])  # second delivery: dead
+    await api.settle("nack", "jobs", "a", [got[2]["receipt"]], delay_ms=0)  # count 1
+    before = await api.ok("GET", "/v1/queues/jobs")
 
     broker.restart()
     async with aiohttp.ClientSession() as s:
@@ -104,20 +102,18 @@ async def test_state_survives_a_restart(broker: BrokerProcess) -> None:
         assert new[0] not in ids
 
 
-async def test_sigterm_drains_long_polls_and_exits_cleanly(broker: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.create("jobs", "w")
-        (mid,) = await api.publish("jobs", {"body": "kept"})
-        await api.receive("jobs", "w", consumer="x")  # leased; the lease is not durable
-        polls = [asyncio.create_task(api.receive("jobs", "w", consumer=f"p{i}", wait_ms=60_000))
-                 for i in range(3)]
-        await api.seen("jobs", "w", "p0", "p1", "p2")
-        loop = asyncio.get_running_loop()
-        code = await loop.run_in_executor(None, broker.stop)
-        assert code == 0
-        for p in polls:
-            assert await p == []  # answered (empty), not cut off
+async def test_sigterm_drains_long_polls_and_exits_cleanly(broker: BrokerProcess, api: Api) -> None:
+    await api.create("jobs", "w")
+    (mid,) = await api.publish("jobs", {"body": "kept"})
+    await api.receive("jobs", "w", consumer="x")  # leased; the lease is not durable
+    polls = [asyncio.create_task(api.receive("jobs", "w", consumer=f"p{i}", wait_ms=60_000))
+             for i in range(3)]
+    await api.seen("jobs", "w", "p0", "p1", "p2")
+    loop = asyncio.get_running_loop()
+    code = await loop.run_in_executor(None, broker.stop)
+    assert code == 0
+    for p in polls:
+        assert await p == []  # answered (empty), not cut off
     assert '"msg":"stopped"' in broker.logs()
     broker.start()
     async with aiohttp.ClientSession() as s:

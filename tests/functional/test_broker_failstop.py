@@ -111,80 +111,72 @@ async def meanwhile(api: Api, broker: BrokerProcess, method: str, path: str,
     return status, doc
 
 
-async def test_a_publish_answered_503_is_never_delivered(broker: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.create("q", "g", "probe")
-        (kept,) = await api.publish("q", {"body": "kept"})
-        fill_disk(broker)
-        status, doc = await api.call("POST", "/v1/queues/q/messages",
-                                     {"messages": [{"body": "lost"}]})
-        assert status == 503 and doc["error"]["code"] == "unavailable", doc
-        # Nothing it says may reflect what the store does not hold.
-        status, doc = await meanwhile(api, broker, "POST", "/v1/queues/q/groups/probe/receive",
-                                      {"consumer": "c", "max": 10})
-        if status not in (503, None):
-            assert [m["body"] for m in doc["messages"]] == ["kept"], doc
-        await started_over(api, broker)
-        got = await api.receive("q", "g", max=10)
-        assert [(m["id"], m["body"]) for m in got] == [(kept, "kept")]
-        assert (await api.ok("GET", "/v1/queues/q"))["published_total"] == 1
+async def test_a_publish_answered_503_is_never_delivered(broker: BrokerProcess, api: Api) -> None:
+    await api.create("q", "g", "probe")
+    (kept,) = await api.publish("q", {"body": "kept"})
+    fill_disk(broker)
+    status, doc = await api.call("POST", "/v1/queues/q/messages",
+                                 {"messages": [{"body": "lost"}]})
+    assert status == 503 and doc["error"]["code"] == "unavailable", doc
+    # Nothing it says may reflect what the store does not hold.
+    status, doc = await meanwhile(api, broker, "POST", "/v1/queues/q/groups/probe/receive",
+                                  {"consumer": "c", "max": 10})
+    if status not in (503, None):
+        assert [m["body"] for m in doc["messages"]] == ["kept"], doc
+    await started_over(api, broker)
+    got = await api.receive("q", "g", max=10)
+    assert [(m["id"], m["body"]) for m in got] == [(kept, "kept")]
+    assert (await api.ok("GET", "/v1/queues/q"))["published_total"] == 1
 
 
-async def test_an_ack_answered_503_never_takes_effect(broker: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.create("q", "g")
-        ids = await api.publish("q", *[{"body": i} for i in range(5)])
-        got = await api.receive("q", "g", max=5)
-        fill_disk(broker)
-        status, doc = await api.call("POST", "/v1/queues/q/groups/g/ack",
-                                     {"receipts": [m["receipt"] for m in got]})
-        assert status == 503, doc
-        await started_over(api, broker)
-        again = await api.receive("q", "g", max=10)
-        assert sorted(m["id"] for m in again) == sorted(ids)  # every one comes back
-        stats = await api.ok("GET", "/v1/queues/q/groups/g")
-        assert stats["acked_total"] == 0
+async def test_an_ack_answered_503_never_takes_effect(broker: BrokerProcess, api: Api) -> None:
+    await api.create("q", "g")
+    ids = await api.publish("q", *[{"body": i} for i in range(5)])
+    got = await api.receive("q", "g", max=5)
+    fill_disk(broker)
+    status, doc = await api.call("POST", "/v1/queues/q/groups/g/ack",
+                                 {"receipts": [m["receipt"] for m in got]})
+    assert status == 503, doc
+    await started_over(api, broker)
+    again = await api.receive("q", "g", max=10)
+    assert sorted(m["id"] for m in again) == sorted(ids)  # every one comes back
+    stats = await api.ok("GET", "/v1/queues/q/groups/g")
+    assert stats["acked_total"] == 0
 
 
-async def test_a_queue_whose_creation_answered_503_does_not_exist(broker: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.ok("PUT", "/v1/queues/before")
-        fill_disk(broker)
-        status, doc = await api.call("PUT", "/v1/queues/after")
-        assert status == 503, doc
-        status, doc = await meanwhile(api, broker, "GET", "/v1/queues/after")
-        assert status in (503, 404, None), doc
-        await started_over(api, broker)
-        names = [q["queue"] for q in (await api.ok("GET", "/v1/queues"))["queues"]]
-        assert names == ["before"]
+async def test_a_queue_whose_creation_answered_503_does_not_exist(
+        broker: BrokerProcess, api: Api) -> None:
+    await api.ok("PUT", "/v1/queues/before")
+    fill_disk(broker)
+    status, doc = await api.call("PUT", "/v1/queues/after")
+    assert status == 503, doc
+    status, doc = await meanwhile(api, broker, "GET", "/v1/queues/after")
+    assert status in (503, 404, None), doc
+    await started_over(api, broker)
+    names = [q["queue"] for q in (await api.ok("GET", "/v1/queues"))["queues"]]
+    assert names == ["before"]
 
 
-async def test_a_killed_committer_makes_the_broker_start_over(broker: BrokerProcess) -> None:
+async def test_a_killed_committer_makes_the_broker_start_over(
+        broker: BrokerProcess, api: Api) -> None:
     """Not a broker that stays up with /healthz 200 and every write 503."""
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.ok("PUT", "/v1/queues/q")
-        os.kill(committer_pid(broker), signal.SIGKILL)
-        status = await status_or_gone(api, "POST", "/v1/queues/q/messages",
-                                      {"messages": [{"body": 1}]})
-        # 500 outcome_unknown if its frame reached the pipe before the committer's exit
-        # was seen (the broker cannot tell whether it was read and committed).
-        assert status in (500, 503, None)
-        await started_over(api, broker)  # (health said failing meanwhile, briefly)
-        await api.publish("q", {"body": 2})
+    await api.ok("PUT", "/v1/queues/q")
+    os.kill(committer_pid(broker), signal.SIGKILL)
+    status = await status_or_gone(api, "POST", "/v1/queues/q/messages",
+                                  {"messages": [{"body": 1}]})
+    # 500 outcome_unknown if its frame reached the pipe before the committer's exit
+    # was seen (the broker cannot tell whether it was read and committed).
+    assert status in (500, 503, None)
+    await started_over(api, broker)  # (health said failing meanwhile, briefly)
+    await api.publish("q", {"body": 2})
 
 
-def test_a_failed_restore_is_logged_and_fatal(tmp_path: Path) -> None:
+async def test_a_failed_restore_is_logged_and_fatal(broker: BrokerProcess, api: Api) -> None:
     """A stored row the core cannot take (priority 99): exit 1, never a silent hang (nor a
     restart loop in place: it would fail again)."""
-    data = tmp_path / "data"
-    b = BrokerProcess(data, tmp_path / "broker.log")
-    b.start()
-    asyncio.run(_create(b.url))
-    assert b.stop() == 0
+    await api.create("q", "g")
+    assert broker.stop() == 0
+    data = broker.data_dir
     conn = sqlite3.connect(data / "ferry.db")
     with conn:
         (qid,) = conn.execute("SELECT id FROM queues").fetchone()
@@ -192,29 +184,12 @@ def test_a_failed_restore_is_logged_and_fatal(tmp_path: Path) -> None:
                      ((qid << 40) | 1,))
         conn.execute("UPDATE queues SET next_seq = 2")
     conn.close()
-    log = tmp_path / "again.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ferry.broker", "--data-dir", str(data), "--host",
-             "127.0.0.1", "--port", str(free_port())], stdout=out, stderr=out,
-        )
-    try:
-        code = proc.wait(EXIT_WAIT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = log.read_text()
-    assert code == 1, text
-    assert "ferry-broker-restore failed" in text
-
-
-async def _create(url: str) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, url)
-        await api.create("q", "g")
-
-
+    again = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "ferry.broker", "--data-dir", str(data), "--host",
+                         "127.0.0.1", "--port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=EXIT_WAIT_S)
+    assert again.returncode == 1, again.stdout
+    assert "ferry-broker-restore failed" in again.stdout
 
 
 @pytest.fixture
@@ -295,31 +270,29 @@ async def publish_answer(api: Api, transport: str, dedup_id: str) -> tuple[int, 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_commit_lost_with_its_committer_is_answered_outcome_unknown(
-    broker: BrokerProcess, transport: str,
+    broker: BrokerProcess, api: Api, transport: str,
 ) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.create("q", "g")
-        pid = committer_pid(broker)
-        os.kill(pid, signal.SIGSTOP)  # it holds the publish's frame, unanswered
-        try:
-            answer = asyncio.create_task(publish_answer(api, transport, "d1"))
+    await api.create("q", "g")
+    pid = committer_pid(broker)
+    os.kill(pid, signal.SIGSTOP)  # it holds the publish's frame, unanswered
+    try:
+        answer = asyncio.create_task(publish_answer(api, transport, "d1"))
 
-            async def sent() -> bool:
-                if answer.done():  # answered without reaching the committer: say how
-                    raise AssertionError(f"answered before the committer got the publish: "
-                                         f"{answer.result()!r}\n{broker.logs()}")
-                return committer_has_input(pid)
+        async def sent() -> bool:
+            if answer.done():  # answered without reaching the committer: say how
+                raise AssertionError(f"answered before the committer got the publish: "
+                                     f"{answer.result()!r}\n{broker.logs()}")
+            return committer_has_input(pid)
 
-            await eventually_async(sent, "the publish to reach the committer")
-        finally:  # never left stopped: a stopped committer outlives its broker (it did once)
-            os.kill(pid, signal.SIGKILL)
-        assert await answer == (500, "outcome_unknown")
-        await started_over(api, broker)
-        # The retry with its dedup id is what tells: here the committer never read it.
-        (retried,) = await api.publish("q", {"body": "d1", "dedup_id": "d1"})
-        got = await api.receive("q", "g", max=10)
-        assert [(x["id"], x["body"]) for x in got] == [(retried, "d1")]
+        await eventually_async(sent, "the publish to reach the committer")
+    finally:  # never left stopped: a stopped committer outlives its broker (it did once)
+        os.kill(pid, signal.SIGKILL)
+    assert await answer == (500, "outcome_unknown")
+    await started_over(api, broker)
+    # The retry with its dedup id is what tells: here the committer never read it.
+    (retried,) = await api.publish("q", {"body": "d1", "dedup_id": "d1"})
+    got = await api.receive("q", "g", max=10)
+    assert [(x["id"], x["body"]) for x in got] == [(retried, "d1")]
 
 
 def committer_has_input(pid: int) -> bool:

@@ -23,17 +23,15 @@ async def keys_of(api: Api, n: int) -> list[str]:
 
 
 async def test_fair_mode_takes_keys_in_turn_before_and_after_a_restart(
-    broker: BrokerProcess,
+    broker: BrokerProcess, api: Api,
 ) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.ok("PUT", "/v1/queues/jobs", {"fair": True})
-        await api.ok("PUT", "/v1/queues/jobs/groups/w")
-        await api.publish("jobs", *[{"body": i, "key": "noisy"} for i in range(6)])
-        await api.publish("jobs", {"body": "b", "key": "b"}, {"body": "c", "key": "c"})
-        # One noisy key does not starve the others: each key in turn.
-        assert await keys_of(api, 3) == ["noisy", "b", "c"]
-        await api.publish("jobs", {"body": "d", "key": "d"}, {"body": "e", "key": "e"})
+    await api.ok("PUT", "/v1/queues/jobs", {"fair": True})
+    await api.ok("PUT", "/v1/queues/jobs/groups/w")
+    await api.publish("jobs", *[{"body": i, "key": "noisy"} for i in range(6)])
+    await api.publish("jobs", {"body": "b", "key": "b"}, {"body": "c", "key": "c"})
+    # One noisy key does not starve the others: each key in turn.
+    assert await keys_of(api, 3) == ["noisy", "b", "c"]
+    await api.publish("jobs", {"body": "d", "key": "d"}, {"body": "e", "key": "e"})
 
     broker.restart()
     async with aiohttp.ClientSession() as s:
@@ -44,25 +42,23 @@ async def test_fair_mode_takes_keys_in_turn_before_and_after_a_restart(
         assert await api.receive("jobs", "w") == []
 
 
-async def test_retention_drops_old_messages_for_good(broker: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.ok("PUT", "/v1/queues/jobs", {"retention_ms": 300})
-        for group in ("w", "x"):
-            await api.ok("PUT", f"/v1/queues/jobs/groups/{group}")
-        await api.publish("jobs", *[{"body": i, "key": f"k{i}"} for i in range(5)])
-        (leased,) = await api.receive("jobs", "w", max=1)
+async def test_retention_drops_old_messages_for_good(broker: BrokerProcess, api: Api) -> None:
+    await api.ok("PUT", "/v1/queues/jobs", {"retention_ms": 300})
+    for group in ("w", "x"):
+        await api.ok("PUT", f"/v1/queues/jobs/groups/{group}")
+    await api.publish("jobs", *[{"body": i, "key": f"k{i}"} for i in range(5)])
+    (leased,) = await api.receive("jobs", "w", max=1)
 
-        async def dropped() -> bool:
-            doc = await api.ok("GET", "/v1/queues/jobs")
-            return doc["messages"] == 0 and all(g["lag"] == 0 for g in doc["groups"])
+    async def dropped() -> bool:
+        doc = await api.ok("GET", "/v1/queues/jobs")
+        return doc["messages"] == 0 and all(g["lag"] == 0 for g in doc["groups"])
 
-        await eventually_async(dropped, "retention to drop the messages")
-        # The lease of a message retention dropped settles nothing.
-        assert await api.settle("ack", "jobs", "w", [leased["receipt"]]) != ["ok"]
-        assert await api.receive("jobs", "x", max=10) == []
-        await api.ok("PUT", "/v1/queues/jobs", {"retention_ms": 3_600_000})
-        (kept,) = await api.publish("jobs", {"body": "new"})
+    await eventually_async(dropped, "retention to drop the messages")
+    # The lease of a message retention dropped settles nothing.
+    assert await api.settle("ack", "jobs", "w", [leased["receipt"]]) != ["ok"]
+    assert await api.receive("jobs", "x", max=10) == []
+    await api.ok("PUT", "/v1/queues/jobs", {"retention_ms": 3_600_000})
+    (kept,) = await api.publish("jobs", {"body": "new"})
 
     broker.restart()
     async with aiohttp.ClientSession() as s:

@@ -46,45 +46,42 @@ async def group(api: Api, name: str) -> dict[str, Any]:
     return doc
 
 
-async def test_a_filtered_group_gets_only_the_matching_messages(broker: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.create("jobs", "all")
-        await api.ok("PUT", "/v1/queues/jobs/groups/eu", EU_ORDERS)
-        ids = await api.publish("jobs", *[m for m, _ in MIX])
-        want = [i for i, (_, ok) in zip(ids, MIX, strict=True) if ok]
-        eu = await group(api, "eu")
-        # Skipped at publish: never ready, in flight or lag for the group, only counted.
-        assert (eu["lag"], eu["depth"], eu["filtered_total"]) == (2, 2, 4)
-        assert eu["settings"]["filter"] == EU_ORDERS["filter"]
-        assert (await group(api, "all"))["lag"] == len(MIX)
-        got = await drain(api, "eu")
-        assert [m["id"] for m in got] == want
-        assert [m["headers"]["region"] for m in got] == ["eu-west", "eu-"]
-        assert (await group(api, "eu"))["lag"] == 0
-        assert len(await drain(api, "all")) == len(MIX)
-        assert (await api.ok("GET", "/v1/queues/jobs"))["messages"] == 0  # settled everywhere
-        _, metrics = await api.call("GET", "/metrics")
-        assert 'ferry_messages_filtered_total{group="eu",queue="jobs"} 4.0' in metrics
-        # A message no group wants is gone at once.
-        await api.ok("DELETE", "/v1/queues/jobs/groups/all")
-        await api.publish("jobs", msg(9, type="refund"))
-        assert (await api.ok("GET", "/v1/queues/jobs"))["messages"] == 0
+async def test_a_filtered_group_gets_only_the_matching_messages(api: Api) -> None:
+    await api.create("jobs", "all")
+    await api.ok("PUT", "/v1/queues/jobs/groups/eu", EU_ORDERS)
+    ids = await api.publish("jobs", *[m for m, _ in MIX])
+    want = [i for i, (_, ok) in zip(ids, MIX, strict=True) if ok]
+    eu = await group(api, "eu")
+    # Skipped at publish: never ready, in flight or lag for the group, only counted.
+    assert (eu["lag"], eu["depth"], eu["filtered_total"]) == (2, 2, 4)
+    assert eu["settings"]["filter"] == EU_ORDERS["filter"]
+    assert (await group(api, "all"))["lag"] == len(MIX)
+    got = await drain(api, "eu")
+    assert [m["id"] for m in got] == want
+    assert [m["headers"]["region"] for m in got] == ["eu-west", "eu-"]
+    assert (await group(api, "eu"))["lag"] == 0
+    assert len(await drain(api, "all")) == len(MIX)
+    assert (await api.ok("GET", "/v1/queues/jobs"))["messages"] == 0  # settled everywhere
+    _, metrics = await api.call("GET", "/metrics")
+    assert 'ferry_messages_filtered_total{group="eu",queue="jobs"} 4.0' in metrics
+    # A message no group wants is gone at once.
+    await api.ok("DELETE", "/v1/queues/jobs/groups/all")
+    await api.publish("jobs", msg(9, type="refund"))
+    assert (await api.ok("GET", "/v1/queues/jobs"))["messages"] == 0
 
 
-async def test_filters_and_what_they_skipped_survive_a_restart(broker: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.create("jobs")
-        # Published before the group: checked when the group reaches them (earliest start).
-        old = await api.publish("jobs", *[m for m, _ in MIX])
-        await api.ok("PUT", "/v1/queues/jobs/groups/eu", EU_ORDERS)
-        assert (await group(api, "eu"))["lag"] == len(MIX)  # not checked yet
-        got = await drain(api, "eu")
-        assert [m["id"] for m in got] == [old[0], old[5]]
-        assert (await group(api, "eu"))["filtered_total"] == 4
-        new = await api.publish("jobs", *[m for m, _ in MIX])  # checked at publish
-        assert (await group(api, "eu"))["lag"] == 2
+async def test_filters_and_what_they_skipped_survive_a_restart(
+        broker: BrokerProcess, api: Api) -> None:
+    await api.create("jobs")
+    # Published before the group: checked when the group reaches them (earliest start).
+    old = await api.publish("jobs", *[m for m, _ in MIX])
+    await api.ok("PUT", "/v1/queues/jobs/groups/eu", EU_ORDERS)
+    assert (await group(api, "eu"))["lag"] == len(MIX)  # not checked yet
+    got = await drain(api, "eu")
+    assert [m["id"] for m in got] == [old[0], old[5]]
+    assert (await group(api, "eu"))["filtered_total"] == 4
+    new = await api.publish("jobs", *[m for m, _ in MIX])  # checked at publish
+    assert (await group(api, "eu"))["lag"] == 2
 
     broker.restart()
     async with aiohttp.ClientSession() as s:
@@ -114,15 +111,13 @@ async def test_filters_and_what_they_skipped_survive_a_restart(broker: BrokerPro
     {"match": {"type": "order"}, "regex": {"type": ".*"}},
     ["type", "order"],
 ])
-async def test_a_bad_filter_is_a_400(broker: BrokerProcess, bad: Any) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.create("jobs")
-        status, doc = await api.call("PUT", "/v1/queues/jobs/groups/eu", {"filter": bad})
-        assert status == 400, doc
-        assert doc["error"]["code"] == "bad_request"
-        status, _ = await api.call("GET", "/v1/queues/jobs/groups/eu")
-        assert status == 404
+async def test_a_bad_filter_is_a_400(api: Api, bad: Any) -> None:
+    await api.create("jobs")
+    status, doc = await api.call("PUT", "/v1/queues/jobs/groups/eu", {"filter": bad})
+    assert status == 400, doc
+    assert doc["error"]["code"] == "bad_request"
+    status, _ = await api.call("GET", "/v1/queues/jobs/groups/eu")
+    assert status == 404
 
 
 @pytest.mark.parametrize("mode", ["stream", "sse"])
@@ -152,14 +147,12 @@ async def test_pushed_deliveries_skip_what_the_filter_does_not_match(
 
 
 async def test_a_receive_whose_leases_were_all_skipped_looks_further(
-        broker: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.create("jobs")
-        ids = await api.publish("jobs", *[msg(i, type="refund") for i in range(3)],
-                                msg(3, type="order"))
-        await api.ok("PUT", "/v1/queues/jobs/groups/orders",
-                      {"filter": {"match": {"type": "order"}}})
-        # The first three leases are all skipped at delivery: the answer is the fourth,
-        # not an empty one while a match is ready.
-        assert [m["id"] for m in await api.receive("jobs", "orders", max=3)] == [ids[3]]
+        api: Api) -> None:
+    await api.create("jobs")
+    ids = await api.publish("jobs", *[msg(i, type="refund") for i in range(3)],
+                            msg(3, type="order"))
+    await api.ok("PUT", "/v1/queues/jobs/groups/orders",
+                  {"filter": {"match": {"type": "order"}}})
+    # The first three leases are all skipped at delivery: the answer is the fourth,
+    # not an empty one while a match is ready.
+    assert [m["id"] for m in await api.receive("jobs", "orders", max=3)] == [ids[3]]

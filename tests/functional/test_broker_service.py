@@ -46,15 +46,13 @@ def test_token_file_must_exist_and_hold_a_token(tmp_path: Path) -> None:
             b.start()
 
 
-async def test_metrics_report_queues_groups_and_requests(broker: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.create("jobs", "w")
-        await api.publish("jobs", *[{"body": i} for i in range(3)])
-        got = await api.receive("jobs", "w", max=1)
-        await api.settle("ack", "jobs", "w", [got[0]["receipt"]])
-        await api.call("GET", "/v1/queues/nope")
-        status, text = await api.call("GET", "/metrics")
+async def test_metrics_report_queues_groups_and_requests(api: Api) -> None:
+    await api.create("jobs", "w")
+    await api.publish("jobs", *[{"body": i} for i in range(3)])
+    got = await api.receive("jobs", "w", max=1)
+    await api.settle("ack", "jobs", "w", [got[0]["receipt"]])
+    await api.call("GET", "/v1/queues/nope")
+    status, text = await api.call("GET", "/metrics")
     assert status == 200
     lines = set(text.splitlines())
     for expected in (

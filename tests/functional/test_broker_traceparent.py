@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import aiohttp
 import orjson
 import pytest
 from broker_api import Api
@@ -19,26 +18,25 @@ TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 OWN = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
 
 
-async def test_a_publish_traceparent_reaches_every_consumer(broker: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.create("jobs", "http", "sse", "ws")
-        status, doc = await api.call("POST", "/v1/queues/jobs/messages", {"messages": [
-            {"body": 0}, {"body": 1, "headers": {"traceparent": OWN, "x": "y"}},
-            {"body": 2, "headers": {"x": "z"}},
-        ]}, headers={"traceparent": TP})
-        assert status == 200, doc
-        want = [{"traceparent": TP}, {"traceparent": OWN, "x": "y"},
-                {"traceparent": TP, "x": "z"}]
-        assert [m["headers"] for m in await api.receive("jobs", "http")] == want
-        # Over the WebSocket too, a publish frame's traceparent field.
-        async with s.ws_connect(broker.url + "/v1/ws") as ws:
-            await ws.send_str(orjson.dumps({"op": "publish", "seq": 1, "queue": "jobs",
-                                            "messages": [{"body": 3}],
-                                            "traceparent": OWN}).decode())
-            reply = orjson.loads((await ws.receive()).data)
-            assert reply["ids"], reply
-        want.append({"traceparent": OWN})
+async def test_a_publish_traceparent_reaches_every_consumer(
+        broker: BrokerProcess, api: Api) -> None:
+    await api.create("jobs", "http", "sse", "ws")
+    status, doc = await api.call("POST", "/v1/queues/jobs/messages", {"messages": [
+        {"body": 0}, {"body": 1, "headers": {"traceparent": OWN, "x": "y"}},
+        {"body": 2, "headers": {"x": "z"}},
+    ]}, headers={"traceparent": TP})
+    assert status == 200, doc
+    want = [{"traceparent": TP}, {"traceparent": OWN, "x": "y"},
+            {"traceparent": TP, "x": "z"}]
+    assert [m["headers"] for m in await api.receive("jobs", "http")] == want
+    # Over the WebSocket too, a publish frame's traceparent field.
+    async with api.session.ws_connect(api.url + "/v1/ws") as ws:
+        await ws.send_str(orjson.dumps({"op": "publish", "seq": 1, "queue": "jobs",
+                                        "messages": [{"body": 3}],
+                                        "traceparent": OWN}).decode())
+        reply = orjson.loads((await ws.receive()).data)
+        assert reply["ids"], reply
+    want.append({"traceparent": OWN})
     async with BrokerClient(broker.url) as client:
         for group, mode in (("sse", "sse"), ("ws", "stream")):
             assert await headers_pushed(client, group, mode, len(want)) == want
@@ -68,17 +66,15 @@ BAD = [
 
 @pytest.mark.parametrize("bad", BAD)
 async def test_a_bad_traceparent_is_refused_and_nothing_is_stored(
-        broker: BrokerProcess, bad: str) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
-        await api.create("jobs")
-        status, doc = await api.call("POST", "/v1/queues/jobs/messages",
-                                     {"messages": [{"body": 0}]}, headers={"traceparent": bad})
-        assert status == 400 and doc["error"]["code"] == "bad_request", doc
-        async with s.ws_connect(broker.url + "/v1/ws") as ws:
-            frame: dict[str, Any] = {"op": "publish", "seq": 7, "queue": "jobs",
-                                     "messages": [{"body": 0}], "traceparent": bad}
-            await ws.send_str(orjson.dumps(frame).decode())
-            reply = orjson.loads((await ws.receive()).data)
-            assert reply["seq"] == 7 and reply["error"]["code"] == "bad_request", reply
-        assert (await api.ok("GET", "/v1/queues/jobs"))["messages"] == 0
+        api: Api, bad: str) -> None:
+    await api.create("jobs")
+    status, doc = await api.call("POST", "/v1/queues/jobs/messages",
+                                 {"messages": [{"body": 0}]}, headers={"traceparent": bad})
+    assert status == 400 and doc["error"]["code"] == "bad_request", doc
+    async with api.session.ws_connect(api.url + "/v1/ws") as ws:
+        frame: dict[str, Any] = {"op": "publish", "seq": 7, "queue": "jobs",
+                                 "messages": [{"body": 0}], "traceparent": bad}
+        await ws.send_str(orjson.dumps(frame).decode())
+        reply = orjson.loads((await ws.receive()).data)
+        assert reply["seq"] == 7 and reply["error"]["code"] == "bad_request", reply
+    assert (await api.ok("GET", "/v1/queues/jobs"))["messages"] == 0
