@@ -170,10 +170,7 @@ class KubeClient:
 
     async def serves(self, api_version: str, plural: str) -> bool:
         """Whether the API server serves this resource now (e.g. its CRD is installed)."""
-        try:
-            _, found = await self._call("GET", f"/apis/{api_version}")
-        except KubeNotFound:
-            return False
+        found = await self.read(f"/apis/{api_version}") or {}
         return any(r.get("name") == plural for r in found.get("resources", []))
 
     async def apply(self, manifest: Obj) -> tuple[Obj, bool]:
@@ -203,11 +200,8 @@ class KubeClient:
         return obj
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
-        try:
-            _, obj = await self._call("GET", path(api_version, kind, namespace, name))
-        except KubeNotFound:
-            return None
-        return {"apiVersion": api_version, "kind": kind, **obj}
+        obj = await self.read(path(api_version, kind, namespace, name))
+        return None if obj is None else {"apiVersion": api_version, "kind": kind, **obj}
 
     async def read(self, url_path: str) -> Obj | None:
         """GET any API path (discovery, a cluster-scoped object); None when it is not there."""
@@ -223,12 +217,12 @@ class KubeClient:
         return [{"apiVersion": api_version, "kind": kind, **o} for o in found.get("items", [])]
 
     async def patch(self, api_version: str, kind: str, namespace: str, name: str,
-                    body: Obj, subresource: str = "") -> Obj:
-        """A JSON merge patch as `ferry-operator` (fields server-side apply cannot own, such
-        as a bound claim's size); `subresource` "status" for a resource's status."""
+                    body: Obj, subresource: str = "", manager: str = FIELD_MANAGER) -> Obj:
+        """A JSON merge patch as `manager` (fields server-side apply cannot own, such as a
+        bound claim's size); `subresource` "status" for a resource's status."""
         target = path(api_version, kind, namespace, name)
         _, obj = await self._call("PATCH", f"{target}/{subresource}" if subresource else target,
-                                  query={"fieldManager": FIELD_MANAGER}, body=body,
+                                  query={"fieldManager": manager}, body=body,
                                   content_type="application/merge-patch+json")
         return obj
 
@@ -252,19 +246,14 @@ class KubeClient:
     async def annotate(self, api_version: str, kind: str, namespace: str, name: str,
                        annotations: dict[str, str]) -> None:
         """Set annotations with a merge patch (the rest of the object is someone else's)."""
-        await self._call("PATCH", path(api_version, kind, namespace, name),
-                         query={"fieldManager": FIELD_MANAGER},
-                         body={"metadata": {"annotations": annotations}},
-                         content_type="application/merge-patch+json")
+        await self.patch(api_version, kind, namespace, name,
+                         {"metadata": {"annotations": annotations}})
 
     async def replicas(self, api_version: str, kind: str, namespace: str,
                        name: str) -> int | None:
         """spec.replicas of a scalable workload, read through its scale subresource."""
-        try:
-            _, scale = await self._call("GET", path(api_version, kind, namespace, name) + "/scale")
-        except KubeNotFound:
-            return None
-        return int((scale.get("spec") or {}).get("replicas", 0))
+        scale = await self.read(path(api_version, kind, namespace, name) + "/scale")
+        return None if scale is None else int((scale.get("spec") or {}).get("replicas", 0))
 
     async def scale(self, api_version: str, kind: str, namespace: str, name: str,
                     replicas: int) -> None:
@@ -273,10 +262,8 @@ class KubeClient:
         A merge patch under its own field manager: the operator's server-side apply of a
         workload never lists replicas, so neither takes the field from the other.
         """
-        await self._call("PATCH", path(api_version, kind, namespace, name) + "/scale",
-                         query={"fieldManager": SCALE_MANAGER},
-                         body={"spec": {"replicas": replicas}},
-                         content_type="application/merge-patch+json")
+        await self.patch(api_version, kind, namespace, name, {"spec": {"replicas": replicas}},
+                         "scale", SCALE_MANAGER)
 
 
 def _error(status: int, payload: Any) -> KubeError:
