@@ -59,11 +59,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="generated DCGM rows in the pipeline scenario (whole scrapes of 1,600)")
     p.add_argument("--pipeline-streamers", type=int, help="streamer processes (default 2)")
     p.add_argument("--pipeline-collectors", type=int, help="collector processes (default 2)")
-    p.add_argument("--rows-per-message", type=int,
+    p.add_argument("--rows-per-message", type=int, dest="pipeline_rows_per_message",
                    help="the streamers' --rows-per-message in the pipeline scenario (default 100)")
     p.add_argument("--idle-consumers", type=int,
                    help="idle subscribed consumers in the idle scenario (default 1000)")
-    p.add_argument("--profile", type=Path, metavar="DIR",
+    p.add_argument("--profile", type=Path, metavar="DIR", dest="profile_dir",
                    help="also run one py-spy-sampled e2e pass of ferry (and a pipeline pass, each "
                         "process sampled, when pipeline is a scenario); summaries go to DIR")
     p.add_argument("--out", type=Path, default=Path("bench/results/latest.json"),
@@ -76,18 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_config(a: argparse.Namespace) -> BenchConfig:
     base = preset("smoke" if a.smoke else "quick" if a.quick else "full")
-    overrides: dict[str, object] = {
-        "runs": a.runs, "systems": a.systems, "messages": a.messages, "batch": a.batch,
-        "consumers": a.consumers, "producers": a.producers, "window": a.window, "rate": a.rate,
-        "latency_seconds": a.latency_seconds, "backlog": a.backlog,
-        "backlog_systems": a.backlog_systems, "backlog_runs": a.backlog_runs,
-        "profile_dir": a.profile, "pipeline_rows": a.pipeline_rows,
-        "pipeline_streamers": a.pipeline_streamers, "pipeline_collectors": a.pipeline_collectors,
-        "pipeline_rows_per_message": a.rows_per_message, "idle_consumers": a.idle_consumers,
-        "scenarios": a.scenarios, "sizes": tuple(int(s) for s in a.sizes) if a.sizes else None,
-    }
-    merged = {**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-    cfg = BenchConfig.model_validate(merged)
+    # Every option named after a BenchConfig field overrides the preset when given (sizes
+    # come as strings: pydantic turns "256" into 256 and rejects "abc" as bad arguments).
+    given = {k: v for k, v in vars(a).items() if k in BenchConfig.model_fields and v is not None}
+    cfg = BenchConfig.model_validate({**base.model_dump(), **given})
     unknown = [s for s in cfg.systems if s not in FACTORIES]
     unknown += [s for s in cfg.backlog_systems if s not in KNOWN]
     if unknown:

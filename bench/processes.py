@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from testsupport.processes import Process
 
@@ -112,8 +113,16 @@ class ServerProcess:
             os.killpg(pid, signal.SIGKILL)
 
 
+class Watched(Protocol):
+    """A server process or a whole system (a driver): it has a name and can say it died."""
+
+    name: str
+
+    def check_alive(self) -> None: ...
+
+
 async def wait_until(
-    probe: Callable[[], Awaitable[bool]], server: ServerProcess, limit_s: float, what: str
+    probe: Callable[[], Awaitable[bool]], server: Watched, limit_s: float, what: str
 ) -> None:
     """Poll probe() until it answers True; fail fast if the server died meanwhile."""
     deadline = time.monotonic() + limit_s

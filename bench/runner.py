@@ -8,12 +8,13 @@ fresh server in a fresh temp dir per run; the backlog scenario gets its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -75,33 +76,30 @@ async def _throughput_and_latency(driver: Driver, cfg: BenchConfig, run: int, si
                        partial(scenarios.latency, driver, cfg, run), sink)
 
 
+@contextlib.asynccontextmanager
+async def _started(driver: Driver) -> AsyncIterator[Driver]:
+    try:
+        await driver.start()  # a system that cannot start fails loudly: never skipped
+        yield driver
+    finally:
+        await driver.stop()
+
+
 async def _one_system(name: str, cfg: BenchConfig, run: int, root: Path, sink: Sink) -> None:
     if {Scenario.PUBLISH, Scenario.E2E, Scenario.LATENCY} & set(cfg.scenarios):
-        driver = make_driver(name, root / f"{name}-run{run}")
-        try:
-            await driver.start()  # a system that cannot start fails loudly: never skipped
+        async with _started(make_driver(name, root / f"{name}-run{run}")) as driver:
             await _throughput_and_latency(driver, cfg, run, sink)
-        finally:
-            await driver.stop()
     if Scenario.IDLE in cfg.scenarios and name == "ferry":  # a Ferry-only measurement
         # Room for every idle consumer's connection besides the benchmark's own.
-        driver = FerryDriver(root / f"{name}-idle-run{run}",
-                             max_connections=cfg.idle_consumers + 100)
-        try:
-            await driver.start()
+        async with _started(FerryDriver(root / f"{name}-idle-run{run}",
+                                        max_connections=cfg.idle_consumers + 100)) as driver:
             await _guarded(_who(driver), Scenario.IDLE, cfg.latency_size, run,
                            cfg.idle_consumers, partial(idle.idle, driver, cfg, run), sink)
-        finally:
-            await driver.stop()
     if (Scenario.BACKLOG in cfg.scenarios and name in cfg.backlog_systems
             and run <= cfg.backlog_runs):
-        driver = make_driver(name, root / f"{name}-backlog-run{run}")
-        try:
-            await driver.start()
+        async with _started(make_driver(name, root / f"{name}-backlog-run{run}")) as driver:
             await _guarded(_who(driver), Scenario.BACKLOG, cfg.backlog_size, run, cfg.backlog,
                            partial(scenarios.backlog, driver, cfg, run), sink)
-        finally:
-            await driver.stop()
 
 
 async def profile_pass(name: str, cfg: BenchConfig, root: Path, sink: Sink) -> None:
@@ -122,11 +120,8 @@ async def profile_pass(name: str, cfg: BenchConfig, root: Path, sink: Sink) -> N
             with profiler.recording(driver, f"{scenario}-{size}"):
                 return await fn(driver, cfg, size, 0)
 
-        try:
-            await driver.start()
+        async with _started(driver):
             await _guarded(_who(driver), scenario, size, 0, cfg.messages, sampled, sink)
-        finally:
-            await driver.stop()
 
 
 async def run_all(cfg: BenchConfig, sink: Sink, keep: Path | None = None) -> None:

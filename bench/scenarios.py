@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from bench.drivers.base import Connection, Driver, body_index, make_body
+from bench.processes import wait_until
 from bench.results import Counts, Result
 from bench.settings import BenchConfig, Scenario
 
@@ -212,21 +213,14 @@ async def latency(driver: Driver, cfg: BenchConfig, run: int) -> Result:
 
 async def _serving(driver: Driver, limit_s: float) -> None:
     """Until the restarted broker hands out a message of the backlog."""
-    deadline = time.monotonic() + limit_s
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        driver.check_alive()
+    async def serves() -> bool:
+        conn = await driver.connect()
         try:
-            conn = await driver.connect()
-            try:
-                if await conn.receive_one() is not None:
-                    return
-            finally:
-                await conn.close()
-        except Exception as e:  # every client raises its own errors while a broker boots
-            last = e
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"{driver.name} did not serve within {limit_s:.0f}s (last: {last!r})")
+            return await conn.receive_one() is not None
+        finally:
+            await conn.close()
+
+    await wait_until(serves, driver, limit_s, "serving a message of the backlog")
 
 
 async def backlog(driver: Driver, cfg: BenchConfig, run: int) -> Result:
