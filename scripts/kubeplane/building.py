@@ -119,21 +119,17 @@ def cache_root() -> Path:
     return Path(configured).resolve() if configured else REPO / ".cache"
 
 
-def _stamp(root: Path) -> dict[str, object]:
+def build_info(tool: GoTool) -> dict[str, object]:
+    """What the stamp recorded about the build (fingerprint, duration, date)."""
     try:
-        loaded = json.loads((root / STAMP).read_text())
+        loaded = json.loads((tool.root() / STAMP).read_text())
     except (OSError, ValueError):
         return {}
     return loaded if isinstance(loaded, dict) else {}
 
 
 def tool_is_current(tool: GoTool) -> bool:
-    return _stamp(tool.root()).get("fingerprint") == tool.fingerprint() and not tool.missing()
-
-
-def tool_build_info(tool: GoTool) -> dict[str, object]:
-    """What the stamp recorded about the build (duration, date)."""
-    return _stamp(tool.root())
+    return build_info(tool).get("fingerprint") == tool.fingerprint() and not tool.missing()
 
 
 @contextmanager
@@ -300,18 +296,6 @@ class Binaries:
     @property
     def bin_dir(self) -> Path:
         return self.root / "bin"
-
-    @property
-    def etcd(self) -> Path:
-        return self.bin_dir / "etcd"
-
-    @property
-    def kube_apiserver(self) -> Path:
-        return self.bin_dir / "kube-apiserver"
-
-    @property
-    def kube_controller_manager(self) -> Path:
-        return self.bin_dir / "kube-controller-manager"
 
     def missing(self) -> list[Path]:
         return [path for path in map(self.bin_dir.joinpath, PACKAGES) if not path.is_file()]

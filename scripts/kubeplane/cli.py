@@ -34,7 +34,7 @@ def versions(binaries: building.Binaries) -> list[str]:
     kubectl = building.find_kubectl()
     rows.append(("kubectl", [str(kubectl), "version", "--client"], kubectl))
     lines = [f"{name:<24} {_first_line(argv):<28} {path}" for name, argv, path in rows]
-    info = building.tool_build_info(building.ENVTEST)
+    info = building.build_info(building.ENVTEST)
     lines.append(f"cache {binaries.root}: {_size(binaries.root) / 2**20:.0f} MiB; "
                  f"built {info.get('built_at', '?')} in {info.get('build_seconds', '?')}s")
     return lines
@@ -50,7 +50,7 @@ def _tools(args: argparse.Namespace) -> int:
     for name in args.names:
         tool = tools.TOOLS[name]
         bin_dir = building.ensure_tool(tool, _say)
-        info = building.tool_build_info(tool)
+        info = building.build_info(tool)
         print(f"{name:<12} {tool.version():<10} {bin_dir}  "
               f"(built {info.get('built_at', '?')} in {info.get('build_seconds', '?')}s)")
     return 0

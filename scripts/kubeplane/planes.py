@@ -17,7 +17,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ COMPONENTS = ("kube-controller-manager", "kube-apiserver", "etcd")
 PORT_NAMES = ("etcd_client", "etcd_peer", "apiserver", "controller_manager")
 READY_TIMEOUT = 300.0  # generous: a cold start on a loaded 2-core machine is slow
 Progress = Callable[[str], None]
+Flags = Callable[[Path, flags.PlanePaths, dict[str, int]], list[str]]  # a server's command line
 
 
 class ControlPlaneError(RuntimeError):
@@ -148,23 +149,23 @@ def _launch(binaries: Binaries, paths: flags.PlanePaths, ports: dict[str, int],
             die_with_parent: bool, say: Progress) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
 
-    def spawn(name: str, argv: Sequence[str]) -> processes.Running:
-        return processes.spawn(name, argv, paths.run, paths.logs, die_with_parent=die_with_parent)
+    def spawn(name: str, argv: Flags) -> processes.Running:
+        return processes.spawn(name, argv(binaries.bin_dir / name, paths, ports), paths.run,
+                               paths.logs, die_with_parent=die_with_parent)
 
-    etcd = spawn("etcd", flags.etcd(binaries.etcd, paths, ports))
+    etcd = spawn("etcd", flags.etcd)
     _wait("waiting for etcd to be healthy", etcd,
           lambda: _ok(f"http://127.0.0.1:{ports['etcd_client']}/health"), deadline)
     say(f"etcd {binaries.versions.etcd} healthy on 127.0.0.1:{ports['etcd_client']}")
 
-    apiserver = spawn("kube-apiserver", flags.apiserver(binaries.kube_apiserver, paths, ports))
+    apiserver = spawn("kube-apiserver", flags.apiserver)
     admin = _admin_context(paths)
     base = f"https://127.0.0.1:{ports['apiserver']}"
     _wait("waiting for kube-apiserver /readyz", apiserver,
           lambda: _ok(f"{base}/readyz", admin), deadline)
     say(f"kube-apiserver {binaries.versions.kubernetes} ready at {base}")
 
-    manager = spawn("kube-controller-manager",
-                    flags.controller_manager(binaries.kube_controller_manager, paths, ports))
+    manager = spawn("kube-controller-manager", flags.controller_manager)
     insecure = _insecure_context()
     _wait("waiting for kube-controller-manager /healthz", manager,
           lambda: _ok(f"https://127.0.0.1:{ports['controller_manager']}/healthz", insecure),
