@@ -23,12 +23,7 @@ CONFIGMAP_NAME = "extension-apiserver-authentication"
 
 
 class UnauthenticatedError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+    """The caller is not the front proxy, or it named no user; the message says which."""
 
 
 class RequestHeaderConfig(BaseModel):
