@@ -5,7 +5,8 @@ session and TLS context); failures are translated once, here, into `KubernetesRe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from ferry.operator.clients.errors import KubeError
@@ -23,8 +24,12 @@ class KubernetesReadError(Exception):
         return f"reading {self.what} failed ({self.status or 'no answer'}): {self.message}"
 
 
-def _failed(what: str, error: KubeError) -> KubernetesReadError:
-    return KubernetesReadError(what, error.status or None, error.message)
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    try:
+        yield
+    except KubeError as error:
+        raise KubernetesReadError(what, error.status or None, error.message) from error
 
 
 class KubeReader:
@@ -34,23 +39,17 @@ class KubeReader:
     async def list_objects(self, group: str, version: str, namespace: str,
                            plural: str) -> list[dict[str, Any]]:
         kind = {"consumergroups": "ConsumerGroup", "queues": "Queue"}.get(plural, plural)
-        try:
+        with _reading(f"{plural}.{group} in {namespace}"):
             return await self._kube.list(f"{group}/{version}", kind, namespace, "")
-        except KubeError as error:
-            raise _failed(f"{plural}.{group} in {namespace}", error) from error
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a Secret, decoded; None when the Secret or the key is missing."""
-        try:
+        with _reading(f"secret {namespace}/{name}"):
             return secret_value(await self._kube.get("v1", "Secret", namespace, name), key)
-        except KubeError as error:
-            raise _failed(f"secret {namespace}/{name}", error) from error
 
     async def configmap_data(self, namespace: str, name: str) -> dict[str, str]:
-        try:
+        with _reading(f"configmap {namespace}/{name}"):
             found = await self._kube.get("v1", "ConfigMap", namespace, name)
-        except KubeError as error:
-            raise _failed(f"configmap {namespace}/{name}", error) from error
         if found is None:
             raise KubernetesReadError(f"configmap {namespace}/{name}", 404, "not found")
         return {str(k): str(v) for k, v in (found.get("data") or {}).items()}
@@ -74,8 +73,6 @@ class AccessReviewer:
         if extra:
             spec["extra"] = {k: list(v) for k, v in extra.items()}
         review = {"apiVersion": SAR[0], "kind": SAR[1], "metadata": {}, "spec": spec}
-        try:
+        with _reading("a SubjectAccessReview"):
             answer = await self._kube.create(review)
-        except KubeError as error:
-            raise _failed("a SubjectAccessReview", error) from error
         return bool(((answer or {}).get("status") or {}).get("allowed"))

@@ -10,6 +10,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -61,16 +62,11 @@ async def _errors_and_auth(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-async def _api_group_list(request: web.Request) -> web.Response:
-    return web.json_response(documents.api_group_list())
-
-
-async def _api_group(request: web.Request) -> web.Response:
-    return web.json_response(documents.api_group())
-
-
-async def _api_resources(request: web.Request) -> web.Response:
-    return web.json_response(documents.api_resource_list())
+def _discovery(document: Callable[[], dict[str, Any]]) -> Handler:
+    """A discovery route: the same document for every caller."""
+    async def handler(_: web.Request) -> web.Response:
+        return web.json_response(document())
+    return handler
 
 
 async def _metric(request: web.Request) -> web.Response:
@@ -147,9 +143,9 @@ def make_app(reader: LagReader, cache: StatsCache, auth: frontproxy.RequestHeade
         app.router.add_get(probe, health_handler())
     app.router.add_get("/readyz", _ready(watch))
     app.router.add_get("/metrics", metrics_handler(registry))
-    app.router.add_get("/apis", _api_group_list)
-    app.router.add_get(f"/apis/{documents.GROUP}", _api_group)
-    app.router.add_get(BASE, _api_resources)
+    app.router.add_get("/apis", _discovery(documents.api_group_list))
+    app.router.add_get(f"/apis/{documents.GROUP}", _discovery(documents.api_group))
+    app.router.add_get(BASE, _discovery(documents.api_resource_list))
     app.router.add_get(BASE + "/namespaces/{namespace}/{metric}", _metric)
     app.on_cleanup.append(_close_cache)
     return app
