@@ -26,7 +26,6 @@ from bench.settings import BenchConfig, Scenario
 from ferry.broker.client import BrokerClient, Consumer
 
 IDLE_QUEUE, IDLE_GROUP = "idle", "idlers"
-MIB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[1]  # where `python -m bench.idle` resolves
 
 
@@ -86,9 +85,8 @@ async def idle(driver: Driver, cfg: BenchConfig, run: int) -> Result:
         still = await _subscribed(driver.url, n, 0)
     finally:
         await holders.stop()
-    res = Result(system=driver.name, durability=driver.durability, scenario=Scenario.IDLE,
-                 body_size=cfg.latency_size, run=run, messages=n)
-    res.idle_rss_mb = (rss1 - rss0) / MIB
+    res = scenarios.new_result(driver, Scenario.IDLE, cfg.latency_size, run, n)
+    res.idle_rss_mb = (rss1 - rss0) / scenarios.MIB
     res.p99_ms, res.quiet_p99_ms = busy.p99_ms, quiet.p99_ms
     if busy.p99_ms and quiet.p99_ms:
         res.idle_p99_ratio = busy.p99_ms / quiet.p99_ms

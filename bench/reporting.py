@@ -177,7 +177,16 @@ def pipeline_lines(results: list[Result]) -> list[str]:
             + ", ".join(f"{k} {v:.1f}" for k, v in parts.items())]
 
 
-def _version(argv: list[str]) -> str:
+def _library(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def _package(name: str) -> str:
+    """The Debian package's version."""
+    argv = ["dpkg-query", "-W", "-f=${Version}", name]
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         return (out.stdout or out.stderr).strip().splitlines()[0]
@@ -187,25 +196,11 @@ def _version(argv: list[str]) -> str:
 
 @functools.cache
 def machine() -> dict[str, object]:
-    pkgs = ("redis", "nats-py", "aio-pika", "aiohttp", "orjson", "uvloop", "pydantic")
-    libs: dict[str, str] = {}
-    for p in pkgs:
-        try:
-            libs[p] = importlib.metadata.version(p)
-        except importlib.metadata.PackageNotFoundError:
-            libs[p] = "missing"
-
-    def dpkg(p: str) -> list[str]:
-        return ["dpkg-query", "-W", "-f=${Version}", p]
-
+    libs = ("redis", "nats-py", "aio-pika", "aiohttp", "orjson", "uvloop", "pydantic")
     return {
         "cpus": os.cpu_count(), "python": platform.python_version(),
-        "kernel": platform.release(), "libraries": libs,
-        "servers": {
-            "redis-server": _version(dpkg("redis-server")),
-            "nats-server": _version(dpkg("nats-server")),
-            "rabbitmq-server": _version(dpkg("rabbitmq-server")),
-        },
+        "kernel": platform.release(), "libraries": {p: _library(p) for p in libs},
+        "servers": {p: _package(p) for p in ("redis-server", "nats-server", "rabbitmq-server")},
     }
 
 

@@ -50,7 +50,7 @@ async def settled_unacked(conn: Connection, expected: int) -> int:
         await asyncio.sleep(0.1)
 
 
-def _result(driver: Driver, scenario: Scenario, size: int, run: int, n: int) -> Result:
+def new_result(driver: Driver, scenario: Scenario, size: int, run: int, n: int) -> Result:
     return Result(system=driver.name, durability=driver.durability, scenario=scenario,
                   body_size=size, run=run, messages=n)
 
@@ -75,7 +75,7 @@ async def publish_only(driver: Driver, cfg: BenchConfig, size: int, run: int) ->
     n = cfg.messages
     conn = await driver.connect()
     cpu = CpuMeter(driver)
-    res = _result(driver, Scenario.PUBLISH, size, run, n)
+    res = new_result(driver, Scenario.PUBLISH, size, run, n)
     try:
         cpu.start()
         t0 = time.perf_counter()
@@ -127,7 +127,7 @@ async def end_to_end(driver: Driver, cfg: BenchConfig, size: int, run: int) -> R
         for i, c in enumerate(consumers)
     ]
     cpu = CpuMeter(driver)
-    res = _result(driver, Scenario.E2E, size, run, n)
+    res = new_result(driver, Scenario.E2E, size, run, n)
     try:
         cpu.start()
         t0 = time.perf_counter()
@@ -202,7 +202,7 @@ async def latency(driver: Driver, cfg: BenchConfig, run: int) -> Result:
     finally:
         await conn.close()
     measured = sorted(lat[warmup:])
-    res = _result(driver, Scenario.LATENCY, size, run, n)
+    res = new_result(driver, Scenario.LATENCY, size, run, n)
     res.offered_rate, res.achieved_rate = float(cfg.rate), n / sent if sent > 0 else None
     res.p50_ms = percentile(measured, 50) * 1000
     res.p99_ms = percentile(measured, 99) * 1000
@@ -247,7 +247,7 @@ async def backlog(driver: Driver, cfg: BenchConfig, run: int) -> Result:
         held_after = await settled_unacked(conn, n - 1)
     finally:
         await conn.close()
-    res = _result(driver, Scenario.BACKLOG, size, run, n)
+    res = new_result(driver, Scenario.BACKLOG, size, run, n)
     res.load_msgs_per_s = n / load_s
     res.rss_loaded_mb = rss_loaded / MIB
     res.restart_serving_s = serving_s
