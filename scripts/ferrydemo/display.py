@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TextIO
 
 BAR_WIDTH = 30
@@ -95,8 +95,7 @@ class Summary:
         return self.missing == 0 and self.duplicates == 0 and self.unexpected == 0
 
     def as_dict(self) -> dict[str, float | int | bool | str | None]:
-        return {**{k: v for k, v in self.__dict__.items()}, "throughput": self.throughput,
-                "ok": self.ok}
+        return {**asdict(self), "throughput": self.throughput, "ok": self.ok}
 
     def text(self) -> str:
         rows = [

@@ -18,6 +18,7 @@ from kubernetes import client, config
 from testsupport.ports import free_port
 from testsupport.processes import Process, tail
 from testsupport.services import ThreadedService
+from testsupport.waiting import GaveUpError, answers, eventually
 
 from ferry.operator.reconcile.pipelines import API_PORT, group_name, queue_name
 from ferry.operator.reconcile.queues import BROKER_PORT, broker_name
@@ -25,7 +26,6 @@ from ferry.operator.reconcile.specs import Owner
 from ferry.telemetry.storage.opening import store_for
 from ferrydemo import checking, failover, postgres
 from ferrydemo.display import Console, Progress, Summary
-from ferrydemo.http import wait_until_answers
 from ferrydemo.kubelet import Kubelet
 from ferrydemo.supervising import Supervisor
 from kubeplane import ControlPlane, ControlPlaneError, ensure_built
@@ -121,8 +121,15 @@ class Run:
             "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics_port),
             "--stats-seconds", "2", "--resync-seconds", "10"])
         self.infra.append(operator)
-        if not wait_until_answers(f"http://127.0.0.1:{metrics_port}/healthz", 60, self._check):
-            raise DemoError(f"the operator did not answer /healthz; see {operator.log}")
+
+        def healthy() -> bool:
+            self._check()  # fails fast: a stopped operator, a crashing pod
+            return answers(f"http://127.0.0.1:{metrics_port}/healthz")
+
+        try:
+            eventually(healthy, "the operator's /healthz", 60)
+        except GaveUpError:
+            raise DemoError(f"the operator did not answer /healthz; see {operator.log}") from None
         c.info(f"watching namespace {s.namespace}; /metrics on 127.0.0.1:{metrics_port}")
 
         c.step(f"Applying {DATABASE} and {PIPELINE}" + (
@@ -353,13 +360,12 @@ class Run:
             if current != collectors and collectors:
                 self.console.info(f"collectors {collectors} -> {current} (HPA on lag)")
             collectors, peak = current, max(peak, current)
-            status = self._group_status()
-            self.console.progress(Progress(stored, total, status.get("lag"), collectors,
-                                           now - started, first))
+            progress = Progress(stored, total, self._group_status().get("lag"), collectors,
+                                now - started, first)
+            self.console.progress(progress)
             if not shown and stored * 2 >= total and stored < total:
                 shown = True  # live figures, mid-stream
-                self.console.progress(Progress(stored, total, status.get("lag"), collectors,
-                                               now - started, first), final=True)
+                self.console.progress(progress, final=True)
                 self.console.info(f"kubectl get queues,cg,tp -n {self.s.namespace} (live)")
                 self.console.block(self._kubectl("get", "queues,cg,tp", "-n", self.s.namespace))
             if self.s.failover and self.takeover is None and stored * 2 >= total:
@@ -367,8 +373,7 @@ class Run:
                 self._fail_over(stored, total)
             if stored >= total or now - last_change > STALL_SECONDS:
                 # Done, or stuck: either way the read-back below says exactly what arrived.
-                self.console.progress(Progress(stored, total, status.get("lag"), collectors,
-                                               now - started, first), final=True)
+                self.console.progress(progress, final=True)
                 if stored < total:
                     self.console.info(f"no progress for {STALL_SECONDS:.0f}s")
                 return peak
@@ -392,11 +397,8 @@ class Run:
                                          "-l", "app.kubernetes.io/component=broker"))
 
     def _delete_pipeline(self) -> None:
-        assert self.plane is not None and self.kubelet is not None
-        out = self.plane.kubectl("delete", "telemetrypipeline", self.pipeline, "-n",
-                                 self.s.namespace, "--wait=false", check=False)
-        if out.returncode != 0:
-            raise DemoError(f"kubectl delete: {out.stderr.strip()}")
+        self._kubectl("delete", "telemetrypipeline", self.pipeline, "-n", self.s.namespace,
+                      "--wait=false")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             self._sync()
