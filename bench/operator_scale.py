@@ -281,13 +281,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=600, help="give up after (600 s)")
     p.add_argument("--profile", type=Path, default=None,
                    help="record the operator with py-spy during the burst into this folder")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="run in this folder and keep it (the operator's and broker's logs)")
     args = p.parse_args(argv)
     if args.queues < 1:
         p.error("--queues must be at least 1")
     if args.singles < 0:
         p.error("--singles must be at least 0")
-    with tempfile.TemporaryDirectory(prefix="ferry-operator-scale-") as work:
-        figures = run(args.queues, args.singles, args.timeout, Path(work), args.profile)
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        figures = run(args.queues, args.singles, args.timeout, args.keep, args.profile)
+    else:
+        with tempfile.TemporaryDirectory(prefix="ferry-operator-scale-") as work:
+            figures = run(args.queues, args.singles, args.timeout, Path(work), args.profile)
     print(json.dumps(figures))
     return 0 if figures["ready"] == figures["queues"] else 1
 

@@ -82,12 +82,16 @@ class BrokerClient:
         timeout: float = 30.0,
         retries: int = 5,
         websocket: bool = True,
+        connector: aiohttp.BaseConnector | None = None,
     ) -> None:
+        """`connector`: a connection pool shared with other clients of the same broker (left
+        open by close()); by default the client has a pool of its own."""
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.policy = RetryPolicy(retries=retries)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._websocket = websocket
+        self._connector = connector
         self._session: aiohttp.ClientSession | None = None
         self._pipe: Pipe | None = None
         self._pipe_lock = asyncio.Lock()
@@ -386,7 +390,9 @@ class BrokerClient:
         if self._closed:
             raise BrokerError(0, ErrorCode.UNAVAILABLE, "the client is closed")
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self._headers)
+            self._session = aiohttp.ClientSession(headers=self._headers,
+                                                  connector=self._connector,
+                                                  connector_owner=self._connector is None)
         return self._session
 
     async def open_pipe(self) -> Pipe:

@@ -1,4 +1,5 @@
-"""Broker admin calls for the operator, one pooled client per broker URL and token.
+"""Broker admin calls for the operator: a client per broker URL and token, one connection
+pool per broker URL.
 
 Failures come out as `BrokerTrouble` with a problem the reconcilers judge: missing (404),
 unreachable (connection refused, timeouts), unauthorized (401/403) or rejected (any other
@@ -12,12 +13,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aiohttp
+
 from ferry.broker.client import BrokerClient, BrokerError, NotFound, Unavailable
 from ferry.broker.models import ErrorCode, GroupSettings, GroupStats, QueueSettings, QueueStats
 from ferry.operator.clients.errors import BrokerTrouble
 from ferry.operator.identity import Problem
 
 _KNOWN_CODES = frozenset(c.value for c in ErrorCode)
+# Connections the operator keeps to one broker, whatever the number of its queues' tokens: a
+# pool per client held one connection per Queue, and a broker shared by more Queues than its
+# --max-connections (1,000) refused the rest for good.
+CONNECTIONS_PER_BROKER = 8
 
 
 def _answer(e: BrokerError) -> str:
@@ -49,18 +56,26 @@ class Brokers:
     def __init__(self, *, timeout: float = 5.0, retries: int = 1) -> None:
         self._timeout, self._retries = timeout, retries
         self._clients: dict[tuple[str, str | None], BrokerClient] = {}
+        self._pools: dict[str, aiohttp.TCPConnector] = {}
 
     def _client(self, url: str, token: str | None) -> BrokerClient:
         found = self._clients.get((url, token))
         if found is None:
+            pool = self._pools.get(url)
+            if pool is None:
+                pool = self._pools[url] = aiohttp.TCPConnector(limit=CONNECTIONS_PER_BROKER)
             found = self._clients[(url, token)] = BrokerClient(
-                url, token=token, timeout=self._timeout, retries=self._retries, websocket=False)
+                url, token=token, timeout=self._timeout, retries=self._retries, websocket=False,
+                connector=pool)
         return found
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
+        pools, self._pools = list(self._pools.values()), {}
         for client in clients:
             await client.close()
+        for pool in pools:
+            await pool.close()
 
     async def ensure_queue(self, url: str, token: str | None, queue: str,
                            settings: QueueSettings) -> QueueStats:

@@ -177,3 +177,24 @@ def test_a_group_filter_reaches_the_broker(control_plane: Any, namespace: str, b
     assert (stats.settings.filter.match, stats.settings.filter.prefix) == (
         {"type": "order"}, {"region": "eu-"})
     assert (stats.lag, stats.filtered_total) == (1, 2)
+
+
+def test_queues_sharing_a_broker_share_its_connections(control_plane: Any, namespace: str,
+                                                       broker_factory: Any, run_operator: Any,
+                                                       eventually: Any) -> None:
+    """More Queues on one broker than it serves connections (each its own token): all Ready.
+    A connection pool per Queue's client held one connection each, and at 1,000 Queues on
+    the bench's one broker (--max-connections 1000) the last twenty were refused for good."""
+    served, count = 10, 16  # the operator keeps at most CONNECTIONS_PER_BROKER (8)
+    broker = broker_factory("--max-connections", str(served))
+    run_operator(broker_url=broker.url)
+    names = {f"shared{i:02d}" for i in range(count)}
+    for name in sorted(names):
+        apply(control_plane, namespace, cr("Queue", name, {}))
+
+    def ready() -> set[str]:
+        rows = table(control_plane, namespace, "queues")
+        return {n for n in names if rows.get(n, {}).get("READY") == "True"}
+    eventually(lambda: ready() == names, f"all {count} Queues Ready on a broker serving "
+               f"{served} connections", 180)
+    assert len(broker_queues(broker.url)) >= count
