@@ -52,16 +52,30 @@ async def plan(rt: Runtime, body: Any) -> Plan | None:
     return None if spec is None else _plan(rt, owner_of(body), spec)
 
 
-async def _broker_pass(rt: Runtime, owner: Owner, spec: QueueSpec,
-                       url: str) -> tuple[QueueStats | None, Failure | None]:
-    """The queue on its broker, with the broker's token; nothing is sent to a refused one."""
+async def _broker_pass(rt: Runtime, owner: Owner, spec: QueueSpec, url: str, *,
+                       fresh: bool) -> tuple[QueueStats | None, Failure | None]:
+    """The queue on its broker, with the broker's token; nothing is sent to a refused one.
+
+    A `fresh` Queue's (never reconciled) queue is PUT at once; otherwise its stats are read,
+    and it is PUT only when it is missing or its settings differ from the spec's: a PUT is
+    a write the broker makes durable, and the stats pass of every Queue every 10 s was 100
+    fsynced writes a second at 1,000 Queues."""
     refused = tenancy.refusal(owner.namespace, spec, rt.settings.external_broker_namespaces)
     if refused is not None:
         return None, refused
     try:
         token = await broker_token(rt, owner.namespace, owner.name, spec, owner)
-        return await rt.brokers.ensure_queue(url, token, owner.name,
-                                             queues.broker_settings(spec)), None
+        settings = queues.broker_settings(spec)
+        if not fresh:
+            try:
+                stats = await rt.brokers.queue_stats(url, token, owner.name)
+            except BrokerTrouble as e:
+                if e.problem is not Problem.MISSING:
+                    raise
+            else:
+                if stats.settings == settings:
+                    return stats, None
+        return await rt.brokers.ensure_queue(url, token, owner.name, settings), None
     except TokenMissingError as e:
         return None, e.failure
     except BrokerTrouble as e:
@@ -117,7 +131,7 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
                 await replace_stuck_pods(rt, body, sts, pods)
             if sts is not None and queues.on_postgres(spec) and spec.replicas > 1:
                 await _roll(rt, body, sts, pods)  # every pass: the stats pass is the frequent one
-        stats, failure = await _broker_pass(rt, owner, spec, url)
+        stats, failure = await _broker_pass(rt, owner, spec, url, fresh=never_reconciled(body))
         rollout = _rollout_after(rt, sts, failure, rollout)
         write_status(body, patch, queues.status(
             owner=owner, spec=spec, endpoint_url=url, ready_replicas=ready, stats=stats,

@@ -3,6 +3,8 @@ server, with a real ferry-broker process standing in for the broker pods envtest
 
 from __future__ import annotations
 
+import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from operating import (
     reconciled,
     table,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from ferry.broker.models import OutgoingMessage
 
@@ -146,7 +149,6 @@ def test_group_of_a_missing_queue_is_degraded(control_plane: Any, namespace: str
 
 def test_operator_serves_metrics(control_plane: Any, namespace: str, broker: Any,
                                  run_operator: Any, eventually: Any) -> None:
-    import urllib.request
     operator = run_operator(broker_url=broker.url)
     apply(control_plane, namespace, cr("Queue", "orders", {}))
 
@@ -198,3 +200,27 @@ def test_queues_sharing_a_broker_share_its_connections(control_plane: Any, names
     eventually(lambda: ready() == names, f"all {count} Queues Ready on a broker serving "
                f"{served} connections", 180)
     assert len(broker_queues(broker.url)) >= count
+
+
+def store_writes(url: str) -> float:
+    """Requests the broker made durable so far (its ferry_store_writes_total)."""
+    with urllib.request.urlopen(f"{url}/metrics") as response:
+        text = response.read().decode()
+    return next(s.value for f in text_string_to_metric_families(text)
+                for s in f.samples if s.name == "ferry_store_writes_total")
+
+
+def test_an_idle_queue_costs_its_broker_no_write(control_plane: Any, namespace: str,
+                                                broker: Any, run_operator: Any,
+                                                eventually: Any) -> None:
+    """Timer passes read a Ready Queue's stats and PUT it only when it is missing or differs:
+    a PUT every pass was a write the broker made durable (100 fsynced writes a second for
+    1,000 Queues). A queue deleted behind the operator's back is still put back."""
+    run_operator(broker_url=broker.url)
+    apply(control_plane, namespace, cr("Queue", "orders", {}))
+    eventually(lambda: reconciled(control_plane, namespace, "queue", "orders"), "orders Ready")
+    before = store_writes(broker.url)
+    time.sleep(7)  # a measuring window: 7 stats passes and 2 resyncs at the tests' intervals
+    assert store_writes(broker.url) == before
+    on_broker(broker.url, lambda c: c.delete_queue("orders"))
+    eventually(lambda: "orders" in broker_queues(broker.url), "the queue put back")
