@@ -21,10 +21,6 @@ from ferry.operator.clients.errors import BrokerTrouble
 from ferry.operator.identity import Problem
 
 _KNOWN_CODES = frozenset(c.value for c in ErrorCode)
-# Connections the operator keeps to one broker, whatever the number of its queues' tokens: a
-# pool per client held one connection per Queue, and a broker shared by more Queues than its
-# --max-connections (1,000) refused the rest for good.
-CONNECTIONS_PER_BROKER = 8
 
 
 def _answer(e: BrokerError) -> str:
@@ -63,7 +59,13 @@ class Brokers:
         if found is None:
             pool = self._pools.get(url)
             if pool is None:
-                pool = self._pools[url] = aiohttp.TCPConnector(limit=CONNECTIONS_PER_BROKER)
+                # One pool per broker, whatever the number of its queues' tokens: a pool per
+                # client kept a connection per Queue alive, and a broker shared by more Queues
+                # than its --max-connections (1,000) refused the rest for good. Unbounded: it
+                # holds as many connections as calls are in flight at once (a bound would
+                # fail calls that waited for one past the timeout, and a group's 20 s long
+                # poll must never wait behind, or hold up, the stats passes).
+                pool = self._pools[url] = aiohttp.TCPConnector(limit=0)
             found = self._clients[(url, token)] = BrokerClient(
                 url, token=token, timeout=self._timeout, retries=self._retries, websocket=False,
                 connector=pool)

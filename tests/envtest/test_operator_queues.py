@@ -187,7 +187,7 @@ def test_queues_sharing_a_broker_share_its_connections(control_plane: Any, names
     """More Queues on one broker than it serves connections (each its own token): all Ready.
     A connection pool per Queue's client held one connection each, and at 1,000 Queues on
     the bench's one broker (--max-connections 1000) the last twenty were refused for good."""
-    served, count = 10, 16  # the operator keeps at most CONNECTIONS_PER_BROKER (8)
+    served, count = 10, 16  # the operator's calls in flight at once: far fewer than 10
     broker = broker_factory("--max-connections", str(served))
     run_operator(broker_url=broker.url)
     names = {f"shared{i:02d}" for i in range(count)}
