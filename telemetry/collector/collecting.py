@@ -280,7 +280,7 @@ def parse(d: Delivery) -> Parsed | RowError:
         if not carries_rows(d.headers):
             content = row_of(d.body)
             return Parsed([NewSample(content_id(content), d.id, content)], [])
-        good, poison = rows_of(d.body)
+        good, poison = rows_of(d.body, d.headers[SCHEMA_HEADER])
     except RowError as e:
         return e
     return Parsed([NewSample(content_id(c), part_id(d.id, i), c) for i, c in good], poison)

@@ -26,7 +26,7 @@ from ferry.telemetry.parsing.messages import (
 )
 from ferry.telemetry.parsing.pacing import Pace
 from ferry.telemetry.parsing.replaying import loop_span
-from ferry.telemetry.parsing.rows import WireRow, content_id, content_of, shifted, valid_rows
+from ferry.telemetry.parsing.rows import Content, content_id, shifted, valid_rows
 from ferry.telemetry.parsing.splitting import is_mine
 from ferry.telemetry.streamer import checkpoints
 from ferry.telemetry.streamer.checkpoints import Checkpoint
@@ -83,24 +83,24 @@ class Metrics:
         self.position = Gauge("ferry_streamer_loop", "current pass over the input", registry=r)
 
 
-def message_of(row: WireRow, source: str) -> OutgoingMessage:
+def message_of(row: Content, source: str) -> OutgoingMessage:
     return OutgoingMessage(
         body=row_body(row),
-        key=row["uuid"],  # a GPU's samples share a key (fair mode round-robins over GPUs)
-        dedup_id=content_id(content_of(row)),
+        key=row.gpu_uuid,  # a GPU's samples share a key (fair mode round-robins over GPUs)
+        dedup_id=content_id(row),
         headers={SCHEMA_HEADER: SCHEMA_VERSION, "source": source},
     )
 
 
-def messages_of(rows: list[tuple[WireRow, str]], per_message: int) -> list[OutgoingMessage]:
+def messages_of(rows: list[tuple[Content, str]], per_message: int) -> list[OutgoingMessage]:
     """Rows (with their sources) as messages of up to `per_message` rows of one GPU each,
     in the order each GPU first appears; a GPU's rows keep their order. Pure: the same
     rows give the same messages and dedup ids, so a resumed streamer's replay is deduped."""
     if per_message == 1:
         return [message_of(row, source) for row, source in rows]
-    by_gpu: dict[str, list[tuple[WireRow, str]]] = {}
+    by_gpu: dict[str, list[tuple[Content, str]]] = {}
     for item in rows:
-        by_gpu.setdefault(item[0]["uuid"], []).append(item)
+        by_gpu.setdefault(item[0].gpu_uuid, []).append(item)
     out = []
     for uuid, items in by_gpu.items():
         for start in range(0, len(items), per_message):
@@ -230,7 +230,7 @@ class Streamer:
     @staticmethod
     def _validate(
         f: CsvFile, records: list[Record], shift: timedelta
-    ) -> tuple[list[tuple[WireRow, str]], list[BadRow]]:
+    ) -> tuple[list[tuple[Content, str]], list[BadRow]]:
         """The records' valid rows (moved by `shift`, with their sources) and bad rows."""
         name = f.path.name
         good, bad = valid_rows([r.fields for r in records], f.positions)
@@ -239,7 +239,7 @@ class Streamer:
 
     async def _publish(
         self,
-        rows: list[tuple[WireRow, str]],
+        rows: list[tuple[Content, str]],
         bad: list[BadRow],
         ck: Checkpoint,
         name: str,

@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from ferry.broker.client import BrokerClient, BrokerError
-from ferry.telemetry.parsing.rows import HeaderError, WireRow, column_positions, valid_rows
+from ferry.telemetry.parsing.rows import Content, HeaderError, column_positions, valid_rows
 from ferry.telemetry.streamer.streaming import (
     BAD_ROWS_KEPT,
     ROWS_PER_MESSAGE,
@@ -39,7 +39,7 @@ class UploadResult(BaseModel):
     bad_rows: list[BadRow]
 
 
-def read_upload(text: str) -> tuple[list[WireRow], list[BadRow]]:
+def read_upload(text: str) -> tuple[list[Content], list[BadRow]]:
     """Valid rows and the reasons for the others; UploadError when no row can be read."""
     reader = csv.reader(io.StringIO(text, newline=""))
     try:

@@ -23,8 +23,14 @@ from testsupport.waiting import eventually_async
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import Backoff, GroupSettings, OutgoingMessage
-from ferry.telemetry.parsing.messages import ROWS_VERSION, SCHEMA_HEADER, body_of, part_id
-from ferry.telemetry.parsing.rows import TelemetryRow, row_content, row_dict, row_id
+from ferry.telemetry.parsing.messages import (
+    ROWS_V1,
+    ROWS_VERSION,
+    SCHEMA_HEADER,
+    body_of,
+    part_id,
+)
+from ferry.telemetry.parsing.rows import TelemetryRow, row_content, row_id
 from ferry.telemetry.storage.opening import store_for
 from ferry.telemetry.storage.records import NewSample
 from ferry.telemetry.streamer.streaming import messages_of
@@ -335,7 +341,7 @@ async def test_a_redelivered_many_rows_message_stores_each_row_once(
     """A collector that committed a many-rows message and died before acking it: the rows of
     the first message are committed under their part ids before any collector runs, so
     its delivery repeats a commit, which must store nothing twice."""
-    messages = messages_of([(row_dict(r), "test") for r in sample_rows[:500]], 100)
+    messages = messages_of([(row_content(r), "test") for r in sample_rows[:500]], 100)
     assert all(len(orjson.loads(m.body)) > 1 for m in messages)
     ids = await client.publish(QUEUE, messages)
     first = [r for r in sample_rows[:500] if r.uuid == messages[0].key]
@@ -357,14 +363,20 @@ async def test_a_redelivered_many_rows_message_stores_each_row_once(
     await stop(collector)
 
 
+@pytest.mark.parametrize("version", [ROWS_VERSION, ROWS_V1])
 async def test_a_poison_row_of_a_many_rows_message_is_dead_lettered_on_its_own(
-    procs: Procs, client: BrokerClient, pg_url: str, sample_rows: list[TelemetryRow]
+    procs: Procs, client: BrokerClient, pg_url: str, sample_rows: list[TelemetryRow],
+    version: str,
 ) -> None:
-    good = [body_of(r) for r in sample_rows[:3]]
-    poison = {**good[0], "value": "hot"}
+    if version == ROWS_V1:  # rows as objects, as streamers before v2 published them
+        good: list[Any] = [body_of(r) for r in sample_rows[:3]]
+        poison: Any = {**good[0], "value": "hot"}
+    else:
+        good = [list(row_content(r)) for r in sample_rows[:3]]
+        poison = [*good[0][:3], "hot", *good[0][4:]]
     [batch_id] = await client.publish(QUEUE, [OutgoingMessage(
         body=orjson.dumps([good[0], poison, good[1], good[2]]).decode(),
-        headers={SCHEMA_HEADER: ROWS_VERSION})])
+        headers={SCHEMA_HEADER: version})])
     collector = procs.collector(pg_url)
 
     async def dead_lettered() -> bool:

@@ -16,12 +16,11 @@ from ferry.telemetry.parsing.rows import (
     RowError,
     column_positions,
     content_id,
-    content_of,
+    from_micros,
     parse_record,
     record_of,
     rfc3339,
     row_content,
-    row_dict,
     row_id,
     shifted,
     to_csv_record,
@@ -121,11 +120,12 @@ def test_row_id_is_stable_and_changes_with_any_field() -> None:
 
 
 def test_loop_shift_gives_new_ids_and_zero_shift_keeps_them() -> None:
-    row = row_dict(parse_record(GOOD))
+    row = row_content(parse_record(GOOD))
     assert shifted(row, timedelta(0)) is row
     moved = shifted(row, timedelta(minutes=4))
-    assert moved["timestamp"] - row["timestamp"] == timedelta(minutes=4)
-    assert content_id(content_of(moved)) != content_id(content_of(row))
+    assert moved._replace(ts_us=row.ts_us) == row
+    assert from_micros(moved.ts_us) - from_micros(row.ts_us) == timedelta(minutes=4)
+    assert content_id(moved) != content_id(row)
 
 
 def test_message_body_round_trips_and_strays_are_poison() -> None:

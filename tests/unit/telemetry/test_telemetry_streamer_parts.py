@@ -8,17 +8,24 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ferry.telemetry.parsing.messages import body_of, carries_rows, row_of, rows_of
+from ferry.telemetry.parsing.messages import (
+    ROWS_V1,
+    ROWS_VERSION,
+    body_of,
+    carries_rows,
+    row_of,
+    rows_body,
+    rows_of,
+)
 from ferry.telemetry.parsing.replaying import loop_span
 from ferry.telemetry.parsing.rows import (
     COLUMNS,
+    Content,
     RowError,
     content_id,
-    content_of,
     parse_record,
     record_of,
     row_content,
-    row_dict,
     valid_rows,
 )
 from ferry.telemetry.streamer import checkpoints
@@ -98,7 +105,7 @@ def test_an_upload_is_validated_like_a_file() -> None:
 
 def test_many_rows_messages_hold_one_gpus_rows_in_order_with_stable_dedup_ids() -> None:
     f = CsvFile(DATA / "dcgm_sample.csv")
-    rows = [(row_dict(parse_record(record_of(r.fields, f.positions))), f"s:{r.number}")
+    rows = [(row_content(parse_record(record_of(r.fields, f.positions))), f"s:{r.number}")
             for r in f.records()][:700]
     messages = messages_of(rows, 30)
     parts = [rows_of(m.body) for m in messages]
@@ -108,14 +115,14 @@ def test_many_rows_messages_hold_one_gpus_rows_in_order_with_stable_dedup_ids() 
         assert 1 <= len(good) <= 30
         assert {c.gpu_uuid for _, c in good} == {m.key}
         assert carries_rows(m.headers)
-    first = rows[0][0]["uuid"]
+    first = rows[0][0].gpu_uuid
     assert [r for m, (good, _) in zip(messages, parts, strict=True) if m.key == first
-            for _, r in good] == [content_of(r) for r, _ in rows if r["uuid"] == first]  # order
+            for _, r in good] == [r for r, _ in rows if r.gpu_uuid == first]  # order
     assert [m.dedup_id for m in messages_of(rows, 30)] == [m.dedup_id for m in messages]
     assert len({m.dedup_id for m in messages}) == len(messages)
     single = messages_of(rows[:3], 1)
-    assert [m.dedup_id for m in single] == [content_id(content_of(r)) for r, _ in rows[:3]]
-    assert [row_of(m.body) for m in single] == [content_of(r) for r, _ in rows[:3]]
+    assert [m.dedup_id for m in single] == [content_id(r) for r, _ in rows[:3]]
+    assert [row_of(m.body) for m in single] == [r for r, _ in rows[:3]]
     assert not any(carries_rows(m.headers) for m in single)
 
 
@@ -123,13 +130,33 @@ def test_a_many_rows_body_names_its_poison_rows_or_is_poison_as_a_whole() -> Non
     f = CsvFile(DATA / "dcgm_sample.csv")
     row = parse_record(record_of(next(iter(f.records())).fields, f.positions))
     bad = {**body_of(row), "value": "hot"}
-    good, poison = rows_of(orjson.dumps([body_of(row), bad, 7]).decode())
+    good, poison = rows_of(orjson.dumps([body_of(row), bad, 7]).decode(), ROWS_V1)
     assert [i for i, _ in good] == [0] and good[0][1] == row_content(row)
     assert [(i, b) for i, b, _ in poison] == [(1, bad), (2, 7)]
     assert "value" in poison[0][2] and "expected a JSON object" in poison[1][2]
     for whole in ("[]", "not json", [body_of(row)], "{}", "[" + "1," * 1000 + "1]"):
-        with pytest.raises(RowError):
-            rows_of(whole)
+        for version in (ROWS_V1, ROWS_VERSION):
+            with pytest.raises(RowError):
+                rows_of(whole, version)
+
+
+def test_a_v2_body_is_checked_by_the_same_rules_and_names_its_poison_rows() -> None:
+    """dcgm-rows/v2 carries each row as its content (an array): every rule still runs in
+    the collector, and a bad row is named by its column, apart from its neighbours."""
+    f = CsvFile(DATA / "dcgm_sample.csv")
+    rows = [row_content(parse_record(record_of(r.fields, f.positions)))
+            for r in f.records()][:3]
+    assert rows_of(rows_body(rows)) == (list(enumerate(rows)), [])
+    first = list(rows[0])
+    breakages = {3: "hot", 2: 2**63, 0: "GPU-nope", 8: "", 1: "NOT_DCGM", 4: -1}
+    for column, value in breakages.items():
+        bad = [*first[:column], value, *first[column + 1:]]
+        good, poison = rows_of(orjson.dumps([tuple(rows[1]), bad, 7]).decode())
+        assert good == [(0, rows[1])]
+        assert [(i, b) for i, b, _ in poison] == [(1, bad), (2, 7)]
+        assert poison[0][2].startswith(Content._fields[column])
+    short = orjson.dumps([first[:11]]).decode()
+    assert rows_of(short)[1][0][2] == "labels_raw: Field required"
 
 
 def test_a_batch_of_records_is_validated_like_each_record_alone() -> None:
@@ -147,5 +174,5 @@ def test_a_batch_of_records_is_validated_like_each_record_alone() -> None:
                 alone[i] = row_content(parse_record(record_of(fields, f.positions)))
             except RowError as e:
                 alone[i] = e.reason
-        assert {i: content_of(r) for i, r in good} | dict(bad) == alone
+        assert dict(good) | dict(bad) == alone
     assert len(bad) == 9
