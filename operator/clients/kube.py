@@ -14,7 +14,6 @@ import base64
 import binascii
 import json
 import ssl
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -50,13 +49,6 @@ PLURALS: dict[tuple[str, str], str] = {
 }
 
 
-@dataclass(frozen=True)
-class Credentials:
-    host: str
-    ssl: ssl.SSLContext | bool
-    headers: dict[str, str]
-
-
 def load_credentials(kubeconfig_path: str | None = None) -> Configuration:
     """In a pod: the service account; elsewhere: the kubeconfig (KUBECONFIG or ~/.kube)."""
     cfg = Configuration()
@@ -88,12 +80,6 @@ def _tls(cfg: Configuration) -> ssl.SSLContext | bool:
         if cfg.cert_file:
             context.load_cert_chain(cfg.cert_file, cfg.key_file)
     return context
-
-
-def _credentials(cfg: Configuration, context: ssl.SSLContext | bool) -> Credentials:
-    token = bearer(cfg)
-    headers = {"Authorization": token} if token else {}
-    return Credentials(host=cfg.host.rstrip("/"), ssl=context, headers=headers)
 
 
 def secret_value(secret: Obj | None, key: str) -> str | None:
@@ -145,16 +131,17 @@ class KubeClient:
     async def _call(self, method: str, url_path: str, *, query: dict[str, str] | None = None,
                     body: Obj | None = None, content_type: str = "application/json"
                     ) -> tuple[int, Obj]:
-        creds = _credentials(self._cfg, self._tls)
-        url = creds.host + url_path + (f"?{urlencode(query)}" if query else "")
-        headers = {**creds.headers, "Accept": "application/json"}
+        url = self._cfg.host.rstrip("/") + url_path + (f"?{urlencode(query)}" if query else "")
+        headers = {"Accept": "application/json"}
+        if token := bearer(self._cfg):  # read per call: a projected token rotates
+            headers["Authorization"] = token
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body)
         try:
             async with self._slots, self._session.request(
-                    method, url, data=data, headers=headers, ssl=creds.ssl) as response:
+                    method, url, data=data, headers=headers, ssl=self._tls) as response:
                 text = await response.text()
                 try:
                     payload = json.loads(text) if text else {}

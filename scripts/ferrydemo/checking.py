@@ -29,7 +29,7 @@ class Sample:
     keys: frozenset[Key]
 
 
-def read_sample(path: Path, limit: int | None = None) -> Sample:
+def read_sample(path: Path) -> Sample:
     """The keys of the sample's valid rows (the streamers reject the others)."""
     keys: set[Key] = set()
     rows = rejected = 0
@@ -37,8 +37,6 @@ def read_sample(path: Path, limit: int | None = None) -> Sample:
         reader = csv.reader(f)
         positions = column_positions(next(reader))
         for fields in reader:
-            if limit is not None and rows >= limit:
-                break
             rows += 1
             try:
                 row = parse_record(record_of(fields, positions))

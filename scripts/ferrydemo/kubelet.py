@@ -85,6 +85,18 @@ def _container_id(local: LocalContainer) -> str:
     return f"stand-in://{local.stand_in}" if local.stand_in else ""
 
 
+def _status(pod: Mapping[str, Any], phase: str, conditions: list[tuple[str, str, str]],
+            **container: Any) -> dict[str, Any]:
+    """A pod status: `conditions` as (type, status, lastTransitionTime), then the fields of
+    its one container's status (ready, started, restartCount, state, ...)."""
+    spec = pod["spec"]["containers"][0]
+    return {"phase": phase, "hostIP": "127.0.0.1",
+            "conditions": [{"type": kind, "status": value, "lastTransitionTime": at}
+                           for kind, value, at in conditions],
+            "containerStatuses": [{"name": spec["name"], "image": spec.get("image", ""),
+                                   "imageID": "", **container}]}
+
+
 def _http_probe(container: Mapping[str, Any], kind: str,
                 ports: Mapping[int, int]) -> tuple[int, str] | None:
     """The local port and path of the container's httpGet `kind` (readinessProbe, ...)."""
@@ -140,14 +152,13 @@ class Kubelet:
         return items
 
     def _node_status(self) -> dict[str, Any]:
-        now = _now()
+        now, resources = _now(), {"cpu": "2", "memory": "8Gi", "pods": "110"}
         return {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                 "message": "the demo runs this node's pods as local processes",
                                 "lastHeartbeatTime": now, "lastTransitionTime": now}],
                 "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
                               {"type": "Hostname", "address": NODE_NAME}],
-                "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"},
-                "allocatable": {"cpu": "2", "memory": "8Gi", "pods": "110"}}
+                "capacity": resources, "allocatable": resources}
 
     def register(self) -> None:
         """Create this machine's Node: pods bound to a missing node are garbage-collected."""
@@ -324,20 +335,11 @@ class Kubelet:
 
     def _waiting(self, pod: dict[str, Any], reason: str, message: str) -> None:
         """Report the pod's container waiting, never started, for `reason`."""
-        container = pod["spec"]["containers"][0]
-        status = {
-            "phase": "Pending", "hostIP": "127.0.0.1",
-            "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()},
-                {"type": "ContainersReady", "status": "False", "lastTransitionTime": _now()},
-                {"type": "Ready", "status": "False", "lastTransitionTime": _now()},
-            ],
-            "containerStatuses": [{
-                "name": container["name"], "image": container.get("image", ""),
-                "imageID": "", "ready": False, "started": False, "restartCount": 0,
-                "state": {"waiting": {"reason": reason, "message": message}},
-            }],
-        }
+        status = _status(pod, "Pending", [("PodScheduled", "True", _now()),
+                                          ("ContainersReady", "False", _now()),
+                                          ("Ready", "False", _now())],
+                         ready=False, started=False, restartCount=0,
+                         state={"waiting": {"reason": reason, "message": message}})
         with contextlib.suppress(ApiException):
             self.core.patch_namespaced_pod_status(pod["metadata"]["name"], self.namespace,
                                                   {"status": status}, _preload_content=False)
@@ -386,22 +388,14 @@ class Kubelet:
         # a node's pods unready when it missed heartbeats; a kubelet posts the truth again.
         if key == local.reported and shown == [flag]:
             return
-        container = pod["spec"]["containers"][0]
-        status = {
-            "phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
-            "podIPs": [{"ip": "127.0.0.1"}], "startTime": local.started,
-            "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": local.started},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": local.started},
-                {"type": "ContainersReady", "status": flag, "lastTransitionTime": _now()},
-                {"type": "Ready", "status": flag, "lastTransitionTime": _now()},
-            ],
-            "containerStatuses": [{
-                "name": container["name"], "image": container.get("image", ""), "imageID": "",
-                "ready": ready, "started": started, "restartCount": local.restarts,
-                "state": state, "containerID": _container_id(local),
-            }],
-        }
+        status = _status(pod, "Running", [("PodScheduled", "True", local.started),
+                                          ("Initialized", "True", local.started),
+                                          ("ContainersReady", flag, _now()),
+                                          ("Ready", flag, _now())],
+                         ready=ready, started=started, restartCount=local.restarts, state=state,
+                         containerID=_container_id(local))
+        status.update({"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+                       "startTime": local.started})
         try:
             self.core.patch_namespaced_pod_status(pod["metadata"]["name"], self.namespace,
                                                   {"status": status}, _preload_content=False)
