@@ -139,16 +139,12 @@ def summarize(raw: str, seconds: float, top: int = 25, rate: int = RATE) -> str:
         areas[_area(body)] += count
         layers[_area(body, FERRY_LAYERS).replace("other", "outside Ferry's code")] += count
 
-    def table(title: str, counter: Counter[str]) -> list[str]:
-        rows = [f"{title}"]
-        rows += [f"  {100 * c / total:5.1f}%  {name}" for name, c in counter.most_common(top)]
-        return rows
+    def table(title: str, counter: Counter[str], of: float = total) -> list[str]:
+        return [title, *(f"  {100 * c / of:5.1f}%  {name}" for name, c in counter.most_common(top))]
 
-    wall = rate * seconds or 1
     lines = [f"{total} busy samples at {rate}/s over {seconds:.1f}s of wall time; idle "
              "threads (waiting in epoll/locks) are not sampled"]
-    lines += ["busy share of wall time, per thread:"]
-    lines += [f"  {100 * c / wall:5.1f}%  {name}" for name, c in threads.most_common(top)]
+    lines += table("busy share of wall time, per thread:", threads, rate * seconds or 1)
     lines += table("by area (innermost matching frame):", areas)
     lines += table("by Ferry layer (library time charged to the Ferry code calling it):", layers)
     lines += table("self time by function:", self_t)
