@@ -280,11 +280,6 @@ class Versions:
     kubernetes: str
     etcd: str
 
-    @classmethod
-    def of(cls, tool: GoTool) -> Versions:
-        return cls(kubernetes=tool.version(),
-                   etcd=required_version(tool.go_mod, "go.etcd.io/etcd/server/v3"))
-
 
 @dataclass(frozen=True)
 class Binaries:
@@ -303,7 +298,8 @@ class Binaries:
 
 def locate() -> Binaries:
     """The binaries go.mod asks for (built or not)."""
-    return Binaries(root=ENVTEST.root(), versions=Versions.of(ENVTEST))
+    etcd = required_version(ENVTEST.go_mod, PACKAGES["etcd"])
+    return Binaries(root=ENVTEST.root(), versions=Versions(ENVTEST.version(), etcd))
 
 
 def ensure_built(progress: Progress | None = None) -> Binaries:
