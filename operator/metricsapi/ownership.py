@@ -32,6 +32,9 @@ class Holder(StrEnum):
     UNKNOWN = "unknown"    # could not be read
 
 
+PROBLEMS = {Holder.TAKEN: "apiservice_taken", Holder.ABSENT: "apiservice_absent"}
+
+
 @dataclass(frozen=True)
 class Seen:
     holder: Holder
@@ -40,11 +43,7 @@ class Seen:
     @property
     def problem(self) -> str | None:
         """Why this server is not the one HPAs reach (None when it is, or not yet known)."""
-        if self.holder is Holder.TAKEN:
-            return "apiservice_taken"
-        if self.holder is Holder.ABSENT:
-            return "apiservice_absent"
-        return None
+        return PROBLEMS.get(self.holder)
 
     @property
     def message(self) -> str:
