@@ -113,9 +113,7 @@ class ServerProcess:
             os.killpg(pid, signal.SIGKILL)
 
 
-class Watched(Protocol):
-    """A server process or a whole system (a driver): it has a name and can say it died."""
-
+class Watched(Protocol):  # a server process, or a whole system (a driver)
     name: str
 
     def check_alive(self) -> None: ...
