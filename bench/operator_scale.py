@@ -59,10 +59,12 @@ PROFILE_RATE = 50  # py-spy samples/s of the operator: cheap over a minute-long 
 
 def _requests(plane: ControlPlane) -> Counter[str]:
     """apiserver_request_total so far, by verb and resource (subresource)."""
-    for attempt in range(3):  # a starved API server may drop the stream of a big answer
-        result = plane.kubectl("get", "--raw", "/metrics", check=attempt == 2)
+    attempts = 6  # a starved API server may drop the stream of a big answer, or time out
+    for attempt in range(attempts):  # the TLS handshake (load average 15 and more)
+        result = plane.kubectl("get", "--raw", "/metrics", check=attempt == attempts - 1)
         if result.returncode == 0:
             break
+        time.sleep(2)  # a breather for the API server, not synchronisation
     text = result.stdout
     found: Counter[str] = Counter()  # the counters are whole numbers printed as floats
     for line in text.splitlines():

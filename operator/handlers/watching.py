@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from ferry.operator.clients.errors import KubeError
+from ferry.operator.clients.watched import key_of
 from ferry.operator.handlers.common import Planner, Runtime, apply_children, key, runtime
 from ferry.operator.identity import KEDA_API_VERSION
 from ferry.operator.reconcile import drift
@@ -47,7 +48,10 @@ def _owner(rt: Runtime, obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
 async def observed(rt: Runtime, event: Mapping[str, Any], planners: Mapping[str, Planner]) -> None:
     """Record the event; re-apply the child when it no longer matches its owner's plan."""
     obj, kind = event["object"], event.get("type")
+    before = rt.watched.get(*key_of(obj)) if kind == "MODIFIED" else None
     rt.watched.observe(kind, obj)
+    if before is not None and drift.only_status_moved(before, obj):
+        return  # as in sync as it was: no plan to build (the resync timer is the safety net)
     owner = _owner(rt, obj) if kind is not None else None
     planner = planners.get(owner["kind"]) if owner is not None else None
     if owner is None or planner is None or owner["metadata"].get("deletionTimestamp"):

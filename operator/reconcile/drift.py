@@ -9,12 +9,28 @@ API server stores an integer quantity such as `cpu: 1` as "1"; quantities compar
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 
 def differs(desired: Any, live: Any) -> bool:
     return difference(desired, live) is not None
+
+
+# Metadata every write moves, whoever makes it (a controller's status update too).
+_BOOKKEEPING = frozenset({"resourceVersion", "managedFields"})
+
+
+def only_status_moved(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Two copies of one object that differ at most in status and bookkeeping metadata: an
+    event that cannot have made it drift (a manifest never lists status). A StatefulSet's
+    or a budget's controller updates its status several times for each new Queue."""
+    def kept(obj: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        meta = obj.get("metadata") or {}
+        return ({k: v for k, v in obj.items() if k not in ("status", "metadata")},
+                {k: v for k, v in meta.items() if k not in _BOOKKEEPING})
+    return kept(before) == kept(after)
 
 
 def difference(desired: Any, live: Any, where: str = "") -> str | None:

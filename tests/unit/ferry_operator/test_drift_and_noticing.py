@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.operator.reconcile.drift import differs
+from ferry.operator.reconcile.drift import differs, only_status_moved
 from ferry.operator.reconcile.noticing import noticeable
 
 pytestmark = pytest.mark.unit
@@ -56,3 +56,14 @@ def test_a_status_write_is_worth_it_only_when_a_reader_would_notice() -> None:
     assert noticeable(current, {**current, "idle": {"lastActiveTime": "t2",
                                                     "scaledToZero": True}})
     assert noticeable(None, {"depth": 0})
+
+
+def test_an_event_that_moved_only_status_cannot_be_drift() -> None:
+    before = live()
+    moved = {**live(), "status": {"loadBalancer": {}},
+             "metadata": {**before["metadata"], "resourceVersion": "8",  # type: ignore[dict-item]
+                          "managedFields": [{"manager": "kube-controller-manager"}]}}
+    assert only_status_moved(before, moved)
+    assert not only_status_moved(before, live(selector={"a": "2"}))
+    relabelled = {**live(), "metadata": {**before["metadata"], "labels": {}}}  # type: ignore[dict-item]
+    assert not only_status_moved(before, relabelled)
