@@ -134,14 +134,13 @@ async def _build(
         raise
     authorizer: Authorizer = AllowAuthenticated()
     if kube is not None:
-        authorizer = DelegatedAuthorizer(AccessReviewer(kube), errors=(KubernetesReadError,))
+        authorizer = DelegatedAuthorizer(AccessReviewer(kube))
     directory: Directory
     if args.group:
         directory = StaticDirectory.parse(args.group)
     else:
         assert kube is not None
-        directory = KubeDirectory(KubeReader(kube), ttl=max(args.cache_ttl, 1.0),
-                                  errors=(KubernetesReadError,))
+        directory = KubeDirectory(KubeReader(kube), ttl=max(args.cache_ttl, 1.0))
     cache = StatsCache(_broker(args.broker_timeout, args.token), ttl=args.cache_ttl)
     lags = LagReader(directory, cache, errors=(BrokerError, OSError, asyncio.TimeoutError))
     watch = None

@@ -8,21 +8,15 @@ Answers are kept for `ttl` seconds so each HPA sync does not cost a review.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from ferry.operator.clients.kubereads import AccessReviewer, KubernetesReadError
 from ferry.operator.metricsapi.documents import GROUP
 from ferry.operator.metricsapi.frontproxy import User
 
 
 class ReviewUnavailableError(Exception):
     """The API server could not be asked; the request is refused with 503, not allowed."""
-
-
-class Reviewer(Protocol):
-    async def allowed(self, *, user: str, groups: Sequence[str],
-                      extra: Mapping[str, Sequence[str]], uid: str, verb: str, group: str,
-                      resource: str, namespace: str) -> bool: ...
 
 
 class Authorizer(Protocol):
@@ -37,10 +31,8 @@ class AllowAuthenticated:
 
 
 class DelegatedAuthorizer:
-    def __init__(self, reviewer: Reviewer, *, ttl: float = 10.0,
-                 errors: tuple[type[Exception], ...] = (OSError,)) -> None:
+    def __init__(self, reviewer: AccessReviewer, *, ttl: float = 10.0) -> None:
         self._reviewer = reviewer
-        self._errors = errors
         self._ttl = ttl
         self._answers: dict[tuple[User, str, str], tuple[bool, float]] = {}
 
@@ -54,7 +46,7 @@ class DelegatedAuthorizer:
             answer = await self._reviewer.allowed(
                 user=user.name, groups=user.groups, extra=dict(user.extra), uid=user.uid,
                 verb="list", group=GROUP, resource=metric, namespace=namespace)
-        except self._errors as error:
+        except KubernetesReadError as error:
             raise ReviewUnavailableError(str(error)) from error
         self._answers[key] = (answer, time.monotonic())
         return answer

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ferry.broker.models import GroupStats
+from ferry.operator.clients.kubereads import KubeReader, KubernetesReadError
 from ferry.operator.metricsapi.selectors import Selector
 from ferry.operator.reconcile import metadata
 from ferry.operator.reconcile.autoscaling import metric_labels, metric_value
@@ -43,9 +44,6 @@ class StatsClient(Protocol):  # made per broker URL and token
     async def close(self) -> None: ...
 
 
-Clock = Callable[[], float]
-
-
 class DirectoryError(Exception):
     """The list of consumer groups could not be read (the Kubernetes API did not answer)."""
 
@@ -67,12 +65,6 @@ class LagUnavailableError(Exception):
         return "lag unavailable for " + "; ".join(parts)
 
 
-class ObjectLister(Protocol):
-    async def list_objects(self, group: str, version: str, namespace: str,
-                           plural: str) -> list[dict[str, Any]]: ...
-    async def secret_value(self, namespace: str, name: str, key: str) -> str | None: ...
-
-
 class KubeDirectory:
     """ConsumerGroup resources of a namespace, listed at most once per `ttl` seconds.
 
@@ -81,27 +73,23 @@ class KubeDirectory:
     (read with the listing, so as often).
     """
 
-    def __init__(self, lister: ObjectLister, *, ttl: float = 5.0,
-                 errors: tuple[type[Exception], ...] = (OSError,),
-                 clock: Clock = time.monotonic) -> None:
+    def __init__(self, lister: KubeReader, *, ttl: float = 5.0) -> None:
         self._lister = lister
         self._ttl = ttl
-        self._errors = errors
-        self._clock = clock
         self._seen: dict[str, tuple[list[GroupRef], float]] = {}
 
     async def groups(self, namespace: str) -> Sequence[GroupRef]:
         seen = self._seen.get(namespace)
-        if seen is not None and self._clock() - seen[1] < self._ttl:
+        if seen is not None and time.monotonic() - seen[1] < self._ttl:
             return seen[0]
         try:
             items = await self._lister.list_objects(metadata.GROUP, metadata.VERSION, namespace,
                                                     "consumergroups")
             refs = [await self._with_token(ref, item)
                     for ref, item in found_groups(namespace, items)]
-        except self._errors as error:
+        except KubernetesReadError as error:
             raise DirectoryError(str(error)) from error
-        self._seen[namespace] = (refs, self._clock())
+        self._seen[namespace] = (refs, time.monotonic())
         return refs
 
     async def _with_token(self, ref: GroupRef, item: dict[str, Any]) -> GroupRef:
@@ -150,11 +138,9 @@ class StatsCache:
     """
 
     def __init__(self, client_for: Callable[[str, str | None], StatsClient], *,
-                 ttl: float = 2.0,
-                 clock: Clock = time.monotonic) -> None:
+                 ttl: float = 2.0) -> None:
         self._client_for = client_for
         self._ttl = ttl
-        self._clock = clock
         self._clients: dict[tuple[str, str | None], StatsClient] = {}
         self._values: dict[GroupRef, tuple[int, float]] = {}
         self._pending: dict[GroupRef, asyncio.Future[int]] = {}
@@ -163,7 +149,7 @@ class StatsCache:
 
     async def value(self, ref: GroupRef) -> int:
         cached = self._values.get(ref)
-        if cached is not None and self._clock() - cached[1] < self._ttl:
+        if cached is not None and time.monotonic() - cached[1] < self._ttl:
             self.hits += 1
             return cached[0]
         if (pending := self._pending.get(ref)) is not None:
@@ -180,7 +166,7 @@ class StatsCache:
             raise
         else:
             future.set_result(value)
-            self._values[ref] = (value, self._clock())
+            self._values[ref] = (value, time.monotonic())
             return value
         finally:
             del self._pending[ref]
