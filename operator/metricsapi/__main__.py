@@ -17,7 +17,6 @@ from ferry.broker.client import BrokerClient, BrokerError
 from ferry.kit import logs
 from ferry.kit.config import add_log_level, port_number, positive_float
 from ferry.kit.serving import serve
-from ferry.operator.clients.errors import KubeError
 from ferry.operator.clients.kube import KubeClient, load_credentials
 from ferry.operator.clients.kubereads import AccessReviewer, KubeReader, KubernetesReadError
 from ferry.operator.metricsapi import certificates, frontproxy
@@ -145,8 +144,7 @@ async def _build(
     lags = LagReader(directory, cache, errors=(BrokerError, OSError, asyncio.TimeoutError))
     watch = None
     if kube is not None:
-        watch = Watch(kube.read, args.namespace, args.service, errors=(KubeError,),
-                      every=args.apiservice_check_seconds)
+        watch = Watch(kube, args.namespace, args.service, every=args.apiservice_check_seconds)
     app = make_app(lags, cache, auth, authorizer, watch)
     if kube is not None:
         async def close(_: web.Application) -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ferry.operator.clients.errors import KubeError
+from ferry.operator.clients.kube import KubeClient
 from ferry.operator.clients.metricsapis import APISERVICES, backing_service
 from ferry.operator.reconcile.providers import APISERVICE
 
@@ -68,22 +70,19 @@ def seen(apiservice: Mapping[str, Any] | None, namespace: str, service: str) -> 
     return Seen(Holder.OURS if ours else Holder.TAKEN, served_by)
 
 
-Reader = Callable[[str], Awaitable[dict[str, Any] | None]]
-
-
 class Watch:
     """Reads the APIService every CHECK_SECONDS; logs each change of holder."""
 
-    def __init__(self, read: Reader, namespace: str, service: str,
-                 errors: tuple[type[Exception], ...], every: float = CHECK_SECONDS) -> None:
-        self._read, self._namespace, self._service = read, namespace, service
-        self._errors, self._every = errors, every
+    def __init__(self, kube: KubeClient, namespace: str, service: str,
+                 every: float = CHECK_SECONDS) -> None:
+        self._kube, self._namespace, self._service = kube, namespace, service
+        self._every = every
         self.last = Seen(Holder.UNKNOWN)
 
     async def check(self) -> Seen:
         try:
-            now = seen(await self._read(APISERVICE_PATH), self._namespace, self._service)
-        except self._errors as error:
+            now = seen(await self._kube.read(APISERVICE_PATH), self._namespace, self._service)
+        except KubeError as error:
             log.warning("cannot read the APIService", extra={"apiservice": APISERVICE,
                                                                "error": str(error)})
             now = Seen(Holder.UNKNOWN)
