@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -64,6 +64,39 @@ async def snapshot(rt: Runtime) -> Snapshot:
     return Snapshot(queues, writer.batches, writer.items, bodies.hits, bodies.misses)
 
 
+# (family, name, help, value): one series per queue, then one per group of a queue.
+Family = type[CounterMetricFamily | GaugeMetricFamily]
+_PER_QUEUE: list[tuple[Family, str, str, Callable[[QueueRow], float]]] = [
+    (CounterMetricFamily, "ferry_messages_published", "messages stored by publishes",
+     lambda q: q.published_total),
+    (GaugeMetricFamily, "ferry_queue_messages", "messages stored", lambda q: q.live),
+    (CounterMetricFamily, "ferry_messages_dropped",
+     "messages let go at maxDepth (overflow drop_oldest)", lambda q: q.dropped_total),
+    (CounterMetricFamily, "ferry_messages_cancelled", "messages cancelled for every group "
+     "(DELETE, or a purge of a queue without groups)", lambda q: q.cancelled_total),
+]
+_PER_GROUP: list[tuple[Family, str, str, Callable[[GroupRow], float]]] = [
+    (CounterMetricFamily, "ferry_messages_acked", "acks per group", lambda g: g.acked_total),
+    (CounterMetricFamily, "ferry_messages_purged", "ready messages purged per group",
+     lambda g: g.purged_total),
+    (CounterMetricFamily, "ferry_messages_filtered", "messages a group's header filter skipped "
+     "(never delivered to it)", lambda g: g.filtered_total),
+    (GaugeMetricFamily, "ferry_group_depth", "messages ready for delivery",
+     lambda g: g.figures.depth),
+    (GaugeMetricFamily, "ferry_group_in_flight", "messages leased and not acked",
+     lambda g: g.figures.in_flight),
+    (GaugeMetricFamily, "ferry_group_delayed", "messages waiting for their time",
+     lambda g: g.figures.delayed),
+    (GaugeMetricFamily, "ferry_group_dead", "dead letters", lambda g: g.figures.dead),
+    (GaugeMetricFamily, "ferry_group_lag", "messages not yet acked or dead-lettered",
+     lambda g: g.figures.depth + g.figures.in_flight + g.figures.delayed),
+    (GaugeMetricFamily, "ferry_group_oldest_ready_age_seconds", "age of the oldest ready message",
+     lambda g: g.figures.oldest_ready_age_ms / 1e3),
+    (GaugeMetricFamily, "ferry_group_consumers", "consumers seen in the last hour",
+     lambda g: g.consumers),
+]
+
+
 class BrokerCollector(Collector):
     """The queue and group figures of one snapshot (formatted off the event loop)."""
 
@@ -71,53 +104,16 @@ class BrokerCollector(Collector):
         self.snap = snap
 
     def collect(self) -> Iterator[Metric]:
-        q_labels = ["queue"]
-        g_labels = ["queue", "group"]
-        published = CounterMetricFamily(
-            "ferry_messages_published", "messages stored by publishes", labels=q_labels)
-        stored = GaugeMetricFamily("ferry_queue_messages", "messages stored", labels=q_labels)
-        dropped = CounterMetricFamily(
-            "ferry_messages_dropped", "messages let go at maxDepth (overflow drop_oldest)",
-            labels=q_labels)
-        cancelled = CounterMetricFamily(
-            "ferry_messages_cancelled", "messages cancelled for every group (DELETE, or a purge "
-            "of a queue without groups)", labels=q_labels)
-        acked = CounterMetricFamily("ferry_messages_acked", "acks per group", labels=g_labels)
-        purged = CounterMetricFamily(
-            "ferry_messages_purged", "ready messages purged per group", labels=g_labels)
-        filtered = CounterMetricFamily(
-            "ferry_messages_filtered", "messages a group's header filter skipped (never "
-            "delivered to it)", labels=g_labels)
-        gauges = {
-            name: GaugeMetricFamily(f"ferry_group_{name}", doc, labels=g_labels)
-            for name, doc in (
-                ("depth", "messages ready for delivery"),
-                ("in_flight", "messages leased and not acked"),
-                ("delayed", "messages waiting for their time"),
-                ("dead", "dead letters"),
-                ("lag", "messages not yet acked or dead-lettered"),
-                ("oldest_ready_age_seconds", "age of the oldest ready message"),
-                ("consumers", "consumers seen in the last hour"),
-            )
-        }
+        per_queue = [(family(name, doc, labels=["queue"]), value)
+                     for family, name, doc, value in _PER_QUEUE]
+        per_group = [(family(name, doc, labels=["queue", "group"]), value)
+                     for family, name, doc, value in _PER_GROUP]
         for q in self.snap.queues:
-            published.add_metric([q.name], q.published_total)
-            stored.add_metric([q.name], q.live)
-            dropped.add_metric([q.name], q.dropped_total)
-            cancelled.add_metric([q.name], q.cancelled_total)
+            for metric, of_queue in per_queue:
+                metric.add_metric([q.name], of_queue(q))
             for g in q.groups:
-                f = g.figures
-                acked.add_metric([q.name, g.name], g.acked_total)
-                purged.add_metric([q.name, g.name], g.purged_total)
-                filtered.add_metric([q.name, g.name], g.filtered_total)
-                labels = [q.name, g.name]
-                gauges["depth"].add_metric(labels, f.depth)
-                gauges["in_flight"].add_metric(labels, f.in_flight)
-                gauges["delayed"].add_metric(labels, f.delayed)
-                gauges["dead"].add_metric(labels, f.dead)
-                gauges["lag"].add_metric(labels, f.depth + f.in_flight + f.delayed)
-                gauges["oldest_ready_age_seconds"].add_metric(labels, f.oldest_ready_age_ms / 1e3)
-                gauges["consumers"].add_metric(labels, g.consumers)
+                for metric, of_group in per_group:
+                    metric.add_metric([q.name, g.name], of_group(g))
         commits = CounterMetricFamily("ferry_store_commits", "store transactions (fsyncs)")
         commits.add_metric([], self.snap.commits)
         writes = CounterMetricFamily("ferry_store_writes", "requests made durable by commits")
@@ -126,9 +122,9 @@ class BrokerCollector(Collector):
             "ferry_store_document_reads", "documents read for deliveries", labels=["source"])
         cache.add_metric(["cache"], self.snap.cache_hits)
         cache.add_metric(["disk"], self.snap.cache_misses)
-        yield from (published, stored, dropped, cancelled, acked, purged, filtered,
-                    *gauges.values(),
-                    commits, writes, cache)
+        yield from (m for m, _ in per_queue)
+        yield from (m for m, _ in per_group)
+        yield from (commits, writes, cache)
 
 
 def format_snapshot(snap: Snapshot) -> bytes:
