@@ -16,11 +16,6 @@ from ferry.broker.models import HeaderFilter
 def matches(f: HeaderFilter, headers: Mapping[str, str]) -> bool:
     """Every condition holds: each `match` header equals its value, each `prefix` header
     starts with its value (a missing header meets no condition)."""
-    for name, value in f.match.items():
-        if headers.get(name) != value:
-            return False
-    for name, start in f.prefix.items():
-        got = headers.get(name)
-        if got is None or not got.startswith(start):
-            return False
-    return True
+    return all(headers.get(name) == value for name, value in f.match.items()) and all(
+        (got := headers.get(name)) is not None and got.startswith(start)
+        for name, start in f.prefix.items())
