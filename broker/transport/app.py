@@ -168,11 +168,8 @@ def build_app(rt: Runtime) -> web.Application:
         [errors_middleware, standby_middleware, auth_middleware, failing_middleware,
          memory_middleware]
     )
-    app.add_routes(probes)
-    app.add_routes(admin.routes)
-    app.add_routes(messaging.routes)
-    app.add_routes(browsing.routes)
-    app.add_routes(streaming.routes)
+    for table in (probes, admin.routes, messaging.routes, browsing.routes, streaming.routes):
+        app.add_routes(table)
     watching.install(app)
     console.install(app)
     socket_api.install(app)
