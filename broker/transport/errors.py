@@ -65,10 +65,8 @@ def store_error(e: StoreError) -> tuple[ErrorCode, str]:
 
 
 def describe(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors()[:5]:
-        loc = ".".join(str(x) for x in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
+    parts = [f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}"
+             for err in e.errors()[:5]]
     more = e.error_count() - len(parts)
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 

@@ -247,11 +247,8 @@ class Runtime:
         if n < len(leased):
             self.core.unlease(q.name, group, leased[n:], now_ms())
             self.signals.notify(queue_key(qid))
-        out = []
-        for rid, m in zip(rids, leased, strict=True):
-            doc = docs.get(rid)
-            if doc is not None:
-                out.append((rid, doc, m))
+        out = [(rid, doc, m) for rid, m in zip(rids, leased, strict=True)
+               if (doc := docs.get(rid)) is not None]
         f = q.groups[group].settings.filter if group in q.groups else None
         if f is not None:
             out = self._skip_unmatched(q, group, f, out)
