@@ -117,7 +117,7 @@ class Broker:
         created = g is None
         if g is None:
             start = q.next_seq if settings.start_at is StartAt.LATEST else 1
-            g = Group(self.next_gid, name, q, settings, start, now, self.receipts)
+            g = Group(self.next_gid, name, q, settings, start, self.receipts)
             self.next_gid += 1
             q.groups[name] = g
             for s in q.moved:
@@ -514,7 +514,7 @@ class Broker:
         self, gid: int, q: Queue, name: str, settings: GroupSettings, start_seq: int,
         acked_total: int, now: int,
     ) -> Group:
-        g = Group(gid, name, q, settings, start_seq, now, self.receipts)
+        g = Group(gid, name, q, settings, start_seq, self.receipts)
         g.acked_total = acked_total
         q.groups[name] = g
         self.next_gid = max(self.next_gid, gid + 1)

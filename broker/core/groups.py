@@ -40,7 +40,7 @@ class GroupFigures:
 class Group:
     def __init__(
         self, gid: int, name: str, queue: Queue, settings: GroupSettings, start_seq: int,
-        now_ms: int, receipts: Receipts | None = None,
+        receipts: Receipts,
     ) -> None:
         self.gid = gid
         self.name = name
@@ -59,7 +59,7 @@ class Group:
         self.purged_total = 0  # purged for this group (since start)
         self.filtered_total = 0  # skipped by the group's filter (since start)
         # Receipts carry a token that never repeats, not even across restarts.
-        self.receipts = receipts if receipts is not None else Receipts(now_ms)
+        self.receipts = receipts
 
     # --- effective settings ---------------------------------------------------
 
@@ -512,14 +512,11 @@ class Group:
         fresh -= len(r.acked_skip) + len(r.held_skip)
         fresh -= sum(1 for s in cancelled if self.start_seq <= s < q.durable_next
                      and not self.passed(s))
-        waiting = 0
-        for s, nb in q.not_before.items():
-            if nb > now and s >= self.start_seq and s not in self.held \
-                    and s not in r.held_skip and s not in r.acked_skip and not self.passed(s):
-                waiting += 1
-        for s, (_, visible) in r.prior.items():  # restored retries the cursor has not reached
-            if visible > now and q.due(s, now):
-                waiting += 1
+        waiting = sum(1 for s, nb in q.not_before.items()
+                      if nb > now and s >= self.start_seq and s not in self.held
+                      and s not in r.held_skip and s not in r.acked_skip and not self.passed(s))
+        # restored retries the cursor has not reached
+        waiting += sum(1 for s, (_, visible) in r.prior.items() if visible > now and q.due(s, now))
         inflight, waits, dead = self.leases.inflight, self.retries.waiting, self.dead.letters
         ready_held = 0
         for s in self.held:
