@@ -255,10 +255,10 @@ class Consumer:
                 )
             except BrokerError as e:
                 log.warning("extending %d leases failed: %s", len(receipts), e)
-                if not is_retryable(e):  # the group or queue is gone: so are the leases
+                if is_retryable(e):
+                    await asyncio.sleep(self._leases.margin / 4)
+                else:  # the group or queue is gone: so are the leases
                     self._leases.drop(receipts)
-                    continue
-                await asyncio.sleep(self._leases.margin / 4)
                 continue
             kept = [r.receipt for r in results if r.status == ReceiptStatus.OK]
             self._leases.renewed(kept, now)
