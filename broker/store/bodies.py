@@ -23,10 +23,10 @@ _CHUNK = 500  # SQLite's default limit of host parameters is far above this
 class DocumentCache(abc.ABC):
     """The cache; each engine reads what it misses (`_fetch`)."""
 
-    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(self) -> None:
         self._cache: dict[int, bytes] = {}
         self._cache_bytes = 0
-        self._budget = cache_bytes
+        self._budget = DEFAULT_CACHE_BYTES
         self.hits = 0
         self.misses = 0
 
@@ -104,8 +104,8 @@ class DocumentCache(abc.ABC):
 class Bodies(DocumentCache):
     """SQLite: misses are read on one reader thread."""
 
-    def __init__(self, path: str, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        super().__init__(cache_bytes)
+    def __init__(self, path: str) -> None:
+        super().__init__()
         self._path = path
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ferry-store-reader")

@@ -27,12 +27,9 @@ class Checkpointer:
     frames appended meanwhile; its next transaction then restarts the WAL.
     """
 
-    def __init__(
-        self, path: str, every_s: float = CHECKPOINT_S, catch_up_frames: int = CATCH_UP_FRAMES
-    ) -> None:
+    def __init__(self, path: str, every_s: float = CHECKPOINT_S) -> None:
         self._path = path
         self._every_s = every_s
-        self._catch_up_frames = catch_up_frames
         self.catch_up = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -53,7 +50,7 @@ class Checkpointer:
             while not self._stop.wait(self._every_s):
                 try:
                     busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if not busy and copied == frames >= self._catch_up_frames:
+                    if not busy and copied == frames >= CATCH_UP_FRAMES:
                         self.catch_up.set()
                 except sqlite3.Error:
                     log.exception("checkpoint failed (the next one retries)")

@@ -60,14 +60,13 @@ def int_query(request: web.Request, key: str, default: int, low: int, high: int)
     return value
 
 
-async def read_body(request: web.Request, empty: bytes = b"{}") -> bytes:
-    """The body, or `empty` when there is none: only no bytes at all count as no body.
+async def read_body(request: web.Request) -> bytes:
+    """The body, or `{}` when there is none: only no bytes at all count as no body.
 
     A body of whitespace is not JSON and is refused like any other (it once passed for
     an absent body, so `PUT` with a body of "\\n" created a queue with default settings).
     """
-    raw = await request.read()
-    return raw if raw else empty
+    return await request.read() or b"{}"
 
 
 async def read_once(request: web.Request) -> bytearray:
@@ -92,8 +91,8 @@ def json_response(model: BaseModel, status: int = 200) -> web.Response:
     )
 
 
-def raw_json(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, content_type="application/json")
+def raw_json(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
 
 
 def group_stats(g: Group, now: int) -> GroupStats:
