@@ -115,24 +115,19 @@ def whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = whole_number(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def int_between(low: int, high: int) -> Callable[[str], int]:
+def int_between(low: int, high: float = math.inf, bounds: str = "") -> Callable[[str], int]:
+    """A whole number in [low, high]; `bounds` says so in the error (default "LOW-HIGH")."""
     def parse(text: str) -> int:
         value = whole_number(text)
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be {low}-{high}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be {bounds or f'{low}-{high}'}, got {value}")
         return value
 
     return parse
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    return int_between(minimum, bounds=f"at least {minimum}")
 
 
 positive_int = int_at_least(1)
