@@ -35,12 +35,6 @@ def stop_event() -> asyncio.Event:
     return stop
 
 
-def bound_port(runner: web.AppRunner) -> int:
-    for addr in runner.addresses:
-        return int(addr[1])
-    raise RuntimeError("the site is not listening")
-
-
 # Wraps aiohttp's protocol factory, e.g. to refuse connections over a limit.
 Admit = Callable[[web.Server], Callable[[], asyncio.BaseProtocol]]
 
@@ -69,7 +63,7 @@ async def listening(app: web.Application, host: str, port: int, *,
         if admit is None:
             await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=backlog,
                               reuse_address=True).start()
-            yield bound_port(runner)
+            yield int(runner.addresses[0][1])  # the site's, bound by start()
         else:
             assert runner.server is not None
             listener = await asyncio.get_running_loop().create_server(
