@@ -448,12 +448,8 @@ class Broker:
         q = self.queue(queue)
         if not q.exists(seq):
             raise MessageNotFoundError(f"message {rowid(q.qid, seq)} is not in queue {queue!r}")
-        out = []
-        for name, g in q.groups.items():
-            st = g.state_of(seq, now)
-            if st is not None:
-                out.append((name, st[0], st[1]))
-        return out
+        return [(name, *st) for name, g in q.groups.items()
+                if (st := g.state_of(seq, now)) is not None]
 
     def set_priority(self, queue: str, seq: int, priority: int, doc: Any, now: int) -> None:
         """Change a stored message's priority for every group still to deliver it.

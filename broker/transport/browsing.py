@@ -38,12 +38,9 @@ async def browse_page(rt: Runtime, queue: str, query: BrowseQuery) -> MessagePag
     q = rt.core.queue(queue)
     docs = await rt.store.bodies.get([rowid(q.qid, s) for s in seqs])
     now = now_ms()
-    out = []
-    for seq in seqs:
-        doc = docs.get(rowid(q.qid, seq))
-        if doc is None or not q.exists(seq):  # gone meanwhile (acked by every group, cancelled)
-            continue
-        out.append(message_info(rt, q, seq, orjson.loads(doc), now))
+    # Messages gone meanwhile (acked by every group, cancelled) are left out.
+    out = [message_info(rt, q, seq, orjson.loads(doc), now) for seq in seqs
+           if (doc := docs.get(rowid(q.qid, seq))) is not None and q.exists(seq)]
     return MessagePage(messages=out, next_cursor=None if nxt is None else str(nxt))
 
 
