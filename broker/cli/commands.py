@@ -153,13 +153,10 @@ async def publish(client: BrokerClient, args: argparse.Namespace, out: TextIO) -
 
     try:
         for chunk in _chunks(source, CHUNK_LINES):
-            messages = []
-            for raw in chunk:
-                read += len(raw)
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if line.strip():
-                    body = body_of(line, text=args.text)
-                    messages.append(template.model_copy(update={"body": body}))
+            read += sum(map(len, chunk))
+            lines = (raw.decode("utf-8", "replace").rstrip("\r\n") for raw in chunk)
+            messages = [template.model_copy(update={"body": body_of(line, text=args.text)})
+                        for line in lines if line.strip()]
             # Pieces of many batches each: publish() pipelines the batches of one piece,
             # and the progress line moves between pieces.
             step = args.batch_size * 32
