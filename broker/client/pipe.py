@@ -76,7 +76,8 @@ class Pipe:
                 raise NoWebSocketError(
                     e.status, ErrorCode.BAD_REQUEST, "broker has no /v1/ws"
                 ) from e
-            code = _handshake_code(e.status)
+            code = _HANDSHAKE_CODES.get(
+                e.status, ErrorCode.UNAVAILABLE if e.status >= 500 else ErrorCode.BAD_REQUEST)
             if code in (ErrorCode.FORBIDDEN, ErrorCode.RATE_LIMITED):
                 wait = retry_after(e.headers.get("Retry-After") if e.headers else None)
                 raise error_for(e.status, ErrorDetail(code=code, message=f"WebSocket refused: {e}"),
@@ -197,12 +198,6 @@ class Pipe:
 
 _HANDSHAKE_CODES = {401: ErrorCode.UNAUTHORIZED, 403: ErrorCode.FORBIDDEN,
                     429: ErrorCode.RATE_LIMITED}
-
-
-def _handshake_code(status: int) -> ErrorCode:
-    if status in _HANDSHAKE_CODES:
-        return _HANDSHAKE_CODES[status]
-    return ErrorCode.UNAVAILABLE if status >= 500 else ErrorCode.BAD_REQUEST
 
 
 def _short(error: Exception) -> str:
