@@ -40,7 +40,7 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from testsupport.ports import free_port
+from testsupport.ports import lasting_port
 from testsupport.processes import Process
 from testsupport.waiting import answers
 
@@ -75,7 +75,7 @@ def _loopback(argv: list[str]) -> list[str]:
         if flag in flags and flag not in argv:
             extra += [flag, "127.0.0.1"]
     if "--http-port" in flags and "--http-port" not in argv:
-        extra += ["--http-port", str(free_port())]
+        extra += ["--http-port", str(lasting_port())]
     return [*argv, *extra]
 
 
@@ -236,7 +236,7 @@ class Kubelet:
         for flag, value in itertools.pairwise(args):
             if flag.startswith("--") and "port" in flag and value.isdigit():
                 wanted.add(int(value))
-        return {p: self.fixed_ports.get((component, p)) or free_port() for p in sorted(wanted)}
+        return {p: self.fixed_ports.get((component, p)) or lasting_port() for p in sorted(wanted)}
 
     def _start(self, pod: dict[str, Any]) -> LocalContainer | None:
         meta, spec = pod["metadata"], pod["spec"]
@@ -284,20 +284,27 @@ class Kubelet:
             out[item["metadata"]["name"]] = data
         return out
 
-    def _bind(self, pod: dict[str, Any]) -> None:
+    def _bind(self, pod: dict[str, Any]) -> bool:
+        """Schedule the pod here; False if it was deleted since the list (nothing to run)."""
         name = pod["metadata"]["name"]
         binding = client.V1Binding(
             metadata=client.V1ObjectMeta(name=name),
             target=client.V1ObjectReference(api_version="v1", kind="Node", name=NODE_NAME))
-        self.core.create_namespaced_pod_binding(name, self.namespace, binding,
-                                                _preload_content=False)
+        try:
+            self.core.create_namespaced_pod_binding(name, self.namespace, binding,
+                                                    _preload_content=False)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            return False
+        return True
 
     def _run(self, pod: dict[str, Any]) -> None:
         uid = pod["metadata"]["uid"]
         local = self.containers.get(uid)
         if local is None:
-            if not pod["spec"].get("nodeName"):
-                self._bind(pod)
+            if not pod["spec"].get("nodeName") and not self._bind(pod):
+                return
             image = pod["spec"]["containers"][0].get("image", "")
             if not self.pullable(image):
                 self._cannot_pull(pod, image)

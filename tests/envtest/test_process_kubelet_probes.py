@@ -1,6 +1,7 @@
 """The process kubelet reports a container `started` as a kubelet does: only once its
 startupProbe answered (the operator rolls a replicated Queue's next pod on it, since a
-standby broker is never Ready), and Ready not before."""
+standby broker is never Ready), and Ready not before; a pod deleted between its pass's
+list and the bind is passed over, not a failed pass."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nodes import Node
 from operating import apply, get
 
 pytestmark = pytest.mark.envtest
@@ -58,3 +60,21 @@ def test_a_container_is_started_only_once_its_startup_probe_answers(
     assert "running" in container["state"]
     eventually(lambda: _container(get(control_plane, namespace, "pod", "gated")).get("ready"),
                "ready (no readiness probe) once started", timeout=60)
+
+
+def test_a_pod_deleted_before_its_bind_is_passed_over(
+        control_plane: Any, namespace: str, tmp_path: Path, eventually: Any) -> None:
+    kubelet = Node(control_plane, [namespace], tmp_path).kubelets[0]  # not syncing
+    apply(control_plane, namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gone"},
+        "spec": {"containers": [{"name": "server", "image": "local/gone",
+                                 "command": [sys.executable, "-c", "pass"]}]}})
+    listed = get(control_plane, namespace, "pod", "gone")  # what a pass's list saw
+    assert listed is not None and not listed["spec"].get("nodeName")
+    control_plane.kubectl("delete", "-n", namespace, "pod", "gone", "--grace-period=0",
+                          "--wait=false")
+    eventually(lambda: get(control_plane, namespace, "pod", "gone") is None, "pod deleted",
+               timeout=60)
+
+    kubelet._run(listed)  # the pass goes on (it raised 404 from the bind)
+    assert kubelet.containers == {}
