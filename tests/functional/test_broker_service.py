@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
+from fixtures.brokers import GUARDED_TOKEN
 
 from ferry.broker import models
 
@@ -95,18 +96,15 @@ async def test_openapi_is_generated_from_the_wire_models(broker: BrokerProcess) 
 
 
 async def test_openapi_documents_what_the_routes_answer(
-    tmp_path: Path, broker: BrokerProcess, broker_factory: Callable[..., BrokerProcess]
+    broker: BrokerProcess, guarded_broker: BrokerProcess
 ) -> None:
     """Schemathesis' checks found these (tests/fuzz): 201, security, 405 Allow, cursor."""
-    tokens = tmp_path / "tokens"
-    tokens.write_text("t\n")
-    guarded = broker_factory("--token-file", str(tokens))
     async with aiohttp.ClientSession() as s:
         doc: dict[str, Any] = await Api(s, broker.url).ok("GET", "/openapi.json")
-        api = Api(s, guarded.url)
-        auth = {"Authorization": "Bearer t"}
+        api = Api(s, guarded_broker.url)
+        auth = {"Authorization": f"Bearer {GUARDED_TOKEN}"}
         status, secured = await api.call("GET", "/openapi.json", headers=auth)
-        async with s.request("TRACE", guarded.url + "/v1/queues", headers=auth) as r:
+        async with s.request("TRACE", guarded_broker.url + "/v1/queues", headers=auth) as r:
             assert r.status == 405 and "GET" in r.headers["Allow"]
         await api.call("PUT", "/v1/queues/q", {}, headers=auth)
         await api.call("PUT", "/v1/queues/q/groups/g", {}, headers=auth)

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from fixtures.broker_process import BrokerProcess
+from fixtures.brokers import GUARDED_TOKEN
 
 from ferry.broker.client import BrokerClient, BrokerError
 from ferry.broker.models import OutgoingMessage
@@ -258,14 +259,13 @@ async def test_a_missing_group_is_a_503_naming_it(
 
 
 async def test_a_token_protected_broker_is_read_with_the_group_token(
-        pki: Pki, broker_factory: Any, tmp_path: Path) -> None:
-    (tmp_path / "tokens").write_text("s3cret\n")
-    guarded = broker_factory("--token-file", str(tmp_path / "tokens"))
-    async with BrokerClient(guarded.url, token="s3cret") as client:
+        pki: Pki, guarded_broker: BrokerProcess) -> None:
+    async with BrokerClient(guarded_broker.url, token=GUARDED_TOKEN) as client:
         await client.put_queue("orders")
         await client.put_group("orders", "billing")
         await client.publish("orders", [OutgoingMessage(body=n) for n in range(3)])
-    directory = StaticDirectory([GroupRef("shop", "orders", "billing", guarded.url, "s3cret")])
+    directory = StaticDirectory([GroupRef("shop", "orders", "billing", guarded_broker.url,
+                                          GUARDED_TOKEN)])
     async with serving(pki, directory, StatsCache(_brokers, ttl=0)) as url:
         status, body = await _get(url + LAG, _context(pki, pki.proxy_client))
     assert status == 200 and _values(body) == {"billing": "3"}
