@@ -20,6 +20,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from testsupport.ports import free_port
+from testsupport.processes import children
 
 SUPERUSER = "ferry"
 
@@ -104,8 +105,7 @@ class Server:
     def kill(self) -> None:
         """SIGKILL to the postmaster and every backend: what a crashed host looks like."""
         pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == pid]
-        for p in (pid, *children):
+        for p in (pid, *children(pid)):
             with suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
         (self.data / "postmaster.pid").unlink(missing_ok=True)
@@ -118,10 +118,3 @@ class Server:
             self.stop()
         finally:
             shutil.rmtree(self.top, ignore_errors=True)
-
-
-def _ppid(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1

@@ -15,6 +15,7 @@ backend terminated while its COMMIT waits for a synchronous standby) is answered
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import io
 import os
@@ -36,6 +37,7 @@ from broker_api import Api
 from fixtures.broker_process import BrokerProcess
 from fixtures.postgres import cluster
 from testsupport.ports import free_port
+from testsupport.processes import children
 from testsupport.waiting import eventually_async
 
 from ferry.broker import models as m
@@ -47,18 +49,10 @@ STARTED_OVER = "store lost: starting over from the store"
 
 
 def committer_pid(broker: BrokerProcess) -> int:
-    assert broker.proc is not None
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == broker.proc.pid and b"ferry.broker.store.committer" in cmdline:
-            return int(entry.name)
+    for pid in children(broker.pid):
+        with contextlib.suppress(OSError):
+            if b"ferry.broker.store.committer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
     raise AssertionError("the broker has no committer process")
 
 
