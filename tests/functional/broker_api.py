@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import IO, Any
 
 import aiohttp
@@ -12,6 +14,13 @@ class Api:
     def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
         self.session = session
         self.url = url
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, url: str) -> AsyncIterator[Api]:
+        """An `Api` on `url` in a session of its own, closed when the block ends."""
+        async with aiohttp.ClientSession() as session:
+            yield cls(session, url)
 
     async def call(
         self, method: str, path: str, body: Any = None, *, data: bytes | IO[bytes] | None = None,
@@ -31,6 +40,13 @@ class Api:
     async def ok(self, method: str, path: str, body: Any = None) -> Any:
         status, doc = await self.call(method, path, body)
         assert 200 <= status < 300, (method, path, status, doc)
+        return doc
+
+    async def refused(self, method: str, path: str, body: Any = None, status: int = 400,
+                      code: str = "bad_request", **options: Any) -> Any:
+        """The error document of a call that must answer `status` with the error `code`."""
+        got, doc = await self.call(method, path, body, **options)
+        assert (got, doc["error"]["code"]) == (status, code), (method, path, got, doc)
         return doc
 
     async def create(self, queue: str, *groups: str) -> None:

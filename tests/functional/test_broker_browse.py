@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from broker_api import Api
@@ -81,20 +80,15 @@ async def test_bad_browse_cancel_and_purge_requests_get_400_or_404(
         ("cursor=12345678901234567890", "cursor"), ("group=Bad_Name", "group"),
         ("state=lost&group=a", "state"), ("colour=red", "colour"),
     ]:
-        status, doc = await api.call("GET", f"{Q}/messages?{query}")
-        assert status == 400, (query, doc)
-        assert doc["error"]["code"] == "bad_request" and why in doc["error"]["message"]
-    status, doc = await api.call("GET", f"{Q}/messages?group=nope")
-    assert (status, doc["error"]["code"]) == (404, "group_not_found")
+        doc = await api.refused("GET", f"{Q}/messages?{query}")
+        assert why in doc["error"]["message"], (query, doc)
+    await api.refused("GET", f"{Q}/messages?group=nope", status=404, code="group_not_found")
     for path, code in [(f"{Q}/messages/1", "message_not_found"),
                        (f"{Q}/messages/x", "message_not_found"),
                        ("/v1/queues/none/messages/1", "queue_not_found")]:
-        status, doc = await api.call("DELETE", path)
-        assert (status, doc["error"]["code"]) == (404, code), path
-    status, doc = await api.call("POST", f"{Q}/groups/nope/purge")
-    assert (status, doc["error"]["code"]) == (404, "group_not_found")
-    status, doc = await api.call("POST", "/v1/queues/none/purge")
-    assert (status, doc["error"]["code"]) == (404, "queue_not_found")
+        await api.refused("DELETE", path, status=404, code=code)
+    await api.refused("POST", f"{Q}/groups/nope/purge", status=404, code="group_not_found")
+    await api.refused("POST", "/v1/queues/none/purge", status=404, code="queue_not_found")
 
 
 async def test_a_cancel_holds_for_every_group_and_after_kill_9(
@@ -106,8 +100,7 @@ async def test_a_cancel_holds_for_every_group_and_after_kill_9(
     for mid in (held["id"], ids[0], ids[1]):  # in flight; ready in both; ready too
         status, _ = await api.call("DELETE", f"{Q}/messages/{mid}")
         assert status == 204
-    status, doc = await api.call("DELETE", f"{Q}/messages/{ids[0]}")
-    assert (status, doc["error"]["code"]) == (404, "message_not_found")
+    await api.refused("DELETE", f"{Q}/messages/{ids[0]}", status=404, code="message_not_found")
     assert await api.settle("ack", "jobs", "a", [held["receipt"]]) == ["stale"]
     status, _ = await api.call("GET", f"{Q}/messages/{held['id']}")
     assert status == 404
@@ -117,8 +110,7 @@ async def test_a_cancel_holds_for_every_group_and_after_kill_9(
     assert (stats["depth"], stats["in_flight"]) == (3, 0)
     broker.kill()
     broker.restart()
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
+    async with Api.connect(broker.url) as api:
         cancelled = {held["id"], ids[0], ids[1]}
         left = await _browse_loaded(api, 3)
         assert not cancelled & {m["id"] for m in left}
@@ -149,8 +141,7 @@ async def test_purges_take_ready_messages_and_hold_after_kill_9(
                       'ferry_messages_purged_total{group="b",queue="jobs"} 6.0']
     broker.kill()
     broker.restart()
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
+    async with Api.connect(broker.url) as api:
         left = await _browse_loaded(api, 2)
         assert {m["id"] for m in left} == {leased[1]["id"], delayed}
         assert await api.receive("jobs", "b", max=10) == []  # purged stays purged

@@ -91,8 +91,7 @@ async def test_a_body_that_stops_arriving_gets_408_and_nothing_happens(
     broker_factory: Callable[..., BrokerProcess],
 ) -> None:
     b = broker_factory("--body-timeout-seconds", "1")
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, b.url)
+    async with Api.connect(b.url) as api:
         await api.ok("PUT", "/v1/queues/q")
         status, _, body = await raw_request(
             b.port, b"POST /v1/queues/q/messages HTTP/1.1\r\nHost: x\r\n"
@@ -109,10 +108,9 @@ async def test_sigterm_closes_open_websockets_instead_of_waiting_out_the_drain(
 ) -> None:
     """Issue 21: with a WebSocket open, shutdown took twice --drain-seconds."""
     b = broker_factory("--drain-seconds", "120")
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, b.url)
+    async with Api.connect(b.url) as api:
         await api.create("jobs", "w")
-        async with s.ws_connect(b.url + "/v1/ws") as ws:
+        async with api.session.ws_connect(b.url + "/v1/ws") as ws:
             await ws.send_json({"op": "subscribe", "seq": 1, "queue": "jobs", "group": "w",
                                 "consumer": "c"})
             assert (await ws.receive_json())["seq"] == 1

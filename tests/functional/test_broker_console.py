@@ -87,8 +87,7 @@ async def test_stats_stream_needs_the_token_and_bounds_its_interval(
         assert r.status == 401
         assert (await r.json())["error"]["code"] == "unauthorized"
     for bad in ("199", "60001", "soon"):
-        status, doc = await api.call("GET", f"/v1/stats/stream?interval_ms={bad}")
-        assert status == 400 and doc["error"]["code"] == "bad_request", bad
+        await api.refused("GET", f"/v1/stats/stream?interval_ms={bad}")
 
 
 async def test_stats_stream_ends_with_the_drain(guarded_broker: BrokerProcess, api: Api) -> None:

@@ -19,8 +19,7 @@ async def test_kill_9_loses_no_answered_publish_or_ack(broker: BrokerProcess) ->
     published: set[str] = set()  # every id whose publish got a 200
     acked: set[str] = set()  # every id whose ack answered "ok"
     ack_sent: set[str] = set()  # acks sent, answered or not (a crash may cut the answer off)
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
+    async with Api.connect(broker.url) as api:
         await api.ok("PUT", "/v1/queues/jobs")
         await api.ok("PUT", "/v1/queues/jobs/groups/w", {"visibility_timeout_ms": 60_000})
 
@@ -53,8 +52,7 @@ async def test_kill_9_loses_no_answered_publish_or_ack(broker: BrokerProcess) ->
                 await t
 
     broker.restart()
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
+    async with Api.connect(broker.url) as api:
         redelivered: set[str] = set()
         while got := await api.receive("jobs", "w", consumer="after", max=1000):
             redelivered.update(m["id"] for m in got)
@@ -80,8 +78,7 @@ async def test_state_survives_a_restart(broker: BrokerProcess, api: Api) -> None
     before = await api.ok("GET", "/v1/queues/jobs")
 
     broker.restart()
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
+    async with Api.connect(broker.url) as api:
         after = await api.ok("GET", "/v1/queues/jobs")
         assert after["settings"] == before["settings"]
         assert after["published_total"] == 5
@@ -116,7 +113,6 @@ async def test_sigterm_drains_long_polls_and_exits_cleanly(broker: BrokerProcess
         assert await p == []  # answered (empty), not cut off
     assert '"msg":"stopped"' in broker.logs()
     broker.start()
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
+    async with Api.connect(broker.url) as api:
         assert [m["id"] for m in await api.receive("jobs", "w")] == [mid]
 

@@ -364,14 +364,13 @@ async def test_the_cli_rides_through_a_takeover(
 
 async def test_a_group_filter_and_what_it_skipped_survive_a_takeover(brokers: Brokers) -> None:
     leader, standby = brokers.all
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, leader.url)
+    async with Api.connect(leader.url) as api:
         await api.create("jobs")
         await api.ok("PUT", "/v1/queues/jobs/groups/eu", {"filter": {"match": {"type": "order"}}})
         ids = await api.publish("jobs", {"body": 0, "headers": {"type": "order"}},
                                 {"body": 1, "headers": {"type": "refund"}}, {"body": 2})
         leader.kill()
-        sapi = Api(s, standby.url)
+        sapi = Api(api.session, standby.url)
         await sapi.restored()
         group = await sapi.ok("GET", "/v1/queues/jobs/groups/eu")
         assert group["settings"]["filter"] == {"match": {"type": "order"}, "prefix": {}}

@@ -109,9 +109,8 @@ async def test_a_publish_answered_503_is_never_delivered(broker: BrokerProcess, 
     await api.create("q", "g", "probe")
     (kept,) = await api.publish("q", {"body": "kept"})
     fill_disk(broker)
-    status, doc = await api.call("POST", "/v1/queues/q/messages",
-                                 {"messages": [{"body": "lost"}]})
-    assert status == 503 and doc["error"]["code"] == "unavailable", doc
+    await api.refused("POST", "/v1/queues/q/messages", {"messages": [{"body": "lost"}]}, 503,
+                      "unavailable")
     # Nothing it says may reflect what the store does not hold.
     status, doc = await meanwhile(api, broker, "POST", "/v1/queues/q/groups/probe/receive",
                                   {"consumer": "c", "max": 10})
@@ -223,8 +222,7 @@ async def test_a_full_disk_fails_writes_and_the_broker_recovers_by_itself(
     broker = BrokerProcess(small_disk / "data", tmp_path / "broker.log")
     broker.start()
     try:
-        async with aiohttp.ClientSession() as s:
-            api = Api(s, broker.url)
+        async with Api.connect(broker.url) as api:
             await api.create("q", "g")
             (kept,) = await api.publish("q", {"body": "kept"})
             filler = fill(small_disk)
@@ -309,8 +307,7 @@ async def test_a_commit_cut_off_in_postgres_is_answered_outcome_unknown(
         broker.start()
         admin = await asyncpg.connect(dsn)
         try:
-            async with aiohttp.ClientSession() as s:
-                api = Api(s, broker.url)
+            async with Api.connect(broker.url) as api:
                 await api.create("q", "g")
                 # A synchronous standby that never comes: every COMMIT from now on waits.
                 await admin.execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")

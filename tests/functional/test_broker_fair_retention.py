@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
@@ -34,8 +33,7 @@ async def test_fair_mode_takes_keys_in_turn_before_and_after_a_restart(
     await api.publish("jobs", {"body": "d", "key": "d"}, {"body": "e", "key": "e"})
 
     broker.restart()
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
+    async with Api.connect(broker.url) as api:
         got = await keys_of(api, 4)
         assert sorted(got[:3]) == ["d", "e", "noisy"], got  # still in turn after the restart
         assert got[3:] + await keys_of(api, 3) == ["noisy"] * 4
@@ -61,8 +59,7 @@ async def test_retention_drops_old_messages_for_good(broker: BrokerProcess, api:
     (kept,) = await api.publish("jobs", {"body": "new"})
 
     broker.restart()
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
+    async with Api.connect(broker.url) as api:
         doc = await api.ok("GET", "/v1/queues/jobs")
         assert doc["messages"] == 1 and doc["published_total"] == 6
         for group in ("w", "x"):

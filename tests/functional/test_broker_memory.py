@@ -121,8 +121,7 @@ async def test_one_message_larger_than_the_batch_still_goes_alone(
     broker_factory: Callable[..., BrokerProcess],
 ) -> None:
     b = broker_factory("--batch-bytes", "1000")
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, b.url)
+    async with Api.connect(b.url) as api:
         await api.create("q", "g")
         ids = await publish(api, "q", big(5000, "a"), big(5000, "b"))
         assert [m["id"] for m in await api.receive("q", "g", max=10)] == ids[:1]
@@ -142,14 +141,13 @@ async def test_over_the_memory_budget_is_503_with_retry_after_and_nothing_happen
     broker_factory: Callable[..., BrokerProcess],
 ) -> None:
     b = broker_factory("--memory-budget-bytes", str(3 * MiB))
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, b.url)
+    async with Api.connect(b.url) as api:
         await api.ok("PUT", "/v1/queues/q")
         slow = await open_slow_body(b.port, "/v1/queues/q/messages", 2 * MiB)
         try:
             body = json.dumps({"messages": [big(600_000, "late"), big(600_000, "2")]}).encode()
-            async with s.post(b.url + "/v1/queues/q/messages", data=io.BytesIO(body),
-                              headers=JSON) as r:
+            async with api.session.post(b.url + "/v1/queues/q/messages", data=io.BytesIO(body),
+                                        headers=JSON) as r:
                 assert r.status == 503 and r.headers["Retry-After"] == "1"
                 assert (await r.json())["error"]["code"] == "unavailable"
             assert (await api.ok("GET", "/v1/queues/q"))["published_total"] == 0
@@ -162,8 +160,8 @@ async def test_over_the_memory_budget_is_503_with_retry_after_and_nothing_happen
                  b"Content-Length: %d\r\n\r\n" % (65 * MiB))
         assert b" 413 " in await asyncio.wait_for(r2.readline(), 60)
         w2.close()
-        async with s.post(b.url + "/v1/queues/q/messages", data=io.BytesIO(body),
-                          headers=JSON) as r:
+        async with api.session.post(b.url + "/v1/queues/q/messages", data=io.BytesIO(body),
+                                    headers=JSON) as r:
             assert r.status == 200  # the budget is back once the slow request is gone
 
 

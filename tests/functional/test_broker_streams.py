@@ -20,8 +20,7 @@ pytestmark = [pytest.mark.functional, both_engines]
 
 @pytest.fixture
 async def api(broker: BrokerProcess) -> AsyncIterator[Api]:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, broker.url)
+    async with Api.connect(broker.url) as api:
         await api.create("jobs", "w")
         yield api
 
@@ -68,10 +67,9 @@ async def test_sse_pushes_deliveries_within_max_in_flight(api: Api) -> None:
 async def test_sse_rejects_bad_parameters(api: Api) -> None:
     for query, status in (("consumer=a%20b", 400), ("consumer=c&max_in_flight=0", 400),
                           ("", 400)):
-        got, doc = await api.call("GET", f"/v1/queues/jobs/groups/w/stream?{query}")
-        assert got == status and doc["error"]["code"] == "bad_request"
-    got, doc = await api.call("GET", "/v1/queues/jobs/groups/nope/stream?consumer=c")
-    assert got == 404 and doc["error"]["code"] == "group_not_found"
+        await api.refused("GET", f"/v1/queues/jobs/groups/w/stream?{query}", status=status)
+    await api.refused("GET", "/v1/queues/jobs/groups/nope/stream?consumer=c", status=404,
+                      code="group_not_found")
 
 
 async def test_websocket_pipelines_publish_and_settle(api: Api) -> None:

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
@@ -50,8 +49,7 @@ def scoped(broker_factory: Callable[..., BrokerProcess], tmp_path: Path) -> Brok
 async def test_rights_and_globs_decide_what_a_token_may_do(scoped: BrokerProcess) -> None:
     bodies: list[str] = []
     refused = 0
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, scoped.url)
+    async with Api.connect(scoped.url) as api:
 
         async def call(token: str, method: str, path: str, body: Any = None) -> int:
             nonlocal refused
@@ -102,11 +100,10 @@ async def test_rights_and_globs_decide_what_a_token_may_do(scoped: BrokerProcess
 async def test_a_websocket_frame_outside_the_rights_is_refused_and_the_socket_lives(
     scoped: BrokerProcess,
 ) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, scoped.url)
+    async with Api.connect(scoped.url) as api:
         await api.call("PUT", "/v1/queues/orders-eu", {}, headers=bearer(ADMIN))
         await api.call("PUT", "/v1/queues/orders-eu/groups/w", {}, headers=bearer(ADMIN))
-        async with s.ws_connect(scoped.url + "/v1/ws", headers=bearer(PUBLISHER)) as ws:
+        async with api.session.ws_connect(scoped.url + "/v1/ws", headers=bearer(PUBLISHER)) as ws:
             frames = [
                 {"op": "subscribe", "seq": 1, "queue": "orders-eu", "group": "w",
                  "consumer": "c"},
@@ -143,12 +140,11 @@ async def test_the_client_raises_forbidden(scoped: BrokerProcess, websocket: boo
 
 
 async def test_over_its_rate_a_token_gets_429_then_recovers(scoped: BrokerProcess) -> None:
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, scoped.url)
+    async with Api.connect(scoped.url) as api:
         statuses = []
         retry = None
         for _ in range(20):  # a burst of 2 per second: most of 20 back-to-back are refused
-            async with s.get(scoped.url + "/v1/queues", headers=bearer(SLOW)) as r:
+            async with api.session.get(scoped.url + "/v1/queues", headers=bearer(SLOW)) as r:
                 statuses.append(r.status)
                 if r.status == 429:
                     doc = await r.json()
@@ -221,8 +217,7 @@ async def test_a_directory_is_read_like_a_mounted_secret(
     for key in ("token", "tokens"):
         (secret / key).symlink_to(f"..data/{key}")
     b = broker_factory("--token-file", str(secret))
-    async with aiohttp.ClientSession() as s:
-        api = Api(s, b.url)
+    async with Api.connect(b.url) as api:
         assert (await api.call("PUT", "/v1/queues/orders-eu", {}, headers=bearer(ADMIN)))[0] == 201
         status, doc = await api.call("PUT", "/v1/queues/orders-us", {}, headers=bearer(PUBLISHER))
         assert status == 403 and "tokens line 1" in doc["error"]["message"]

@@ -135,8 +135,7 @@ async def exchange(url: str, frames: list[bytes]) -> None:
 @pytest.fixture
 def fuzzed_broker(broker: BrokerProcess) -> BrokerProcess:
     async def setup() -> None:
-        async with aiohttp.ClientSession() as s:
-            api = Api(s, broker.url)
+        async with Api.connect(broker.url) as api:
             await api.create(QUEUE, GROUP)
 
     asyncio.run(setup())
@@ -156,8 +155,7 @@ def test_bad_frames_get_error_replies_and_the_connection_survives(
     fuzzed_broker.start()
 
     async def check() -> None:
-        async with aiohttp.ClientSession() as s:
-            api = Api(s, fuzzed_broker.url)
+        async with Api.connect(fuzzed_broker.url) as api:
             assert (await api.call("GET", "/readyz"))[0] == 200
             stats = await api.ok("GET", f"/v1/queues/{QUEUE}")
             assert stats["published_total"] >= 1
