@@ -19,7 +19,7 @@ import asyncpg
 import orjson
 import pytest
 from testsupport.ports import free_port
-from testsupport.waiting import eventually_async
+from testsupport.waiting import answers, eventually_async
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import Backoff, GroupSettings, OutgoingMessage
@@ -132,15 +132,11 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
     await eventually_async(check, what, PATIENCE)
 
 
-async def until_healthy(session: aiohttp.ClientSession, port: int, what: str) -> None:
+async def until_healthy(port: int | None, what: str) -> None:
     """Wait until the process on `port` answers /healthz with 200."""
 
     async def up() -> bool:
-        try:
-            async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
-                return r.status == 200
-        except aiohttp.ClientConnectionError:
-            return False
+        return await asyncio.to_thread(answers, f"http://127.0.0.1:{port}/healthz")
 
     await eventually(up, what)
 
@@ -192,15 +188,7 @@ async def client(broker: Any) -> AsyncIterator[BrokerClient]:
 
 
 async def healthy(proc: Proc) -> None:
-    async def check() -> bool:
-        url = f"http://127.0.0.1:{proc.http_port}/healthz"
-        try:
-            async with aiohttp.ClientSession() as s, s.get(url) as r:
-                return r.status == 200
-        except aiohttp.ClientConnectionError:
-            return False
-
-    await eventually(check, f"{proc.popen.args} to be healthy")
+    await until_healthy(proc.http_port, f"{proc.popen.args} to be healthy")
 
 
 async def all_done(client: BrokerClient, storage: str, rows: int) -> None:
@@ -259,7 +247,7 @@ async def test_sample_through_two_streamers_and_three_collectors_stored_exactly_
     port = free_port()
     procs.start("ferry-api", "--storage", pg_url, "--host", "127.0.0.1", "--port", str(port))
     async with aiohttp.ClientSession() as s:
-        await until_healthy(s, port, "ferry-api to answer")
+        await until_healthy(port, "ferry-api to answer")
         async with s.get(f"http://127.0.0.1:{port}/api/v1/gpus") as r:
             gpus = (await r.json())["gpus"]
         assert len(gpus) == 32
@@ -582,7 +570,7 @@ async def test_an_uploaded_csv_is_validated_published_and_stored_once(
     )
     url = f"http://127.0.0.1:{port}/api/v1/upload"
     async with aiohttp.ClientSession() as s:
-        await until_healthy(s, port, "the upload endpoint")
+        await until_healthy(port, "the upload endpoint")
         body = BAD_SAMPLE.read_bytes()
         for _ in range(2):  # the second upload of the same rows stores nothing new
             async with s.post(url, data=body, headers={"Content-Type": "text/csv"}) as r:
