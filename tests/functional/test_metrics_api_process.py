@@ -3,7 +3,6 @@ broker, graceful exit on SIGTERM."""
 
 from __future__ import annotations
 
-import signal
 import ssl
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 import requests  # type: ignore[import-untyped]
 from cryptography import x509
 from testsupport.ports import free_port
+from testsupport.processes import Process
 from testsupport.waiting import eventually
 
 from ferry.operator.metricsapi import certificates
@@ -62,37 +62,34 @@ def test_half_a_serving_certificate_is_refused(pki: dict[str, Path]) -> None:
 
 
 @pytest.fixture
-def server(pki: dict[str, Path]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def server(pki: dict[str, Path], tmp_path: Path) -> Iterator[tuple[Process, str]]:
     port, dead_broker = free_port(), free_port()
-    process = subprocess.Popen(
+    process = Process(
         [*EXE, "--bind-address", "127.0.0.1", "--secure-port", str(port),
          "--tls-cert-file", str(pki["server_cert"]),
          "--tls-private-key-file", str(pki["server_key"]),
          "--requestheader-client-ca-file", str(pki["ca"]),
          "--requestheader-allowed-names", "front-proxy-client",
          "--group", f"shop/orders/billing=http://127.0.0.1:{dead_broker}",
-         "--broker-timeout", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--broker-timeout", "2"], tmp_path / "metrics-api.log").start()
     url = f"https://127.0.0.1:{port}"
     try:
         def listening() -> bool:
             try:
                 requests.get(url + "/readyz", verify=str(pki["serving_ca"]), timeout=2)
             except requests.ConnectionError:
-                assert process.poll() is None, process.communicate()[1]
+                process.check()
                 return False
             return True
 
         eventually(listening, "ferry-metrics-api to listen", 60, interval=0.1)
         yield process, url
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+        process.kill()
 
 
 def test_an_unreachable_broker_is_a_503_naming_it(
-        server: tuple[subprocess.Popen[str], str], pki: dict[str, Path]) -> None:
+        server: tuple[Process, str], pki: dict[str, Path]) -> None:
     _, url = server
     answer = requests.get(url + BASE + "/namespaces/shop/ferry_consumergroup_lag",
                           params={"labelSelector": "group=billing"},
@@ -105,33 +102,30 @@ def test_an_unreachable_broker_is_a_503_naming_it(
     assert "http://127.0.0.1:" in body["message"]
 
 
-def test_sigterm_stops_it_cleanly(server: tuple[subprocess.Popen[str], str]) -> None:
+def test_sigterm_stops_it_cleanly(server: tuple[Process, str]) -> None:
     process, _ = server
-    process.send_signal(signal.SIGTERM)
-    _, logs = process.communicate(timeout=30)
-    assert process.returncode == 0, logs
-    assert '"msg":"serving"' in logs
+    assert process.stop() == 0, process.tail()
+    assert '"msg":"serving"' in process.tail()
 
 
-def test_self_signed_certificate_names_the_service(pki: dict[str, Path]) -> None:
+def test_self_signed_certificate_names_the_service(pki: dict[str, Path], tmp_path: Path) -> None:
     port = free_port()
-    process = subprocess.Popen(
+    process = Process(
         [*EXE, "--bind-address", "127.0.0.1", "--secure-port", str(port),
          "--service", "lag", "--namespace", "ops",
          "--requestheader-client-ca-file", str(pki["ca"]), "--group", "a/b/c=http://x"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        tmp_path / "metrics-api.log").start()
     try:
         def certificate() -> str | None:
             try:
                 return ssl.get_server_certificate(("127.0.0.1", port), timeout=2)
             except OSError:
-                assert process.poll() is None, process.communicate()[1]
+                process.check()
                 return None
 
         pem = eventually(certificate, "ferry-metrics-api to listen", 60, interval=0.1)
     finally:
-        process.terminate()
-        process.communicate(timeout=30)
+        process.stop()
     cert = x509.load_pem_x509_certificate(pem.encode())
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "lag.ops.svc" in names.get_values_for_type(x509.DNSName)
