@@ -142,11 +142,7 @@ async def test_large_commits_of_every_size_come_back(tmp_path: Path) -> None:
 
 
 async def test_documents_come_from_the_cache_or_the_database(tmp_path: Path) -> None:
-    loop = asyncio.get_running_loop()
-    store = Store(tmp_path, loop)
-    core = store.load(T0)
-    store.start()
-    core.put_queue("jobs", QueueSettings(), T0)
+    store, core = started(tmp_path, "jobs", "g")
     ids = core.publish("jobs", [Incoming(0, 0, None, None, b'{"n":%d}' % i) for i in range(3)], T0)
     await flush(core, store)
     assert await store.bodies.get(ids) == {ids[i]: b'{"n":%d}' % i for i in range(3)}
@@ -178,12 +174,8 @@ async def test_a_dead_committer_fails_writes_instead_of_losing_them(
 ) -> None:
     """Whichever end of the pipe tells first (a write's EPIPE or the answers' EOF: under
     load either can), the write fails naming the committer, and so does every later one."""
-    loop = asyncio.get_running_loop()
-    store = Store(tmp_path, loop)
+    store, core = started(tmp_path, "jobs", "g")
     try:
-        core = store.load(T0)
-        store.start()
-        core.put_queue("jobs", QueueSettings(), T0)
         await flush(core, store)
         pid = store.writer.pid
         assert pid is not None
