@@ -7,7 +7,6 @@ Skipped, with the reason, where no Docker engine answers (see conftest.py).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from fixtures.manifests import overlay
 from testsupport.waiting import eventually
 
 from ferrydemo.checking import compare, read_sample, stored_keys
@@ -28,16 +28,6 @@ pytestmark = pytest.mark.e2e
 
 def _eventually(probe: Callable[[], Any], what: str, timeout: float = 600) -> Any:
     return eventually(lambda: probe() or None, what, timeout, interval=2)
-
-
-def _overlay(tmp_path: Path, image: str) -> Path:
-    name, _, tag = image.partition(":")
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [os.path.relpath(ROOT / "manifests", tmp_path)],
-        "images": [{"name": "ghcr.io/ferry-dev/ferry", "newName": name, "newTag": tag}],
-    }))
-    return tmp_path
 
 
 def _examples(image: str) -> str:
@@ -67,7 +57,7 @@ def test_install_run_scale_and_clean_up(kind_cluster: Any, ferry_image: str,
     kubectl: Callable[..., str] = kind_cluster.kubectl
     kind_cluster.load_docker_image(ferry_image)
 
-    kubectl("apply", "--server-side", "-k", str(_overlay(tmp_path / "overlay", ferry_image)))
+    kubectl("apply", "--server-side", "-k", str(overlay(tmp_path / "overlay", image=ferry_image)))
     kubectl("wait", "-n", "ferry-system", "deployment", "--all", "--for=condition=Available",
             "--timeout=300s")
     kubectl("create", "namespace", NS)

@@ -8,12 +8,12 @@ acts on the examples.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from fixtures.manifests import overlay
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml"))
@@ -27,15 +27,6 @@ def crds_installed(control_plane: Any) -> None:
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", *CRDS)
 
 
-def _overlay(tmp_path: Path, namespace: str) -> Path:
-    base = os.path.relpath(ROOT / "manifests", tmp_path)
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "namespace": namespace, "resources": [base],
-    }))
-    return tmp_path
-
-
 def _items(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for doc in docs:
@@ -45,7 +36,7 @@ def _items(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_kustomize_base_is_accepted(control_plane: Any, namespace: str, tmp_path: Path,
                                     crds_installed: None) -> None:
-    rendered = control_plane.kubectl("kustomize", str(_overlay(tmp_path, namespace))).stdout
+    rendered = control_plane.kubectl("kustomize", str(overlay(tmp_path, namespace))).stdout
     # The overlay's Namespace is the test's own (it exists already).
     docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] != "Namespace"]
     assert docs, "the base rendered nothing"

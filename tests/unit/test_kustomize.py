@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from fixtures.manifests import overlay
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.unit
@@ -22,20 +23,6 @@ def kustomize(folder: Path) -> list[dict[str, Any]]:
     out = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
-
-
-def overlay(tmp_path: Path, namespace: str, image: str | None = None) -> Path:
-    """An overlay in tmp_path on top of manifests/, as a user would write one."""
-    base = os.path.relpath(ROOT / "manifests", tmp_path)
-    body: dict[str, Any] = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "namespace": namespace, "resources": [base],
-    }
-    if image:
-        name, _, tag = image.rpartition(":")
-        body["images"] = [{"name": "ghcr.io/ferry-dev/ferry", "newName": name, "newTag": tag}]
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(body))
-    return tmp_path
 
 
 def test_base_holds_every_crd_of_crds_folder() -> None:
