@@ -63,20 +63,16 @@ def _namespace_name(test_name: str) -> str:
 
 
 @pytest.fixture
-def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+def namespace(kube_api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
     name = _namespace_name(request.node.name)
-    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
-    core = client.CoreV1Api(api)
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
     try:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-        yield name
-        try:
-            core.delete_namespace(name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-    finally:
-        api.close()
+        core.delete_namespace(name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ not need for an External metric with an AverageValue target.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -23,9 +21,20 @@ from typing import Any
 
 import pytest
 from fixtures.broker_process import BrokerProcess, free_port
-from operating import apply, cr, drain, events, get, publish, replicas, table, workload
+from operating import (
+    apply,
+    cr,
+    drain,
+    events,
+    get,
+    on_broker,
+    publish,
+    replicas,
+    table,
+    workload,
+)
+from testsupport.processes import Process
 
-from ferry.broker.client import BrokerClient
 from ferry.operator.reconcile import autoscaling
 from ferry.operator.reconcile.specs import Autoscaling, Owner
 from kubeplane import ControlPlane, aggregation
@@ -44,13 +53,6 @@ class MetricsApi:
     url: str
 
 
-def _broker_call(url: str, call: Callable[[BrokerClient], Any]) -> Any:
-    async def run() -> Any:
-        async with BrokerClient(url) as client:
-            return await call(client)
-    return asyncio.run(run())
-
-
 @contextmanager
 def serving_metrics_api(control_plane: ControlPlane, namespace: str, tmp_path: Path,
                         eventually: Eventually, *flags: str) -> Iterator[MetricsApi]:
@@ -61,16 +63,13 @@ def serving_metrics_api(control_plane: ControlPlane, namespace: str, tmp_path: P
     """
     cert, ca = aggregation.serving_cert(tmp_path / "serving", namespace, SERVICE)
     port = free_port()
-    log_path = tmp_path / "metrics-api.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
+    process = Process(
         [sys.executable, "-m", "ferry.operator.metricsapi",
          "--bind-address", "127.0.0.1", "--secure-port", str(port),
          "--tls-cert-file", str(cert.cert), "--tls-private-key-file", str(cert.key),
          "--kubeconfig", str(control_plane.kubeconfig), "--cache-ttl", "1",
          "--namespace", namespace, "--service", SERVICE, "--apiservice-check-seconds", "1",
-         *flags],
-        stdout=log, stderr=log)
+         *flags], tmp_path / "metrics-api.log").start()
     manifests = aggregation.manifests(GROUP, VERSION, namespace=namespace, service=SERVICE,
                                       port=port, ca_bundle=ca.cert.read_bytes())
     document = json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
@@ -78,7 +77,7 @@ def serving_metrics_api(control_plane: ControlPlane, namespace: str, tmp_path: P
         control_plane.kubectl("apply", "-f", "-", input=document)
 
         def available() -> bool:
-            assert process.poll() is None, log_path.read_text()
+            assert process.alive(), process.tail()
             return aggregation.available(
                 control_plane.kubectl_json("get", "apiservice", f"{VERSION}.{GROUP}"))
 
@@ -87,17 +86,15 @@ def serving_metrics_api(control_plane: ControlPlane, namespace: str, tmp_path: P
     finally:
         control_plane.kubectl("delete", "-f", "-", "--wait=false", "--ignore-not-found",
                               input=document)
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        process.stop()
 
 
 @pytest.fixture
 def metrics_api(control_plane: ControlPlane, namespace: str, broker: BrokerProcess,
                 tmp_path: Path, eventually: Eventually) -> Iterator[MetricsApi]:
     """The metrics API serving the group `jobs/workers` of the test's broker (--group)."""
-    _broker_call(broker.url, lambda c: c.put_queue(QUEUE))
-    _broker_call(broker.url, lambda c: c.put_group(QUEUE, CONSUMERS))
+    on_broker(broker.url, lambda c: c.put_queue(QUEUE))
+    on_broker(broker.url, lambda c: c.put_group(QUEUE, CONSUMERS))
     with serving_metrics_api(control_plane, namespace, tmp_path, eventually, "--group",
                              f"{namespace}/{QUEUE}/{CONSUMERS}={broker.url}") as api:
         yield api

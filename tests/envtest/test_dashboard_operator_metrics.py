@@ -3,14 +3,13 @@ reconciled something (the other panels: tests/functional/test_dashboard_metrics.
 
 from __future__ import annotations
 
-import json
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtures.dashboards import exported, queried_metrics
-from operating import reconciled
+from operating import apply, cr, reconciled
 from testsupport.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,18 +25,13 @@ def test_operator_panels_query_exported_metrics(control_plane: Any, namespace: s
     eventually(lambda: reconciled(control_plane, namespace, "queue", "orders"),
                "the example Queue is Ready")
     # A queue on a broker nobody runs: what the broker-failure panel is for.
-    lost = {"apiVersion": "ferry.dev/v1alpha1", "kind": "Queue", "metadata": {"name": "lost"},
-            "spec": {"broker": {"url": f"http://127.0.0.1:{free_port()}",
-                                "connectionSecret": {"name": "conn"}}}}
     control_plane.kubectl("create", "secret", "generic", "-n", namespace, "conn",
                           "--from-literal=token=t")
-    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(lost))
+    apply(control_plane, namespace, cr("Queue", "lost", {"broker": {
+        "url": f"http://127.0.0.1:{free_port()}", "connectionSecret": {"name": "conn"}}}))
     # An autoscaled group (its target need not exist for the figures to be exported).
-    workers = {"apiVersion": "ferry.dev/v1alpha1", "kind": "ConsumerGroup",
-               "metadata": {"name": "workers"},
-               "spec": {"queue": "orders", "autoscaling": {"target": {"name": "workers"},
-                                                           "maxReplicas": 3}}}
-    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(workers))
+    apply(control_plane, namespace, cr("ConsumerGroup", "workers", {
+        "queue": "orders", "autoscaling": {"target": {"name": "workers"}, "maxReplicas": 3}}))
     control_plane.kubectl("create", "deployment", "workers", "-n", namespace,
                           "--image=registry.k8s.io/pause:3.10")
     queried = {m for m in queried_metrics() if m.startswith("ferry_operator_")}

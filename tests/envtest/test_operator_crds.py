@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-from operating import cr
+from operating import apply, cr
 
 pytestmark = pytest.mark.envtest
-
-
-def apply(plane: Any, namespace: str, manifest: dict[str, Any], check: bool = True) -> Any:
-    return plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest),
-                         check=check)
 
 
 def test_crds_are_established_and_explained(control_plane: Any, ferry_crds: None) -> None:

@@ -8,7 +8,6 @@ to it), and the operator talks to it with the token from that Secret.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import threading
@@ -17,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from operating import apply, condition, cr, get, reconciled
+from operating import apply, condition, cr, get, on_broker, reconciled
 from testsupport.ports import free_port
 
 from ferry.broker.client import BrokerClient, BrokerError
@@ -27,14 +26,13 @@ pytestmark = pytest.mark.envtest
 
 def _status(url: str, token: str | None, call: Callable[[BrokerClient], Awaitable[Any]]) -> int:
     """HTTP status of one call with this token (200 or the refusal; 0: no answer)."""
-    async def run() -> int:
-        async with BrokerClient(url, token=token, retries=1, timeout=10) as client:
-            try:
-                await call(client)
-            except BrokerError as e:
-                return e.status
-            return 200
-    return asyncio.run(run())
+    async def run(client: BrokerClient) -> int:
+        try:
+            await call(client)
+        except BrokerError as e:
+            return e.status
+        return 200
+    return on_broker(url, run, token)
 
 
 def _call(url: str, token: str | None) -> int:
@@ -100,9 +98,8 @@ def test_external_brokers_only_from_permitted_namespaces(
 
 def test_a_connection_secret_is_required_with_a_url(control_plane: Any, namespace: str,
                                                     ferry_crds: None) -> None:
-    result = control_plane.kubectl(
-        "apply", "-n", namespace, "-f", "-", check=False,
-        input=json.dumps(cr("Queue", "bare", {"broker": {"url": "http://x:1"}})))
+    result = apply(control_plane, namespace, cr("Queue", "bare", {"broker": {"url": "http://x:1"}}),
+                   check=False)
     assert result.returncode != 0 and "broker.url needs broker.connectionSecret" in result.stderr
 
 
@@ -157,7 +154,4 @@ def test_status_never_echoes_the_remote_end(control_plane: Any, namespace: str,
 
 
 def _queues(url: str) -> list[str]:
-    async def run() -> list[str]:
-        async with BrokerClient(url, token="ext-token", retries=1, timeout=10) as client:
-            return [q.queue for q in await client.list_queues()]
-    return asyncio.run(run())
+    return [q.queue for q in on_broker(url, lambda c: c.list_queues(), "ext-token")]
