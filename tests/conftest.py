@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-# Real-process fixtures (broker, operator, PostgreSQL, KEDA, the process kubelet) shared by
-# the functional and envtest tiers.
-pytest_plugins = ["fixtures.brokers", "fixtures.operators", "fixtures.postgres", "fixtures.keda",
-                  "fixtures.kubelets"]
+# Real-process fixtures (broker, operator, PostgreSQL, KEDA) shared by the functional and envtest
+# tiers.
+pytest_plugins = ["fixtures.brokers", "fixtures.operators", "fixtures.postgres", "fixtures.keda"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -15,21 +15,32 @@ kube_api (function)      `kubernetes.client.ApiClient` for the admin, closed aft
 eventually (function)    `eventually(probe, what, timeout=120)`: polls `probe()` until it
                          returns something other than None/False and returns that; fails
                          with `what` if it never does (a liveness bound, not a timing check).
+process_kubelet (function)  `process_kubelet(fixed_ports=None, every=0.5, **node_options)`
+                         -> `nodes.Node` running the test's namespace's pods as local
+                         processes, synced every `every` s on a background thread (None:
+                         only when the test calls `sync()`); `fixed_ports` maps (component
+                         label, containerPort) to a local port, e.g. {("broker", 7070):
+                         port}. Stopped, its Node removed, at teardown.
 
-The plane has no kubelet or kube-proxy: Pods are created but never run.
+The plane has no kubelet or kube-proxy: Pods are created but never run (process_kubelet
+runs them).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import secrets
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from nodes import Node
 from testsupport import waiting
 
 from kubeplane import ControlPlane, ControlPlaneError, start, stop
@@ -78,3 +89,21 @@ def namespace(kube_api: client.ApiClient, request: pytest.FixtureRequest) -> Ite
 @pytest.fixture
 def eventually() -> Callable[..., Any]:
     return waiting.eventually
+
+
+@pytest.fixture
+def process_kubelet(control_plane: ControlPlane, namespace: str, tmp_path: Path,
+                    monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Node]]:
+    # Pods' commands (ferry-broker, ferry-collector...) are this environment's scripts.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    with contextlib.ExitStack() as started:
+
+        def start(fixed_ports: Mapping[tuple[str, int], int] | None = None,
+                  every: float | None = 0.5, **options: Any) -> Node:
+            node = Node(control_plane, [namespace], tmp_path, fixed_ports=fixed_ports, **options)
+            started.callback(node.stop)
+            if every is not None:
+                started.enter_context(node.syncing(every))
+            return node
+
+        yield start

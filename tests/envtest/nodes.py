@@ -2,26 +2,29 @@
 
 `Node(plane, namespaces, workdir)` registers the kubelet's Node and runs the namespaces'
 pods as local processes while `syncing()` is active (a background thread), or one pass at
-a time with `sync()`; a test that wants a rollout to wait simply stops syncing. Images
+a time with `sync()`; a test that wants a rollout to wait simply stops syncing. The
+`process_kubelet` fixture (conftest.py) starts one for the test's namespace. Images
 under `registry.invalid/` cannot be pulled: their pods wait in ImagePullBackOff, as a
 kubelet reports them. A pod given a stand-in (e.g. PostgreSQL's, served by a local
 PostgreSQL) is reported Running, Ready while the stand-in accepts connections. `ports()`
 is a running pod's local port for a containerPort (what a Service routes to); `claim()`
-the folder holding a PersistentVolumeClaim's files. `stop()` ends every pod process.
+the folder holding a PersistentVolumeClaim's files. `stop()` ends every pod process and
+removes the Node.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 from testsupport.repeating import repeating
 
-from ferrydemo.kubelet import Kubelet
+from ferrydemo.kubelet import NODE_NAME, Kubelet
 from ferrydemo.pods import claim_folder
 from ferrydemo.supervising import Supervisor
 
@@ -34,14 +37,15 @@ class Node:
                  fixed_ports: Mapping[tuple[str, int], int] | None = None,
                  image_files: Mapping[str, Path] | None = None,
                  env: Mapping[str, Mapping[str, str]] | None = None,
-                 stand_ins: Mapping[str, str] | None = None) -> None:
+                 stand_ins: Mapping[str, str] | None = None, grace: float = 15.0) -> None:
         """`env`: per namespace, environment the node gives its pods' processes (what a
         cluster would: API credentials, addresses); `stand_ins`: pod name -> host:port of
-        a local server doing that pod's work (its image cannot run here)."""
+        a local server doing that pod's work (its image cannot run here); `grace`: a stopped
+        pod's time between SIGTERM and SIGKILL."""
         self.api = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=str(plane.kubeconfig))
-        self.supervisor = Supervisor(workdir / "pods")
-        core = client.CoreV1Api(self.api)
+        self.supervisor = Supervisor(workdir / "pods", grace=grace)
+        self.core = core = client.CoreV1Api(self.api)
         self.kubelets = [
             Kubelet(core=core, namespace=ns, supervisor=self.supervisor,
                     volumes=workdir / "volumes", image_files=dict(image_files or {}),
@@ -56,7 +60,8 @@ class Node:
     def sync(self) -> None:
         with self.lock:
             for kubelet in self.kubelets:
-                kubelet.sync()
+                with suppress(ApiException):  # the API server was busy: the next pass retries
+                    kubelet.sync()
 
     def ports(self, pod: str, container_port: int) -> list[int]:
         """The local port of `pod`'s containerPort while its process runs, else none (read
@@ -77,4 +82,6 @@ class Node:
             for kubelet in self.kubelets:
                 kubelet.stop_all()
             self.supervisor.stop_all()
+        with suppress(ApiException):  # pods bound to a missing node are garbage-collected
+            self.core.delete_node(NODE_NAME)
         self.api.close()

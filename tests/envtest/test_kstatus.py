@@ -6,10 +6,8 @@ the pause annotation."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +54,9 @@ def pipeline(broker_url: str, image: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def node(control_plane: Any, namespace: str, tmp_path: Path,
-         monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
-    # The kubelet runs a container's command from PATH: this environment's console scripts.
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    running = Node(control_plane, [namespace], tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()
+def node(process_kubelet: Callable[..., Node]) -> Node:
+    """The process kubelet, synced only when a step asks (a rollout waits meanwhile)."""
+    return process_kubelet(every=None)
 
 
 @pytest.mark.timeout(1200)  # four rollouts on a loaded 2-core machine

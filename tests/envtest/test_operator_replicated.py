@@ -67,16 +67,6 @@ def test_the_engine_is_immutable(control_plane: Any, ferry_crds: None, namespace
     assert result.returncode != 0 and "storage.engine is immutable" in result.stderr
 
 
-def _broker_ports(kubelet: Any) -> list[int]:
-    """Ports of the broker pods the process kubelet runs (read from the Service's thread)."""
-    try:
-        containers = list(kubelet.containers.values())
-    except RuntimeError:  # changed while read: the Service asks again
-        return []
-    return [c.ports[BROKER_PORT] for c in containers
-            if c.component == "broker" and c.child is not None]
-
-
 def _rolled_events(plane: Any, namespace: str) -> list[str]:
     out = plane.kubectl("get", "events", "-n", namespace, "-o", "json",
                         "--field-selector", "reason=Rolled").stdout
@@ -157,8 +147,10 @@ def replicated_queue(control_plane: Any, namespace: str, run_operator: Any,
                      process_kubelet: Any, postgres: str,
                      eventually: Any) -> Iterator[Replicated]:
     """Queue `orders` on two broker pods over the session's PostgreSQL, Ready: its leader."""
-    kubelet = process_kubelet()
-    service = ThreadedService(free_port(), lambda: _broker_ports(kubelet)).start()
+    node = process_kubelet()
+    service = ThreadedService(free_port(), lambda: [
+        port for pod in ("orders-broker-0", "orders-broker-1")
+        for port in node.ports(pod, BROKER_PORT)]).start()
     try:
         control_plane.kubectl("create", "secret", "generic", "-n", namespace, "orders-db",
                               f"--from-literal=uri={postgres}")

@@ -12,25 +12,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import os
-import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+from nodes import Node
 from operating import apply, cr, get, reconciled
 from testsupport.ports import free_port
-from testsupport.repeating import repeating
 
 from ferry.broker.client import BrokerClient, BrokerError
 from ferry.broker.models import OutgoingMessage
 from ferry.operator.reconcile import readiness, rollouts
-from ferrydemo.kubelet import Kubelet
-from ferrydemo.supervising import Supervisor
 
 pytestmark = pytest.mark.envtest
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,25 +35,13 @@ WORKLOADS = [("statefulset", "orders-broker"), ("statefulset", "gpu-streamer"),
 
 
 @pytest.fixture
-def kubelet(control_plane: Any, kube_api: client.ApiClient, namespace: str, tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Kubelet, int]]:
+def broker_port(process_kubelet: Callable[..., Node]) -> int:
     """The process kubelet for the test's namespace, syncing in a thread; the broker pod's
     port is fixed so the operator (--broker-url) and the client can reach it."""
-    # Pods run the containers' commands (ferry-broker, ...) from this environment.
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     port = free_port()
-    supervisor = Supervisor(tmp_path / "pods", grace=20.0)
-    node = Kubelet(core=client.CoreV1Api(kube_api), namespace=namespace, supervisor=supervisor,
-                   volumes=tmp_path / "volumes",
-                   image_files={"/usr/share/ferry/examples": ROOT / "examples" / "data"},
-                   services={}, fixed_ports={("broker", 7070): port}, say=lambda _: None)
-    node.register()
-    try:
-        with repeating(node.sync, 0.3, "the process kubelet", join_timeout=60):
-            yield node, port
-    finally:
-        node.stop_all()
-        supervisor.stop_all()
+    process_kubelet({("broker", 7070): port}, every=0.3, grace=20.0,
+                    image_files={"/usr/share/ferry/examples": ROOT / "examples" / "data"})
+    return port
 
 
 @dataclass
@@ -124,9 +107,8 @@ def _state(plane: Any, namespace: str) -> dict[str, tuple[str, bool]]:
 @pytest.mark.timeout(900)  # a liveness bound: four rollouts of local processes, one by one
 def test_a_new_operator_version_rolls_everything_one_at_a_time_losing_nothing(
         control_plane: Any, namespace: str, run_operator: Any, eventually: Any,
-        kubelet: tuple[Kubelet, int]) -> None:
-    _, port = kubelet
-    url = f"http://127.0.0.1:{port}"
+        broker_port: int) -> None:
+    url = f"http://127.0.0.1:{broker_port}"
     # The pipeline's queue lives on the Queue's broker (an external broker to it), so every
     # pod reaches it locally, with the token Ferry made for that broker.
     allowed = ("--external-broker-namespaces", namespace)
