@@ -7,7 +7,7 @@ from typing import Any, Literal
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
-from fixtures.brokers import both_engines
+from fixtures.brokers import acked, both_engines
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import GroupSettings, HeaderFilter, OutgoingMessage
@@ -129,15 +129,11 @@ async def test_pushed_deliveries_skip_what_the_filter_does_not_match(
             match={"type": "order"}, prefix={"region": "eu-"})))
         new = await client.publish("jobs", before[:len(MIX)])
         want = [i for i, (_, ok) in zip(old + new, MIX * 21, strict=True) if ok]
-        got: list[str] = []
         async with client.consumer("jobs", "eu", "c", mode=mode, max_in_flight=3) as c:
-            async for d in c:
-                assert d.headers["type"] == "order" and d.headers["region"].startswith("eu-")
-                got.append(d.id)
-                await c.ack(d)
-                if len(got) == len(want):
-                    break
-        assert sorted(got) == sorted(want)
+            got = await acked(c, len(want))
+        assert all(d.headers["type"] == "order" and d.headers["region"].startswith("eu-")
+                   for d in got)
+        assert sorted(d.id for d in got) == sorted(want)
         stats = await client.group_stats("jobs", "eu")
         assert (stats.lag, stats.filtered_total) == (0, 4 * 21)
 

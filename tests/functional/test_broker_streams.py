@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
-from fixtures.brokers import both_engines
+from fixtures.brokers import acked, both_engines
 
 from ferry.broker.client import BrokerClient
 from ferry.broker.models import OutgoingMessage
@@ -140,13 +140,8 @@ async def test_the_python_client_streams_over_the_websocket(broker: BrokerProces
         await client.put_group("jobs", "w")
         ids = await client.publish("jobs", [OutgoingMessage(body=i) for i in range(300)],
                                    batch_size=50)
-        seen: list[str] = []
         async with client.consumer("jobs", "w", "py", max_in_flight=40) as consumer:
-            async for d in consumer:
-                seen.append(d.id)
-                await consumer.ack(d)
-                if len(seen) == len(ids):
-                    break
+            seen = [d.id for d in await acked(consumer, len(ids))]
         assert sorted(seen) == sorted(ids)
         stats = await client.group_stats("jobs", "w")
         assert (stats.acked_total, stats.lag) == (300, 0)

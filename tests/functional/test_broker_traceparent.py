@@ -8,7 +8,7 @@ import orjson
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
-from fixtures.brokers import both_engines
+from fixtures.brokers import acked, both_engines
 
 from ferry.broker.client import BrokerClient
 
@@ -44,14 +44,8 @@ async def test_a_publish_traceparent_reaches_every_consumer(
 
 async def headers_pushed(client: BrokerClient, group: str, mode: Literal["sse", "stream"],
                          n: int) -> list[dict[str, str]]:
-    got: list[dict[str, str]] = []
     async with client.consumer("jobs", group, "c", mode=mode) as c:
-        async for d in c:
-            got.append(d.headers)
-            await c.ack(d)
-            if len(got) == n:
-                break
-    return got
+        return [d.headers for d in await acked(c, n)]
 
 
 BAD = [

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.brokers import GUARDED_TOKEN
+from fixtures.brokers import GUARDED_TOKEN, acked
 
 from ferry.broker.client import BrokerClient, BrokerError
 from ferry.broker.models import ErrorCode, OutgoingMessage
@@ -44,13 +44,7 @@ async def test_with_the_token_publish_and_stream_work(guarded_broker: Any) -> No
         await client.put_group("jobs", "workers")
         await client.publish("jobs", [OutgoingMessage(body=n) for n in range(10)])
         async with client.consumer("jobs", "workers", "c1") as consumer:
-            got = []
-            async for delivery in consumer:
-                got.append(delivery.body)
-                await consumer.ack(delivery)
-                if len(got) == 10:
-                    break
-        assert got == list(range(10))
+            assert [d.body for d in await acked(consumer, 10)] == list(range(10))
 
 
 def test_the_cli_takes_the_token_from_flag_or_environment(guarded_broker: Any) -> None:

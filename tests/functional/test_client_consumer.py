@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from fixtures.brokers import acked
 from testsupport.waiting import eventually_async
 
 from ferry.broker.client import BrokerClient, BrokerError, Consumer, Mode, NotFound
@@ -49,12 +50,7 @@ async def test_every_mode_delivers_every_message_once_when_acked(
 ) -> None:
     q = await _queue(client, 30_000, 500)
     async with client.consumer(q, "workers", "c1", mode=mode, max_in_flight=50) as consumer:
-        seen: list[int] = []
-        async for delivery in consumer:
-            seen.append(delivery.body)
-            await consumer.ack(delivery)
-            if len(seen) == 500:
-                break
+        seen = [d.body for d in await acked(consumer, 500)]
         assert consumer.held == 0
     assert sorted(seen) == list(range(500))
     stats = await client.group_stats(q, "workers")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from fixtures.brokers import acked
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -79,12 +80,7 @@ async def test_client_broker_and_consumer_spans_share_the_producers_trace(
         with app.start_as_current_span("checkout") as root:
             ids = await client.publish("jobs", [OutgoingMessage(body=i) for i in range(3)])
         async with client.consumer("jobs", "w", "c", mode=mode) as c:  # type: ignore[arg-type]
-            got = []
-            async for d in c:
-                got.append(d)
-                await c.ack(d)
-                if len(got) == len(ids):
-                    break
+            got = await acked(c, len(ids))
 
     client_publish = next(s for s in named(spans, "jobs publish")
                           if s.kind is trace.SpanKind.PRODUCER)
