@@ -290,7 +290,7 @@ def valid_rows(
     pick = itemgetter(*(positions[c] for c in COLUMNS))
     if all(len(f) == width for f in records):
         try:
-            rows = _RECORDS.validate_python([pick(f) for f in records])
+            rows = _RECORDS.validate_python(list(map(pick, records)))
             return [(i, Content(r[4], r[1], micros_of(r[0]), r[10], r[2], r[3], r[5], r[6],
                                 r[7] or None, r[8] or None, r[9] or None, r[11]))
                     for i, r in enumerate(rows)], []

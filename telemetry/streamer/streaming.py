@@ -27,7 +27,7 @@ from ferry.telemetry.parsing.messages import (
 from ferry.telemetry.parsing.pacing import Pace
 from ferry.telemetry.parsing.replaying import loop_span
 from ferry.telemetry.parsing.rows import Content, content_id, shifted, valid_rows
-from ferry.telemetry.parsing.splitting import is_mine
+from ferry.telemetry.parsing.splitting import Split
 from ferry.telemetry.streamer import checkpoints
 from ferry.telemetry.streamer.checkpoints import Checkpoint
 from ferry.telemetry.streamer.reading import CsvFile, Record, input_files
@@ -194,6 +194,7 @@ class Streamer:
         last = start
         batch = self.s.pace.batch()
         in_flight: asyncio.Task[None] | None = None
+        split = Split(f.positions, self.s.instance_index, self.s.instance_count)
         try:
             for rec in f.records():
                 if rec.number <= start:
@@ -201,8 +202,7 @@ class Streamer:
                 last = rec.number
                 if rec.number % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
-                if not is_mine(rec.fields, f.positions, self.s.instance_index,
-                               self.s.instance_count):
+                if not split.mine(rec.fields):
                     ck.others += 1
                     continue
                 pending.append(rec)
@@ -234,7 +234,9 @@ class Streamer:
         """The records' valid rows (moved by `shift`, with their sources) and bad rows."""
         name = f.path.name
         good, bad = valid_rows([r.fields for r in records], f.positions)
-        rows = [(shifted(row, shift), f"{name}:{records[i].number}") for i, row in good]
+        if shift:
+            good = [(i, shifted(row, shift)) for i, row in good]
+        rows = [(row, f"{name}:{records[i].number}") for i, row in good]
         return rows, [BadRow(file=name, record=records[i].number, reason=why) for i, why in bad]
 
     async def _publish(

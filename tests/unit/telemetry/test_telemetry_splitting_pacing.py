@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ferry.telemetry.parsing.pacing import Pace
 from ferry.telemetry.parsing.rows import COLUMNS, column_positions
-from ferry.telemetry.parsing.splitting import is_mine, owner, split_key
+from ferry.telemetry.parsing.splitting import Split, is_mine, owner, split_key
 
 pytestmark = pytest.mark.unit
 POS = column_positions(COLUMNS)
@@ -42,6 +42,18 @@ def test_a_record_too_short_to_name_its_gpu_still_has_one_owner() -> None:
     short = ["2026-11-23T10:00:00Z", "DCGM_FI_DEV_GPU_UTIL"]
     assert split_key(short, POS).startswith("raw:")
     assert sum(is_mine(short, POS, i, 3) for i in range(3)) == 1
+
+
+def test_a_split_answers_as_is_mine_does_for_every_record() -> None:
+    """Split keeps owners by uuid text; a record without one is asked afresh each time."""
+    uuids = [f"GPU-{i:08x}-0000-0000-0000-000000000000" for i in range(16)]
+    records = [record(u, value=str(v)) for v in range(3) for u in uuids]
+    records += [record(f" {uuids[0]} "), record(""), record(" "), ["x"], ["y"], ["x"]]
+    for count in (1, 2, 3):
+        for i in range(count):
+            split = Split(POS, i, count)
+            assert [split.mine(r) for r in records * 2] == [
+                is_mine(r, POS, i, count) for r in records * 2]
 
 
 def test_owner_rejects_a_zero_count() -> None:
