@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="how many of the runs include the backlog scenario (default 1)")
     p.add_argument("--pipeline-rows", type=int,
                    help="generated DCGM rows in the pipeline scenario (whole scrapes of 1,600)")
-    p.add_argument("--pipeline-streamers", type=int, help="streamer processes (default 2)")
+    p.add_argument("--pipeline-streamers", type=int, help="streamer processes (default 1)")
     p.add_argument("--pipeline-collectors", type=int, help="collector processes (default 2)")
     p.add_argument("--rows-per-message", type=int, dest="pipeline_rows_per_message",
                    help="the streamers' --rows-per-message in the pipeline scenario (default 100)")

@@ -61,7 +61,7 @@ class BenchConfig(BaseModel):
     profile_systems: tuple[str, ...] = ("ferry",)
     e2e_timeout_s: Annotated[float, Field(gt=0)] = 600.0
     pipeline_rows: Positive = Field(160_000, description="generated DCGM rows (whole scrapes)")
-    pipeline_streamers: Positive = 2
+    pipeline_streamers: Positive = 1  # each streamer reads the whole file (bench/README.md)
     pipeline_collectors: Positive = 2
     pipeline_rows_per_message: Annotated[int, Field(ge=1, le=1000)] = 100
     idle_consumers: Positive = 1000
