@@ -67,15 +67,20 @@ def serve(
 ) -> bool:
     """Commit frames until the input ends (True) or a commit fails (False)."""
     decoder = Decoder()
+    # One buffer for every read: os.read allocated READ_BYTES each time, above the mmap
+    # threshold (malloc.py), so each read faulted fresh pages in (1.2 faults per message
+    # end to end at 4 KiB). Frames are decoded (copied out) before the next read.
+    buf = bytearray(READ_BYTES)
+    view = memoryview(buf)
     eof = False
     while not eof:
         frames: list[list[Wire]] = []
         # Block for the first frame, then take whatever else has already arrived.
         while not eof and not (frames and not select.select([rfd], [], [], 0)[0]):
-            data = os.read(rfd, READ_BYTES)
-            if not data:
+            n = os.readv(rfd, [buf])
+            if not n:
                 eof = True
-            frames.extend(decoder.feed(data))
+            frames.extend(decoder.feed(view[:n]))
         if frames:
             answer = commit(conn, frames)
             _write_all(wfd, encode(answer))

@@ -35,7 +35,8 @@ class Decoder:
     def __init__(self) -> None:
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> list[Any]:
+    def feed(self, data: bytes | memoryview) -> list[Any]:
+        """The whole frames data completes; nothing returned refers to data's memory."""
         buf = self._buf
         if buf:
             buf += data

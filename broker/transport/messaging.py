@@ -190,11 +190,15 @@ async def receive(request: web.Request) -> web.Response:
     return raw_json(encode_list(b"messages", parts))
 
 
+def settled_json(receipts: list[str], statuses: list[ReceiptStatus]) -> bytes:
+    """The results of a settle, a JSON list (orjson writes a StrEnum as its value: half
+    the CPU of reading .value per receipt)."""
+    return orjson.dumps([{"receipt": r, "status": s} for r, s in zip(receipts, statuses,
+                                                                    strict=True)])
+
+
 def results_json(receipts: list[str], statuses: list[ReceiptStatus]) -> bytes:
-    return orjson.dumps({
-        "results": [{"receipt": r, "status": s.value} for r, s in zip(receipts, statuses,
-                                                                       strict=True)]
-    })
+    return b'{"results":%b}' % settled_json(receipts, statuses)
 
 
 def settle_now(

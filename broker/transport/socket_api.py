@@ -35,7 +35,13 @@ from ferry.broker.transport.browsing import browse_page, cancel_now, purge
 from ferry.broker.transport.errors import ApiError, describe, store_error
 from ferry.broker.transport.leases import LeaseBook
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
-from ferry.broker.transport.messaging import ids_json, incoming, publish_span, settle_now
+from ferry.broker.transport.messaging import (
+    ids_json,
+    incoming,
+    publish_span,
+    settle_now,
+    settled_json,
+)
 from ferry.broker.transport.rights import check_frame, grant_of
 from ferry.broker.transport.runtime import RUNTIME, Runtime
 from ferry.broker.transport.streaming import push_ready, wait_for_room_or_messages
@@ -195,10 +201,7 @@ class Connection:
     def _settle(self, f: WsSettle) -> asyncio.Future[None] | None:
         statuses, fut = settle_now(self.rt, f.op, f.queue, f.group, f.receipts, f.delay_ms,
                                    f.visibility_timeout_ms)
-        results = orjson.dumps([
-            {"receipt": r, "status": s.value} for r, s in zip(f.receipts, statuses, strict=True)
-        ])
-        self._after(fut, f.seq, reply(f.seq, b"results", results))
+        self._after(fut, f.seq, reply(f.seq, b"results", settled_json(f.receipts, statuses)))
         return fut
 
     async def _answer(self, f: WsBrowse | WsPurge) -> None:
@@ -274,7 +277,7 @@ class Connection:
                 if pushed:
                     sub.book.remember(pushed.leased)
                     self.unsent_pushes += 1
-                    self.send(head + b",".join(pushed.parts) + b"]}", held=pushed.held)
+                    self.send(framed(head, pushed.parts), held=pushed.held)
                     continue
                 if sub.stopped.is_set():  # unsubscribed while leasing
                     break
@@ -296,6 +299,14 @@ class Connection:
                     await sub.task
             sub.book.hand_back()
         self.rt.flush(wait=False)
+
+
+def framed(head: bytes, parts: list[bytes]) -> bytes:
+    """head, the parts comma-separated, then the closing `]}`: copied once (a batch of
+    4 KiB deliveries is ~430 KB, and `head + join + tail` copied it three times)."""
+    parts[0] = head + parts[0]
+    parts[-1] += b"]}"
+    return b",".join(parts)
 
 
 def _error_code(e: ValidationError) -> ErrorCode:

@@ -112,6 +112,22 @@ def test_receipts_of_other_groups_are_unknown() -> None:
     assert b.ack("q", "a", [m.receipt, m.receipt], T0) == [ReceiptStatus.OK, ReceiptStatus.STALE]
 
 
+def test_receipt_tokens_never_repeat_and_follow_the_key() -> None:
+    from ferry.broker.core.leasing import Receipts
+
+    r = Receipts(T0, b"k" * 16)
+    tokens = [r.mint() for _ in range(10_000)]
+    assert len(set(tokens)) == len(tokens)
+    assert all(0 <= t < 2**63 for t in tokens)  # an int64 everywhere
+    # Tokens are hashed 8 at a time: a key set in the middle of a block applies from the
+    # very next token on, as it did when each token was hashed alone.
+    changed, fresh = Receipts(T0, b"a" * 16), Receipts(T0, b"b" * 16)
+    changed.mint(), fresh.mint()
+    changed.key = b"b" * 16
+    assert [changed.mint() for _ in range(20)] == [fresh.mint() for _ in range(20)]
+    assert Receipts(T0, b"a" * 16).mint() != Receipts(T0, b"b" * 16).mint()
+
+
 def test_extend_keeps_the_lease() -> None:
     b = make(visibility_timeout_ms=1000)
     publish(b, msg())
