@@ -268,6 +268,12 @@ async def test_a_commit_lost_with_its_committer_is_answered_outcome_unknown(
     pid = committer_pid(broker)
     os.kill(pid, signal.SIGSTOP)  # it holds the publish's frame, unanswered
     try:
+        # Stopped before the publish is sent: a committer not yet scheduled when the frame
+        # arrived read it first and stopped after (seen under load: the wait below gave up).
+        async def committer_stopped() -> bool:
+            return stopped(pid)
+
+        await eventually_async(committer_stopped, "the committer to stop")
         answer = asyncio.create_task(publish_answer(api, transport, "d1"))
 
         async def sent() -> bool:
@@ -285,6 +291,11 @@ async def test_a_commit_lost_with_its_committer_is_answered_outcome_unknown(
     (retried,) = await api.publish("q", {"body": "d1", "dedup_id": "d1"})
     got = await api.receive("q", "g", max=10)
     assert [(x["id"], x["body"]) for x in got] == [(retried, "d1")]
+
+
+def stopped(pid: int) -> bool:
+    """The process is stopped (SIGSTOP has taken effect, not only been sent)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
 
 
 def committer_has_input(pid: int) -> bool:
