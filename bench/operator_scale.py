@@ -234,6 +234,8 @@ def run(count: int, singles: int, timeout: float, work: Path,
             # kubectl creates a List's items one request at a time: how long that alone
             # took tells the API server's share from the operator's.
             created = time.monotonic() - began
+            print(f"  kubectl create of {count} Queues returned after {created:.1f} s "
+                  f"({len(readiness.ready)} Ready by then)", flush=True)
             while (len(readiness.ready) < count and readiness.failure is None
                    and time.monotonic() - began < timeout):
                 time.sleep(1)  # a progress line, not synchronisation: the watch records
