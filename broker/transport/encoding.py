@@ -34,4 +34,15 @@ def encode_delivery(rid: int, doc: bytes, delivery_count: int, receipt: str) -> 
 
 
 def encode_list(field: bytes, items: Iterable[bytes]) -> bytes:
-    return b"".join((b'{"', field, b'":[', b",".join(items), b"]}"))
+    return bracketed(b'{"%b":[' % field, items)
+
+
+def bracketed(head: bytes, items: Iterable[bytes], tail: bytes = b"]}") -> bytes:
+    """head, the items comma-separated, then tail, each item copied once (a batch of 4 KiB
+    deliveries is ~430 KB, and joining the items, then the whole, copied it twice)."""
+    parts = list(items)
+    if not parts:
+        return head + tail
+    parts[0] = head + parts[0]
+    parts[-1] += tail
+    return b",".join(parts)
