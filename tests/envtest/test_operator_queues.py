@@ -3,7 +3,6 @@ server, with a real ferry-broker process standing in for the broker pods envtest
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from typing import Any
 
@@ -202,12 +201,17 @@ def test_queues_sharing_a_broker_share_its_connections(control_plane: Any, names
     assert len(broker_queues(broker.url)) >= count
 
 
-def store_writes(url: str) -> float:
-    """Requests the broker made durable so far (its ferry_store_writes_total)."""
+def sample(url: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """One sample of a server's /metrics (0 while it has none)."""
     with urllib.request.urlopen(f"{url}/metrics") as response:
         text = response.read().decode()
-    return next(s.value for f in text_string_to_metric_families(text)
-                for s in f.samples if s.name == "ferry_store_writes_total")
+    return next((s.value for f in text_string_to_metric_families(text) for s in f.samples
+                 if s.name == name and s.labels == (labels or {})), 0.0)
+
+
+def store_writes(url: str) -> float:
+    """Requests the broker made durable so far (its ferry_store_writes_total)."""
+    return sample(url, "ferry_store_writes_total")
 
 
 def test_an_idle_queue_costs_its_broker_no_write(control_plane: Any, namespace: str,
@@ -216,11 +220,17 @@ def test_an_idle_queue_costs_its_broker_no_write(control_plane: Any, namespace: 
     """Timer passes read a Ready Queue's stats and PUT it only when it is missing or differs:
     a PUT every pass was a write the broker made durable (100 fsynced writes a second for
     1,000 Queues). A queue deleted behind the operator's back is still put back."""
-    run_operator(broker_url=broker.url)
+    operator = run_operator(broker_url=broker.url)
     apply(control_plane, namespace, cr("Queue", "orders", {}))
     eventually(lambda: reconciled(control_plane, namespace, "queue", "orders"), "orders Ready")
     before = store_writes(broker.url)
-    time.sleep(7)  # a measuring window: 7 stats passes and 2 resyncs at the tests' intervals
+
+    def passes() -> float:
+        return sample(operator.metrics_url, "ferry_operator_reconciles_total",
+                      {"kind": "Queue", "outcome": "ready"})
+    counted = passes()
+    # The window is passes made, not seconds: a loaded machine's 7 s may hold none.
+    eventually(lambda: passes() >= counted + 5, "five more passes over the Ready Queue", 120)
     assert store_writes(broker.url) == before
     on_broker(broker.url, lambda c: c.delete_queue("orders"))
     eventually(lambda: "orders" in broker_queues(broker.url), "the queue put back")
