@@ -114,6 +114,10 @@ class Pipe:
             raise self._end(unreachable(self._url, TimeoutError("no reply in time"))) from e
         finally:
             self._waiting.pop(seq, None)
+            if future.done() and not future.cancelled():
+                # Ended (`_end`) while this call was still sending: its error is the one
+                # raised here, so mark it seen, or asyncio prints "never retrieved".
+                future.exception()
         if reply.error is not None:
             raise error_for(None, reply.error)
         return reply

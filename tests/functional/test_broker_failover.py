@@ -63,6 +63,8 @@ class Brokers:
             with contextlib.suppress(Exception):
                 b.stop(timeout=10)
             b.kill()
+            # Captured: pytest shows it only when the test failed, to tell why.
+            print(f"--- the last lines of {b.log}:\n{b.tail(60)}")
 
 
 @pytest.fixture

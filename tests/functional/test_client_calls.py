@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from testsupport.ports import free_port
 
 from ferry.broker.client import BrokerClient, BrokerError, NotFound, Unavailable
+from ferry.broker.client.pipe import Pipe
 from ferry.broker.models import (
     ErrorCode,
     GroupSettings,
@@ -213,3 +217,39 @@ async def test_an_unreachable_broker_is_unavailable_after_retries(unused_url: st
         assert down.value.status == 0 and "unreachable" in down.value.message
         with pytest.raises(Unavailable):
             await client.publish(q, [OutgoingMessage(body=1)])
+
+
+async def test_a_connection_dropped_while_sending_fails_the_call_and_prints_nothing(
+    broker: Any,
+) -> None:
+    """The connection drops as a frame goes out (a broker killed mid-call): the call fails
+    Unavailable (retryable), and no error is left behind for asyncio to print to the
+    user's terminal as "Future exception was never retrieved"."""
+    loop = asyncio.get_running_loop()
+    printed: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: printed.append(context["message"]))
+    try:
+        assert await _call_as_the_connection_drops(broker.url)
+        gc.collect()  # an unretrieved error is reported when its future is collected
+    finally:
+        loop.set_exception_handler(None)
+    assert printed == []
+
+
+async def _call_as_the_connection_drops(url: str) -> bool:
+    """Whether the call failed Unavailable (no reference to its error outlives this)."""
+    async with aiohttp.ClientSession() as session:
+        pipe = await Pipe.open(session, f"{url}/v1/ws", {}, reply_s=5)
+        try:
+            # The socket is gone at this instant; the pipe's reader has not seen it yet.
+            connection = pipe._ws._response.connection
+            assert connection is not None and connection.transport is not None
+            connection.transport.abort()
+            seq = pipe.next_seq()
+            try:
+                await pipe.call(seq, f'{{"op": "list_queues", "seq": {seq}}}')
+            except Unavailable:
+                return True
+            return False
+        finally:
+            await pipe.close()
