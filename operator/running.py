@@ -8,7 +8,7 @@ import logging
 import kopf
 
 from ferry.kit.serving import listening
-from ferry.operator import handlers, serving
+from ferry.operator import bookkeeping, handlers, serving
 from ferry.operator.clients.brokers import Brokers
 from ferry.operator.clients.errors import KubeError
 from ferry.operator.clients.kube import KubeClient, load_credentials
@@ -16,7 +16,7 @@ from ferry.operator.handlers import watching
 from ferry.operator.handlers.common import Runtime
 from ferry.operator.metrics import READY
 from ferry.operator.reconcile import images
-from ferry.operator.reconcile.metadata import FINALIZER, GROUP
+from ferry.operator.reconcile.metadata import FINALIZER
 from ferry.operator.reconcile.workloads import PodDefaults
 from ferry.operator.settings import OperatorSettings
 
@@ -26,10 +26,9 @@ log = logging.getLogger("ferry.operator")
 def kopf_settings() -> kopf.OperatorSettings:
     s = kopf.OperatorSettings()
     s.persistence.finalizer = FINALIZER
-    # Progress and diff-base in annotations: status holds only Ferry's own schema.
-    s.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration")
+    # Progress and diff-base in status.kopf: written with the pass's own status PATCH.
+    s.persistence.progress_storage = bookkeeping.progress_storage()
+    s.persistence.diffbase_storage = bookkeeping.diffbase_storage()
     s.execution.max_workers = 4
     s.networking.request_timeout = 60
     # Ride out an API server whose watch cache is (re)initializing (429) or restarting for

@@ -30,13 +30,19 @@ class Watched:
         self._by_kind: dict[tuple[str, str, str], dict[str, Obj]] = {}  # by name
         self._by_owner: dict[str, dict[Key, None]] = {}  # an ordered set of keys per uid
 
-    def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        """Record a watch event (or an API answer); DELETED forgets the object."""
+    def observe(self, event_type: str | None, obj: Mapping[str, Any], *,
+                owned: bool = False) -> None:
+        """Record a watch event (or an API answer); DELETED forgets the object.
+
+        A watch event's object is kopf's, which other handlers see too: a copy is kept.
+        An `owned` object (an API answer just decoded for the caller, which nobody else
+        holds) is kept as it is: its deep copy was 4.5% of the operator's samples when
+        1,000 Queues were created at once."""
         key = key_of(obj)
         self._forget(key)
         if event_type == "DELETED":
             return
-        kept = copy.deepcopy(dict(obj))
+        kept = dict(obj) if owned else copy.deepcopy(dict(obj))
         self._objects[key] = kept
         self._by_kind.setdefault(key[:3], {})[key[3]] = kept
         uid = controller_uid(kept)

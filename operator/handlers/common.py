@@ -148,7 +148,7 @@ async def apply_children(rt: Runtime, body: Any, owner: Owner, desired: Sequence
                 continue
             log.debug("%s drifted at %s: applying it", key(manifest), where)
         after, created = await rt.kube.apply(manifest)
-        rt.watched.observe("MODIFIED", after)
+        rt.watched.observe("MODIFIED", after, owned=True)  # `after` is read below: not changed
         # Without a watched copy (the watch has not listed yet) an unchanged object cannot
         # be told from a repaired one: only a creation is reported then.
         changed = live is not None and (live["metadata"].get("resourceVersion")

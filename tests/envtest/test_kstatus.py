@@ -164,8 +164,8 @@ def test_pause_stops_every_write_and_resume_applies_what_changed(
 
     def handled() -> bool:
         # kopf records the spec it handled last: the change reached the paused operator.
-        note = ((get(control_plane, namespace, "queue", "orders") or {})["metadata"]
-                .get("annotations") or {}).get("ferry.dev/last-handled-configuration", "{}")
+        note = (((get(control_plane, namespace, "queue", "orders") or {}).get("status") or {})
+                .get("kopf") or {}).get("last-handled-configuration", "{}")
         return bool(json.loads(note).get("spec", {}).get("maxDeliveries") == 7)
     eventually(handled, "the operator saw the change while paused")
     queue = get(control_plane, namespace, "queue", "orders") or {}

@@ -53,3 +53,10 @@ def test_a_kept_copy_does_not_change_with_the_object_it_was_made_from() -> None:
     watched.observe("ADDED", source)
     source["metadata"]["labels"]["app"] = "changed"
     assert watched.matching("v1", "Service", "shop", {"app": "broker"})
+
+
+def test_an_owned_answer_is_kept_as_it_is() -> None:
+    watched = Watched()
+    answer = obj("Service", "a", owner="u1", app="broker")
+    watched.observe("MODIFIED", answer, owned=True)
+    assert watched.get("v1", "Service", "shop", "a") == answer
