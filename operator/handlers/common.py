@@ -31,6 +31,7 @@ from ferry.operator.reconcile import (
 from ferry.operator.reconcile.conditions import Phase, Reason, Verdict, conditions, paused
 from ferry.operator.reconcile.metadata import GROUP, VERSION, Manifest
 from ferry.operator.reconcile.observations import Failure
+from ferry.operator.reconcile.pacing import Pacing
 from ferry.operator.reconcile.specs import Owner
 from ferry.operator.reconcile.workloads import PodDefaults
 from ferry.operator.settings import OperatorSettings
@@ -73,6 +74,7 @@ class Runtime:
     metrics_apis: MetricsApis = field(init=False)
     watched: Watched = field(default_factory=Watched)
     tokens: dict[tuple[str, str, str], str] = field(default_factory=dict)  # ns, Secret, key
+    pacing: Pacing = field(default_factory=Pacing)  # new resources first
 
     def __post_init__(self) -> None:
         self.metrics_apis = MetricsApis(self.kube, apiservice=providers.APISERVICE)
@@ -318,8 +320,11 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
     async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         # A new object's first pass is its creation's (a timer starts at creation and ran
         # alongside it under a burst: both made the token Secret, one got a 409 and a GET).
-        if not never_reconciled(body) and not _hold(body, patch):
-            await reconcile(runtime(memo), body, patch, apply=True)
+        rt = runtime(memo)
+        if never_reconciled(body) or rt.pacing.skip(body, "resync", settings.resync_seconds):
+            return
+        if not _hold(body, patch):
+            await reconcile(rt, body, patch, apply=True)
 
     @kopf.timer(*resource, id="stats", interval=settings.stats_seconds,
                 initial_delay=jitter(settings.stats_seconds), registry=registry)
@@ -329,9 +334,12 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
         # may it come first: before its children and token Secret exist, a new object's
         # stats pass (its timer starts at creation) read a Secret that was not there yet
         # and reported it missing.
-        if _hold(body, patch) or pausing.unapplied(body) or never_reconciled(body):
+        rt = runtime(memo)
+        if never_reconciled(body) or rt.pacing.skip(body, "stats", settings.stats_seconds):
             return
-        await reconcile(runtime(memo), body, patch, apply=False)
+        if _hold(body, patch) or pausing.unapplied(body):
+            return
+        await reconcile(rt, body, patch, apply=False)
 
     if finalize is not None:
         run_finalizer = finalize

@@ -50,6 +50,8 @@ async def observed(rt: Runtime, event: Mapping[str, Any], planners: Mapping[str,
     obj, kind = event["object"], event.get("type")
     before = rt.watched.get(*key_of(obj)) if kind == "MODIFIED" else None
     rt.watched.observe(kind, obj)
+    if obj.get("kind") in planners:  # one of the operator's own resources
+        rt.pacing.note(kind, obj)
     if before is not None and drift.only_status_moved(before, obj):
         return  # as in sync as it was: no plan to build (the resync timer is the safety net)
     owner = _owner(rt, obj) if kind is not None else None
