@@ -15,8 +15,9 @@ operator is left idle for a window and the API requests of that window are count
 Printed: the machine's load average, the CPU seconds each server used during the burst
 (operator, broker, kube-apiserver, etcd, kube-controller-manager: less sensitive to a
 shared machine's load than the seconds), the API requests the burst cost
-(`apiserver_request_total` before and after, by verb and resource) and those of the idle
-window. Not part of `make test`: a time on a shared machine is a report, never an assertion.
+(`apiserver_request_total` before and after, by verb and resource), the operator's passes
+in the burst and the timer passes it skipped for Queues still waiting for their first
+(its /metrics), and the API requests of the idle window. Not part of `make test`: a time on a shared machine is a report, never an assertion.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -77,6 +79,20 @@ def _requests(plane: ControlPlane) -> Counter[str]:
         if fields.get("subresource"):
             what += "/" + fields["subresource"]
         found[f"{fields.get('verb', '?')} {what}"] += round(float(value))
+    return found
+
+
+def _passes(metrics_url: str) -> dict[str, float]:
+    """The operator's passes so far (ferry_operator_reconciles_total, all outcomes) and its
+    timer passes skipped for new Queues (ferry_operator_deferred_timer_passes_total)."""
+    wanted = {"ferry_operator_reconciles_total": "passes",
+              "ferry_operator_deferred_timer_passes_total": "deferred_timer_passes"}
+    found = dict.fromkeys(wanted.values(), 0.0)
+    with urllib.request.urlopen(metrics_url, timeout=30) as answer:
+        for line in answer.read().decode().splitlines():
+            name = line.split("{", 1)[0]
+            if name in wanted:
+                found[wanted[name]] += float(line.rsplit(" ", 1)[1])
     return found
 
 
@@ -227,6 +243,8 @@ def run(count: int, singles: int, timeout: float, work: Path,
         listed = cast(dict[str, Any], api.list_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, "queues"))
         readiness = Readiness(api, listed["metadata"]["resourceVersion"])
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        passes_before = _passes(metrics_url)
         before, cpu_before = _requests(plane), _cpu(work / "plane", [operator, broker])
         began = time.monotonic()
         with profiling(operator.pid, profile):
@@ -250,6 +268,7 @@ def run(count: int, singles: int, timeout: float, work: Path,
         load = os.getloadavg()[0]
         cpu = _cpu(work / "plane", [operator, broker])
         burst = _requests(plane) - before
+        passes = _passes(metrics_url)
         figures |= {"queues": count, "ready": ready, "seconds": round(seconds, 1),
                     "create_seconds": round(created, 1),
                     "api_requests": round(burst.total()),
@@ -257,6 +276,7 @@ def run(count: int, singles: int, timeout: float, work: Path,
                     "api_requests_per_queue_by_kind": {
                         what: round(n / count, 2) for what, n in burst.most_common()
                         if n / count >= 0.05},
+                    **{f"operator_{k}": round(passes[k] - passes_before[k]) for k in passes},
                     "load_average_1m": load,
                     **{f"cpu_seconds_{name}": round(cpu[name] - cpu_before.get(name, 0.0), 1)
                        for name in cpu}}

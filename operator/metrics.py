@@ -11,6 +11,9 @@ RECONCILE_SECONDS = Histogram("ferry_operator_reconcile_seconds", "Time per reco
 CHILD_CHANGES = Counter("ferry_operator_child_changes_total",
                         "Children created, updated (drift repaired) or pruned",
                         ["kind", "action"], registry=REGISTRY)
+DEFERRED_PASSES = Counter("ferry_operator_deferred_timer_passes_total",
+                          "Timer passes skipped while new resources waited for their first",
+                          ["kind", "timer"], registry=REGISTRY)
 BROKER_FAILURES = Counter("ferry_operator_broker_failures_total",
                           "Broker calls that failed, by problem", ["problem"], registry=REGISTRY)
 READY = Gauge("ferry_operator_ready", "1 once the operator watches its resources",

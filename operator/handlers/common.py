@@ -18,7 +18,7 @@ from ferry.operator.clients.errors import BrokerTrouble, KubeError
 from ferry.operator.clients.kube import KubeClient
 from ferry.operator.clients.metricsapis import MetricsApis
 from ferry.operator.clients.watched import Watched
-from ferry.operator.metrics import BROKER_FAILURES, CHILD_CHANGES, RECONCILES
+from ferry.operator.metrics import BROKER_FAILURES, CHILD_CHANGES, DEFERRED_PASSES, RECONCILES
 from ferry.operator.reconcile import (
     deletion,
     drift,
@@ -296,6 +296,14 @@ def _hold(body: Any, patch: kopf.Patch) -> bool:
     return True
 
 
+def _deferred(rt: Runtime, body: kopf.Body, timer: str, interval: float) -> bool:
+    """This timer pass waits for new resources (reconcile.pacing), counted."""
+    if not rt.pacing.skip(body, timer, interval):
+        return False
+    DEFERRED_PASSES.labels(body["kind"], timer).inc()
+    return True
+
+
 def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, plural: str,
                   reconcile: Reconcile, finalize: Finalize | None = None) -> None:
     """Level-based wiring for one kind: react to changes, compare the children with their
@@ -321,7 +329,7 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
         # A new object's first pass is its creation's (a timer starts at creation and ran
         # alongside it under a burst: both made the token Secret, one got a 409 and a GET).
         rt = runtime(memo)
-        if never_reconciled(body) or rt.pacing.skip(body, "resync", settings.resync_seconds):
+        if never_reconciled(body) or _deferred(rt, body, "resync", settings.resync_seconds):
             return
         if not _hold(body, patch):
             await reconcile(rt, body, patch, apply=True)
@@ -335,7 +343,7 @@ def register_kind(registry: kopf.OperatorRegistry, settings: OperatorSettings, p
         # stats pass (its timer starts at creation) read a Secret that was not there yet
         # and reported it missing.
         rt = runtime(memo)
-        if never_reconciled(body) or rt.pacing.skip(body, "stats", settings.stats_seconds):
+        if never_reconciled(body) or _deferred(rt, body, "stats", settings.stats_seconds):
             return
         if _hold(body, patch) or pausing.unapplied(body):
             return
