@@ -17,7 +17,8 @@ Printed: the machine's load average, the CPU seconds each server used during the
 shared machine's load than the seconds), the API requests the burst cost
 (`apiserver_request_total` before and after, by verb and resource), the operator's passes
 in the burst and the timer passes it skipped for Queues still waiting for their first
-(its /metrics), and the API requests of the idle window. Not part of `make test`: a time on a shared machine is a report, never an assertion.
+(its /metrics), and the API requests of the idle window. Not part of `make test`: a time
+on a shared machine is a report, never an assertion.
 """
 
 from __future__ import annotations
