@@ -20,8 +20,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def lasting_port(host: str = "127.0.0.1") -> int:
     """A free port below the kernel's ephemeral range, for a port handed out now and bound
-    later: unlike `free_port`'s, a server told to pick its own (port 0) cannot be given it
-    in between."""
+    later, or bound again by a restarted server: unlike `free_port`'s, neither a server
+    told to pick its own (port 0) nor a client's outgoing connection can be given it in
+    between."""
     low = int(_RANGE.read_text().split()[0]) if _RANGE.exists() else 32768
     while True:
         port = random.randrange(10000, low)

@@ -19,7 +19,7 @@ import subprocess
 from contextlib import suppress
 from pathlib import Path
 
-from testsupport.ports import free_port
+from testsupport.ports import lasting_port
 from testsupport.processes import children
 
 SUPERUSER = "ferry"
@@ -54,7 +54,7 @@ class Server:
                  durable: bool = False) -> None:
         self.bins = bindir()
         self.top, self.data, self.log = top, top / name, top / f"{name}.log"
-        self.port = port or free_port()
+        self.port = port or lasting_port()
         self.durable = durable
         self.user = "postgres" if os.geteuid() == 0 else None
         top.mkdir(parents=True, exist_ok=True)
