@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
-from fixtures.postgres import Replicated, replicated
+from fixtures.postgres import Replicated, fresh_database, replicated
 from testsupport.processes import Process
 from testsupport.services import ReadyService
 from testsupport.waiting import eventually_async
@@ -31,6 +31,7 @@ from ferry.broker.client import BrokerClient
 from ferry.broker.core import Incoming
 from ferry.broker.models import OutgoingMessage, QueueSettings, ReceiptStatus
 from ferry.broker.store.postgres import FencedError, PgStore
+from ferry.broker.store.writer import StoreError
 
 pytestmark = pytest.mark.functional
 
@@ -274,6 +275,30 @@ async def test_a_deposed_leader_cannot_write(postgres: str) -> None:
     finally:
         await old.aclose()
         await new.aclose()
+
+
+async def test_postgres_out_of_reach_while_a_new_leader_reads_back_is_a_loss(
+    postgres: str,
+) -> None:
+    """Elected, then PostgreSQL takes no new connection (as mid-failover): reading the
+    queue set back fails as a loss, so the broker starts over as a standby, instead of
+    a failure that exits 1 and waits out its supervisor's backoff."""
+    dsn = await fresh_database(postgres)
+    database = dsn.rsplit("/", 1)[1]
+    store = PgStore(dsn, "ferry", "me")
+    admin = await asyncpg.connect(postgres)
+    try:
+        await store.elect()  # its lock and writer sessions stay; the reading pool is new
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        reasons: list[str] = []
+        store.on_lost(reasons.append)
+        with pytest.raises(StoreError):
+            await store.restore(0)
+        assert reasons and "unreachable while reading the queue set back" in reasons[0], reasons
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        await store.aclose()
 
 
 async def test_a_frozen_leader_is_deposed_and_cannot_write_when_it_wakes(

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from ferry.broker.core import Broker, DedupIndex, Restored
 from ferry.broker.store.bodies import DocumentCache
@@ -136,25 +137,40 @@ class PgStore:
             return None
         return Leader(row["holder"], row["epoch"], row["since_ms"])
 
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[PoolConnectionProxy[Any]]:
+        """A connection to read the queue set back with, once elected.
+
+        PostgreSQL out of reach meanwhile (a failover under way) is a loss, as for a
+        commit: the broker starts over and waits as a standby, rather than exiting as
+        for a failure every start would meet again (and sitting out its supervisor's
+        backoff once the new primary is up).
+        """
+        try:
+            pool = await self.pool()
+            async with pool.acquire() as conn:
+                yield conn
+        except (StoreError, *ERRORS) as e:
+            self._lost(f"PostgreSQL unreachable while reading the queue set back: "
+                       f"{str(e) or type(e).__name__}")
+            raise
+
     async def restore(self, now: int) -> Broker:
         assert self._writer_conn is not None, "elect() first"
-        pool = await self.pool()
-        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        async with self._reading() as conn, conn.transaction(isolation="repeatable_read"):
             broker = await loading.load(conn, now)
         self.writer.start(self._writer_conn, self.epoch)
         return broker
 
     async def chunk(self, qid: int, lo_seq: int, hi_seq: int) -> Restored:
-        pool = await self.pool()
-        async with pool.acquire() as conn:
+        async with self._reading() as conn:
             return await loading.read_chunk(conn, qid, lo_seq, hi_seq)
 
     def loaded(self) -> None:
         pass
 
     async def dedup(self, windows: dict[int, int], now: int) -> dict[int, DedupIndex]:
-        pool = await self.pool()
-        async with pool.acquire() as conn:
+        async with self._reading() as conn:
             return {qid: await loading.read_dedup(conn, qid, now - ms)
                     for qid, ms in windows.items()}
 
