@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.broker_process import BrokerProcess, free_port
+from fixtures.broker_process import BrokerProcess
 from operating import (
     apply,
     cr,
@@ -33,6 +33,7 @@ from operating import (
     table,
     workload,
 )
+from testsupport.ports import free_port
 from testsupport.processes import Process
 
 from ferry.operator.reconcile import autoscaling
