@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import yaml
 from kubernetes import client, config
-from testsupport.ports import free_port
+from testsupport.ports import lasting_port
 from testsupport.processes import Process, tail
 from testsupport.services import ThreadedService
 from testsupport.waiting import GaveUpError, answers, eventually
@@ -100,12 +100,12 @@ class Run:
         c.step("Stand-ins for what a cluster would pull from a registry")
         sample = self._sample()
         self.pg_dir = Path(tempfile.mkdtemp(prefix="ferry-demo-pg-"))
-        pg = postgres.start(self.supervisor, self.pg_dir, free_port())
+        pg = postgres.start(self.supervisor, self.pg_dir, lasting_port())
         self.infra.append(self.supervisor.children[-1])
         c.info(f"PostgreSQL {pg} stands in for {DATABASE}'s StatefulSet")
         c.info(f"the Ferry image's {SAMPLE_IN_IMAGE} is {sample.parent}")
 
-        broker_port, api_port, metrics_port = free_port(), free_port(), free_port()
+        broker_port, api_port, metrics_port = lasting_port(), lasting_port(), lasting_port()
         pipeline = s.root / PIPELINE
         if s.failover:
             pipeline = self._replicated_pipeline(pg)
