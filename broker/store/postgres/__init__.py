@@ -24,6 +24,7 @@ from ferry.broker.store.postgres import electing, loading
 from ferry.broker.store.postgres.schema import (
     CONNECT_TIMEOUT_S,
     DEFAULT_SCHEMA,
+    ERRORS,
     check_schema,
     connect,
     create,
@@ -34,7 +35,6 @@ from ferry.broker.store.writer import StoreError
 log = logging.getLogger("ferry.broker.store")
 
 RETRY_S = 1.0  # between attempts to reach the database
-ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
 
 __all__ = ["DEFAULT_SCHEMA", "FencedError", "PgStore"]
 

@@ -3,6 +3,7 @@ plus the leader row that fences every write."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -14,6 +15,9 @@ DEFAULT_SCHEMA = "ferry"
 # Serialises schema creation between brokers starting at the same moment.
 SCHEMA_LOCK = "ferry-broker-schema"
 CONNECT_TIMEOUT_S = 10.0  # per host tried; asyncpg's default (60 s) would stall an election
+# What talking to PostgreSQL can raise when it, or the way to it, fails (a connect or
+# an acquire past its timeout included): the engine's one notion of "unreachable".
+ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (k text PRIMARY KEY, v bigint NOT NULL);

@@ -32,13 +32,13 @@ import asyncpg
 
 from ferry.broker.core import Writes
 from ferry.broker.store.postgres.applying import apply
+from ferry.broker.store.postgres.schema import ERRORS
 from ferry.broker.store.writer import OutcomeUnknownError, StoreError, resolve
 
 log = logging.getLogger("ferry.broker.store")
 
 FENCE = "SELECT epoch FROM leader WHERE id = 1 FOR SHARE"
 _Fut = asyncio.Future[None]
-ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class FencedError(StoreError):
