@@ -4,6 +4,7 @@ serve until SIGTERM or SIGINT, then drain in-flight requests and clean up."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 DRAIN_SECONDS = 10.0
+GC_GEN0_THRESHOLD = 10_000
 T = TypeVar("T")
 
 
@@ -24,6 +26,20 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:  # pragma: no cover - keep working without it
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper collections; call once a service has built its long-lived state.
+
+    Everything built so far (modules, pydantic schemas, the app, clients) is moved out
+    of the collector's sight, and the youngest generation collects every 10,000
+    allocations instead of 700, so most objects of a request or a batch are freed by
+    refcount before a collection ever walks them. Measured (bench/README.md): broker CPU
+    per message -13%; the telemetry streamers' CPU per row -29%.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 10, 10)
 
 
 def stop_event() -> asyncio.Event:

@@ -39,6 +39,7 @@ async def run(args: argparse.Namespace) -> int:
         return 2
 
     def started(port: int) -> None:
+        serving.tune_gc()
         log.info("serving", extra={"host": args.host, "port": port, "engine": store.engine})
 
     try:

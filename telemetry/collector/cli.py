@@ -134,6 +134,7 @@ async def collect(args: argparse.Namespace) -> int:
                         "metrics_port": port,
                     },
                 )
+                serving.tune_gc()
                 await collector.run()
     except BrokerError as e:
         print(f"ferry-collector: broker: {e}", file=sys.stderr)

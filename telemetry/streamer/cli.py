@@ -139,9 +139,9 @@ async def stream(args: argparse.Namespace, settings: Settings | None) -> int:
     metrics = Metrics()
     try:
         async with (BrokerClient(args.broker_url, token=args.broker_token) as client,
-                    AsyncExitStack() as serving):
+                    AsyncExitStack() as http):
             if args.http_port is not None:
-                port = await serving.enter_async_context(listening(
+                port = await http.enter_async_context(listening(
                     _app(client, args.queue, metrics), args.http_host, args.http_port))
                 log.info("serving /metrics, /healthz and uploads", extra={"port": port})
             if args.create_queue:
@@ -153,7 +153,9 @@ async def stream(args: argparse.Namespace, settings: Settings | None) -> int:
                 log.info("serving uploads until SIGTERM")
                 await stop.wait()
                 return 0
-            summary = await Streamer(settings, client, stop, metrics=metrics).run()
+            streamer = Streamer(settings, client, stop, metrics=metrics)
+            serving.tune_gc()
+            summary = await streamer.run()
             print(json.dumps(summary.model_dump()), flush=True)
             if args.stay and summary.complete:
                 log.info("done; staying up until SIGTERM")
