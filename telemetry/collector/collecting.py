@@ -217,6 +217,10 @@ class Collector:
             if inserted is None:  # stopped while the store was down: hand them back
                 await consumer.nack(*good, delay_ms=0)
                 return
+            # Counted once committed, before the ack: whoever sees the ack (the group's
+            # lag at 0) sees these counts too.
+            self._count("stored", inserted)
+            self._count("duplicate", len(samples) - inserted)
             if split:  # stored before the republish, so a crash between loses no good row
                 await self.client.publish(self.s.queue, [
                     OutgoingMessage(body=body, dedup_id=part_id(d.id, i),
@@ -225,8 +229,6 @@ class Collector:
                 ])
                 self._count("split", sum(len(p.poison) for _, p in split))
             await consumer.ack(*good)
-            self._count("stored", inserted)
-            self._count("duplicate", len(samples) - inserted)
         if poison:
             await consumer.nack(*poison)
             self._count("poison", len(poison))
