@@ -18,7 +18,7 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
-from testsupport.ports import free_port
+from testsupport.ports import lasting_port
 from testsupport.waiting import answers, eventually_async
 
 from ferry.broker.client import BrokerClient
@@ -98,7 +98,7 @@ class Procs:
         )
 
     def collector(self, storage: str, *args: str) -> Proc:
-        port = free_port()
+        port = lasting_port()
         return self.start(
             "ferry-collector",
             "--broker-url",
@@ -132,11 +132,15 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
     await eventually_async(check, what, PATIENCE)
 
 
-async def until_healthy(port: int | None, what: str) -> None:
-    """Wait until the process on `port` answers /healthz with 200."""
+async def until_healthy(proc: Proc, what: str) -> None:
+    """Wait until `proc` answers /healthz with 200 on its port; fail at once, with its
+    stderr, if it exits instead (a port it could not bind, a bad flag)."""
 
     async def up() -> bool:
-        return await asyncio.to_thread(answers, f"http://127.0.0.1:{port}/healthz")
+        if proc.popen.poll() is not None:
+            raise AssertionError(f"{what}: exited {proc.popen.returncode} before it answered:\n"
+                                 + proc.err.read_text()[-2000:])
+        return await asyncio.to_thread(answers, f"http://127.0.0.1:{proc.http_port}/healthz")
 
     await eventually(up, what)
 
@@ -188,7 +192,7 @@ async def client(broker: Any) -> AsyncIterator[BrokerClient]:
 
 
 async def healthy(proc: Proc) -> None:
-    await until_healthy(proc.http_port, f"{proc.popen.args} to be healthy")
+    await until_healthy(proc, f"{proc.popen.args} to be healthy")
 
 
 async def all_done(client: BrokerClient, storage: str, rows: int) -> None:
@@ -244,10 +248,11 @@ async def test_sample_through_two_streamers_and_three_collectors_stored_exactly_
     assert sum(1 for n in per_collector if n) >= 2  # the group's consumers really competed
 
     # The API, as its own process, answers from what the collectors stored.
-    port = free_port()
-    procs.start("ferry-api", "--storage", pg_url, "--host", "127.0.0.1", "--port", str(port))
+    port = lasting_port()
+    api = procs.start("ferry-api", "--storage", pg_url, "--host", "127.0.0.1", "--port", str(port),
+                      http_port=port)
     async with aiohttp.ClientSession() as s:
-        await until_healthy(port, "ferry-api to answer")
+        await until_healthy(api, "ferry-api to answer")
         async with s.get(f"http://127.0.0.1:{port}/api/v1/gpus") as r:
             gpus = (await r.json())["gpus"]
         assert len(gpus) == 32
@@ -556,7 +561,7 @@ async def test_an_uploaded_csv_is_validated_published_and_stored_once(
 ) -> None:
     storage = f"sqlite://{tmp_path / 'telemetry.db'}"
     collector = procs.collector(storage)
-    port = free_port()
+    port = lasting_port()
     uploader = procs.start(
         "ferry-streamer",
         "--broker-url",
@@ -567,10 +572,11 @@ async def test_an_uploaded_csv_is_validated_published_and_stored_once(
         "127.0.0.1",
         "--http-port",
         str(port),
+        http_port=port,
     )
     url = f"http://127.0.0.1:{port}/api/v1/upload"
     async with aiohttp.ClientSession() as s:
-        await until_healthy(port, "the upload endpoint")
+        await until_healthy(uploader, "the upload endpoint")
         body = BAD_SAMPLE.read_bytes()
         for _ in range(2):  # the second upload of the same rows stores nothing new
             async with s.post(url, data=body, headers={"Content-Type": "text/csv"}) as r:
