@@ -65,9 +65,14 @@ async def hold(url: str, n: int) -> None:
 
 
 async def idle(driver: Driver, cfg: BenchConfig, run: int) -> Result:
-    """Latency alone, then N idle consumers subscribed, RSS, latency again."""
+    """Latency alone, then N idle consumers subscribed, RSS, latency again.
+
+    A first latency pass is thrown away: on a new broker it pays for the store's first
+    writes (files growing, the first checkpoint), which made "alone" the slower side in
+    3 runs of 4 (bench/README.md)."""
     assert isinstance(driver, FerryDriver)
     n = cfg.idle_consumers
+    await scenarios.latency(driver, cfg, run)  # warm-up
     quiet = await scenarios.latency(driver, cfg, run)
     rss0 = driver.rss_bytes()
     async with BrokerClient(driver.url) as admin:
