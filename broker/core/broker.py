@@ -508,7 +508,7 @@ class Broker:
 
     def restore_group(
         self, gid: int, q: Queue, name: str, settings: GroupSettings, start_seq: int,
-        acked_total: int, now: int,
+        acked_total: int,
     ) -> Group:
         g = Group(gid, name, q, settings, start_seq, self.receipts)
         g.acked_total = acked_total

@@ -49,7 +49,7 @@ def rebuild(now: int, meta: Rows, queues: Rows, groups: Rows, acks: Rows, counts
         q = broker.by_qid.get(qid)
         if q is not None:
             gs = from_storage(GroupSettings, settings, f"group {name}")
-            broker.restore_group(gid, q, name, gs, start, acked, now)
+            broker.restore_group(gid, q, name, gs, start, acked)
     by_gid = {g.gid: g for q in broker.queues.values() for g in q.groups.values()}
     for gid, seq in acks:
         if gid in by_gid:

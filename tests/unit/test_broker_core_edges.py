@@ -50,7 +50,7 @@ def test_figures_read_while_a_restart_restores_say_they_are_partial() -> None:
     b = Broker(T0)
     q = b.restore_queue(1, "q", QueueSettings(), T0, published_total=4, next_seq=5,
                         first_seq=1)
-    b.restore_group(1, q, "g", GroupSettings(), start_seq=1, acked_total=0, now=T0)
+    b.restore_group(1, q, "g", GroupSettings(), start_seq=1, acked_total=0)
     first_half = Restored(array("q", [1, 2]), array("b", [0, 0]), array("q", [T0, T0]))
     q.restore_chunk(first_half, 3)
     partial = queue_stats(q, T0)
