@@ -80,7 +80,8 @@ unit: venv ## the fast tier only
 	$(BIN)/pytest tests/unit
 
 # The control plane is built on first use (with progress), like `make envtest` would.
-# DEMO_ARGS passes options through, e.g. make demo DEMO_ARGS="--rows 500 --workdir /tmp/d".
+# DEMO_ARGS passes options through, e.g. make demo DEMO_ARGS="--rows 500 --workdir /tmp/d",
+# or DEMO_ARGS="--rate 0" for one unpaced pass over the example sample.
 demo: venv postgres ## run Ferry's main job: the telemetry pipeline on a local control plane
 	$(BIN)/python scripts/demo $(DEMO_ARGS)
 

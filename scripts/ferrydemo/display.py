@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict, dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 BAR_WIDTH = 30
 
@@ -70,8 +70,17 @@ class Console:
         self.out.flush()
 
 
+def pace(rate_per_streamer: int) -> str:
+    """How a pass was paced, in the pipeline's own terms."""
+    if rate_per_streamer > 0:
+        return f"spec.streamer.ratePerSecond {rate_per_streamer:,} rows/s per streamer"
+    return "spec.streamer.ratePerSecond 0: as fast as the pipeline goes"
+
+
 @dataclass(frozen=True)
 class Summary:
+    label: str  # "paced" or "unpaced"
+    rate_per_streamer: int  # the pass's spec.streamer.ratePerSecond (0: unpaced)
     rows_in_sample: int
     rows_rejected: int
     rows_stored: int
@@ -108,7 +117,8 @@ class Summary:
             ("not in the sample", f"{self.unexpected:,}"),
             ("dead letters", f"{self.dead_letters:,}"),
             ("time", f"{self.seconds:.1f} s"),
-            ("throughput", f"{self.throughput:,.0f} rows/s"),
+            ("throughput", f"{self.throughput:,.0f} rows/s ({self.label}: "
+                           f"{pace(self.rate_per_streamer)})"),
             ("streamers / collectors", f"{self.streamers} / {self.collectors_peak} (peak)"),
         ]
         if self.failover is not None and self.takeover_seconds is not None:
@@ -116,3 +126,26 @@ class Summary:
                                      f"{self.takeover_seconds:.2f} s"))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every pass's summary: the demo's verdict and its throughput, paced and unpaced."""
+    passes: tuple[Summary, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(p.ok for p in self.passes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "passes": [p.as_dict() for p in self.passes]}
+
+    def text(self) -> str:
+        lines = [(p.label, f"{p.rows_stored:,} rows", f"{p.seconds:.1f} s",
+                  f"{p.throughput:,.0f} rows/s", f"({pace(p.rate_per_streamer)})")
+                 for p in self.passes]
+        widths = [max(len(line[i]) for line in lines) for i in range(4)]
+        out = [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d:>{widths[3]}}  {e}"
+               for a, b, c, d, e in lines]
+        verdict = "yes" if self.ok else "NO (see the summaries above)"
+        return "\n".join([*out, f"every row stored exactly once: {verdict}"])

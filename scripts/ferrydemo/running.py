@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
 import tempfile
 import time
 import urllib.parse
@@ -25,7 +26,7 @@ from ferry.operator.reconcile.queues import BROKER_PORT, broker_name
 from ferry.operator.reconcile.specs import Owner
 from ferry.telemetry.storage.opening import store_for
 from ferrydemo import checking, failover, postgres
-from ferrydemo.display import Console, Progress, Summary
+from ferrydemo.display import Console, Progress, Report, Summary
 from ferrydemo.kubelet import Kubelet
 from ferrydemo.supervising import Supervisor
 from kubeplane import ControlPlane, ControlPlaneError, ensure_built
@@ -36,11 +37,40 @@ PIPELINE = Path("examples/telemetrypipeline.yaml")
 DATABASE = Path("examples/telemetry-db.yaml")
 SAMPLE = Path("examples/data/dcgm_sample.csv")
 SAMPLE_IN_IMAGE = "/usr/share/ferry/examples"
+GENERATED = "dcgm_generated.csv"  # the unpaced pass's sample, beside SAMPLE's copy
+# The unpaced pass's fleet: 20 hosts x 8 GPUs x 10 DCGM metrics = 1,600 rows a scrape. Another
+# seed and start than the example sample's, so no row of one pass is a row of the other.
+GENERATE = ("--hosts", "20", "--gpus-per-host", "8", "--seed", "8",
+            "--start", "2026-11-24T10:00:00Z")
+ROWS_PER_SCRAPE = 20 * 8 * 10
 STALL_SECONDS = 60.0
 
 
 class DemoError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One run of the pipeline over a sample: its spec.streamer.ratePerSecond, and either the
+    example sample (generated_rows None, trimmed by --rows) or a generated one that size."""
+    rate: int
+    generated_rows: int | None = None
+
+    @property
+    def label(self) -> str:
+        return "paced" if self.rate > 0 else "unpaced"
+
+
+def plan(*, rate: int | None, failover: bool, unpaced_rows: int,
+         example_rate: int) -> tuple[Pass, ...]:
+    """--rate R: one pass over the example sample at R. By default the example as it is
+    (paced), then a generated sample unpaced; --failover keeps to the first."""
+    if rate is not None:
+        return (Pass(rate),)
+    if failover:
+        return (Pass(example_rate),)
+    return Pass(example_rate), Pass(0, unpaced_rows)
 
 
 @dataclass(frozen=True)
@@ -51,10 +81,27 @@ class Settings:
     rows: int | None
     timeout: float
     failover: bool = False  # the queue on 2 broker pods over PostgreSQL; leader killed half-way
+    passes: tuple[Pass, ...] = (Pass(0),)
+
+
+def example_rate(root: Path) -> int:
+    """The example pipeline's own pace: its spec.streamer.ratePerSecond."""
+    return int(_docs(root / PIPELINE)[0]["spec"]["streamer"].get("ratePerSecond", 0))
 
 
 def _docs(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _head(src: Path, dst: Path, rows: int | None) -> Path:
+    """Copy a CSV's header and its first `rows` rows (all of them: None) to dst."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with src.open() as f, dst.open("w") as out:
+        for i, line in enumerate(f):
+            if rows is not None and i > rows:
+                break
+            out.write(line)
+    return dst
 
 
 def database_address(root: Path) -> str:
@@ -84,8 +131,9 @@ class Run:
 
     # -- the steps -------------------------------------------------------------------------
 
-    def execute(self) -> Summary:
+    def execute(self) -> Report:
         c, s = self.console, self.s
+        c.steps = 5 + 4 * len(s.passes)
         c.step("Local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)")
         self.plane = self._start_plane()
         c.info(f"serving at {self.plane.server}; kubeconfig {self.plane.kubeconfig}")
@@ -106,9 +154,7 @@ class Run:
         c.info(f"the Ferry image's {SAMPLE_IN_IMAGE} is {sample.parent}")
 
         broker_port, api_port, metrics_port = lasting_port(), lasting_port(), lasting_port()
-        pipeline = s.root / PIPELINE
         if s.failover:
-            pipeline = self._replicated_pipeline(pg)
             self.service = ThreadedService(broker_port, lambda: self.broker_ports)
             self.service.start()
             c.info(f"the Queue runs {failover.REPLICAS} broker pods over PostgreSQL; its "
@@ -132,21 +178,51 @@ class Run:
             raise DemoError(f"the operator did not answer /healthz; see {operator.log}") from None
         c.info(f"watching namespace {s.namespace}; /metrics on 127.0.0.1:{metrics_port}")
 
-        c.step(f"Applying {DATABASE} and {PIPELINE}" + (
-            f" (its queue: replicas {failover.REPLICAS}, storage.engine postgres)"
-            if s.failover else ""))
         self._kubectl("create", "namespace", s.namespace)
-        self._kubectl("apply", "--server-side", "-n", s.namespace,
-                      "-f", str(s.root / DATABASE), "-f", str(pipeline))
-        self.kubelet = self._kubelet(sample.parent, broker_port, api_port, pg)
-        self._wait_ready()
+        summaries = []
+        for i, run in enumerate(s.passes):
+            if i == 0:
+                c.step(f"{run.label.capitalize()} pass: applying {DATABASE} and {PIPELINE}" + (
+                    f" (its queue: replicas {failover.REPLICAS}, storage.engine postgres)"
+                    if s.failover else ""))
+                pipeline = self._pipeline(run, pg)
+                self._kubectl("apply", "--server-side", "-n", s.namespace,
+                              "-f", str(s.root / DATABASE), "-f", str(pipeline))
+                if pipeline != s.root / PIPELINE:
+                    c.info(f"applied {pipeline}: {PIPELINE} with spec.streamer.ratePerSecond "
+                           f"{run.rate}, source.path {self._source(run)}")
+                self.kubelet = self._kubelet(sample.parent, broker_port, api_port, pg)
+            else:
+                c.step(f"{run.label.capitalize()} pass: "
+                       + (f"{run.generated_rows:,} generated rows, " if run.generated_rows
+                          else "") + f"spec.streamer.ratePerSecond {run.rate}")
+                if run.generated_rows is not None:
+                    self._generate(run.generated_rows, sample.parent / GENERATED)
+                self._empty_tables(pg)
+                self._repace(run)
+            self._wait_ready()
+            summaries.append(self._pass(run, pg, api_port))
 
-        c.step(f"Streaming {sample.name}: streamers -> queue -> collectors -> PostgreSQL")
+        c.step(f"Deleting TelemetryPipeline {self.pipeline}: the operator cleans up")
+        self._delete_pipeline()
+        report = Report(tuple(summaries))
+        if len(summaries) > 1:
+            c.note("\nThroughput, paced and unpaced:")
+            c.block(report.text())
+        return report
+
+    def _pass(self, run: Pass, pg: str, api_port: int) -> Summary:
+        """Stream the applied pipeline's sample, read every row back, delete the pipeline."""
+        c, s = self.console, self.s
+        sample = self.s.workdir / "image-files" / Path(self._source(run)).name
+        c.step(f"Streaming {sample.name} ({run.label}): "
+               "streamers -> queue -> collectors -> PostgreSQL")
         expected = checking.read_sample(sample)
+        dead_before = self._group_status().get("dead", 0)
         peak = self._stream(pg, len(expected.keys), time.monotonic())
         seconds = self._storing_seconds(pg)
 
-        c.step(f"kubectl get queues,cg,tp -n {s.namespace} (after the run)")
+        c.step(f"kubectl get queues,cg,tp -n {s.namespace} (after the {run.label} run)")
         self._sync_for(3.0)  # one more stats poll by the operator, so the figures are final
         c.block(self._kubectl("get", "queues,cg,tp", "-n", s.namespace))
         ready = self._condition("telemetrypipeline", self.pipeline, "Ready")
@@ -154,28 +230,24 @@ class Run:
             c.info("(the streamers have finished the sample and exited, so the pipeline counts "
                    "them as not ready; with spec.streamer.loop they keep streaming)")
 
-        c.step("Reading every row back through the query API (/api/v1/gpus/...)")
+        c.step(f"Reading every row of the {run.label} pass back through the query API "
+               "(/api/v1/gpus/...)")
         api = f"http://127.0.0.1:{api_port}"
         stored = checking.stored_keys(api)
         verdict = checking.compare(expected.keys, stored)
         gpus = len({k[0] for k in stored})
         summary = Summary(
+            label=run.label, rate_per_streamer=run.rate,
             rows_in_sample=expected.rows, rows_rejected=expected.rejected,
             rows_stored=verdict.stored, duplicates=verdict.duplicates, missing=verdict.missing,
-            unexpected=verdict.unexpected, dead_letters=self._group_status().get("dead", 0),
+            unexpected=verdict.unexpected,
+            dead_letters=self._group_status().get("dead", 0) - dead_before,
             seconds=seconds, streamers=self._count("streamer", running_only=False),
             collectors_peak=peak, gpus=gpus,
             failover=None if self.takeover is None else
             f"leader {self.takeover.killed} killed (SIGKILL) half-way, {self.takeover.leader}",
             takeover_seconds=None if self.takeover is None else self.takeover.seconds)
         c.block(summary.text())
-        rate = _docs(s.root / PIPELINE)[0]["spec"]["streamer"].get("ratePerSecond", 0)
-        if rate:
-            c.info(f"(throughput is paced by the example's spec.streamer.ratePerSecond: "
-                   f"{rate} rows/s per streamer)")
-
-        c.step(f"Deleting TelemetryPipeline {self.pipeline}: the operator cleans up")
-        self._delete_pipeline()
         return summary
 
     def teardown(self) -> int:
@@ -218,26 +290,78 @@ class Run:
             child.check()
 
     def _sample(self) -> Path:
-        """The CSV the streamers read: the sample, or its first --rows rows."""
-        full = self.s.root / SAMPLE
-        if self.s.rows is None:
-            return full
-        folder = self.s.workdir / "image-files"
-        folder.mkdir(parents=True, exist_ok=True)
-        with full.open() as src, (folder / full.name).open("w") as dst:
-            for i, line in enumerate(src):
-                if i > self.s.rows:
-                    break
-                dst.write(line)
-        return folder / full.name
+        """The CSV the streamers read, in the folder that stands in for the image's: the
+        sample, or its first --rows rows."""
+        return _head(self.s.root / SAMPLE, self.s.workdir / "image-files" / SAMPLE.name,
+                     self.s.rows)
 
-    def _replicated_pipeline(self, pg: str) -> Path:
-        """The example pipeline with a replicated queue, and its database's Secret, as one
-        file to apply (the queue set lives in the demo's PostgreSQL, beside the telemetry)."""
-        path = self.s.workdir / "telemetrypipeline-failover.yaml"
-        docs = [failover.secret(pg), failover.replicated(_docs(self.s.root / PIPELINE)[0])]
+    def _generate(self, rows: int, path: Path) -> None:
+        """A larger sample from the generator: whole scrapes of the fleet, cut to `rows`."""
+        scrapes = -(-rows // ROWS_PER_SCRAPE)
+        full = path.with_suffix(".full.csv")
+        command = ["ferry-telemetry", "generate", *GENERATE, "--scrapes", str(scrapes),
+                   "--out", str(full)]
+        subprocess.run(command, check=True, capture_output=True, text=True)
+        _head(full, path, rows)
+        full.unlink()
+        self.console.info(f"{' '.join(command[:-2])}: {rows:,} rows in {path}")
+
+    def _source(self, run: Pass) -> str:
+        """Where the pass's streamers read their sample, inside the image."""
+        return f"{SAMPLE_IN_IMAGE}/{SAMPLE.name if run.generated_rows is None else GENERATED}"
+
+    def _pipeline(self, run: Pass, pg: str) -> Path:
+        """The example pipeline as the pass runs it: as it is, or with the pass's pace and
+        sample, or (--failover) a replicated queue and its database's Secret, as one file to
+        apply (the queue set lives in the demo's PostgreSQL, beside the telemetry)."""
+        example = self.s.root / PIPELINE
+        doc = _docs(example)[0]
+        streamer = doc["spec"]["streamer"]
+        changed = run.rate != streamer.get("ratePerSecond", 0) or run.generated_rows is not None
+        if not changed and not self.s.failover:
+            return example
+        streamer["ratePerSecond"] = run.rate
+        streamer["source"] = {"path": self._source(run)}
+        docs = [failover.secret(pg), failover.replicated(doc)] if self.s.failover else [doc]
+        path = self.s.workdir / f"telemetrypipeline-{run.label}.yaml"
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         return path
+
+    def _repace(self, run: Pass) -> None:
+        """The running pipeline, given the pass's pace and sample: its streamers stopped
+        (replicas 0), then started again together on them (a rolling update would start
+        one streamer seconds before the other); the queue, collectors and API carry on."""
+        streamer = _docs(self.s.root / PIPELINE)[0]["spec"]["streamer"]
+        self._patch({"replicas": 0})
+        deadline = time.monotonic() + self.s.timeout
+        while self._count("streamer", running_only=False) > 0:
+            if time.monotonic() > deadline:
+                raise DemoError(f"the streamers still run {self.s.timeout:.0f}s after "
+                                "spec.streamer.replicas 0")
+            self._sync()
+            self._check()
+            time.sleep(0.5)
+        self._patch({"replicas": streamer.get("replicas", 1), "ratePerSecond": run.rate,
+                     "source": {"path": self._source(run)}})
+
+    def _patch(self, streamer: dict[str, Any]) -> None:
+        patch = json.dumps({"spec": {"streamer": streamer}})
+        self._kubectl("patch", "telemetrypipeline", self.pipeline, "-n", self.s.namespace,
+                      "--type", "merge", "-p", patch)
+        self.console.info(f"kubectl patch telemetrypipeline {self.pipeline} --type merge "
+                          f"-p '{patch}'")
+
+    def _empty_tables(self, pg: str) -> None:
+        """A pass counts only its own rows: the previous pass's are deleted."""
+        async def truncate() -> None:
+            conn = await asyncpg.connect(pg)
+            try:
+                await conn.execute("TRUNCATE telemetry_samples, telemetry_gpus")
+            finally:
+                await conn.close()
+        asyncio.run(truncate())
+        self.console.info("TRUNCATE telemetry_samples, telemetry_gpus: the previous pass's "
+                          "rows are gone")
 
     def _sync(self) -> None:
         """One kubelet pass; the Service learns which broker pods run."""
