@@ -103,6 +103,12 @@ class Summary:
     def ok(self) -> bool:
         return self.missing == 0 and self.duplicates == 0 and self.unexpected == 0
 
+    @property
+    def rate_text(self) -> str:
+        if self.seconds <= 0:  # first and last row in one commit: too few rows to time
+            return "- rows/s"
+        return f"{self.throughput:,.0f} rows/s"
+
     def as_dict(self) -> dict[str, float | int | bool | str | None]:
         return {**asdict(self), "throughput": self.throughput, "ok": self.ok}
 
@@ -117,7 +123,7 @@ class Summary:
             ("not in the sample", f"{self.unexpected:,}"),
             ("dead letters", f"{self.dead_letters:,}"),
             ("time", f"{self.seconds:.1f} s"),
-            ("throughput", f"{self.throughput:,.0f} rows/s ({self.label}: "
+            ("throughput", f"{self.rate_text} ({self.label}: "
                            f"{pace(self.rate_per_streamer)})"),
             ("streamers / collectors", f"{self.streamers} / {self.collectors_peak} (peak)"),
         ]
@@ -142,7 +148,7 @@ class Report:
 
     def text(self) -> str:
         lines = [(p.label, f"{p.rows_stored:,} rows", f"{p.seconds:.1f} s",
-                  f"{p.throughput:,.0f} rows/s", f"({pace(p.rate_per_streamer)})")
+                  p.rate_text, f"({pace(p.rate_per_streamer)})")
                  for p in self.passes]
         widths = [max(len(line[i]) for line in lines) for i in range(4)]
         out = [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d:>{widths[3]}}  {e}"

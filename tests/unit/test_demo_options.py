@@ -84,3 +84,8 @@ def test_report_fails_when_any_pass_lost_a_row() -> None:
                      _summary("unpaced", 0, 47999, 30.0, missing=1)))
     assert report.ok is False and report.as_dict()["ok"] is False
     assert report.text().endswith("every row stored exactly once: NO (see the summaries above)")
+
+
+def test_a_pass_stored_in_one_commit_has_no_rate_rather_than_zero() -> None:
+    single = _summary("unpaced", 0, 500, 0.0)
+    assert "throughput              - rows/s (unpaced:" in single.text()
