@@ -31,10 +31,12 @@ async def broker_token(rt: Runtime, namespace: str, queue: str, spec: QueueSpec,
     reconciled, so its Secret is created without reading first (one request, not two, per
     new Queue; one that exists already answers 409 and is read)."""
     ref = tenancy.token_ref(queue, spec)
-    cached = rt.tokens.get((namespace, ref.name, ref.key))
+    making = owner is not None and queues.manages_broker(spec)
+    # A new Queue under an old one's name must get its own Secret: the old token, still
+    # in memory, went with the old Secret (garbage-collected with its Queue).
+    cached = None if fresh and making else rt.tokens.get((namespace, ref.name, ref.key))
     if cached is not None:
         return cached
-    making = owner is not None and queues.manages_broker(spec)
     try:
         secret = None if fresh and making else await rt.kube.get("v1", "Secret", namespace,
                                                                    ref.name)

@@ -107,6 +107,26 @@ def test_delete_removes_the_broker_queue_and_children(control_plane: Any, namesp
     assert any(r == "Deleted" for _, r, _ in events(control_plane, namespace, "orders"))
 
 
+def test_a_queue_made_again_under_its_old_name_gets_a_token_secret_again(
+        control_plane: Any, namespace: str, broker: Any, run_operator: Any,
+        eventually: Any) -> None:
+    """The operator keeps tokens in memory; the old Queue's must not stand in for the new
+    one's Secret (its pods would wait for a Secret the garbage collector deleted)."""
+    run_operator(broker_url=broker.url)
+    apply(control_plane, namespace, cr("Queue", "orders", {}))
+    eventually(lambda: reconciled(control_plane, namespace, "queue", "orders"),
+               "the queue is Ready")
+    assert get(control_plane, namespace, "secret", "orders-broker-token") is not None
+    control_plane.kubectl("delete", "-n", namespace, "queue", "orders", "--timeout=120s")
+    eventually(lambda: get(control_plane, namespace, "secret", "orders-broker-token") is None,
+               "the old Queue's token Secret is garbage-collected")
+    apply(control_plane, namespace, cr("Queue", "orders", {}))
+    queue = get(control_plane, namespace, "queue", "orders")
+    assert queue is not None
+    eventually(lambda: owned_by(get(control_plane, namespace, "secret", "orders-broker-token"),
+                                queue), "the new Queue's token Secret is made", timeout=60)
+
+
 def test_retain_keeps_the_data(control_plane: Any, namespace: str, broker: Any,
                                run_operator: Any, eventually: Any) -> None:
     run_operator(broker_url=broker.url)
