@@ -29,7 +29,7 @@ from ferrydemo import checking, failover, postgres
 from ferrydemo.display import Console, Progress, Report, Summary
 from ferrydemo.kubelet import Kubelet
 from ferrydemo.supervising import Supervisor
-from kubeplane import ControlPlane, ControlPlaneError, ensure_built
+from kubeplane import ControlPlane, ControlPlaneError, aggregation, ensure_built
 from kubeplane import start as start_plane
 from kubeplane import stop as stop_plane
 
@@ -44,6 +44,10 @@ GENERATE = ("--hosts", "20", "--gpus-per-host", "8", "--seed", "8",
             "--start", "2026-11-24T10:00:00Z")
 ROWS_PER_SCRAPE = 20 * 8 * 10
 STALL_SECONDS = 60.0
+# Where the HPA's lag metric comes from: ferry-metrics-api, as manifests/components/metrics-api
+# installs it (there, its Deployment and Service in ferry-system).
+METRICS_GROUP, METRICS_VERSION = "external.metrics.k8s.io", "v1beta1"
+METRICS_NAMESPACE, METRICS_SERVICE = "kube-system", "ferry-metrics-api"
 
 
 class DemoError(RuntimeError):
@@ -133,7 +137,7 @@ class Run:
 
     def execute(self) -> Report:
         c, s = self.console, self.s
-        c.steps = 5 + 4 * len(s.passes)
+        c.steps = 6 + 4 * len(s.passes)
         c.step("Local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)")
         self.plane = self._start_plane()
         c.info(f"serving at {self.plane.server}; kubeconfig {self.plane.kubeconfig}")
@@ -178,6 +182,10 @@ class Run:
             raise DemoError(f"the operator did not answer /healthz; see {operator.log}") from None
         c.info(f"watching namespace {s.namespace}; /metrics on 127.0.0.1:{metrics_port}")
 
+        c.step(f"Starting Ferry's metrics API (ferry-metrics-api): {METRICS_VERSION}."
+               f"{METRICS_GROUP}, the lag the collectors' HPA scales on")
+        self._serve_metrics_api()
+
         self._kubectl("create", "namespace", s.namespace)
         summaries = []
         for i, run in enumerate(s.passes):
@@ -201,6 +209,8 @@ class Run:
                 self._empty_tables(pg)
                 self._repace(run)
             self._wait_ready()
+            if i == 0:
+                self._wait_scaling()
             summaries.append(self._pass(run, pg, api_port))
 
         c.step(f"Deleting TelemetryPipeline {self.pipeline}: the operator cleans up")
@@ -273,6 +283,39 @@ class Run:
                                die_with_parent=True, progress=self.console.info)
         except ControlPlaneError as error:
             raise DemoError(f"the control plane did not start: {error}") from error
+
+    def _serve_metrics_api(self) -> None:
+        """ferry-metrics-api on 127.0.0.1, registered as the cluster's external metrics
+        APIService (an ExternalName Service `localhost`, see kubeplane.aggregation); it finds
+        each ConsumerGroup's broker in the group's status, as in a cluster."""
+        assert self.plane is not None
+        cert, ca = aggregation.serving_cert(self.s.workdir / "metrics-api", METRICS_NAMESPACE,
+                                            METRICS_SERVICE)
+        port = lasting_port()
+        self.infra.append(self.supervisor.start("ferry-metrics-api", [
+            "ferry-metrics-api", "--kubeconfig", str(self.plane.kubeconfig),
+            "--bind-address", "127.0.0.1", "--secure-port", str(port),
+            "--tls-cert-file", str(cert.cert), "--tls-private-key-file", str(cert.key),
+            "--namespace", METRICS_NAMESPACE, "--service", METRICS_SERVICE]))
+        items = aggregation.manifests(METRICS_GROUP, METRICS_VERSION,
+                                      namespace=METRICS_NAMESPACE, service=METRICS_SERVICE,
+                                      port=port, ca_bundle=ca.cert.read_bytes())
+        out = self.plane.kubectl("apply", "-f", "-", check=False, input=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": items}))
+        if out.returncode != 0:
+            raise DemoError(f"registering the metrics API: {out.stderr.strip()}")
+        apiservice = f"apiservice/{METRICS_VERSION}.{METRICS_GROUP}"
+
+        def available() -> bool:
+            self._check()
+            return aggregation.available(json.loads(self._kubectl("get", apiservice,
+                                                                  "-o", "json")))
+        try:
+            eventually(available, f"{apiservice} Available", 60)
+        except GaveUpError:
+            raise DemoError(f"{apiservice} did not become Available; see "
+                            f"{self.supervisor.log_dir / 'ferry-metrics-api.log'}") from None
+        self.console.info(f"{apiservice} -> https://127.0.0.1:{port}: Available")
 
     def _kubectl(self, *args: str) -> str:
         assert self.plane is not None
@@ -443,6 +486,24 @@ class Run:
                 raise DemoError(f"TelemetryPipeline {self.pipeline} not Ready after "
                                 f"{self.s.timeout:.0f}s: {text}")
             time.sleep(0.5)
+
+    def _wait_scaling(self) -> None:
+        """Until the collectors' HPA has read the group's lag from the metrics API (its
+        ScalingActive condition True): from then on it scales them on lag."""
+        def active() -> dict[str, Any] | None:
+            self._sync()
+            self._check()
+            cond = self._condition("horizontalpodautoscaler", self.group, "ScalingActive")
+            return cond if cond.get("status") == "True" else None
+        try:
+            cond = eventually(active, f"HorizontalPodAutoscaler {self.group} ScalingActive",
+                              self.s.timeout)
+        except GaveUpError:
+            found = self._condition("horizontalpodautoscaler", self.group, "ScalingActive")
+            raise DemoError(f"HorizontalPodAutoscaler {self.group} cannot scale: "
+                            f"{found.get('message', 'no ScalingActive condition')}") from None
+        self.console.info(f"HorizontalPodAutoscaler {self.group}: ScalingActive True "
+                          f"({cond.get('reason')}), the collectors scale on lag")
 
     def _count(self, component: str, *, running_only: bool = True) -> int:
         assert self.kubelet is not None

@@ -69,7 +69,9 @@ def _demo(tmp_path: Path, *args: str, rows: int = ROWS) -> tuple[str, list[dict[
         assert f"{one['rows_stored']}/{one['rows_stored']} rows stored" in out
 
     # What a user reads: every step, the progress bar, live figures, the summary.
-    steps = 5 + 4 * len(passes)
+    # The collectors' HPA reads the group's lag from the metrics API the demo registered.
+    assert "ScalingActive True (ValidMetricFound)" in out
+    steps = 6 + 4 * len(passes)
     assert f"[{steps}/{steps}]" in out
     assert "queue.ferry.dev/gpu-telemetry" in out and "READY   DEPTH" in out
     assert "duplicates" in out and "nothing left running" in out
