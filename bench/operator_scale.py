@@ -221,8 +221,7 @@ def run(count: int, singles: int, timeout: float, work: Path,
     figures: dict[str, Any] = {}
     try:
         plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        plane.kubectl("wait", "--for=condition=Established", "--timeout=120s",
-                      "crd/queues.ferry.dev")
+        plane.wait_established("queues.ferry.dev")
         plane.kubectl("create", "namespace", NAMESPACE)
         broker.start()
         _wait_http(f"http://127.0.0.1:{broker_port}/healthz", broker)

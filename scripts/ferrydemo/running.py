@@ -144,9 +144,8 @@ class Run:
 
         c.step("Installing Ferry's CustomResourceDefinitions from crds/")
         self._kubectl("apply", "--server-side", "-f", str(s.root / "crds"))
-        self._kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                      "crd/queues.ferry.dev", "crd/consumergroups.ferry.dev",
-                      "crd/telemetrypipelines.ferry.dev")
+        self.plane.wait_established("queues.ferry.dev", "consumergroups.ferry.dev",
+                                    "telemetrypipelines.ferry.dev", timeout=60)
         c.block(self._kubectl("get", "crd", "-l", "app.kubernetes.io/part-of=ferry"))
 
         c.step("Stand-ins for what a cluster would pull from a registry")

@@ -68,6 +68,21 @@ class ControlPlane:
                                     f"{result.stderr.strip()}")
         return result
 
+    def wait_established(self, *crds: str, timeout: float = 120.0) -> None:
+        """Until every CRD (by name) is Established. Polled rather than `kubectl wait
+        --for=condition=Established`, which fails at once ("accessor error: <nil>") on a
+        CRD the API server has not given status conditions yet."""
+        path = '{.status.conditions[?(@.type=="Established")].status}'
+
+        def established() -> bool:
+            return all(self.kubectl("get", "crd", crd, "-o", f"jsonpath={path}",
+                                    check=False).stdout.strip() == "True" for crd in crds)
+
+        try:
+            eventually(established, f"CRDs {', '.join(crds)} to be Established", timeout)
+        except GaveUpError as e:
+            raise ControlPlaneError(str(e)) from None
+
     def kubectl_json(self, *args: str) -> Any:
         """kubectl ... -o json, parsed."""
         return json.loads(self.kubectl(*args, "-o", "json").stdout)

@@ -17,14 +17,14 @@ from fixtures.manifests import overlay
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml"))
-CRDS = ["crd/queues.ferry.dev", "crd/consumergroups.ferry.dev", "crd/telemetrypipelines.ferry.dev"]
+CRDS = ["queues.ferry.dev", "consumergroups.ferry.dev", "telemetrypipelines.ferry.dev"]
 pytestmark = pytest.mark.envtest
 
 
 @pytest.fixture(scope="module")
 def crds_installed(control_plane: Any) -> None:
     control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", *CRDS)
+    control_plane.wait_established(*CRDS, timeout=60)
 
 
 def _items(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,8 +45,7 @@ def test_kustomize_base_is_accepted(control_plane: Any, namespace: str, tmp_path
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
                           input=yaml.safe_dump_all(crds))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                          *(f"crd/{d['metadata']['name']}" for d in crds))
+    control_plane.wait_established(*(d["metadata"]["name"] for d in crds), timeout=60)
     rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
     out = control_plane.kubectl(
         "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-o", "yaml",
