@@ -221,7 +221,7 @@ class Run:
         return report
 
     def _pass(self, run: Pass, pg: str, api_port: int) -> Summary:
-        """Stream the applied pipeline's sample, read every row back, delete the pipeline."""
+        """Stream the applied pipeline's sample and read every row back: the pass's summary."""
         c, s = self.console, self.s
         sample = self.s.workdir / "image-files" / Path(self._source(run)).name
         c.step(f"Streaming {sample.name} ({run.label}): "
@@ -375,14 +375,16 @@ class Run:
         one streamer seconds before the other); the queue, collectors and API carry on."""
         streamer = _docs(self.s.root / PIPELINE)[0]["spec"]["streamer"]
         self._patch({"replicas": 0})
-        deadline = time.monotonic() + self.s.timeout
-        while self._count("streamer", running_only=False) > 0:
-            if time.monotonic() > deadline:
-                raise DemoError(f"the streamers still run {self.s.timeout:.0f}s after "
-                                "spec.streamer.replicas 0")
+
+        def stopped() -> bool:
             self._sync()
             self._check()
-            time.sleep(0.5)
+            return self._count("streamer", running_only=False) == 0
+        try:
+            eventually(stopped, "the streamers to stop", self.s.timeout, interval=0.5)
+        except GaveUpError:
+            raise DemoError(f"the streamers still run {self.s.timeout:.0f}s after "
+                            "spec.streamer.replicas 0") from None
         self._patch({"replicas": streamer.get("replicas", 1), "ratePerSecond": run.rate,
                      "source": {"path": self._source(run)}})
 
