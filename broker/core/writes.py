@@ -10,6 +10,7 @@ apart and written once per commit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from enum import IntEnum
 from typing import Any
 
@@ -65,3 +66,27 @@ class Writes:
 
     def __bool__(self) -> bool:
         return bool(self.ops or self.totals or self.group_totals)
+
+
+Totals = dict[int, tuple[int, int]]
+# One request's writes as a store applies them: (ops as (kind, rows), queue totals, group
+# totals); a Writes' fields, or the same crossing the committer's pipe with int kinds.
+Parts = tuple[Sequence[tuple[int, list[Row]]], Mapping[int, tuple[int, int]], Mapping[int, int]]
+
+
+def merged(batch: Iterable[Parts]) -> tuple[list[tuple[int, list[Row]]], Totals, dict[int, int]]:
+    """A group commit's writes as one list: consecutive ops of one kind (also across
+    requests) joined into one run, in order, so each run is few statements; the totals
+    are absolute, so the last request's value wins."""
+    runs: list[tuple[int, list[Row]]] = []
+    totals: Totals = {}
+    group_totals: dict[int, int] = {}
+    for ops, w_totals, w_group_totals in batch:
+        for kind, rows in ops:
+            if runs and runs[-1][0] == kind:
+                runs[-1][1].extend(rows)
+            else:
+                runs.append((kind, list(rows)))
+        totals.update(w_totals)
+        group_totals.update(w_group_totals)
+    return runs, totals, group_totals

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from ferry.broker.core import Kind
-from ferry.broker.core.writes import Row
+from ferry.broker.core.writes import Row, merged
 
 _Q = 1 << 40
 # One request's writes as they cross the pipe: (ops as (kind, rows), queue totals, group totals).
@@ -46,22 +46,9 @@ _MAX_CHUNK = 256
 
 def apply(conn: sqlite3.Connection, batch: list[Wire]) -> None:
     """Every intent of the batch in order; runs of one kind become few statements."""
-    run_kind: int | None = None
-    run: list[Row] = []
-    totals: dict[int, tuple[int, int]] = {}
-    group_totals: dict[int, int] = {}
-    for ops, w_totals, w_group_totals in batch:
-        for kind, rows in ops:
-            if kind == run_kind:
-                run.extend(rows)
-                continue
-            if run_kind is not None:
-                _apply_run(conn, Kind(run_kind), run)
-            run_kind, run = kind, list(rows)
-        totals.update(w_totals)
-        group_totals.update(w_group_totals)
-    if run_kind is not None:
-        _apply_run(conn, Kind(run_kind), run)
+    runs, totals, group_totals = merged(batch)
+    for kind, rows in runs:
+        _apply_run(conn, Kind(kind), rows)
     if totals:
         conn.executemany(
             "UPDATE queues SET published_total=?, next_seq=? WHERE id=?",

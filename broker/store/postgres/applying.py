@@ -14,7 +14,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from ferry.broker.core import ROWID_SHIFT, Kind, Writes
-from ferry.broker.core.writes import Row
+from ferry.broker.core.writes import Row, merged
 
 _Q = 1 << ROWID_SHIFT
 
@@ -77,22 +77,9 @@ Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 async def apply(conn: Conn, batch: Sequence[Writes]) -> None:
     """Every intent of the batch in order; runs of one kind become one statement."""
-    run_kind: Kind | None = None
-    run: list[Row] = []
-    totals: dict[int, tuple[int, int]] = {}
-    group_totals: dict[int, int] = {}
-    for w in batch:
-        for kind, rows in w.ops:
-            if kind is run_kind:
-                run.extend(rows)
-                continue
-            if run_kind is not None:
-                await _apply_run(conn, run_kind, run)
-            run_kind, run = kind, list(rows)
-        totals.update(w.totals)
-        group_totals.update(w.group_totals)
-    if run_kind is not None:
-        await _apply_run(conn, run_kind, run)
+    runs, totals, group_totals = merged((w.ops, w.totals, w.group_totals) for w in batch)
+    for kind, rows in runs:
+        await _apply_run(conn, Kind(kind), rows)
     if totals:
         await conn.execute(_TOTALS, list(totals), [p for p, _ in totals.values()],
                            [n for _, n in totals.values()])
