@@ -16,6 +16,10 @@ DEFERRED_PASSES = Counter("ferry_operator_deferred_timer_passes_total",
                           ["kind", "timer"], registry=REGISTRY)
 BROKER_FAILURES = Counter("ferry_operator_broker_failures_total",
                           "Broker calls that failed, by problem", ["problem"], registry=REGISTRY)
+# One per Queue's token Secret in use; back to 0 when the Queues are gone (a long-running
+# operator must not grow with every Queue it ever saw).
+CACHED_TOKENS = Gauge("ferry_operator_cached_tokens",
+                      "Broker tokens the operator holds in memory", registry=REGISTRY)
 READY = Gauge("ferry_operator_ready", "1 once the operator watches its resources",
               registry=REGISTRY)
 # Replicas against lag, for both providers (the dashboard's "Replicas against backlog").

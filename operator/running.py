@@ -14,7 +14,7 @@ from ferry.operator.clients.errors import KubeError
 from ferry.operator.clients.kube import KubeClient, load_credentials
 from ferry.operator.handlers import watching
 from ferry.operator.handlers.common import Runtime
-from ferry.operator.metrics import READY
+from ferry.operator.metrics import CACHED_TOKENS, READY
 from ferry.operator.reconcile import images
 from ferry.operator.reconcile.metadata import FINALIZER
 from ferry.operator.reconcile.workloads import PodDefaults
@@ -83,6 +83,8 @@ async def run(settings: OperatorSettings) -> None:
     log.info("brokers and pipelines that name no image run the operator's image",
              extra={"image": defaults.image})
     ready, stop = asyncio.Event(), asyncio.Event()
+    rt = Runtime(settings=settings, kube=kube, brokers=brokers, defaults=defaults)
+    CACHED_TOKENS.set_function(lambda: len(rt.tokens))
     operator = asyncio.create_task(kopf.operator(
         registry=registry,
         settings=kopf_settings(),
@@ -93,8 +95,7 @@ async def run(settings: OperatorSettings) -> None:
         priority=settings.priority,
         ready_flag=ready,
         stop_flag=stop,
-        memo=kopf.Memo(runtime=Runtime(settings=settings, kube=kube, brokers=brokers,
-                                       defaults=defaults)),
+        memo=kopf.Memo(runtime=rt),
     ), name="kopf")
     watcher = asyncio.create_task(_mark_ready(ready), name="ready-gauge")
     try:

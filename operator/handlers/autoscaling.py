@@ -35,14 +35,25 @@ def _record(owner: Owner, provider: Provider | None, replicas: int,
             stats: GroupStats | None) -> None:
     """Replicas against backlog for the dashboard, under the provider that scales now."""
     name = provider.value if provider else "None"
-    for other in [*(p.value for p in Provider), "None"]:
-        if other != name:
-            with contextlib.suppress(KeyError):
-                SCALED_REPLICAS.remove(owner.namespace, owner.name, other)
+    _drop_replicas(owner, keep=name)
     SCALED_REPLICAS.labels(owner.namespace, owner.name, name).set(replicas)
     value = None if stats is None else metric_value(stats)
     if value is not None:
         SCALED_BACKLOG.labels(owner.namespace, owner.name).set(value)
+
+
+def _drop_replicas(owner: Owner, keep: str | None = None) -> None:
+    for name in [*(p.value for p in Provider), "None"]:
+        if name != keep:
+            with contextlib.suppress(KeyError):
+                SCALED_REPLICAS.remove(owner.namespace, owner.name, name)
+
+
+def forget_scaling(owner: Owner) -> None:
+    """Drop a deleted group's series from /metrics."""
+    _drop_replicas(owner)
+    with contextlib.suppress(KeyError):
+        SCALED_BACKLOG.remove(owner.namespace, owner.name)
 
 
 async def keep_deletion_costs(rt: Runtime, body: Any, owner: Owner, spec: Autoscaling,

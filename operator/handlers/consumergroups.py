@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from ferry.operator.clients.errors import BrokerTrouble, KubeError
 from ferry.operator.handlers.autoscaling import (
     autoscale,
+    forget_scaling,
     keep_deletion_costs,
     wake_on_first_message,
 )
@@ -32,7 +33,13 @@ from ferry.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from ferry.operator.reconcile import consumergroups, deletion, keda, providers, queues, tenancy
 from ferry.operator.reconcile.metadata import API_VERSION, GROUP, VERSION
 from ferry.operator.reconcile.observations import Failure, Problem
-from ferry.operator.reconcile.specs import Autoscaling, ConsumerGroupSpec, KeyRef, QueueSpec
+from ferry.operator.reconcile.specs import (
+    Autoscaling,
+    ConsumerGroupSpec,
+    KeyRef,
+    Owner,
+    QueueSpec,
+)
 from ferry.operator.settings import OperatorSettings
 
 PLURAL = "consumergroups"
@@ -136,8 +143,18 @@ async def reconcile(rt: Runtime, body: Any, patch: kopf.Patch, *, apply: bool) -
 
 
 async def finalize(rt: Runtime, body: Any, retry: int) -> None:
+    """Delete policy: remove the group from its broker; Retain: keep it. Either way its
+    autoscaling figures leave /metrics (a gone group has no replicas to report)."""
     owner = owner_of(body)
     spec = ConsumerGroupSpec.model_validate(body["spec"])
+    try:
+        await _delete(rt, body, owner, spec, retry)
+    finally:
+        forget_scaling(owner)
+
+
+async def _delete(rt: Runtime, body: Any, owner: Owner, spec: ConsumerGroupSpec,
+                  retry: int) -> None:
     what = f"group {owner.name} of queue {spec.queue}"
     if deletion.first_step(spec.deletion_policy) is deletion.Step.RELEASE:
         kopf.info(body, reason="Retained", message=f"deletionPolicy Retain: {what} is kept")

@@ -221,9 +221,17 @@ async def _storage(rt: Runtime, body: Any, owner: Owner,
 async def finalize(rt: Runtime, body: Any, retry: int) -> None:
     """Delete policy: remove the queue from its broker, with bounded retries; Retain: keep it.
 
-    An external broker the operator refuses is never called: the queue there is left alone."""
+    An external broker the operator refuses is never called: the queue there is left alone.
+    Either way its token leaves the operator's memory (a retry reads the Secret again)."""
     owner = owner_of(body)
     spec = QueueSpec.model_validate(body["spec"])
+    try:
+        await _delete(rt, body, owner, spec, retry)
+    finally:
+        forget(rt, owner.namespace, owner.name, spec)
+
+
+async def _delete(rt: Runtime, body: Any, owner: Owner, spec: QueueSpec, retry: int) -> None:
     if deletion.first_step(spec.deletion_policy) is deletion.Step.RELEASE:
         kopf.info(body, reason="Retained",
                   message=f"deletionPolicy Retain: queue {owner.name} and its data are kept")

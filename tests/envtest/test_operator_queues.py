@@ -254,3 +254,42 @@ def test_an_idle_queue_costs_its_broker_no_write(control_plane: Any, namespace: 
     assert store_writes(broker.url) == before
     on_broker(broker.url, lambda c: c.delete_queue("orders"))
     eventually(lambda: "orders" in broker_queues(broker.url), "the queue put back")
+
+
+def test_deleted_queues_and_groups_leave_nothing_in_the_operators_memory(
+        control_plane: Any, namespace: str, broker: Any, run_operator: Any,
+        eventually: Any) -> None:
+    """A long-running operator sees Queues come and go: each one's token (kept in memory)
+    and each autoscaled group's figures on /metrics must go with it. The tokens stayed,
+    and the finalizer's own read put a deleted Queue's token back."""
+    operator = run_operator(broker_url=broker.url)
+    names = ["orders", "invoices"]
+    for name in names:
+        apply(control_plane, namespace, cr("Queue", name, {}))
+        apply(control_plane, namespace, cr("ConsumerGroup", f"{name}-workers", {
+            "queue": name, "autoscaling": {"target": {"name": f"{name}-workers"},
+                                           "maxReplicas": 3}}))
+        # The target's replicas are what the group's figures report (no pod need run).
+        control_plane.kubectl("create", "deployment", f"{name}-workers", "-n", namespace,
+                              "--image=registry.k8s.io/pause:3.10")
+
+    def tokens() -> float:
+        return sample(operator.metrics_url, "ferry_operator_cached_tokens")
+
+    def scaled(group: str) -> bool:
+        with urllib.request.urlopen(f"{operator.metrics_url}/metrics") as response:
+            text = response.read().decode()
+        return any(s.labels.get("group") == group
+                   for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name.startswith("ferry_operator_consumergroup_"))
+    for name in names:
+        eventually(lambda n=name: reconciled(control_plane, namespace, "queue", n),
+                   f"{name} Ready")
+        eventually(lambda n=name: scaled(f"{n}-workers"), f"{name}-workers on /metrics")
+    assert tokens() == len(names)
+    for name in names:
+        control_plane.kubectl("delete", "-n", namespace, "cg", f"{name}-workers",
+                              "--timeout=120s")
+        control_plane.kubectl("delete", "-n", namespace, "queue", name, "--timeout=120s")
+    eventually(lambda: tokens() == 0, "no token held for the deleted Queues")
+    assert not any(scaled(f"{name}-workers") for name in names)
