@@ -124,6 +124,15 @@ class ErrorBody(Model):
     error: ErrorDetail
 
 
+class WsErrorDetail(ErrorDetail):
+    """A WebSocket error reply's error: the HTTP error's, and when to come back."""
+
+    retry_after_ms: int | None = Field(
+        None, ge=0,
+        description="where HTTP would answer Retry-After (rate_limited, queue_full, "
+                    "unavailable): the same wait, in milliseconds")
+
+
 # The HTTP status of every code: the server answers with it, and the client gives a
 # WebSocket reply (a code, no status) the status HTTP would have had.
 STATUS_OF_CODE: dict[ErrorCode, int] = {
@@ -528,7 +537,7 @@ class WsReply(Model):
     page: MessagePage | None = None
     cancelled: str | None = Field(None, description="the id a cancel frame removed")
     purged: int | None = None
-    error: ErrorDetail | None = None
+    error: WsErrorDetail | None = None
 
 
 class WsDeliver(Model):

@@ -30,6 +30,7 @@ from ferry.broker.client.errors import (
 )
 from ferry.broker.client.leases import Leases
 from ferry.broker.client.pipe import NoWebSocketError, Pipe
+from ferry.broker.client.retrying import pause
 from ferry.broker.client.sse import EventParser
 from ferry.broker.models import (
     Delivery,
@@ -343,7 +344,7 @@ class Consumer:
                     self._buffer.put_nowait(e)
                     return
                 log.info("consumer connection lost (%s); reconnecting", e)
-                await asyncio.sleep(delays[failures])
+                await asyncio.sleep(pause(delays[failures], e))
                 failures += 1
 
     async def _stream_once(self, connected: Callable[[], None]) -> None:

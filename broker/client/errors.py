@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from ferry.broker.models import STATUS_OF_CODE, ErrorBody, ErrorCode, ErrorDetail
+from ferry.broker.models import STATUS_OF_CODE, ErrorBody, ErrorCode, ErrorDetail, WsErrorDetail
 
 _NOT_FOUND_CODES = frozenset(
     {ErrorCode.QUEUE_NOT_FOUND, ErrorCode.GROUP_NOT_FOUND, ErrorCode.MESSAGE_NOT_FOUND}
@@ -12,13 +12,20 @@ _NOT_FOUND_CODES = frozenset(
 
 
 class BrokerError(Exception):
-    """A broker call failed; `code` is the server's machine-readable error code."""
+    """A broker call failed; `code` is the server's machine-readable error code.
 
-    def __init__(self, status: int, code: ErrorCode | str, message: str) -> None:
+    `retry_after`: the seconds the broker asked the client to wait before trying again
+    (HTTP's Retry-After, a WebSocket error reply's retry_after_ms), None when it did not
+    say; a retried call waits at least that long (retrying.pause).
+    """
+
+    def __init__(self, status: int, code: ErrorCode | str, message: str,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return f"{self.message} ({self.code}, HTTP {self.status})" if self.status else self.message
@@ -43,26 +50,29 @@ class RateLimited(BrokerError):  # noqa: N818 - named for its code, like NotFoun
     caller's to handle, and a retry loop would only spend the token's rate.
     """
 
-    def __init__(self, status: int, code: ErrorCode | str, message: str,
-                 retry_after: float | None = None) -> None:
-        super().__init__(status, code, message)
-        self.retry_after = retry_after
-
 
 def error_for(status: int | None, detail: ErrorDetail,
               retry_after: float | None = None) -> BrokerError:
     """The exception for an error the server answered with; `status` is None on WebSocket."""
     if status is None:
         status = STATUS_OF_CODE.get(detail.code, 400)
+    kind: type[BrokerError] = BrokerError
     if status == 404 or detail.code in _NOT_FOUND_CODES:
-        return NotFound(status, detail.code, detail.message)
-    if status == 503 or detail.code == ErrorCode.UNAVAILABLE:
-        return Unavailable(status, detail.code, detail.message)
-    if detail.code == ErrorCode.FORBIDDEN:
-        return Forbidden(status, detail.code, detail.message)
-    if detail.code == ErrorCode.RATE_LIMITED:
-        return RateLimited(status, detail.code, detail.message, retry_after)
-    return BrokerError(status, detail.code, detail.message)
+        kind = NotFound
+    elif status == 503 or detail.code == ErrorCode.UNAVAILABLE:
+        kind = Unavailable
+    elif detail.code == ErrorCode.FORBIDDEN:
+        kind = Forbidden
+    elif detail.code == ErrorCode.RATE_LIMITED:
+        kind = RateLimited
+    return kind(status, detail.code, detail.message, retry_after)
+
+
+def error_of_reply(detail: WsErrorDetail) -> BrokerError:
+    """The exception for a WebSocket error reply: the one its HTTP answer would give, its
+    retry_after_ms as the Retry-After seconds."""
+    wait = None if detail.retry_after_ms is None else detail.retry_after_ms / 1000
+    return error_for(None, detail, wait)
 
 
 def retry_after(value: str | None) -> float | None:

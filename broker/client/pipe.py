@@ -17,7 +17,13 @@ from typing import Annotated
 import aiohttp
 from pydantic import Field, TypeAdapter, ValidationError
 
-from ferry.broker.client.errors import BrokerError, error_for, retry_after, unreachable
+from ferry.broker.client.errors import (
+    BrokerError,
+    error_for,
+    error_of_reply,
+    retry_after,
+    unreachable,
+)
 from ferry.broker.models import (
     Delivery,
     ErrorCode,
@@ -78,11 +84,9 @@ class Pipe:
                 ) from e
             code = _HANDSHAKE_CODES.get(
                 e.status, ErrorCode.UNAVAILABLE if e.status >= 500 else ErrorCode.BAD_REQUEST)
-            if code in (ErrorCode.FORBIDDEN, ErrorCode.RATE_LIMITED):
-                wait = retry_after(e.headers.get("Retry-After") if e.headers else None)
-                raise error_for(e.status, ErrorDetail(code=code, message=f"WebSocket refused: {e}"),
-                                wait) from e
-            raise BrokerError(e.status, code, f"WebSocket refused: {e}") from e
+            wait = retry_after(e.headers.get("Retry-After") if e.headers else None)
+            raise error_for(e.status, ErrorDetail(code=code, message=f"WebSocket refused: {e}"),
+                            wait) from e
         except (aiohttp.ClientError, TimeoutError) as e:
             raise unreachable(url, e) from e
         return cls(ws, url, reply_s)
@@ -119,7 +123,7 @@ class Pipe:
                 # raised here, so mark it seen, or asyncio prints "never retrieved".
                 future.exception()
         if reply.error is not None:
-            raise error_for(None, reply.error)
+            raise error_of_reply(reply.error)
         return reply
 
     def subscribe(self, seq: int, on_deliver: OnDeliver) -> None:
@@ -193,7 +197,7 @@ class Pipe:
                 future.set_result(frame)
             elif frame.error is not None and frame.seq in self._subscriptions:
                 # A subscription ended by the broker (its queue or group was deleted).
-                self._subscriptions.pop(frame.seq)(error_for(None, frame.error))
+                self._subscriptions.pop(frame.seq)(error_of_reply(frame.error))
         else:
             on_deliver = self._subscriptions.get(frame.sub)
             if on_deliver is not None:

@@ -37,13 +37,20 @@ class RetryPolicy:
         return [draw(self.ceiling(n) / 2, self.ceiling(n)) for n in range(self.retries)]
 
 
+def pause(delay: float, error: BrokerError) -> float:
+    """The wait before retrying after `error`: the schedule's `delay`, or the broker's
+    retry_after (Retry-After over HTTP, retry_after_ms over the WebSocket) when longer."""
+    return delay if error.retry_after is None else max(delay, error.retry_after)
+
+
 async def with_retries(
     attempt: Callable[[], Awaitable[T]],
     policy: RetryPolicy,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
-    """Run `attempt` until it succeeds, fails for good (4xx) or runs out of retries.
+    """Run `attempt` until it succeeds, fails for good (4xx) or runs out of retries,
+    waiting before each retry as long as the schedule says or the broker asked (`pause`).
 
     The caller makes `attempt` safe to repeat (publish carries dedup ids; ack/nack/extend
     of a receipt twice is answered per receipt), so a retry never duplicates work.
@@ -54,5 +61,6 @@ async def with_retries(
         except BrokerError as error:
             if not is_retryable(error):
                 raise
-        await sleep(delay)
+            wait = pause(delay, error)
+        await sleep(wait)
     return await attempt()

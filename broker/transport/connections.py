@@ -26,8 +26,7 @@ import orjson
 from aiohttp import web
 
 from ferry.broker.models import ErrorCode
-from ferry.broker.transport.errors import error_body
-from ferry.broker.transport.memory import RETRY_AFTER_S
+from ferry.broker.transport.errors import error_body, retry_after_s
 
 MAX_CONNECTIONS = 1000  # --max-connections
 HEADER_TIMEOUT_S = 20.0  # --header-timeout-seconds (aiohttp's client keeps idle ones 15 s)
@@ -77,7 +76,7 @@ class Refused(asyncio.Protocol):
             body = error_body(ErrorCode.UNAVAILABLE,
                               f"the broker serves at most {self.limit} connections; retry")
             reply = http_response(503, "Service Unavailable", body,
-                                  f"Retry-After: {RETRY_AFTER_S}\r\n")
+                                  f"Retry-After: {retry_after_s(ErrorCode.UNAVAILABLE)}\r\n")
         self.transport.write(reply)
         self.transport.close()
 

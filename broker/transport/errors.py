@@ -30,7 +30,7 @@ class ApiError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.retry_after = retry_after  # seconds, for a Retry-After header
+        self.retry_after = retry_after  # seconds: Retry-After, a WebSocket retry_after_ms
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -45,9 +45,16 @@ def error_body(code: ErrorCode, message: str) -> bytes:
 RETRY_AFTER_SECONDS = {ErrorCode.QUEUE_FULL: 1, ErrorCode.UNAVAILABLE: RETRY_AFTER_S}
 
 
+def retry_after_s(code: ErrorCode, given: int | None = None) -> int | None:
+    """When a client told `code` may come back, in whole seconds (None: the code says
+    nothing of when): `given` (a refusal's own figure, ApiError.retry_after), else the
+    code's. The one answer for HTTP's Retry-After and the WebSocket's retry_after_ms."""
+    return RETRY_AFTER_SECONDS.get(code) if given is None else given
+
+
 def error_response(code: ErrorCode, message: str, status: int | None = None,
                    retry_after: int | None = None) -> web.Response:
-    retry = RETRY_AFTER_SECONDS.get(code) if retry_after is None else retry_after
+    retry = retry_after_s(code, retry_after)
     return web.Response(
         body=error_body(code, message), status=status or STATUS_OF_CODE[code],
         content_type="application/json",

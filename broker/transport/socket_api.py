@@ -33,7 +33,7 @@ from ferry.broker.models import (
 from ferry.broker.store import StoreError
 from ferry.broker.transport.browsing import browse_page, cancel_now, purge
 from ferry.broker.transport.encoding import bracketed
-from ferry.broker.transport.errors import ApiError, describe, store_error
+from ferry.broker.transport.errors import ApiError, describe, retry_after_s, store_error
 from ferry.broker.transport.leases import LeaseBook
 from ferry.broker.transport.limits import MAX_REQUEST_BYTES
 from ferry.broker.transport.messaging import (
@@ -60,10 +60,22 @@ def reply(seq: int, field_: bytes, value: bytes) -> bytes:
     return b'{"op":"reply","seq":%d,"%s":%s}' % (seq, field_, value)
 
 
-def error_reply(seq: int, code: ErrorCode | str, message: str) -> bytes:
-    return b'{"op":"reply","seq":%d,"error":%s}' % (
-        seq, orjson.dumps({"code": str(code), "message": message}),
-    )
+def error_reply(seq: int, code: ErrorCode, message: str, retry_after: int | None = None
+                ) -> bytes:
+    """A frame's error reply. Where HTTP would answer Retry-After, it carries the same
+    figure in milliseconds (retry_after_ms): `retry_after` (a refusal's own seconds),
+    else the code's (errors.retry_after_s)."""
+    error: dict[str, str | int] = {"code": code.value, "message": message}
+    wait = retry_after_s(code, retry_after)
+    if wait is not None:
+        error["retry_after_ms"] = wait * 1000
+    return b'{"op":"reply","seq":%d,"error":%s}' % (seq, orjson.dumps(error))
+
+
+def refusal_reply(seq: int, e: ApiError | CoreError) -> bytes:
+    """The error reply of a refused frame, with an ApiError's own wait (a token's rate)."""
+    return error_reply(seq, e.code, e.message,
+                       e.retry_after if isinstance(e, ApiError) else None)
 
 
 @dataclass
@@ -177,7 +189,7 @@ class Connection:
             else:
                 self._subscribe(frame)
         except (ApiError, CoreError) as e:
-            self.send(error_reply(frame.seq, e.code, e.message))
+            self.send(refusal_reply(frame.seq, e))
         except Exception as e:  # a bug: answer this frame, keep the connection and its replies
             log.exception("unexpected error in websocket frame %s", frame.op)
             self.send(error_reply(
@@ -214,7 +226,7 @@ class Connection:
             page = await browse_page(self.rt, f.queue, f)  # a WsBrowse is a BrowseQuery
             self.send(reply(f.seq, b"page", orjson.dumps(page.model_dump(mode="json"))))
         except (ApiError, CoreError) as e:
-            self.send(error_reply(f.seq, e.code, e.message))
+            self.send(refusal_reply(f.seq, e))
         except StoreError as e:
             self.send(error_reply(f.seq, *store_error(e)))
 

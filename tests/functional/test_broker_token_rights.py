@@ -26,12 +26,14 @@ ADMIN = "adm1n-old-style-token"
 PUBLISHER = "pub-0rders-token"
 CONSUMER = "c0nsumer-token"
 SLOW = "sl0w-token"
-TOKENS = (ADMIN, PUBLISHER, CONSUMER, SLOW)
+SLOW_PUBLISHER = "sl0w-publ1sher-token"
+TOKENS = (ADMIN, PUBLISHER, CONSUMER, SLOW, SLOW_PUBLISHER)
 TOKEN_FILE = f"""# the original format: one admin token
 {ADMIN}
 {PUBLISHER} publish,read queues=orders-*
 {CONSUMER} consume queues=orders-eu
 {SLOW} read rate=2/s
+{SLOW_PUBLISHER} publish rate=2/s
 """
 
 
@@ -167,6 +169,44 @@ async def test_over_its_rate_a_token_gets_429_then_recovers(scoped: BrokerProces
             for _ in range(20):
                 await client.list_queues()
     assert limited.value.status == 429 and limited.value.retry_after == 1.0
+
+
+async def test_over_its_rate_a_websocket_frame_is_told_when_to_come_back(
+    scoped: BrokerProcess,
+) -> None:
+    """The rate_limited reply carries retry_after_ms: HTTP's Retry-After (1 s: a 2/s
+    bucket refills one request within 0.5 s, rounded up to whole seconds), in ms."""
+    async with Api.connect(scoped.url) as api:
+        await api.call("PUT", "/v1/queues/slow", {}, headers=bearer(ADMIN))
+        async with api.session.ws_connect(scoped.url + "/v1/ws", headers=bearer(SLOW)) as ws:
+            for seq in range(1, 21):  # a burst of 2 per second: most of 20 are refused
+                await ws.send_str(json.dumps({"op": "browse", "seq": seq, "queue": "slow"}))
+            replies: dict[int, Any] = {}
+            while len(replies) < 20:
+                reply = json.loads((await ws.receive(timeout=60)).data)
+                replies[reply["seq"]] = reply
+    limited = [r["error"] for r in replies.values() if "error" in r]
+    assert limited and len(limited) < 20
+    for error in limited:
+        assert error["code"] == "rate_limited" and "retry in" in error["message"]
+        assert error["retry_after_ms"] == 1000, error
+    assert all("page" in r for r in replies.values() if "error" not in r)
+
+
+@pytest.mark.parametrize("websocket", [False, True], ids=["http", "websocket"])
+async def test_the_client_raises_rate_limited_with_retry_after(
+    scoped: BrokerProcess, websocket: bool
+) -> None:
+    async with BrokerClient(scoped.url, token=ADMIN) as admin:
+        await admin.put_queue("slow")
+    async with BrokerClient(scoped.url, token=SLOW_PUBLISHER, retries=0,
+                            websocket=websocket) as client:
+        with pytest.raises(RateLimited) as limited:
+            for _ in range(20):  # the first opens the WebSocket (one request) and publishes
+                await client.publish("slow", [OutgoingMessage(body=1)])
+    assert (limited.value.status, limited.value.code) == (429, ErrorCode.RATE_LIMITED)
+    assert limited.value.retry_after == 1.0
+    assert "WebSocket refused" not in limited.value.message  # a frame's reply, not the handshake
 
 
 def test_the_cli_says_forbidden(scoped: BrokerProcess) -> None:

@@ -3,8 +3,16 @@
 import pytest
 
 from ferry.broker.client import BrokerError, Forbidden, NotFound, RateLimited, Unavailable
-from ferry.broker.client.errors import error_for, error_from_response, is_retryable, retry_after
-from ferry.broker.models import ErrorBody, ErrorCode, ErrorDetail
+from ferry.broker.client.errors import (
+    error_for,
+    error_from_response,
+    error_of_reply,
+    is_retryable,
+    retry_after,
+)
+from ferry.broker.models import ErrorBody, ErrorCode, ErrorDetail, WsReply
+from ferry.broker.transport.errors import error_response
+from ferry.broker.transport.socket_api import error_reply
 
 pytestmark = pytest.mark.unit
 
@@ -72,3 +80,33 @@ def test_403_and_429_are_final_and_429_keeps_retry_after() -> None:
     assert isinstance(limited, RateLimited) and not is_retryable(limited)
     assert limited.retry_after == 2.0
     assert retry_after(None) is None and retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+
+
+@pytest.mark.parametrize("given", [None, 3], ids=["the code's", "a refusal's own"])
+@pytest.mark.parametrize("code", list(ErrorCode))
+def test_a_websocket_error_reply_gives_the_exception_and_retry_after_of_its_http_answer(
+    code: ErrorCode, given: int | None
+) -> None:
+    """One contract: the broker's HTTP answer and WebSocket reply for the same refusal
+    become the same exception with the same retry_after (Retry-After / retry_after_ms)."""
+    http = error_response(code, "m", retry_after=given)
+    header = http.headers.get("Retry-After")
+    assert isinstance(http.body, bytes)
+    over_http = error_from_response(http.status, http.body, retry_after_s=retry_after(header))
+    reply = WsReply.model_validate_json(error_reply(7, code, "m", given))
+    assert reply.seq == 7 and reply.error is not None
+    assert reply.error.retry_after_ms == (None if header is None else int(header) * 1000)
+    over_ws = error_of_reply(reply.error)
+    assert type(over_ws) is type(over_http)
+    assert (over_ws.status, over_ws.code, over_ws.retry_after) == (
+        over_http.status, over_http.code, over_http.retry_after)
+
+
+
+def test_replies_that_ask_to_come_back_say_when_and_others_say_nothing_of_it() -> None:
+    for code, given in ((ErrorCode.QUEUE_FULL, None), (ErrorCode.UNAVAILABLE, None),
+                        (ErrorCode.RATE_LIMITED, 2)):
+        error = WsReply.model_validate_json(error_reply(1, code, "m", given)).error
+        assert error is not None and error.retry_after_ms is not None
+        assert error.retry_after_ms > 0
+    assert b"retry_after_ms" not in error_reply(1, ErrorCode.FORBIDDEN, "m")

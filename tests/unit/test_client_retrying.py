@@ -6,7 +6,7 @@ import pytest
 
 from ferry.broker.client import BrokerError, NotFound, RetryPolicy, Unavailable
 from ferry.broker.client.errors import unreachable
-from ferry.broker.client.retrying import with_retries
+from ferry.broker.client.retrying import pause, with_retries
 from ferry.broker.models import ErrorCode
 
 pytestmark = pytest.mark.unit
@@ -75,3 +75,22 @@ async def test_gives_up_after_the_retry_budget_with_the_last_error() -> None:
     with pytest.raises(Unavailable, match="refused 3"):
         await with_retries(attempt, RetryPolicy(retries=3), sleep=_no_sleep)
     assert attempt.calls == 4
+
+
+def test_a_retry_waits_at_least_as_long_as_the_broker_asked() -> None:
+    asked = Unavailable(503, ErrorCode.UNAVAILABLE, "memory budget taken", retry_after=1.0)
+    assert pause(0.2, asked) == 1.0
+    assert pause(3.0, asked) == 3.0  # the schedule's longer wait stands
+    assert pause(0.2, Unavailable(503, ErrorCode.UNAVAILABLE, "draining")) == 0.2
+
+
+async def test_the_loop_waits_the_brokers_retry_after_before_retrying() -> None:
+    attempt = Flaky([Unavailable(503, ErrorCode.UNAVAILABLE, "busy", retry_after=2.5),
+                     unreachable("http://b", ConnectionRefusedError("refused"))])
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    assert await with_retries(attempt, RetryPolicy(retries=5), sleep=sleep) == "ok"
+    assert slept[0] == 2.5 and slept[1] <= RetryPolicy().ceiling(1)
