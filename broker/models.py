@@ -16,7 +16,7 @@ integer 2, as JSON Schema (and so the OpenAPI document) has it.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -91,6 +91,17 @@ M = TypeVar("M", bound=BaseModel)
 def parse(model: type[M], raw: bytes | bytearray | str) -> M:
     """A request body as `model`, strictly: JSON types must match the fields' types."""
     return model.model_validate_json(raw, strict=True)
+
+
+# How clients read the broker's answers: a field they do not know is ignored, not an
+# error, so a broker upgraded before its clients (a rolling upgrade) may add fields to
+# its answers. Requests stay strict (Model: a typo is a 400).
+ANSWER_EXTRA: Final = "ignore"
+
+
+def parse_answer(model: type[M], raw: bytes | bytearray | str) -> M:
+    """A broker's answer as `model`, ignoring fields this client does not know."""
+    return model.model_validate_json(raw, extra=ANSWER_EXTRA)
 
 
 # --- errors ------------------------------------------------------------------

@@ -48,6 +48,7 @@ from ferry.broker.models import (
     RedriveRequest,
     RedriveResponse,
     WsSettle,
+    parse_answer,
 )
 from ferry.kit.tracing import TRACEPARENT, current_traceparent, span, tracer
 
@@ -476,7 +477,7 @@ class BrokerClient:
 
 def _parse(model: type[M], status: int, raw: bytes) -> M:
     try:
-        return model.model_validate_json(raw)
+        return parse_answer(model, raw)
     except ValidationError as e:  # a protocol mismatch: a 2xx status, so it is not retried
         first = str(e).splitlines()[0]
         raise BrokerError(status, ErrorCode.BAD_REQUEST, f"unexpected answer: {first}") from e

@@ -38,6 +38,7 @@ from ferry.broker.models import (
     ReceiptStatus,
     ReceiveResponse,
     WsSubscribe,
+    parse_answer,
 )
 from ferry.kit.tracing import span, traceparent_of, tracer
 
@@ -420,8 +421,8 @@ def _sse_deliveries(data: str) -> list[Delivery]:
     """An SSE event carries one delivery, or `{"messages": [...]}` like receive."""
     try:
         if data.lstrip().startswith('{"messages"'):
-            return ReceiveResponse.model_validate_json(data).messages
-        return [Delivery.model_validate_json(data)]
+            return parse_answer(ReceiveResponse, data).messages
+        return [parse_answer(Delivery, data)]
     except ValidationError as e:
         log.warning("ignoring a malformed event: %s", str(e).splitlines()[0])
         return []

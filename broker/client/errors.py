@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from ferry.broker.models import STATUS_OF_CODE, ErrorBody, ErrorCode, ErrorDetail, WsErrorDetail
+from ferry.broker.models import (
+    STATUS_OF_CODE,
+    ErrorBody,
+    ErrorCode,
+    ErrorDetail,
+    WsErrorDetail,
+    parse_answer,
+)
 
 _NOT_FOUND_CODES = frozenset(
     {ErrorCode.QUEUE_NOT_FOUND, ErrorCode.GROUP_NOT_FOUND, ErrorCode.MESSAGE_NOT_FOUND}
@@ -87,7 +94,7 @@ def error_from_response(status: int, body: bytes, reason: str = "",
                         retry_after_s: float | None = None) -> BrokerError:
     """Translate a non-2xx answer; a body that is not Ferry's error shape still gives a message."""
     try:
-        detail = ErrorBody.model_validate_json(body).error
+        detail = parse_answer(ErrorBody, body).error
     except ValidationError:
         text = body.decode("utf-8", "replace").strip()[:200] or reason or "no error body"
         fallback = ErrorCode.UNAVAILABLE if status >= 500 else ErrorCode.BAD_REQUEST
