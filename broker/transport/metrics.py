@@ -146,7 +146,26 @@ def install(app: web.Application, rt: Runtime) -> None:
         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 60)))
     if rt.tokens is not None:
         registry.register(RefusalCollector(rt))
+    registry.register(MemoryCollector(rt))
     app.router.add_get("/metrics", metrics)
+
+
+class MemoryCollector(Collector):
+    """The shared memory budget (memory.py): how much of it requests hold now, and how
+    many were answered 503 because it was spent."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def collect(self) -> Iterator[Metric]:
+        budget = self.rt.memory
+        yield GaugeMetricFamily("ferry_memory_budget_bytes", "--memory-budget-bytes",
+                                value=budget.limit)
+        yield GaugeMetricFamily("ferry_memory_reserved_bytes", "bytes of the memory budget "
+                                "held by request bodies, frames and batches now",
+                                value=budget.used)
+        yield CounterMetricFamily("ferry_memory_refusals", "requests and frames answered "
+                                  "503 because the memory budget was spent", value=budget.refused)
 
 
 class RefusalCollector(Collector):

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from broker_api import Api
 from fixtures.broker_process import BrokerProcess
+from testsupport.waiting import eventually_async
 
 pytestmark = pytest.mark.functional
 
@@ -128,6 +129,16 @@ async def test_one_message_larger_than_the_batch_still_goes_alone(
         assert [m["id"] for m in await api.receive("q", "g", max=10)] == ids[1:]
 
 
+async def metric(api: Api, name: str) -> float:
+    text = await (await api.session.get(api.url + "/metrics")).text()
+    return next(float(line.split()[-1]) for line in text.splitlines()
+                if line.startswith(name + " "))
+
+
+async def reserved(api: Api, at_least: int) -> bool:
+    return await metric(api, "ferry_memory_reserved_bytes") >= at_least
+
+
 async def open_slow_body(port: int, path: str, length: int) -> asyncio.StreamWriter:
     """A request whose body is still being sent: it holds its reservation meanwhile."""
     _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -145,11 +156,16 @@ async def test_over_the_memory_budget_is_503_with_retry_after_and_nothing_happen
         await api.ok("PUT", "/v1/queues/q")
         slow = await open_slow_body(b.port, "/v1/queues/q/messages", 2 * MiB)
         try:
+            # Its head read, the slow request holds 2 MiB of the 3 (under load the next
+            # request could otherwise come first and fit).
+            await eventually_async(lambda: reserved(api, 2 * MiB),
+                                   "the slow request to hold its reservation")
             body = json.dumps({"messages": [big(600_000, "late"), big(600_000, "2")]}).encode()
             async with api.session.post(b.url + "/v1/queues/q/messages", data=io.BytesIO(body),
                                         headers=JSON) as r:
                 assert r.status == 503 and r.headers["Retry-After"] == "1"
                 assert (await r.json())["error"]["code"] == "unavailable"
+            assert await metric(api, "ferry_memory_refusals_total") == 1
             assert (await api.ok("GET", "/v1/queues/q"))["published_total"] == 0
             assert len(await api.publish("q", {"body": "small fits"})) == 1
         finally:
