@@ -20,13 +20,11 @@ class Progress:
     total: int
     lag: int | None
     collectors: int
-    elapsed: float
-    stored_before: int = 0  # rows already stored when this display started
+    elapsed: float  # since the pass's streamers started: the summary's window (Summary.seconds)
 
     def line(self) -> str:
         pct = 100.0 if self.total <= 0 else 100.0 * self.stored / self.total
-        done = self.stored - self.stored_before
-        rate = done / self.elapsed if self.elapsed > 0 else 0.0
+        rate = self.stored / self.elapsed if self.elapsed > 0 else 0.0
         lag = "?" if self.lag is None else str(self.lag)
         return (f"{bar(self.stored, self.total)} {self.stored}/{self.total} rows stored "
                 f"({pct:5.1f}%)  lag {lag}  collectors {self.collectors}  {rate:,.0f} rows/s")
@@ -38,25 +36,40 @@ class Console:
     def __init__(self, out: TextIO = sys.stdout, steps: int = 9) -> None:
         self.out, self.steps, self.step_no = out, steps, 0
         self.tty = out.isatty()
-        self._last_plain = 0.0
+        self._last_plain = float("-inf")
         self._last_line = ""
+        self._open = False  # a terminal's progress line is being redrawn: end it first
+
+    def _end_line(self) -> None:
+        if self._open:
+            self.out.write("\n")
+            self._open = False
 
     def step(self, text: str) -> None:
+        self._end_line()
         self.step_no += 1
         self.out.write(f"\n[{self.step_no}/{self.steps}] {text}\n")
         self.out.flush()
 
     def note(self, text: str) -> None:
+        self._end_line()
         self.out.write(f"{text}\n")
         self.out.flush()
 
     def info(self, text: str) -> None:
+        self._end_line()
         self.out.write(f"      {text}\n")
         self.out.flush()
+
+    def start_progress(self) -> None:
+        """A new progress display (a pass's): its first line is shown at once, and its
+        elapsed time starts again, so the previous display's does not hold it back."""
+        self._last_plain, self._last_line = float("-inf"), ""
 
     def progress(self, progress: Progress, *, final: bool = False) -> None:
         if self.tty:
             self.out.write("\r      " + progress.line() + ("\n" if final else ""))
+            self._open = not final
         elif (final or progress.elapsed - self._last_plain >= 2.0) and (
                 progress.line() != self._last_line):
             # Not a terminal (CI, a pipe): one line every few seconds instead of redraws.
@@ -65,6 +78,7 @@ class Console:
         self.out.flush()
 
     def block(self, text: str) -> None:
+        self._end_line()
         for row in text.rstrip("\n").splitlines():
             self.out.write(f"      {row}\n")
         self.out.flush()
@@ -88,7 +102,7 @@ class Summary:
     missing: int
     unexpected: int
     dead_letters: int
-    seconds: float
+    seconds: float  # from the streamers' start to the last row stored (its commit)
     streamers: int
     collectors_peak: int
     gpus: int
@@ -105,7 +119,7 @@ class Summary:
 
     @property
     def rate_text(self) -> str:
-        if self.seconds <= 0:  # first and last row in one commit: too few rows to time
+        if self.seconds <= 0:  # nothing stored after the streamers started: nothing to time
             return "- rows/s"
         return f"{self.throughput:,.0f} rows/s"
 
@@ -122,7 +136,8 @@ class Summary:
             ("duplicates", f"{self.duplicates:,}"),
             ("not in the sample", f"{self.unexpected:,}"),
             ("dead letters", f"{self.dead_letters:,}"),
-            ("time", f"{self.seconds:.1f} s"),
+            ("time", f"{self.seconds:.1f} s (from the streamers' start to the last row "
+                     "stored)"),
             ("throughput", f"{self.rate_text} ({self.label}: "
                            f"{pace(self.rate_per_streamer)})"),
             ("streamers / collectors", f"{self.streamers} / {self.collectors_peak} (peak)"),

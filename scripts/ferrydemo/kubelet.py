@@ -119,6 +119,7 @@ class LocalContainer:
     startup: tuple[int, str] | None = None  # the same of an httpGet startup probe
     probed: bool = False  # the startup probe passed since the process started
     started: str = field(default_factory=_now)
+    first_started: float = field(default_factory=time.time)  # epoch s; kept on restarts
     restarts: int = 0
     exit_code: int | None = None
     retry_at: float = 0.0

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,10 @@ class Run:
         self.service: ThreadedService | None = None  # --failover: the broker's Service
         self.broker_ports: list[int] = []  # running broker pods' ports, for the Service
         self.takeover: failover.Takeover | None = None
+        # The collectors' pods while their HPA is at work (None before and after): every
+        # change is shown, wherever it happens; peak is the current pass's most.
+        self.collectors: int | None = None
+        self.peak = 0
         pipeline = _docs(settings.root / PIPELINE)[0]
         self.pipeline = pipeline["metadata"]["name"]
         owner = Owner(api_version=pipeline["apiVersion"], kind=pipeline["kind"],
@@ -188,6 +192,7 @@ class Run:
         self._kubectl("create", "namespace", s.namespace)
         summaries = []
         for i, run in enumerate(s.passes):
+            self.peak = self.collectors or 0  # the pass starts with the collectors it finds
             if i == 0:
                 c.step(f"{run.label.capitalize()} pass: applying {DATABASE} and {PIPELINE}" + (
                     f" (its queue: replicas {failover.REPLICAS}, storage.engine postgres)"
@@ -199,6 +204,9 @@ class Run:
                     c.info(f"applied {pipeline}: {PIPELINE} with spec.streamer.ratePerSecond "
                            f"{run.rate}, source.path {self._source(run)}")
                 self.kubelet = self._kubelet(sample.parent, broker_port, api_port, pg)
+                self._wait_ready()
+                self._wait_scaling()
+                self.collectors = self.peak = self._count("collector", running_only=False)
             else:
                 c.step(f"{run.label.capitalize()} pass: "
                        + (f"{run.generated_rows:,} generated rows, " if run.generated_rows
@@ -206,11 +214,9 @@ class Run:
                 if run.generated_rows is not None:
                     self._generate(run.generated_rows, sample.parent / GENERATED)
                 self._empty_tables(pg)
-                self._repace(run)
-            self._wait_ready()
-            if i == 0:
-                self._wait_scaling()
-            summaries.append(self._pass(run, pg, api_port))
+                self._stop_streamers()
+            summaries.append(self._pass(run, pg, api_port, restart=i > 0))
+        self.collectors = None  # the pipeline's deletion stops its collectors, not the HPA
 
         c.step(f"Deleting TelemetryPipeline {self.pipeline}: the operator cleans up")
         self._delete_pipeline()
@@ -220,16 +226,19 @@ class Run:
             c.block(report.text())
         return report
 
-    def _pass(self, run: Pass, pg: str, api_port: int) -> Summary:
-        """Stream the applied pipeline's sample and read every row back: the pass's summary."""
+    def _pass(self, run: Pass, pg: str, api_port: int, *, restart: bool) -> Summary:
+        """Stream the applied pipeline's sample (restart: the stopped streamers started again
+        on the pass's pace and sample, the progress shown from then on) and read every row
+        back: the pass's summary."""
         c, s = self.console, self.s
         sample = self.s.workdir / "image-files" / Path(self._source(run)).name
         c.step(f"Streaming {sample.name} ({run.label}): "
                "streamers -> queue -> collectors -> PostgreSQL")
         expected = checking.read_sample(sample)
         dead_before = self._group_status().get("dead", 0)
-        peak = self._stream(pg, len(expected.keys), time.monotonic())
-        seconds = self._storing_seconds(pg)
+        if restart:
+            self._start_streamers(run)
+        seconds = self._stream(pg, len(expected.keys))
 
         c.step(f"kubectl get queues,cg,tp -n {s.namespace} (after the {run.label} run)")
         self._sync_for(3.0)  # one more stats poll by the operator, so the figures are final
@@ -252,7 +261,7 @@ class Run:
             unexpected=verdict.unexpected,
             dead_letters=self._group_status().get("dead", 0) - dead_before,
             seconds=seconds, streamers=self._count("streamer", running_only=False),
-            collectors_peak=peak, gpus=gpus,
+            collectors_peak=self.peak, gpus=gpus,
             failover=None if self.takeover is None else
             f"leader {self.takeover.killed} killed (SIGKILL) half-way, {self.takeover.leader}",
             takeover_seconds=None if self.takeover is None else self.takeover.seconds)
@@ -369,11 +378,10 @@ class Run:
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         return path
 
-    def _repace(self, run: Pass) -> None:
-        """The running pipeline, given the pass's pace and sample: its streamers stopped
-        (replicas 0), then started again together on them (a rolling update would start
-        one streamer seconds before the other); the queue, collectors and API carry on."""
-        streamer = _docs(self.s.root / PIPELINE)[0]["spec"]["streamer"]
+    def _stop_streamers(self) -> None:
+        """The running pipeline's streamers stopped (replicas 0), to be started again together
+        on the next pass's pace and sample (a rolling update would start one streamer seconds
+        before the other); the queue, collectors and API carry on."""
         self._patch({"replicas": 0})
 
         def stopped() -> bool:
@@ -385,6 +393,10 @@ class Run:
         except GaveUpError:
             raise DemoError(f"the streamers still run {self.s.timeout:.0f}s after "
                             "spec.streamer.replicas 0") from None
+
+    def _start_streamers(self, run: Pass) -> None:
+        """The stopped streamers back, on the pass's pace and sample."""
+        streamer = _docs(self.s.root / PIPELINE)[0]["spec"]["streamer"]
         self._patch({"replicas": streamer.get("replicas", 1), "ratePerSecond": run.rate,
                      "source": {"path": self._source(run)}})
 
@@ -412,6 +424,12 @@ class Run:
         assert self.kubelet is not None
         self.kubelet.sync()
         self.broker_ports = [port for _, port in self._brokers().values()]
+        if self.collectors is not None:
+            current = self._count("collector", running_only=False)
+            if current != self.collectors:
+                self.console.info(f"collectors {self.collectors} -> {current} (HPA on lag)")
+                self.collectors = current
+            self.peak = max(self.peak, current)
 
     def _brokers(self) -> dict[str, tuple[int, int]]:
         """Running broker pods: pod -> (pid, port)."""
@@ -517,24 +535,32 @@ class Run:
                 return await store.count()
         return asyncio.run(count())
 
-    def _storing_seconds(self, pg: str) -> float:
-        """From the first row stored to the last, by the collectors' own commit times."""
-        async def window() -> float:
+    def _last_stored(self, pg: str) -> float | None:
+        """When the last row was stored (the collectors' clock, epoch seconds), if any was."""
+        async def last() -> float | None:
             conn = await asyncpg.connect(pg)
             try:
-                row = await conn.fetchrow(
-                    "SELECT min(stored_at_us), max(stored_at_us) FROM telemetry_samples")
+                value = await conn.fetchval("SELECT max(stored_at_us) FROM telemetry_samples")
             finally:
                 await conn.close()
-            if row is None or row[0] is None:
-                return 0.0
-            return float(row[1] - row[0]) / 1e6
-        return asyncio.run(window())
+            return None if value is None else float(value) / 1e6
+        return asyncio.run(last())
 
-    def _stream(self, pg: str, total: int, started: float) -> int:
+    def _streamers_started(self) -> float:
+        """When the pass's first streamer process started (epoch seconds; now if none runs
+        yet): the pass's rows can be stored no sooner, so its rates are taken from there."""
         assert self.kubelet is not None
-        peak, last_change, last_stored, collectors = 0, time.monotonic(), -1, 0
-        shown, first = False, self._stored(pg)
+        return min((c.first_started for c in self.kubelet.containers.values()
+                    if c.component == "streamer"), default=time.time())
+
+    def _stream(self, pg: str, total: int) -> float:
+        """Show the pass's progress until every row is stored (or none arrives for a while):
+        the seconds from the streamers' start to the last row stored, the summary's time and
+        the final progress line's, so both give one rate."""
+        assert self.kubelet is not None
+        started, began = self._streamers_started(), time.monotonic()
+        last_change, last_stored, shown = began, -1, False
+        self.console.start_progress()
         while True:
             self._sync()
             self._check()
@@ -542,12 +568,9 @@ class Run:
             now = time.monotonic()
             if stored != last_stored:
                 last_stored, last_change = stored, now
-            current = self._count("collector")
-            if current != collectors and collectors:
-                self.console.info(f"collectors {collectors} -> {current} (HPA on lag)")
-            collectors, peak = current, max(peak, current)
+            collectors = self._count("collector", running_only=False)
             progress = Progress(stored, total, self._group_status().get("lag"), collectors,
-                                now - started, first)
+                                time.time() - started)
             self.console.progress(progress)
             if not shown and stored * 2 >= total and stored < total:
                 shown = True  # live figures, mid-stream
@@ -559,11 +582,13 @@ class Run:
                 self._fail_over(stored, total)
             if stored >= total or now - last_change > STALL_SECONDS:
                 # Done, or stuck: either way the read-back below says exactly what arrived.
-                self.console.progress(progress, final=True)
+                last = self._last_stored(pg)
+                seconds = 0.0 if last is None else max(0.0, last - started)
+                self.console.progress(replace(progress, elapsed=seconds), final=True)
                 if stored < total:
                     self.console.info(f"no progress for {STALL_SECONDS:.0f}s")
-                return peak
-            if now - started > self.s.timeout:
+                return seconds
+            if now - began > self.s.timeout:
                 raise DemoError(f"the pipeline had stored {stored}/{total} rows after "
                                 f"{self.s.timeout:.0f}s")
             time.sleep(0.5)

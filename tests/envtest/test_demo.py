@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,31 @@ def _processes_mentioning(text: str) -> list[str]:
         if text in cmdline:
             found.append(f"{proc.name}: {cmdline[:200]}")
     return found
+
+
+def _scaling(out: str) -> list[tuple[int, int]]:
+    """The demo's `collectors N -> M (HPA on lag)` lines."""
+    return [(int(n), int(m)) for n, m in
+            re.findall(r"collectors (\d+) -> (\d+) \(HPA on lag\)", out)]
+
+
+def check_scaling_shown(out: str) -> None:
+    """Every change of the collectors' count the HPA made is shown, one after the other
+    from the 1 it starts with: the most the summaries report (their peak) is one of them."""
+    changes = _scaling(out)
+    assert all(n != m for n, m in changes)
+    assert [n for n, _ in changes] == [1, *[m for _, m in changes]][:len(changes)], changes
+    peaks = [int(p) for p in re.findall(r"streamers / collectors\s+\d+ / (\d+) \(peak\)", out)]
+    assert peaks and max(peaks) == max([1, *[m for _, m in changes]]), (peaks, changes)
+
+
+def check_rates_agree(out: str) -> None:
+    """Each pass's last progress line (100%) gives the rate its summary does: one window,
+    from the streamers' start to the last row stored, which the summary names."""
+    finals = re.findall(r"\(100\.0%\).* ([\d,]+) rows/s\n", out)
+    summaries = re.findall(r"throughput\s+([\d,]+) rows/s", out)
+    assert summaries and finals[-len(summaries):] == summaries, (finals, summaries)
+    assert out.count("(from the streamers' start to the last row stored)") == len(summaries)
 
 
 def _sample_rows(limit: int) -> int:
@@ -75,6 +101,8 @@ def _demo(tmp_path: Path, *args: str, rows: int = ROWS) -> tuple[str, list[dict[
     assert f"[{steps}/{steps}]" in out
     assert "queue.ferry.dev/gpu-telemetry" in out and "READY   DEPTH" in out
     assert "duplicates" in out and "nothing left running" in out
+    check_scaling_shown(out)
+    check_rates_agree(out)
     assert not _processes_mentioning(str(workdir)), "the demo left processes behind"
     return out, passes
 
@@ -88,6 +116,9 @@ def test_demo_streams_paced_then_unpaced_each_exactly_once_and_cleans_up(
     assert unpaced["rows_in_sample"] == UNPACED_ROWS and unpaced["rows_rejected"] == 0
     assert unpaced["gpus"] == 160 and unpaced["throughput"] > 0
     assert all(p["takeover_seconds"] is None for p in passes)
+    # The paced pass's figure counts from the streamers' start: never above their pace.
+    paced = passes[0]
+    assert 0 < paced["throughput"] <= paced["rate_per_streamer"] * paced["streamers"]
     assert "Throughput, paced and unpaced:" in out and "TRUNCATE telemetry_samples" in out
 
 

@@ -1,11 +1,14 @@
-"""`make demo`'s options: --rate is bounded, and the passes they ask for (paced, unpaced)."""
+"""`make demo`'s options: --rate is bounded, and the passes they ask for (paced, unpaced);
+what it prints of them."""
 
 from __future__ import annotations
+
+import io
 
 import pytest
 
 from ferrydemo.cli import MAX_RATE, UNPACED_ROWS, parser, problem
-from ferrydemo.display import Report, Summary
+from ferrydemo.display import Console, Progress, Report, Summary
 from ferrydemo.running import Pass, plan
 
 pytestmark = pytest.mark.unit
@@ -89,3 +92,31 @@ def test_report_fails_when_any_pass_lost_a_row() -> None:
 def test_a_pass_stored_in_one_commit_has_no_rate_rather_than_zero() -> None:
     single = _summary("unpaced", 0, 500, 0.0)
     assert "throughput              - rows/s (unpaced:" in single.text()
+
+
+def _lines(console: Console, *elapsed: float, total: int = 3200) -> None:
+    for e in elapsed:
+        console.progress(Progress(int(e * 100), total, 0, 1, e))
+
+
+def test_each_pass_shows_progress_from_its_start_in_a_pipe() -> None:
+    """Not a terminal: a line every 2 s of the display's own time, the second pass's too
+    (it was held back until its time passed the first pass's last line)."""
+    out = io.StringIO()
+    console = Console(out)
+    console.start_progress()
+    _lines(console, 0.5, 1.0, 2.6, 13.0, 14.0)
+    assert len(out.getvalue().splitlines()) == 3  # at 0.5, 2.6 and 13.0 s
+    console.start_progress()
+    _lines(console, 0.4, 1.5, 2.5)
+    second = out.getvalue().splitlines()[3:]
+    assert [line.split("rows stored")[0].split()[-1] for line in second] == [
+        "40/3200", "250/3200"]
+
+
+def test_the_final_progress_line_and_the_summary_give_one_rate() -> None:
+    """Both over the same window: from the streamers' start to the last row stored."""
+    line = Progress(2560, 2560, 0, 1, 14.6).line()
+    summary = _summary("paced", 100, 2560, 14.6)
+    assert line.endswith(" 175 rows/s") and "throughput              175 rows/s" in summary.text()
+    assert "14.6 s (from the streamers' start to the last row stored)" in summary.text()
