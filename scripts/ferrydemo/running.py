@@ -571,7 +571,9 @@ class Run:
             collectors = self._count("collector", running_only=False)
             progress = Progress(stored, total, self._group_status().get("lag"), collectors,
                                 time.time() - started)
-            self.console.progress(progress)
+            done = stored >= total or now - last_change > STALL_SECONDS
+            if not done:  # the last line is the final one below, with the summary's rate
+                self.console.progress(progress)
             if not shown and stored * 2 >= total and stored < total:
                 shown = True  # live figures, mid-stream
                 self.console.progress(progress, final=True)
@@ -580,7 +582,7 @@ class Run:
             if self.s.failover and self.takeover is None and stored * 2 >= total:
                 # Half-way (on a fast short run the poll may first see it done: still a kill).
                 self._fail_over(stored, total)
-            if stored >= total or now - last_change > STALL_SECONDS:
+            if done:
                 # Done, or stuck: either way the read-back below says exactly what arrived.
                 last = self._last_stored(pg)
                 seconds = 0.0 if last is None else max(0.0, last - started)
