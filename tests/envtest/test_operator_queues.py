@@ -58,8 +58,11 @@ def test_queue_children_status_and_printer_columns(control_plane: Any, namespace
         return found if found and found["DEPTH"] == "5" and found["IN-FLIGHT"] == "2" else None
     columns = eventually(row, "kubectl get queues shows the broker's figures")
     assert (columns["READY"], columns["DEAD"], columns["CONSUMERS"]) == ("True", "0", "1")
+    # The row must show the receive too: a stats pass between the publish and the receive
+    # already gives LAG 5 (with nothing in flight).
     group = eventually(lambda: (r := table(control_plane, namespace, "cg").get("workers"))
-                       and r["LAG"] == "5" and r, "kubectl get cg shows the lag")
+                       and r["LAG"] == "5" and r["IN-FLIGHT"] == "2" and r,
+                       "kubectl get cg shows the lag and the leases")
     assert (group["QUEUE"], group["IN-FLIGHT"], group["CONSUMERS"]) == ("orders", "2", "1")
     status = get(control_plane, namespace, "queue", "orders")["status"]  # type: ignore[index]
     assert status["endpoint"] == broker.url and status["observedGeneration"] == 1
