@@ -21,6 +21,7 @@ SMOKE_SYSTEMS = ("ferry", "ferry-poll", "redis-everysec", "redis-always", "nats"
                  "ferry-pg", "nats-r3", "rabbitmq-r3")
 BACKLOG_SYSTEMS = ("ferry", "redis-everysec", "nats")
 MESSAGES = 300  # the --smoke preset
+LIVENESS_S = 240
 
 Json = dict[str, Any]
 Smoke = tuple[subprocess.CompletedProcess[str], Json]
@@ -29,11 +30,17 @@ Smoke = tuple[subprocess.CompletedProcess[str], Json]
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--systems", ",".join(SMOKE_SYSTEMS),
-         "--backlog-systems", ",".join(BACKLOG_SYSTEMS), "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
+    try:
+        # A liveness bound (the run takes about a minute), below pytest's own 300 s, so a
+        # hang fails here with the harness's progress lines: which system and scenario.
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench", "--smoke", "--systems", ",".join(SMOKE_SYSTEMS),
+             "--backlog-systems", ",".join(BACKLOG_SYSTEMS), "--out", str(out)],
+            cwd=ROOT, capture_output=True, text=True, timeout=LIVENESS_S,
+        )
+    except subprocess.TimeoutExpired as e:
+        said = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
+        pytest.fail(f"bench --smoke still ran after {LIVENESS_S} s; its progress:\n{said}")
     assert proc.returncode == 0, f"bench exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc, json.loads(out.read_text())
 
